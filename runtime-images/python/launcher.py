@@ -1,0 +1,506 @@
+#!/opt/venv/bin/python
+"""shoal-launch: stage a python job's code, install its dependencies, then exec its command.
+
+Usage (inside the ``shoal/python`` image)::
+
+    shoal-launch -- ARGV...
+
+Steps, each a small function below:
+
+1. ``stage_code``: copy ``/code`` (a directory or a single file; may be absent) to ``/tmp/work``,
+   leaving out ``__pycache__``, ``*.pyc`` and ``.git``, and chdir there.
+2. ``find_plan``: resolve dependencies by the first rule that applies:
+   ``pip install ...`` lines in the module docstring of a single-module job (the work dir holds
+   exactly one ``.py`` file; the docstring is read with ``ast``, never executed); else
+   ``pyproject.toml`` (``poetry install`` when it has ``[tool.poetry]``, else ``pip install .``);
+   else ``requirements.txt`` (``pip install -r``); else ``setup.py`` (``pip install -e .``).
+3. ``prepare_env``: install into a writable per-job venv under ``/tmp`` (the root filesystem is
+   read-only). pip runs from ``/opt/venv`` with ``--python`` pointing at the job venv; poetry
+   uses the job venv through ``VIRTUAL_ENV``. The job's ``python`` is that venv's (it is first on
+   ``PATH``); a job without dependencies gets the empty venv ``/opt/jobenv``.
+4. Every step's command line and output is appended to ``/outputs/requirements.log``.
+5. ``exec_command``: ``os.execvpe`` the user's argv (no shell, no re-quoting), so its exit code is
+   the job's. When ``argv[0]`` starts with ``-`` or ends with ``.py``, ``python`` is put in front
+   (``-- -c "import this"`` and ``-- app.py`` work).
+
+Dependency cache: when ``/shoal-cache`` is a writable directory, the docstring and
+``requirements.txt`` rules (third-party requirements only) are installed once into
+``/shoal-cache/envs/<key>``, ``key`` being the sha256 of the requirement text, the python version,
+the image revision and the pip index settings. The env is built in a temporary directory and
+renamed into place atomically; a later job with the same key uses it as it is (no pip run).
+Rules that install the job's own project (pyproject, setup.py, poetry) or requirement lines that
+point at local files are never cached as environments: they install per job, sharing only the pip
+download cache ``/shoal-cache/pip`` (and poetry's, ``/shoal-cache/poetry``).
+
+Environment: ``HOME`` becomes ``/tmp`` unless it is writable; everything else (``HTTP(S)_PROXY``,
+``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_TRUSTED_HOST``, ...) passes through to pip,
+poetry and the user's command.
+
+Exit codes of the launcher itself (otherwise the user's command's code passes through):
+2 usage (no command), 3 dependency install failed, 4 setup failed (staging, env creation),
+126 command not executable, 127 command not found.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+EXIT_USAGE = 2
+EXIT_DEPS_FAILED = 3
+EXIT_SETUP_FAILED = 4
+EXIT_NOT_EXECUTABLE = 126
+EXIT_NOT_FOUND = 127
+
+EXCLUDED = ("__pycache__", "*.pyc", ".git")
+COMPLETE_MARKER = ".shoal-complete"
+PIP_OPTIONS = ("--disable-pip-version-check", "--no-input")
+KEY_ENV_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
+LOCAL_REQUIREMENT_PREFIXES = (
+    "-e",
+    "--editable",
+    "-r",
+    "--requirement",
+    "-c",
+    "--constraint",
+    ".",
+    "/",
+    "~",
+    "file:",
+)
+
+
+class LaunchError(Exception):
+    """A failure of the launcher itself; ``code`` is the process exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things live; the defaults are the image's, tests pass temporary paths."""
+
+    code: Path = Path("/code")
+    work: Path = Path("/tmp/work")
+    outputs: Path = Path("/outputs")
+    cache: Path = Path("/shoal-cache")
+    job_env: Path = Path("/tmp/shoal-env")
+    empty_env: Path = Path("/opt/jobenv")
+    tools: Path = field(default_factory=lambda: Path(sys.executable).parent)
+
+    @property
+    def log(self) -> Path:
+        """The dependency log, kept with the job's outputs."""
+        return self.outputs / "requirements.log"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to install a job's dependencies.
+
+    ``installs`` are user-facing commands (``("pip", "install", "-r", "requirements.txt")``);
+    ``key_inputs`` are the texts the cache key is made of.
+    """
+
+    rule: str
+    source: str
+    installs: tuple[tuple[str, ...], ...]
+    key_inputs: tuple[tuple[str, str], ...]
+    cacheable: bool
+
+
+Runner = Callable[[Sequence[str], Path, Mapping[str, str], BinaryIO], int]
+Executor = Callable[[Sequence[str], Mapping[str, str]], int]
+
+
+# --- argv -------------------------------------------------------------------------------------
+
+
+def user_command(argv: Sequence[str]) -> list[str]:
+    """The command to exec: drop a leading ``--``; put ``python`` before ``-x``/``*.py``."""
+    args = list(argv[1:] if argv and argv[0] == "--" else argv)
+    if not args:
+        raise LaunchError("no command given (usage: shoal-launch -- COMMAND [ARGS...])", EXIT_USAGE)
+    if args[0].startswith("-") or args[0].endswith(".py"):
+        args.insert(0, "python")
+    return args
+
+
+# --- staging ----------------------------------------------------------------------------------
+
+
+def stage_code(code: Path, work: Path) -> None:
+    """Copy ``code`` (directory, single file or absent) into ``work``, minus caches and .git."""
+    work.mkdir(parents=True, exist_ok=True)
+    if code.is_dir():
+        shutil.copytree(
+            code, work, symlinks=True, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*EXCLUDED)
+        )
+    elif code.is_file():
+        shutil.copy2(code, work / code.name)
+
+
+# --- rules ------------------------------------------------------------------------------------
+
+
+def docstring_pip_lines(source: str | bytes) -> list[list[str]]:
+    """The ``pip install ...`` commands in a module's docstring, each split like a shell would.
+
+    Only lines whose first word is exactly ``pip`` and second ``install`` count; a module that
+    does not parse or has no docstring has none.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    doc = ast.get_docstring(tree)
+    if not doc:
+        return []
+    commands = []
+    for line in doc.splitlines():
+        try:
+            words = shlex.split(line, comments=True)
+        except ValueError:
+            continue
+        if len(words) > 2 and words[0] == "pip" and words[1] == "install":
+            commands.append(words)
+    return commands
+
+
+def single_module(work: Path) -> Path | None:
+    """The job's only ``.py`` file, or None when it has none or several."""
+    modules = [p for p in work.rglob("*.py") if p.is_file()]
+    return modules[0] if len(modules) == 1 else None
+
+
+def has_poetry_section(pyproject: str) -> bool:
+    """Whether a pyproject.toml has a ``[tool.poetry]`` table (or a sub-table of it)."""
+    for line in pyproject.splitlines():
+        header = line.strip().replace(" ", "")
+        if header == "[tool.poetry]" or header.startswith("[tool.poetry."):
+            return True
+    return False
+
+
+def requirements_are_local(lines: Sequence[str]) -> bool:
+    """Whether requirement lines refer to local files (which must not go into the cache)."""
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith(LOCAL_REQUIREMENT_PREFIXES) or " @ file:" in stripped:
+            return True
+    return False
+
+
+def find_plan(work: Path) -> Plan | None:
+    """The first dependency rule that applies to ``work``, or None."""
+    module = single_module(work)
+    if module is not None:
+        commands = docstring_pip_lines(module.read_bytes())
+        if commands:
+            args = [a for c in commands for a in c[2:]]
+            text = "\n".join(shlex.join(c) for c in commands)
+            return Plan(
+                "docstring",
+                module.relative_to(work).as_posix(),
+                tuple(tuple(c) for c in commands),
+                (("docstring", text),),
+                cacheable=not requirements_are_local(args),
+            )
+    pyproject = work / "pyproject.toml"
+    if pyproject.is_file():
+        text = pyproject.read_text(errors="replace")
+        if has_poetry_section(text):
+            return Plan(
+                "poetry",
+                "pyproject.toml",
+                (("poetry", "install"),),
+                (("pyproject.toml", text),),
+                cacheable=False,
+            )
+        return Plan(
+            "pyproject",
+            "pyproject.toml",
+            (("pip", "install", "."),),
+            (("pyproject.toml", text),),
+            cacheable=False,
+        )
+    requirements = work / "requirements.txt"
+    if requirements.is_file():
+        text = requirements.read_text(errors="replace")
+        return Plan(
+            "requirements",
+            "requirements.txt",
+            (("pip", "install", "-r", "requirements.txt"),),
+            (("requirements.txt", text),),
+            cacheable=not requirements_are_local(text.splitlines()),
+        )
+    if (work / "setup.py").is_file():
+        text = (work / "setup.py").read_text(errors="replace")
+        return Plan(
+            "setup.py",
+            "setup.py",
+            (("pip", "install", "-e", "."),),
+            (("setup.py", text),),
+            cacheable=False,
+        )
+    return None
+
+
+# --- cache ------------------------------------------------------------------------------------
+
+
+def cache_key(plan: Plan, environ: Mapping[str, str]) -> str:
+    """The sha256 naming a plan's environment: inputs, python, image revision, index."""
+    material = {
+        "rule": plan.rule,
+        "inputs": sorted(plan.key_inputs),
+        "python": f"{platform.python_implementation()}-{platform.python_version()}",
+        "revision": environ.get("SHOAL_RUNTIME_REVISION", ""),
+        "index": {k: environ.get(k, "") for k in KEY_ENV_VARS},
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def usable_cache(cache: Path) -> Path | None:
+    """``cache/envs`` when the cache is a writable directory, else None."""
+    if not cache.is_dir() or not os.access(cache, os.W_OK | os.X_OK):
+        return None
+    envs = cache / "envs"
+    try:
+        envs.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    return envs
+
+
+def relocate_scripts(env: Path, old: Path, new: Path) -> None:
+    """Rewrite the absolute ``old`` env path to ``new`` in the text files of ``env/bin``."""
+    old_b, new_b = str(old).encode(), str(new).encode()
+    for script in (env / "bin").iterdir():
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        if old_b in data and b"\0" not in data[:1024]:
+            script.write_bytes(data.replace(old_b, new_b))
+
+
+def publish_env(tmp: Path, final: Path) -> Path:
+    """Atomically rename a built env into the cache; when another job won, use the winner's."""
+    relocate_scripts(tmp, tmp, final)
+    (tmp / COMPLETE_MARKER).write_text("ok\n")
+    try:
+        os.rename(tmp, final)
+        return final
+    except OSError:
+        if (final / COMPLETE_MARKER).is_file():
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
+        (tmp / COMPLETE_MARKER).unlink()
+        relocate_scripts(tmp, final, tmp)
+        return tmp
+
+
+# --- installing -------------------------------------------------------------------------------
+
+
+def job_environ(environ: Mapping[str, str], env: Path) -> dict[str, str]:
+    """The environment for install steps and the user's command, with ``env`` active."""
+    result = dict(environ)
+    home = result.get("HOME", "")
+    if not home or not os.access(home, os.W_OK):
+        result["HOME"] = "/tmp"
+    result.pop("PYTHONHOME", None)
+    result["VIRTUAL_ENV"] = str(env)
+    result["PATH"] = os.pathsep.join([str(env / "bin"), result.get("PATH", os.defpath)])
+    return result
+
+
+def tool_environ(environ: Mapping[str, str], cache: Path | None) -> dict[str, str]:
+    """Extra settings for pip and poetry runs (caches, no prompts, no venv creation)."""
+    result = dict(environ)
+    result.setdefault("PIP_ROOT_USER_ACTION", "ignore")
+    result["POETRY_VIRTUALENVS_CREATE"] = "false"
+    result["POETRY_NO_INTERACTION"] = "1"
+    result.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    if cache is not None:
+        result.setdefault("PIP_CACHE_DIR", str(cache / "pip"))
+        result.setdefault("POETRY_CACHE_DIR", str(cache / "poetry"))
+    return result
+
+
+def tool_argv(install: Sequence[str], env: Path, tools: Path) -> list[str]:
+    """The real command line for a user-facing ``pip install``/``poetry install``."""
+    if install[0] == "poetry":
+        return [str(tools / "poetry"), *install[1:], "--no-interaction"]
+    return [
+        str(tools / "python"),
+        "-m",
+        "pip",
+        "--python",
+        str(env / "bin" / "python"),
+        *install[1:2],
+        *PIP_OPTIONS,
+        *install[2:],
+    ]
+
+
+def run_logged(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log: BinaryIO) -> int:
+    """Run ``argv`` with stdout and stderr appended to ``log``; return its exit code."""
+    log.flush()
+    return subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        check=False,
+    ).returncode
+
+
+def create_env(path: Path) -> None:
+    """A fresh venv without pip (pip runs from /opt/venv with ``--python``)."""
+    import venv
+
+    venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(path)
+
+
+def install(
+    plan: Plan, env: Path, layout: Layout, environ: Mapping[str, str], log: BinaryIO, runner: Runner
+) -> None:
+    """Run the plan's install steps into ``env``; raise LaunchError on the first failure."""
+    step_env = job_environ(environ, env)
+    for step in plan.installs:
+        shown = shlex.join(step)
+        write(log, f"$ {shown}\n")
+        code = runner(tool_argv(step, env, layout.tools), layout.work, step_env, log)
+        write(log, f"[exit {code}]\n")
+        if code != 0:
+            raise LaunchError(
+                f"dependency install failed ({shown} exited {code}); see {layout.log}",
+                EXIT_DEPS_FAILED,
+            )
+
+
+def prepare_env(
+    plan: Plan | None, layout: Layout, environ: Mapping[str, str], log: BinaryIO, runner: Runner
+) -> Path:
+    """The venv the user's command runs in, installing (or reusing) what ``plan`` needs."""
+    if plan is None:
+        write(log, "no dependency rule applies; nothing to install\n")
+        return layout.empty_env
+    write(log, f"rule: {plan.rule} ({plan.source})\n")
+    envs = usable_cache(layout.cache)
+    tools_env = tool_environ(environ, layout.cache if envs is not None else None)
+    if envs is None or not plan.cacheable:
+        reason = "no writable cache" if envs is None else "installs local files"
+        write(log, f"cache not used ({reason})\n")
+        make_env(layout.job_env)
+        install(plan, layout.job_env, layout, tools_env, log, runner)
+        return layout.job_env
+    key = cache_key(plan, environ)
+    final = envs / key
+    if (final / COMPLETE_MARKER).is_file():
+        write(log, f"cache hit {key}\n")
+        return final
+    write(log, f"cache miss {key}\n")
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=envs))
+    try:
+        make_env(tmp)
+        install(plan, tmp, layout, tools_env, log, runner)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return publish_env(tmp, final)
+
+
+def make_env(path: Path) -> None:
+    """``create_env`` with its failures turned into a LaunchError."""
+    try:
+        create_env(path)
+    except OSError as exc:
+        raise LaunchError(
+            f"cannot create the job environment {path}: {exc}", EXIT_SETUP_FAILED
+        ) from exc
+
+
+# --- logging and exec -------------------------------------------------------------------------
+
+
+def write(log: BinaryIO, text: str) -> None:
+    """Append a launcher line to the dependency log."""
+    log.write(text.encode())
+    log.flush()
+
+
+def open_log(layout: Layout) -> BinaryIO:
+    """Open the dependency log for appending, creating ``/outputs`` when missing."""
+    layout.outputs.mkdir(parents=True, exist_ok=True)
+    return layout.log.open("ab")
+
+
+def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """Replace this process with ``argv`` (looked up on ``env``'s PATH); only returns on error."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execvpe(argv[0], list(argv), dict(env))
+    except FileNotFoundError:
+        raise LaunchError(f"command not found: {argv[0]}", EXIT_NOT_FOUND) from None
+    except PermissionError:
+        raise LaunchError(f"command not executable: {argv[0]}", EXIT_NOT_EXECUTABLE) from None
+    except OSError as exc:
+        raise LaunchError(f"cannot run {argv[0]}: {exc}", EXIT_NOT_EXECUTABLE) from None
+    return 0  # pragma: no cover - execvpe does not return
+
+
+def launch(
+    argv: Sequence[str],
+    layout: Layout,
+    environ: Mapping[str, str],
+    runner: Runner = run_logged,
+    execute: Executor = exec_command,
+) -> int:
+    """Stage, install, exec: the whole launcher; raises LaunchError on its own failures."""
+    command = user_command(argv)
+    try:
+        stage_code(layout.code, layout.work)
+        os.chdir(layout.work)
+    except OSError as exc:
+        raise LaunchError(f"cannot stage {layout.code}: {exc}", EXIT_SETUP_FAILED) from exc
+    try:
+        log = open_log(layout)
+    except OSError as exc:
+        raise LaunchError(f"cannot write {layout.log}: {exc}", EXIT_SETUP_FAILED) from exc
+    with log:
+        plan = find_plan(layout.work)
+        env = prepare_env(plan, layout, environ, log, runner)
+    cache = layout.cache if usable_cache(layout.cache) is not None else None
+    return execute(command, job_environ(tool_environ(environ, cache), env))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run the launcher, print its own failures as one line on stderr."""
+    try:
+        return launch(sys.argv[1:] if argv is None else argv, Layout(), os.environ)
+    except LaunchError as exc:
+        print(f"shoal-launch: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
