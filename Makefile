@@ -1,0 +1,44 @@
+# Shoal's one task runner. `make demo` and `make test` set everything up from scratch.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install services images demo test lint typecheck unit bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+services:
+	bash scripts/ensure-rabbitmq.sh
+	bash scripts/ensure-docker.sh
+
+images: services
+	bash runtime-images/build.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -m "not rabbitmq and not docker"
+
+test: install services images lint typecheck
+	$(BIN)/pytest
+
+demo: install services images
+	bash scripts/demo.sh
+
+bench: install services images
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``shoal`` command line: ``exec``, ``job …`` and ``serve``."""

@@ -1,0 +1,107 @@
+"""Packing the client's files (``--code`` and local ``-i`` inputs) into inline inputs.
+
+A file becomes a one-member archive placed at ``<target>``; a folder becomes an archive of
+its contents placed under ``<target>``. The archive is a gzipped tar, base64 in the message.
+``__pycache__``, ``*.pyc`` and ``.git`` are left out; links that leave the folder are refused;
+the total size of all packed files is capped (:data:`MAX_INLINE_BYTES`) before anything is
+sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from shoal.errors import CodeArchiveError
+from shoal.units import format_bytes
+
+MAX_INLINE_BYTES = 10 * 1024 * 1024
+EXCLUDED_DIRS = frozenset({"__pycache__", ".git"})
+EXCLUDED_SUFFIXES = (".pyc",)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """An archive ready to be an inline input."""
+
+    kind: str  # "file" or "dir"
+    data: str  # base64 of a tar.gz
+    size: int  # bytes of file content packed
+
+
+def _members(root: Path) -> list[Path]:
+    """Files, folders and links under ``root``, sorted, exclusions left out."""
+    found: list[Path] = []
+    for current, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if d not in EXCLUDED_DIRS)
+        here = Path(current)
+        for name in dirs:
+            found.append(here / name)
+        for name in sorted(files):
+            if not name.endswith(EXCLUDED_SUFFIXES):
+                found.append(here / name)
+    return found
+
+
+def _check_link(path: Path, root: Path) -> None:
+    target = (path.parent / os.readlink(path)).resolve()
+    if target != root and root not in target.parents:
+        raise CodeArchiveError(
+            f"{path} is a link to {target}, outside {root}; copy the file in instead"
+        )
+
+
+def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
+    try:
+        info = tar.gettarinfo(str(path), arcname=arcname)
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        if info.isfile():
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+            return info.size
+        tar.addfile(info)
+        return 0
+    except PermissionError:
+        raise CodeArchiveError(f"cannot read {path}: permission denied") from None
+
+
+def pack(source: str | Path, *, budget: int = MAX_INLINE_BYTES, what: str = "--code") -> Packed:
+    """Pack ``source`` (a file or folder), refusing more than ``budget`` bytes of content."""
+    path = Path(source).expanduser()
+    if not path.exists() and not path.is_symlink():
+        raise CodeArchiveError(f"{what} {source}: no such file or directory")
+    if path.is_symlink():
+        raise CodeArchiveError(f"{what} {source}: is a link; name the file it points to")
+    root = path.resolve()
+    entries = [root] if root.is_file() else _members(root)
+    total = 0
+    for entry in entries:
+        if entry.is_symlink():
+            _check_link(entry, root)
+        elif entry.is_file():
+            total += entry.stat().st_size
+        elif not entry.is_dir():
+            raise CodeArchiveError(f"{entry} is not a regular file or folder")
+    if total > budget:
+        raise CodeArchiveError(
+            f"{what} {source} is {format_bytes(total)}; the limit for files sent with a job "
+            f"is {format_bytes(budget)} in total"
+        )
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        if root.is_file():
+            _add(tar, root, root.name)
+        else:
+            for entry in entries:
+                _add(tar, entry, entry.relative_to(root).as_posix())
+    kind = "file" if root.is_file() else "dir"
+    return Packed(kind=kind, data=base64.b64encode(buffer.getvalue()).decode(), size=total)

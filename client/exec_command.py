@@ -1,0 +1,129 @@
+"""``shoal exec``: build a job from a job type's template and submit it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .output import FORMATS
+
+EXAMPLES = """\b
+Examples:
+  shoal exec python --code app.py -- python app.py
+  shoal exec python --version=3.12 -- -c "import this"
+  shoal exec python --code proj/ -i src=data.csv,dst=/inputs/data.csv -- python main.py
+  shoal exec duckdb --code q.sql -- -init /code/q.sql -c "select 42"
+
+Everything after -- reaches the program exactly as typed. Before --, --key=value sets a
+template variable of the job type (python: --version=3.11).
+"""
+
+
+class ExecCommand(click.Command):
+    """A command that keeps the words after ``--`` aside, verbatim."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta["shoal.after"] = args[cut + 1 :]
+            args = args[:cut]
+        else:
+            ctx.meta["shoal.after"] = []
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from shoal.settings import CommonSettings  # noqa: F401  (keeps help import-light)
+
+        from .settings import ClientSettings
+        from .templates import discover
+
+        types = ", ".join(sorted(discover(ClientSettings().template_dirs)))
+        formatter.write_paragraph()
+        formatter.write_text(f"Job types: {types}")
+        formatter.write_paragraph()
+        for line in EXAMPLES.splitlines():
+            formatter.write_text(line) if line else formatter.write_paragraph()
+
+
+@click.command(
+    "exec",
+    cls=ExecCommand,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True},
+    short_help="Run code as a job of some type (python, duckdb, ...).",
+)
+@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="TYPE [ARGS]... [-- ARGS...]")
+@click.option("--code", metavar="PATH", help="File or folder sent with the job, at /code.")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="src=URI,dst=PATH",
+    help="Input: a local path (sent with the job), http(s):// URL, or file:// path on the node.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="NAME:PATH",
+    help="Extra folder to collect after the job (default outputs:/outputs).",
+)
+@click.option("-e", "--env", multiple=True, metavar="K=V", help="Environment variable.")
+@click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Label for the job.")
+@click.option("--timeout", metavar="DURATION", help="Execution time limit, e.g. 90s, 5m.")
+@click.option("--cpu", metavar="CORES", help="CPU limit, e.g. 1.5 or 500m.")
+@click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512Mi, 2GB.")
+@click.option(
+    "--network",
+    type=click.Choice(["none", "http", "full"]),
+    help="Network access (default: the job type's; python: http to package indexes).",
+)
+@click.option("--domain", "domains", multiple=True, help="Domain allowed with --network http.")
+@click.option("--name", help="Job name (default: the job type).")
+@click.option("--idempotency-key", metavar="KEY", help="Same key, same job: safe to retry.")
+@click.option("--dry-run", is_flag=True, help="Print the job instead of submitting it.")
+@click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
+@click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
+@click.option("--id-only", is_flag=True, help="Print only the job ID.")
+@click.option("--output-format", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.pass_context
+def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) -> None:
+    """Run TYPE's template with ARGS and submit the job.
+
+    The job's command is TYPE and its arguments are ARGS, as typed.
+    """
+    from .prepare import ExecOptions, prepare_job, split_argv
+    from .settings import load_client_settings
+
+    settings = load_client_settings(ctx)
+    job_type, arguments, variables = split_argv(list(words), ctx.meta["shoal.after"])
+    options = ExecOptions(
+        job_type=job_type,
+        arguments=arguments,
+        variables=variables,
+        **{k: v for k, v in flags.items() if k in ExecOptions.__dataclass_fields__},
+    )
+    job = prepare_job(options, settings.template_dirs)
+    if flags["dry_run"]:
+        from .output import echo_data
+
+        echo_data(job.model_dump(mode="json"), flags["output_format"])
+        return
+    from .submit import submit_and_report
+
+    submit_and_report(
+        settings,
+        job,
+        idempotency_key=flags["idempotency_key"],
+        wait=flags["wait"],
+        follow=flags["follow"],
+        id_only=flags["id_only"],
+    )
+
+
+def template_dirs_help(dirs: list[Path]) -> str:
+    """Where operator templates are read from, for messages."""
+    return ":".join(str(d) for d in dirs) or "(none)"

@@ -1,0 +1,200 @@
+"""From a ``shoal exec`` command line to a validated job: parse → render → apply flags.
+
+The argv rules, fixing those of the original ``bacalhau exec``:
+
+- ``TYPE`` is the first word; the job's ``command`` is ``TYPE`` and its ``arguments`` are the
+  other words before ``--`` followed by every word after ``--``, exactly as typed (no shell
+  quoting is added or removed).
+- Before ``--``, ``--key=value`` is a template variable (``--version=3.12``); any other unknown
+  ``--flag`` is an error. After ``--`` nothing is interpreted.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shoal.errors import UsageError
+from shoal.inline import inline_source
+from shoal.model import Job, parse_job
+from shoal.units import parse_cpu, parse_duration, parse_memory
+
+from . import templates
+from .archive import MAX_INLINE_BYTES, pack
+
+_VARIABLE = re.compile(r"--([A-Za-z][A-Za-z0-9_-]*)=(.*)", re.DOTALL)
+_INPUT_KEYS = {"src": "src", "source": "src", "dst": "dst", "target": "dst", "alias": "alias"}
+CODE_ROOT = "/code"
+INPUTS_ROOT = "/inputs"
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    """Everything ``shoal exec`` was told, before any file is read."""
+
+    job_type: str
+    arguments: list[str] = field(default_factory=list)
+    variables: dict[str, str] = field(default_factory=dict)
+    code: str | None = None
+    inputs: Sequence[str] = ()
+    outputs: Sequence[str] = ()
+    env: Sequence[str] = ()
+    labels: Sequence[str] = ()
+    timeout: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    network: str | None = None
+    domains: Sequence[str] = ()
+    name: str | None = None
+
+
+def split_argv(
+    before: Sequence[str], after: Sequence[str]
+) -> tuple[str, list[str], dict[str, str]]:
+    """``(job_type, arguments, template_variables)`` from the words around ``--``."""
+    if not before:
+        raise UsageError("missing job type: shoal exec TYPE [ARGS...] [-- ARGS...]")
+    job_type, *rest = before
+    if job_type.startswith("-"):
+        raise UsageError(f"expected a job type before {job_type!r}: shoal exec TYPE ...")
+    positional: list[str] = []
+    variables: dict[str, str] = {}
+    for word in rest:
+        match = _VARIABLE.fullmatch(word)
+        if match:
+            variables[match.group(1).replace("-", "_")] = match.group(2)
+        elif word.startswith("--"):
+            raise UsageError(
+                f"unknown option {word}: template options take the form --key=value; "
+                "put the program's own flags after --"
+            )
+        else:
+            positional.append(word)
+    return job_type, [*positional, *after], variables
+
+
+def _pairs(text: str, flag: str, sep: str = "=") -> tuple[str, str]:
+    key, found, value = text.partition(sep)
+    if not found or not key:
+        example = {"-e": "NAME=value", "-l": "key=value", "-o": "name:/path"}[flag]
+        raise UsageError(f"{flag} {text!r}: expected {example}")
+    return key, value
+
+
+def _input_fields(spec: str) -> dict[str, str]:
+    if "=" not in spec.split(",", 1)[0]:
+        return {"src": spec}
+    fields: dict[str, str] = {}
+    last = ""
+    for part in spec.split(","):
+        key, found, value = part.partition("=")
+        if found and key.strip().lower() in _INPUT_KEYS:
+            last = _INPUT_KEYS[key.strip().lower()]
+            fields[last] = value
+        elif last:
+            fields[last] += "," + part  # a comma inside a URL
+        else:
+            raise UsageError(f"-i {spec!r}: expected src=URI,dst=PATH")
+    if not fields.get("src"):
+        raise UsageError(f"-i {spec!r}: missing src=URI")
+    return fields
+
+
+class _Inputs:
+    """Builds the inputs list, keeping the inline bytes under one shared budget."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, Any]] = []
+        self.budget = MAX_INLINE_BYTES
+
+    def add_local(self, path: str, target: str | None, alias: str | None, what: str) -> None:
+        packed = pack(path, budget=self.budget, what=what)
+        self.budget -= packed.size
+        if target is None:
+            target = CODE_ROOT if packed.kind == "dir" else f"{CODE_ROOT}/{Path(path).name}"
+        self.items.append(
+            {"source": inline_source(packed.kind, packed.data), "alias": alias, "target": target}
+        )
+
+    def add_spec(self, spec: str) -> None:
+        fields = _input_fields(spec)
+        src, dst, alias = fields["src"], fields.get("dst"), fields.get("alias")
+        if src.startswith(("http://", "https://")):
+            name = posixpath.basename(src.split("?", 1)[0].rstrip("/")) or "input"
+            source: dict[str, Any] = {"type": "url", "params": {"url": src}}
+        elif src.startswith("file://"):
+            name = posixpath.basename(src.removeprefix("file://").rstrip("/")) or "input"
+            source = {"type": "local", "params": {"path": src.removeprefix("file://")}}
+        elif "://" in src:
+            raise UsageError(f"-i {spec!r}: unsupported scheme; use http(s)://, file:// or a path")
+        else:
+            default = f"{INPUTS_ROOT}/{Path(src).name}"
+            self.add_local(src, dst or default, alias, what="-i")
+            return
+        self.items.append(
+            {"source": source, "alias": alias, "target": dst or f"{INPUTS_ROOT}/{name}"}
+        )
+
+
+def _flag_value(flag: str, parse: Any, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as error:
+        raise UsageError(f"{flag}: {error}") from None
+
+
+def _apply_task_flags(task: dict[str, Any], options: ExecOptions) -> None:
+    inputs = _Inputs()
+    if options.code is not None:
+        inputs.add_local(options.code, None, "code", what="--code")
+    for spec in options.inputs:
+        inputs.add_spec(spec)
+    task["inputs"] = [*task.get("inputs", []), *inputs.items]
+    if options.outputs:
+        outputs = {
+            o["name"]: o for o in task.get("outputs", [{"name": "outputs", "path": "/outputs"}])
+        }
+        for spec in options.outputs:
+            name, path = _pairs(spec, "-o", ":")
+            outputs[name] = {"name": name, "path": path}
+        task["outputs"] = list(outputs.values())
+    task["env"] = {**task.get("env", {}), **dict(_pairs(e, "-e") for e in options.env)}
+    resources = dict(task.get("resources", {}))
+    for key, flag, parse in (("cpu", "--cpu", parse_cpu), ("memory", "--memory", parse_memory)):
+        value = _flag_value(flag, parse, getattr(options, key))
+        if value is not None:
+            resources[key] = value
+    task["resources"] = resources
+    timeout = _flag_value("--timeout", parse_duration, options.timeout)
+    if timeout is not None:
+        task["timeouts"] = {**task.get("timeouts", {}), "execution": timeout}
+    if options.network or options.domains:
+        network_type = options.network or "http"
+        if options.domains and network_type != "http":
+            raise UsageError(f"--domain needs --network http, not --network {network_type}")
+        task["network"] = {"type": network_type, "domains": list(options.domains)}
+
+
+def prepare_job(options: ExecOptions, template_dirs: Iterable[Path] = ()) -> Job:
+    """The job ``shoal exec`` would submit for ``options``; raises ``UsageError`` subclasses."""
+    path = templates.lookup(options.job_type, template_dirs)
+    job_type = path.stem.lower()
+    variables: dict[str, Any] = {
+        **options.variables,
+        "name": options.name or job_type,
+        "command": job_type,
+        "arguments": list(options.arguments),
+    }
+    job = templates.render(path, variables)
+    tasks = job.get("tasks")
+    if not isinstance(tasks, list) or len(tasks) != 1 or not isinstance(tasks[0], dict):
+        raise UsageError(f"template {path.name} must define exactly one task")
+    _apply_task_flags(tasks[0], options)
+    job["labels"] = {**job.get("labels", {}), **dict(_pairs(x, "-l") for x in options.labels)}
+    return parse_job(job)

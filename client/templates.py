@@ -1,0 +1,105 @@
+"""Finding and rendering job-type templates (Jinja2 templates of a JSON job).
+
+Templates come from, in order (a later source overrides an earlier one of the same name):
+the ``templates/`` folder shipped with Shoal, the ``shoal.templates`` entry points (each
+naming a ``.tpl`` file or a folder of them), and the operator folders in
+``SHOAL_TEMPLATE_DIRS``. Names are case-insensitive.
+
+Every ``{{ expression }}`` renders as a JSON value, so user input can never break the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from shoal.errors import TemplateError, UnknownJobTypeError
+
+ENTRY_POINT_GROUP = "shoal.templates"
+SUFFIX = ".tpl"
+CLI_VARIABLES = frozenset({"name", "command", "arguments"})
+"""Variables every template is given by the CLI itself."""
+
+
+def _templates_in(location: Path) -> dict[str, Path]:
+    if location.is_file() and location.suffix == SUFFIX:
+        return {location.stem.lower(): location}
+    if location.is_dir():
+        return {p.stem.lower(): p for p in sorted(location.glob(f"*{SUFFIX}")) if p.is_file()}
+    return {}
+
+
+def discover(operator_dirs: Iterable[Path] = ()) -> dict[str, Path]:
+    """Job type → template file, from all sources."""
+    from templates import TEMPLATE_DIR
+
+    found = _templates_in(TEMPLATE_DIR)
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            location = Path(str(entry.load()))
+        except Exception as error:
+            raise TemplateError(
+                f"cannot load template entry point {entry.name!r} ({entry.value}): {error}"
+            ) from error
+        found.update(_templates_in(location))
+    for folder in operator_dirs:
+        found.update(_templates_in(folder))
+    return found
+
+
+def _finalize(value: Any) -> str:
+    return json.dumps(value)
+
+
+def render(path: Path, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """Render the template at ``path`` with ``variables`` into a job dict.
+
+    Raises ``TemplateError`` naming the job type for an unknown variable, a variable the
+    template needs but was not given, or a template that does not produce a JSON object.
+    """
+    import jinja2
+    import jinja2.meta
+
+    job_type = path.stem.lower()
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        finalize=_finalize,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+    source = path.read_text(encoding="utf-8")
+    try:
+        declared = jinja2.meta.find_undeclared_variables(env.parse(source))
+        template = env.from_string(source)
+    except jinja2.TemplateSyntaxError as error:
+        raise TemplateError(f"template {path.name} line {error.lineno}: {error.message}") from None
+    unknown = sorted(set(variables) - declared - CLI_VARIABLES)
+    if unknown:
+        accepted = sorted(declared - CLI_VARIABLES)
+        hint = ", ".join(f"--{v}=VALUE" for v in accepted) or "none"
+        raise TemplateError(
+            f"job type {job_type} has no option --{unknown[0]}; its template options: {hint}"
+        )
+    try:
+        text = template.render(**variables)
+    except jinja2.UndefinedError as error:
+        raise TemplateError(f"job type {job_type} needs a value: {error.message}") from None
+    try:
+        job = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise TemplateError(f"template {path.name} did not render valid JSON: {error}") from None
+    if not isinstance(job, dict):
+        raise TemplateError(f"template {path.name} must render a JSON object")
+    return job
+
+
+def lookup(job_type: str, operator_dirs: Iterable[Path] = ()) -> Path:
+    """The template for ``job_type`` (case-insensitive) or ``UnknownJobTypeError``."""
+    found = discover(operator_dirs)
+    try:
+        return found[job_type.lower()]
+    except KeyError:
+        raise UnknownJobTypeError(job_type, found) from None

@@ -1,0 +1,1 @@
+"""The requester: consumes submissions, translates them, stores jobs and answers queries."""

@@ -1,0 +1,45 @@
+"""``python`` jobs: the user's argv run by the python runtime image's launcher."""
+
+from __future__ import annotations
+
+from shoal.errors import TranslationError
+from shoal.images import DEFAULT_PYTHON_VERSION, LAUNCHER_PATH, PYTHON_VERSIONS, python_image
+from shoal.model import DockerParams, Network, NetworkType, SpecConfig, Task
+
+from .base import argv_param
+
+PACKAGE_INDEX_DOMAINS = ("pypi.org", "files.pythonhosted.org")
+"""Where a python job may reach by default: enough to install its dependencies."""
+
+
+class PythonTranslator:
+    """``python`` → docker on ``shoal/python:<version>``."""
+
+    job_type = "python"
+
+    def translate(self, task: Task) -> Task:
+        """Run ``shoal-launch -- ARGV`` in the image for the job's python version."""
+        argv = argv_param(task, self.job_type)
+        if not argv:
+            raise TranslationError(
+                "python job has nothing to run: give the command after --, "
+                "e.g. shoal exec python --code app.py -- python app.py"
+            )
+        version = str(task.engine.params.get("version") or DEFAULT_PYTHON_VERSION)
+        if version not in PYTHON_VERSIONS:
+            raise TranslationError(
+                f"python version {version!r} is not supported; supported versions: "
+                + ", ".join(PYTHON_VERSIONS)
+            )
+        params = DockerParams(
+            image=python_image(version), entrypoint=[LAUNCHER_PATH], parameters=["--", *argv]
+        )
+        network = task.network or Network(
+            type=NetworkType.HTTP, domains=list(PACKAGE_INDEX_DOMAINS)
+        )
+        return task.model_copy(
+            update={
+                "engine": SpecConfig(type="docker", params=params.model_dump()),
+                "network": network,
+            }
+        )

@@ -1,0 +1,83 @@
+"""Turning a submitted job into the job executors run, keeping the original."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from shoal.errors import ShoalError, TranslationError
+from shoal.model import NATIVE_ENGINES, Job, JobState, derived_job_id, describe_errors
+
+from .registry import TranslatorRegistry
+
+META_JOB_TYPE = "shoal.job_type"
+META_TRANSLATOR = "shoal.translator"
+META_ORIGINAL_ID = "shoal.original_id"
+META_TRANSLATED_ID = "shoal.translated_id"
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A submission and what it became: ``runnable`` is ``original`` for native jobs."""
+
+    original: Job
+    runnable: Job
+
+    @property
+    def translated(self) -> bool:
+        """Whether the submission became a new job."""
+        return self.runnable.id != self.original.id
+
+
+def translate_job(job: Job, registry: TranslatorRegistry) -> Translation:
+    """Translate ``job`` if its engine is not native; never mutates ``job``.
+
+    The new job's ID is derived from the original's, so translating the same submission
+    twice yields the same job. Raises only ``ShoalError`` subclasses.
+    """
+    job_type = job.engine_type
+    if job_type in NATIVE_ENGINES:
+        return Translation(original=job, runnable=job)
+    translator = registry.get(job_type)
+    try:
+        task = translator.translate(job.task)
+    except ShoalError:
+        raise
+    except Exception as error:
+        raise TranslationError(
+            f"translator for {job_type!r} failed: {type(error).__name__}: {error}"
+        ) from error
+    if task.engine.type not in NATIVE_ENGINES:
+        raise TranslationError(
+            f"translator for {job_type!r} produced engine {task.engine.type!r}, "
+            f"not one of {', '.join(sorted(NATIVE_ENGINES))}"
+        )
+    translator_name = f"{type(translator).__module__}.{type(translator).__qualname__}"
+    runnable_id = derived_job_id(job.id)
+    runnable = job.model_copy(
+        update={
+            "id": runnable_id,
+            "meta": {
+                **job.meta,
+                META_JOB_TYPE: job_type,
+                META_TRANSLATOR: translator_name,
+                META_ORIGINAL_ID: job.id,
+            },
+            "tasks": [task],
+            "state": JobState.PENDING,
+        }
+    )
+    try:
+        runnable = Job.model_validate(runnable.model_dump(mode="json"))
+    except ValidationError as error:
+        raise TranslationError(
+            f"translator for {job_type!r} produced an invalid job: {describe_errors(error)}"
+        ) from None
+    original = job.model_copy(
+        update={
+            "meta": {**job.meta, META_TRANSLATED_ID: runnable_id},
+            "state": JobState.TRANSLATED,
+        }
+    )
+    return Translation(original=original, runnable=runnable)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make sure RabbitMQ answers on 127.0.0.1:5672 (guest/guest): install and start it when
+# absent, then raise the broker-wide consumer_timeout so long jobs keep their delivery.
+set -euo pipefail
+
+CONSUMER_TIMEOUT_MS="${SHOAL_CONSUMER_TIMEOUT_MS:-86400000}"
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+if ! port_open; then
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        echo "installing rabbitmq-server"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+    fi
+    if ! port_open; then
+        echo "starting rabbitmq-server"
+        rabbitmq-server -detached
+    fi
+    for _ in $(seq 1 90); do
+        port_open && break
+        sleep 1
+    done
+    port_open || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+fi
+# Wait until the broker accepts commands, then lift consumer_timeout (3.10: broker-wide).
+for _ in $(seq 1 60); do
+    rabbitmqctl -q await_startup >/dev/null 2>&1 && break
+    sleep 1
+done
+rabbitmqctl -q eval "application:set_env(rabbit, consumer_timeout, ${CONSUMER_TIMEOUT_MS})." \
+    >/dev/null
+echo "rabbitmq: ready on 127.0.0.1:5672 (consumer_timeout ${CONSUMER_TIMEOUT_MS} ms)"

@@ -1,0 +1,58 @@
+"""Connecting to RabbitMQ and publishing the way Shoal always publishes.
+
+Every publish is persistent, ``mandatory`` and waits for the broker's confirm; a message the
+broker cannot route raises ``aio_pika.exceptions.DeliveryError`` instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+
+from shoal.errors import UnavailableError
+from shoal.wire import CONTENT_TYPE, Message, encode
+
+
+def _redact(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+async def connect(
+    url: str, *, connect_timeout: float = 5.0, name: str = "shoal"
+) -> AbstractRobustConnection:
+    """A robust connection, or ``UnavailableError`` naming the broker (password hidden)."""
+    try:
+        return await asyncio.wait_for(
+            aio_pika.connect_robust(url, client_properties={"connection_name": name}),
+            timeout=connect_timeout,
+        )
+    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
+        raise UnavailableError(
+            f"cannot reach RabbitMQ at {_redact(url)}: {error or type(error).__name__}; "
+            "is it running? (set SHOAL_BROKER_URL or --broker)"
+        ) from None
+
+
+def make_message(message: Message, **properties: Any) -> aio_pika.Message:
+    """A persistent JSON AMQP message carrying ``message``."""
+    return aio_pika.Message(
+        encode(message),
+        content_type=CONTENT_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        **properties,
+    )
+
+
+async def publish(
+    exchange: AbstractExchange, routing_key: str, message: Message, **properties: Any
+) -> None:
+    """Publish ``message`` persistently and mandatorily; returns once the broker confirmed."""
+    await exchange.publish(
+        make_message(message, **properties), routing_key=routing_key, mandatory=True
+    )

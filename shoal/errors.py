@@ -1,0 +1,114 @@
+"""Shoal's exceptions: one root, each with the CLI exit code it maps to.
+
+::
+
+    ShoalError                    (exit 2 unless a subclass says otherwise)
+    ├── UsageError                bad command line or bad input: fix and retry (exit 2)
+    │   ├── InvalidJobError       a job spec that fails validation
+    │   ├── TemplateError         a job type's template cannot be found or rendered
+    │   ├── CodeArchiveError      ``--code`` path missing, too large, or escaping its folder
+    │   └── TranslationError      a job the requester cannot turn into a docker job
+    │       └── UnknownJobTypeError
+    ├── ProtocolError             a wire message that cannot be parsed (exit 2)
+    ├── NotFoundError             no job with that ID (exit 2)
+    ├── JobFailedError            a job waited on ended failed or stopped (exit 1)
+    └── UnavailableError          the broker or the requester cannot be reached (exit 3)
+
+Every error travels over the wire as ``{"type": <class name>, "message": ...}`` and is rebuilt
+on the other side with :func:`from_wire`, so the CLI prints the same one line the requester
+meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+class ShoalError(Exception):
+    """Root of every error Shoal raises on purpose."""
+
+    exit_code: ClassVar[int] = EXIT_USAGE
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_wire(self) -> dict[str, str]:
+        """The error as a wire-protocol object."""
+        return {"type": type(self).__name__, "message": self.message}
+
+
+class UsageError(ShoalError):
+    """Bad command line or bad input; nothing was submitted."""
+
+
+class InvalidJobError(UsageError):
+    """A job spec that fails validation."""
+
+
+class TemplateError(UsageError):
+    """A job type's template is missing, broken, or given unknown variables."""
+
+
+class CodeArchiveError(UsageError):
+    """``--code`` cannot be packed: missing, unreadable, too large, or escaping its folder."""
+
+
+class TranslationError(UsageError):
+    """A job the requester cannot translate into a docker job."""
+
+
+class UnknownJobTypeError(TranslationError):
+    """No template or translator for this job type."""
+
+    def __init__(self, job_type: str, supported: Iterable[str]) -> None:
+        names = ", ".join(sorted(supported))
+        super().__init__(f"unknown job type {job_type!r}; supported types: {names}")
+        self.job_type = job_type
+
+
+class ProtocolError(ShoalError):
+    """A wire message that cannot be parsed."""
+
+
+class NotFoundError(ShoalError):
+    """No job with that ID."""
+
+
+class JobFailedError(ShoalError):
+    """A job that was waited on did not complete."""
+
+    exit_code: ClassVar[int] = EXIT_JOB_FAILED
+
+
+class UnavailableError(ShoalError):
+    """The broker or the requester cannot be reached."""
+
+    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+
+
+def _all_subclasses(cls: type[ShoalError]) -> Iterable[type[ShoalError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _all_subclasses(sub)
+
+
+def from_wire(payload: object) -> ShoalError:
+    """Rebuild an error sent with :meth:`ShoalError.to_wire`; unknown types become the root."""
+    if not isinstance(payload, dict):
+        return ProtocolError(f"malformed error payload: {payload!r}")
+    name = str(payload.get("type", "ShoalError"))
+    message = str(payload.get("message", "unknown error"))
+    classes: list[type[ShoalError]] = [ShoalError, *_all_subclasses(ShoalError)]
+    for cls in classes:
+        if cls.__name__ == name:
+            error: ShoalError = cls.__new__(cls)
+            ShoalError.__init__(error, message)
+            return error
+    return ShoalError(message)

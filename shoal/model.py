@@ -1,0 +1,319 @@
+"""The job model: pydantic v2 models with snake_case JSON, frozen once built.
+
+Validation errors are turned into one readable line per problem by :func:`describe_errors`,
+naming the field the way a user wrote it: ``tasks[0].inputs[1].target: must be an absolute
+path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from shoal.errors import InvalidJobError
+from shoal.units import parse_cpu, parse_duration, parse_memory
+
+JOB_ID = re.compile(r"j-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+NATIVE_ENGINES = frozenset({"docker", "wasm"})
+"""Engines an executor runs as they are; every other engine type is translated."""
+
+INPUT_TYPES = frozenset({"inline", "url", "local"})
+
+
+def new_job_id() -> str:
+    """A fresh ``j-<uuid4>`` job ID."""
+    return f"j-{uuid.uuid4()}"
+
+
+def derived_job_id(seed: str) -> str:
+    """A ``j-<uuid4>``-shaped ID that is always the same for the same ``seed``.
+
+    The requester names a translated job after its submission this way, so a redelivered
+    submission can never become a second job.
+    """
+    digest = hashlib.sha256(seed.encode()).digest()[:16]
+    return f"j-{uuid.UUID(bytes=digest, version=4)}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobState(StrEnum):
+    """Where a job is in its life; see :data:`TERMINAL_STATES`."""
+
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    TRANSLATED = "translated"
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.COMPLETED, JobState.FAILED, JobState.STOPPED, JobState.TRANSLATED}
+)
+
+STATE_ORDER = {
+    JobState.PENDING: 0,
+    JobState.QUEUED: 1,
+    JobState.RUNNING: 2,
+    JobState.COMPLETED: 3,
+    JobState.FAILED: 3,
+    JobState.STOPPED: 3,
+    JobState.TRANSLATED: 3,
+}
+"""Rank of each state: a recorded state never moves to a lower or equal terminal rank."""
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError("must be an absolute path")
+    normal = posixpath.normpath(value)
+    if normal.startswith("//"):
+        normal = normal[1:]
+    if ".." in value.split("/"):
+        raise ValueError("must not contain '..'")
+    return normal
+
+
+def _optional(parse: Any) -> Any:
+    def convert(value: Any) -> Any:
+        return None if value is None or value == "" else parse(value)
+
+    return convert
+
+
+AbsolutePath = Annotated[str, BeforeValidator(_absolute_path)]
+Seconds = Annotated[float | None, BeforeValidator(_optional(parse_duration))]
+Bytes = Annotated[int | None, BeforeValidator(_optional(parse_memory))]
+Cores = Annotated[float | None, BeforeValidator(_optional(parse_cpu))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class SpecConfig(_Model):
+    """A typed bag of parameters: an engine or an input source."""
+
+    type: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("type")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        return value.strip().lower()
+
+
+class DockerParams(_Model):
+    """What a ``docker`` engine's params must hold."""
+
+    image: str = Field(min_length=1)
+    entrypoint: list[str] = Field(default_factory=list)
+    parameters: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+
+
+class InputSource(_Model):
+    """Data placed in the container before it starts."""
+
+    source: SpecConfig
+    alias: str | None = None
+    target: AbsolutePath
+
+    @model_validator(mode="after")
+    def _source_known(self) -> InputSource:
+        kind = self.source.type
+        if kind not in INPUT_TYPES:
+            raise ValueError(f"source type {kind!r} is not one of {', '.join(sorted(INPUT_TYPES))}")
+        required = {"inline": "data", "url": "url", "local": "path"}[kind]
+        if not isinstance(self.source.params.get(required), str):
+            raise ValueError(f"a {kind} source needs a string params.{required}")
+        if kind == "url" and not str(self.source.params["url"]).startswith(("http://", "https://")):
+            raise ValueError("a url source must start with http:// or https://")
+        return self
+
+
+class ResultPath(_Model):
+    """A folder read back from the container after it exits."""
+
+    name: str
+    path: AbsolutePath
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError("must start with a letter or digit and hold only [A-Za-z0-9_.-]")
+        return value
+
+
+class Resources(_Model):
+    """Limits asked for by the job; the executor applies node defaults and maxima."""
+
+    cpu: Cores = None
+    memory: Bytes = None
+    disk: Bytes = None
+    gpu: int = Field(default=0, ge=0)
+
+
+class NetworkType(StrEnum):
+    """How much network a job gets."""
+
+    NONE = "none"
+    HTTP = "http"
+    FULL = "full"
+
+
+class Network(_Model):
+    """The job's network: none, full, or HTTP(S) to an allow-list of domains."""
+
+    type: NetworkType = NetworkType.NONE
+    domains: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _domains_need_http(self) -> Network:
+        if self.domains and self.type is not NetworkType.HTTP:
+            raise ValueError("domains are only used with network type http")
+        return self
+
+
+class Timeouts(_Model):
+    """Seconds a job may spend running, waiting in the queue, and in all."""
+
+    execution: Seconds = None
+    queue: Seconds = None
+    total: Seconds = None
+
+
+def _default_outputs() -> list[ResultPath]:
+    return [ResultPath(name="outputs", path="/outputs")]
+
+
+def _duplicates(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
+
+
+class Task(_Model):
+    """The one unit of work in a job."""
+
+    name: str = "main"
+    engine: SpecConfig
+    env: dict[str, str] = Field(default_factory=dict)
+    meta: dict[str, str] = Field(default_factory=dict)
+    inputs: list[InputSource] = Field(default_factory=list)
+    outputs: list[ResultPath] = Field(default_factory=_default_outputs)
+    resources: Resources = Field(default_factory=Resources)
+    network: Network | None = None
+    """``None`` leaves the choice to the job type (the translator); native jobs get none."""
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_NAME.fullmatch(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _unique(self) -> Task:
+        checks = {
+            "input aliases": [i.alias for i in self.inputs if i.alias],
+            "input targets": [i.target for i in self.inputs],
+            "output names": [o.name for o in self.outputs],
+            "output paths": [o.path for o in self.outputs],
+        }
+        for what, values in checks.items():
+            dupes = _duplicates(values)
+            if dupes:
+                raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
+        if self.engine.type == "docker":
+            try:
+                DockerParams.model_validate(self.engine.params)
+            except ValidationError as error:
+                raise ValueError(f"engine.params.{describe_errors(error)}") from None
+        return self
+
+
+class Job(_Model):
+    """A job as submitted, stored and run."""
+
+    id: str = Field(default_factory=new_job_id)
+    name: str = ""
+    namespace: str = "default"
+    type: Literal["batch"] = "batch"
+    labels: dict[str, str] = Field(default_factory=dict)
+    meta: dict[str, str] = Field(default_factory=dict)
+    tasks: list[Task] = Field(min_length=1, max_length=1)
+    created_at: datetime = Field(default_factory=_utcnow)
+    state: JobState = JobState.PENDING
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not JOB_ID.fullmatch(value):
+            raise ValueError("must look like j-<uuid4>")
+        return value
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _one_task(cls, value: Any) -> Any:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError(f"a job has exactly one task, got {len(value)}")
+        return value
+
+    @property
+    def task(self) -> Task:
+        """The job's single task."""
+        return self.tasks[0]
+
+    @property
+    def engine_type(self) -> str:
+        """The engine of the job's task, i.e. its job type."""
+        return self.task.engine.type
+
+
+def describe_errors(error: ValidationError) -> str:
+    """One line per problem: ``field.path: message``."""
+    lines = []
+    for item in error.errors(include_url=False):
+        path = ""
+        for part in item["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = str(item["msg"]).removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+        lines.append(f"{path}: {message}" if path else message)
+    return "; ".join(lines)
+
+
+def parse_job(data: Any) -> Job:
+    """Validate ``data`` (a dict or JSON text) as a :class:`Job`, raising ``InvalidJobError``."""
+    try:
+        if isinstance(data, str | bytes):
+            return Job.model_validate_json(data)
+        return Job.model_validate(data)
+    except ValidationError as error:
+        raise InvalidJobError(f"invalid job: {describe_errors(error)}") from None

@@ -1,0 +1,33 @@
+"""Settings shared by every process, read from ``SHOAL_*`` environment variables.
+
+Each process defines one settings class deriving from :class:`CommonSettings`, loads it once
+at its entry point and passes it down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+def data_dir() -> Path:
+    """The user's data directory for Shoal (``$XDG_DATA_HOME/shoal``)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "shoal"
+
+
+class CommonSettings(BaseSettings):
+    """What every Shoal process needs: where the broker is."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="ignore")
+
+    broker_url: SecretStr = Field(
+        default=SecretStr(DEFAULT_BROKER_URL), description="AMQP URL of RabbitMQ"
+    )
+    log_format: str = Field(default="auto", description="auto (console on a TTY), json or console")
+    log_level: str = "info"

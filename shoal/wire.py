@@ -1,0 +1,148 @@
+"""Messages on the wire: pydantic models with a schema version, JSON bodies.
+
+A body that is not JSON, has another schema version, or does not validate raises
+``ProtocolError`` from :func:`decode`; the consumer then answers or dead-letters it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shoal.errors import ProtocolError, ShoalError
+from shoal.model import Job, JobState, describe_errors
+
+SCHEMA_VERSION = 1
+CONTENT_TYPE = "application/json"
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(UTC)
+
+
+class WireError(BaseModel):
+    """A typed error sent back to a caller; see ``shoal.errors.from_wire``."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, error: ShoalError) -> WireError:
+        """The wire form of ``error``."""
+        return cls(**error.to_wire())
+
+
+class Message(BaseModel):
+    """Base of every message: a schema version, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+
+
+class Submission(Message):
+    """``shoal.submit``: a job as the client built it."""
+
+    job: Job
+    idempotency_key: str | None = None
+
+
+class SubmitReply(Message):
+    """Answer to a submission: the job to follow (translated or not), or an error."""
+
+    job_id: str | None = None
+    original_id: str | None = None
+    error: WireError | None = None
+
+
+class ComputeRequest(Message):
+    """``shoal.compute``: a runnable (docker) job for an executor."""
+
+    job: Job
+    submitted_at: datetime = Field(default_factory=utcnow)
+
+
+EventKind = Literal["state", "log", "result"]
+
+
+class JobEvent(Message):
+    """``shoal.events``, key ``job.<id>.<kind>``: what happened to a job."""
+
+    job_id: str
+    kind: EventKind
+    at: datetime = Field(default_factory=utcnow)
+    executor: str | None = None
+    state: JobState | None = None
+    exit_code: int | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    stream: Literal["stdout", "stderr"] | None = None
+    data: str = ""
+    outputs: dict[str, str] = Field(default_factory=dict)
+    """Result name → base64 tar.gz of that folder (kind ``result``)."""
+    truncated: bool = False
+
+    @property
+    def routing_key(self) -> str:
+        """The topic key this event is published with."""
+        return f"job.{self.job_id}.{self.kind}"
+
+
+class ControlMessage(Message):
+    """``shoal.control`` (fanout to executors): act on a job."""
+
+    job_id: str
+    action: Literal["stop"] = "stop"
+    reason: str = "stopped by user"
+
+
+ApiOp = Literal["list", "describe", "logs", "get", "stop"]
+
+
+class ApiRequest(Message):
+    """``shoal.api``: a query answered from the job store."""
+
+    op: ApiOp
+    job_id: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiReply(Message):
+    """Answer to an API request."""
+
+    result: Any = None
+    error: WireError | None = None
+
+
+M = TypeVar("M", bound=Message)
+
+
+def encode(message: Message) -> bytes:
+    """``message`` as a JSON body."""
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+def decode(body: bytes, kind: type[M]) -> M:
+    """Parse ``body`` as ``kind``; ``ProtocolError`` with a readable reason otherwise."""
+    try:
+        message = kind.model_validate_json(body)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            raise ProtocolError("message body is not valid JSON") from None
+        _check_version(json.loads(body))
+        raise ProtocolError(f"invalid {kind.__name__}: {describe_errors(error)}") from None
+    _check_version({"schema_version": message.schema_version})
+    return message
+
+
+def _check_version(data: Any) -> None:
+    version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ProtocolError(
+            f"unsupported schema version {version!r}; this side speaks {SCHEMA_VERSION}"
+        )

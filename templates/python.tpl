@@ -1,0 +1,20 @@
+{#- Job template for `shoal exec python`. Every {{ expression }} renders as a JSON value.
+    Variables: name, command, arguments (the CLI fills them), version (default 3.11). -#}
+{
+  "name": {{ name }},
+  "type": "batch",
+  "labels": {"job-type": "python"},
+  "tasks": [
+    {
+      "name": "main",
+      "engine": {
+        "type": "python",
+        "params": {
+          "version": {{ version | default("3.11") | string }},
+          "command": {{ command }},
+          "arguments": {{ arguments }}
+        }
+      }
+    }
+  ]
+}
