@@ -75,6 +75,8 @@ class JobEvent(Message):
     job_id: str
     kind: EventKind
     at: datetime = Field(default_factory=utcnow)
+    seq: int = 0
+    """Per job and executor, increasing: orders log chunks recorded by several requesters."""
     executor: str | None = None
     state: JobState | None = None
     exit_code: int | None = None
