@@ -51,6 +51,10 @@ def discover(operator_dirs: Iterable[Path] = ()) -> dict[str, Path]:
 
 
 def _finalize(value: Any) -> str:
+    import jinja2
+
+    if isinstance(value, jinja2.Undefined):
+        str(value)  # StrictUndefined raises UndefinedError naming the variable
     return json.dumps(value)
 
 

@@ -1,0 +1,90 @@
+"""The ``shoal`` command as a user runs it: exit codes, one-line errors, dry runs, help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shoal.model import Job
+
+
+def shoal(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "client.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_dry_run_prints_a_valid_job(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    done = shoal(
+        "exec", "python", "--code", "app.py", "--dry-run", "--", "python", "app.py", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    job = Job.model_validate(json.loads(done.stdout))
+    assert job.task.engine.params["arguments"] == ["python", "app.py"]
+    assert job.task.inputs[0].target == "/code/app.py"
+
+
+def test_dry_run_yaml() -> None:
+    done = shoal("exec", "duckdb", "--dry-run", "--output-format", "yaml", "--", "-c", "select 1")
+    assert done.returncode == 0, done.stderr
+    assert "type: duckdb" in done.stdout
+
+
+def test_unknown_type_exits_2_with_one_line() -> None:
+    done = shoal("exec", "ruby")
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == "UnknownJobTypeError: unknown job type 'ruby'; supported types: duckdb, python\n"
+    )
+
+
+def test_bad_flag_value_exits_2_with_one_line() -> None:
+    done = shoal("exec", "python", "--memory", "lots", "--dry-run", "--", "python", "a.py")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("UsageError: --memory: invalid memory size 'lots'")
+
+
+def test_missing_code_exits_2() -> None:
+    done = shoal("exec", "python", "--code", "nope.py", "--dry-run", "--", "python", "nope.py")
+    assert done.returncode == 2
+    assert "CodeArchiveError: --code nope.py: no such file or directory" in done.stderr
+
+
+def test_unknown_click_option_value_exits_2() -> None:
+    done = shoal("exec", "python", "--network", "sideways", "--dry-run")
+    assert done.returncode == 2
+    assert "sideways" in done.stderr
+
+
+@pytest.mark.parametrize("args", [["exec", "--help"], ["--help"]])
+def test_help_teaches(args: list[str]) -> None:
+    done = shoal(*args)
+    assert done.returncode == 0
+    if args[0] == "exec":
+        assert "Job types: duckdb, python" in done.stdout
+        assert "shoal exec python --code app.py -- python app.py" in done.stdout
+        assert "--idempotency-key" in done.stdout
+
+
+def test_help_does_not_import_the_services() -> None:
+    code = (
+        "import sys; from client.main import main; "
+        "rc = main(['exec', '--help']); "
+        "print(sorted(m for m in ('aio_pika', 'aiodocker', 'sqlalchemy') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip().endswith("[]")

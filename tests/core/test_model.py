@@ -1,0 +1,131 @@
+"""The job model: validation messages and JSON round-trips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from shoal.errors import InvalidJobError
+from shoal.model import JOB_ID, Job, derived_job_id, parse_job
+
+from .strategies import jobs
+
+
+def job_with(**task: Any) -> dict[str, Any]:
+    """A minimal job dict whose task has ``task`` merged in."""
+    return {"tasks": [{"engine": {"type": "docker", "params": {"image": "x"}}, **task}]}
+
+
+def url(name: str) -> dict[str, Any]:
+    return {"type": "url", "params": {"url": f"https://example.org/{name}"}}
+
+
+@given(jobs)
+@settings(max_examples=150)
+def test_json_round_trip_is_identity(job: Job) -> None:
+    assert Job.model_validate_json(job.model_dump_json()) == job
+
+
+def test_relative_target_names_the_field() -> None:
+    inputs = [{"source": url("a"), "target": "/a"}, {"source": url("b"), "target": "b"}]
+    with pytest.raises(
+        InvalidJobError, match=r"tasks\[0\]\.inputs\[1\]\.target: must be an absolute path"
+    ):
+        parse_job(job_with(inputs=inputs))
+
+
+@pytest.mark.parametrize("count", [0, 2])
+def test_exactly_one_task(count: int) -> None:
+    task = job_with()["tasks"][0]
+    with pytest.raises(InvalidJobError, match=f"exactly one task, got {count}"):
+        parse_job({"tasks": [task] * count})
+
+
+@pytest.mark.parametrize(
+    ("task", "message"),
+    [
+        (
+            {
+                "inputs": [
+                    {"source": url("a"), "target": "/x"},
+                    {"source": url("b"), "target": "/x"},
+                ]
+            },
+            "duplicate input targets: /x",
+        ),
+        (
+            {
+                "inputs": [
+                    {"source": url("a"), "alias": "d", "target": "/x"},
+                    {"source": url("b"), "alias": "d", "target": "/y"},
+                ]
+            },
+            "duplicate input aliases: d",
+        ),
+        (
+            {"outputs": [{"name": "o", "path": "/a"}, {"name": "o", "path": "/b"}]},
+            "duplicate output names: o",
+        ),
+        (
+            {"outputs": [{"name": "a", "path": "/o"}, {"name": "b", "path": "/o/"}]},
+            "duplicate output paths: /o",
+        ),
+        (
+            {"inputs": [{"source": {"type": "s3", "params": {}}, "target": "/x"}]},
+            "source type 's3'",
+        ),
+        (
+            {
+                "inputs": [
+                    {"source": {"type": "url", "params": {"url": "ftp://h/x"}}, "target": "/x"}
+                ]
+            },
+            "http",
+        ),
+        ({"resources": {"memory": "lots"}}, r"tasks\[0\]\.resources\.memory: invalid memory size"),
+        ({"timeouts": {"execution": "soon"}}, r"tasks\[0\]\.timeouts\.execution: invalid duration"),
+        ({"env": {"1BAD": "x"}}, "not a valid environment variable name"),
+        (
+            {"network": {"type": "none", "domains": ["pypi.org"]}},
+            "only used with network type http",
+        ),
+        ({"engine": {"type": "docker", "params": {}}}, "engine.params.image: field required"),
+        ({"bogus": 1}, r"tasks\[0\]\.bogus: extra inputs are not permitted"),
+    ],
+)
+def test_invalid_tasks_read_like_a_sentence(task: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidJobError, match=message):
+        parse_job(job_with(**task))
+
+
+def test_units_become_canonical() -> None:
+    job = parse_job(
+        job_with(resources={"cpu": "500m", "memory": "512Mi"}, timeouts={"execution": "5m"})
+    )
+    assert job.task.resources.cpu == 0.5
+    assert job.task.resources.memory == 512 * 1024**2
+    assert job.task.timeouts.execution == 300.0
+
+
+def test_default_output_and_no_network_choice() -> None:
+    job = parse_job(job_with())
+    assert [(o.name, o.path) for o in job.task.outputs] == [("outputs", "/outputs")]
+    assert job.task.network is None
+    assert JOB_ID.fullmatch(job.id)
+
+
+def test_job_id_must_look_like_ours() -> None:
+    with pytest.raises(InvalidJobError, match="id: must look like j-<uuid4>"):
+        parse_job({**job_with(), "id": "42"})
+
+
+def test_derived_ids_are_stable_and_distinct() -> None:
+    assert derived_job_id("a") == derived_job_id("a") != derived_job_id("b")
+    assert JOB_ID.fullmatch(derived_job_id("a"))
+
+
+def test_not_json() -> None:
+    with pytest.raises(InvalidJobError, match="invalid job"):
+        parse_job("{nope")

@@ -1,0 +1,215 @@
+"""Translation: python and duckdb to docker, native jobs untouched, typed errors only."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from requester.translate import (
+    Translator,
+    TranslatorRegistry,
+    builtin_translators,
+    default_registry,
+    translate_job,
+)
+from requester.translate.registry import ENTRY_POINT_GROUP
+from shoal.errors import ShoalError, TranslationError, UnknownJobTypeError
+from shoal.images import LAUNCHER_PATH, duckdb_image, python_image
+from shoal.model import Job, JobState, Network, SpecConfig, Task, parse_job
+
+
+def job(engine: dict[str, Any], **task: Any) -> Job:
+    return parse_job({"tasks": [{"engine": engine, **task}]})
+
+
+def python(arguments: Any, **params: Any) -> Job:
+    return job(
+        {"type": "python", "params": {"command": "python", "arguments": arguments, **params}}
+    )
+
+
+REGISTRY = TranslatorRegistry(builtin_translators())
+
+
+def test_python_runs_the_launcher_with_the_users_argv() -> None:
+    submitted = python(["python", "app.py", "--flag", "a b"])
+    result = translate_job(submitted, REGISTRY)
+    engine = result.runnable.task.engine
+    assert engine.type == "docker"
+    assert engine.params["image"] == python_image("3.11")
+    assert engine.params["entrypoint"] == [LAUNCHER_PATH]
+    assert engine.params["parameters"] == ["--", "python", "app.py", "--flag", "a b"]
+
+
+def test_python_version_picks_the_image() -> None:
+    runnable = translate_job(python(["-c", "import this"], version="3.10"), REGISTRY).runnable
+    assert runnable.task.engine.params["image"] == python_image("3.10")
+    assert runnable.task.engine.params["parameters"] == ["--", "-c", "import this"]
+
+
+def test_unknown_python_version_lists_supported() -> None:
+    with pytest.raises(
+        TranslationError, match=r"'2\.7' is not supported; supported versions: 3\.10, 3\.11"
+    ):
+        translate_job(python(["x"], version="2.7"), REGISTRY)
+
+
+def test_python_default_network_is_package_indexes_only() -> None:
+    network = translate_job(python(["x"]), REGISTRY).runnable.task.network
+    assert network is not None
+    assert (network.type, network.domains) == ("http", ["pypi.org", "files.pythonhosted.org"])
+
+
+def test_python_keeps_a_network_the_user_chose() -> None:
+    submitted = job(
+        {"type": "python", "params": {"command": "python", "arguments": ["x"]}},
+        network={"type": "none"},
+    )
+    network = translate_job(submitted, REGISTRY).runnable.task.network
+    assert network == Network(type="none")
+
+
+def test_python_without_argv_says_what_to_type() -> None:
+    with pytest.raises(TranslationError, match="give the command after --"):
+        translate_job(python([]), REGISTRY)
+
+
+def test_duckdb_passes_argv_unchanged() -> None:
+    argv = ["-c", "select * from 'data.csv' where x = \"y\""]
+    runnable = translate_job(
+        job({"type": "duckdb", "params": {"command": "duckdb", "arguments": argv}}), REGISTRY
+    ).runnable
+    assert runnable.task.engine.params["image"] == duckdb_image()
+    assert runnable.task.engine.params["entrypoint"] == ["duckdb"]
+    assert runnable.task.engine.params["parameters"] == argv
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"arguments": ["x"]}, "no engine.params.command"),
+        ({"command": "python", "arguments": "python app.py"}, "must be a list of strings, got str"),
+        ({"command": "python", "arguments": [1, 2]}, "must be a list of strings"),
+    ],
+)
+def test_malformed_params_are_typed_errors(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(TranslationError, match=message):
+        translate_job(job({"type": "python", "params": params}), REGISTRY)
+
+
+def test_translation_makes_a_new_linked_job_and_keeps_the_original() -> None:
+    submitted = python(["python", "app.py"])
+    before = submitted.model_dump()
+    result = translate_job(submitted, REGISTRY)
+    assert submitted.model_dump() == before  # never mutated
+    assert result.translated
+    assert result.runnable.id != submitted.id
+    assert result.runnable.meta["shoal.original_id"] == submitted.id
+    assert result.runnable.meta["shoal.job_type"] == "python"
+    assert result.runnable.meta["shoal.translator"].endswith("PythonTranslator")
+    assert result.original.id == submitted.id
+    assert result.original.state is JobState.TRANSLATED
+    assert result.original.meta["shoal.translated_id"] == result.runnable.id
+    assert result.original.task == submitted.task
+
+
+def test_same_submission_same_translated_id() -> None:
+    submitted = python(["x"])
+    assert (
+        translate_job(submitted, REGISTRY).runnable.id
+        == translate_job(submitted, REGISTRY).runnable.id
+    )
+
+
+@pytest.mark.parametrize("engine", ["docker", "wasm"])
+def test_native_jobs_pass_through_untouched(engine: str) -> None:
+    params = {"image": "busybox"} if engine == "docker" else {"module": "x.wasm"}
+    submitted = job({"type": engine, "params": params})
+    result = translate_job(submitted, REGISTRY)
+    assert result.runnable is submitted
+    assert not result.translated
+
+
+def test_mixed_docker_and_duckdb_jobs() -> None:
+    jobs = [
+        job({"type": "docker", "params": {"image": "busybox", "parameters": ["echo", "hi"]}}),
+        job({"type": "duckdb", "params": {"command": "duckdb", "arguments": ["-c", "select 1"]}}),
+    ]
+    results = [translate_job(j, REGISTRY) for j in jobs]
+    assert [r.translated for r in results] == [False, True]
+    assert all(r.runnable.task.engine.type == "docker" for r in results)
+
+
+def test_unknown_type_lists_supported() -> None:
+    with pytest.raises(
+        UnknownJobTypeError, match="unknown job type 'ruby'; supported types: duckdb, python"
+    ):
+        translate_job(job({"type": "ruby", "params": {"command": "ruby"}}), REGISTRY)
+
+
+class Exploding:
+    job_type = "boom"
+
+    def translate(self, task: Task) -> Task:
+        raise RuntimeError("kaboom")
+
+
+class NotNative:
+    job_type = "lazy"
+
+    def translate(self, task: Task) -> Task:
+        return task
+
+
+def test_a_crashing_translator_becomes_a_typed_error() -> None:
+    registry = TranslatorRegistry([Exploding()])
+    with pytest.raises(
+        TranslationError, match="translator for 'boom' failed: RuntimeError: kaboom"
+    ):
+        translate_job(job({"type": "boom"}), registry)
+
+
+def test_a_translator_must_produce_a_native_engine() -> None:
+    with pytest.raises(TranslationError, match="produced engine 'lazy'"):
+        translate_job(job({"type": "lazy"}), TranslatorRegistry([NotNative()]))
+
+
+def test_duplicate_job_types_are_rejected() -> None:
+    with pytest.raises(TranslationError, match="duplicate translator for job type 'python'"):
+        TranslatorRegistry([*builtin_translators(), *builtin_translators()])
+
+
+def test_entry_points_add_translators(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Entry:
+        name = "boom"
+        value = "tests:Exploding"
+
+        def load(self) -> type[Translator]:
+            return Exploding
+
+    def fake_entry_points(group: str) -> list[Entry]:
+        return [Entry()] if group == ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr("requester.translate.registry.entry_points", fake_entry_points)
+    assert default_registry().job_types() == ["boom", "duckdb", "python"]
+
+
+@given(
+    job_type=st.sampled_from(["python", "duckdb", "ruby", "docker"]),
+    params=st.dictionaries(
+        st.sampled_from(["command", "arguments", "version", "image"]),
+        st.one_of(st.text(max_size=5), st.lists(st.text(max_size=5), max_size=3), st.integers()),
+    ),
+)
+@settings(max_examples=200)
+def test_translation_raises_only_typed_errors(job_type: str, params: dict[str, Any]) -> None:
+    try:
+        submitted = Job(tasks=[Task(engine=SpecConfig(type=job_type, params=params))])
+    except ValueError:
+        return  # not a valid job in the first place (e.g. docker without an image)
+    with contextlib.suppress(ShoalError):
+        translate_job(submitted, REGISTRY)
