@@ -453,6 +453,25 @@ def open_log(layout: Layout) -> BinaryIO:
     return layout.log.open("ab")
 
 
+def shebang_argv(argv: Sequence[str], path: str | None) -> list[str] | None:
+    """``argv`` run through the script's ``#!`` interpreter, as the kernel would, or None.
+
+    Used when exec fails with EACCES: a script in a ``noexec`` mount (the job's ``/tmp``, where
+    per-job console scripts live) can still be run by handing it to its interpreter.
+    """
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as script:
+            first = script.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").strip().split(None, 1)
+    return [*words, path, *argv[1:]] if words else None
+
+
 def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Replace this process with ``argv`` (looked up on ``env``'s PATH); only returns on error."""
     sys.stdout.flush()
@@ -462,10 +481,27 @@ def exec_command(argv: Sequence[str], env: Mapping[str, str]) -> int:
     except FileNotFoundError:
         raise LaunchError(f"command not found: {argv[0]}", EXIT_NOT_FOUND) from None
     except PermissionError:
-        raise LaunchError(f"command not executable: {argv[0]}", EXIT_NOT_EXECUTABLE) from None
+        fallback = shebang_argv(argv, find_on_path(argv[0], env.get("PATH", os.defpath)))
+        if fallback is None:
+            raise LaunchError(f"command not executable: {argv[0]}", EXIT_NOT_EXECUTABLE) from None
+        try:
+            os.execvpe(fallback[0], fallback, dict(env))
+        except OSError as exc:
+            raise LaunchError(f"cannot run {argv[0]}: {exc}", EXIT_NOT_EXECUTABLE) from None
     except OSError as exc:
         raise LaunchError(f"cannot run {argv[0]}: {exc}", EXIT_NOT_EXECUTABLE) from None
     return 0  # pragma: no cover - execvpe does not return
+
+
+def find_on_path(name: str, path: str) -> str | None:
+    """The first file called ``name`` on ``path`` (executable or not), like a shell's lookup."""
+    if os.sep in name:
+        return name if os.path.isfile(name) else None
+    for directory in path.split(os.pathsep):
+        candidate = os.path.join(directory or ".", name)
+        if os.path.isfile(candidate):
+            return candidate
+    return None
 
 
 def launch(
