@@ -1,0 +1,45 @@
+"""The requester's settings: ``SHOAL_*`` environment variables, loaded once by ``run``."""
+
+from __future__ import annotations
+
+import socket
+
+from pydantic import Field
+
+from shoal.settings import CommonSettings, data_dir
+
+
+def default_database_url() -> str:
+    """SQLite in the user's data directory: the embedded default for one requester."""
+    return f"sqlite+aiosqlite:///{data_dir() / 'jobs.sqlite3'}"
+
+
+class RequesterSettings(CommonSettings):
+    """What ``shoal serve requester`` needs.
+
+    ``database_url`` picks the job store: ``sqlite+aiosqlite:///PATH`` (default, one requester)
+    or ``postgresql+asyncpg://USER@HOST/DB`` (several requester replicas).
+    """
+
+    database_url: str = Field(default_factory=default_database_url)
+    name: str = Field(default_factory=lambda: f"requester@{socket.gethostname()}")
+    submit_prefetch: int = Field(default=128, ge=1, description="Submissions handled at once")
+    events_prefetch: int = Field(default=128, ge=1, description="Job events recorded at once")
+    api_prefetch: int = Field(default=16, ge=1, description="API queries answered at once")
+    log_limit_bytes: int = Field(
+        default=1024 * 1024, ge=0, description="Log bytes kept per job and stream"
+    )
+    output_limit_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=0,
+        description="Bytes of one result archive (tar.gz) kept per job and result name",
+    )
+    list_limit: int = Field(default=50, ge=1, description="Default row count of `job list`")
+    connect_timeout: float = Field(default=10.0, gt=0)
+    shutdown_grace: float = Field(
+        default=10.0, ge=0, description="Seconds in-flight deliveries get to finish on shutdown"
+    )
+    retry_base_delay: float = Field(
+        default=0.2, ge=0, description="First delay before a transient failure is retried"
+    )
+    retry_max_delay: float = Field(default=5.0, ge=0)

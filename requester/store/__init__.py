@@ -1,0 +1,6 @@
+"""The job store: SQLAlchemy 2 async Core on SQLite (default) or Postgres."""
+
+from .store import JobStore
+from .writes import Limits, NewJob
+
+__all__ = ["JobStore", "Limits", "NewJob"]

@@ -1,0 +1,144 @@
+"""Reads from the job store, as JSON-ready dicts (what the ``shoal.api`` RPC returns)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import schema
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = schema.utc(value)
+    return value.isoformat() if value is not None else None
+
+
+async def job_row(conn: AsyncConnection, job_id: str) -> Row[Any] | None:
+    """The job's row, or ``None``."""
+    result = await conn.execute(select(schema.jobs).where(schema.jobs.c.id == job_id))
+    return result.first()
+
+
+async def resolve(conn: AsyncConnection, job_id: str) -> Row[Any] | None:
+    """The job executors run for ``job_id``: a translated original leads to its runnable job."""
+    row = await job_row(conn, job_id)
+    if row is not None and row.translated_id:
+        return await job_row(conn, row.translated_id) or row
+    return row
+
+
+def summary(row: Row[Any]) -> dict[str, Any]:
+    """The short form of a job, one line of ``job list``."""
+    return {
+        "id": row.id,
+        "name": row.name,
+        "job_type": row.job_type,
+        "engine": row.engine,
+        "state": row.state,
+        "labels": json.loads(row.labels),
+        "original_id": row.original_id,
+        "translated_id": row.translated_id,
+        "exit_code": row.exit_code,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+    }
+
+
+async def list_jobs(
+    conn: AsyncConnection, *, state: str | None, labels: Mapping[str, str], limit: int
+) -> list[dict[str, Any]]:
+    """Newest first; translated originals are left out unless asked for by state."""
+    jobs = schema.jobs
+    query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
+    if state:
+        query = query.where(jobs.c.state == state)
+    else:
+        query = query.where(jobs.c.translated_id.is_(None))
+    for key, value in labels.items():
+        tag = schema.job_labels.alias()
+        query = query.join(
+            tag, and_(tag.c.job_id == jobs.c.id, tag.c.key == key, tag.c.value == value)
+        )
+    return [summary(row) for row in await conn.execute(query)]
+
+
+async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
+    """The whole record: spec, engine, the original spec, executions, log and output sizes."""
+    record = summary(row)
+    spec = json.loads(row.spec)
+    record["namespace"] = row.namespace
+    record["error"] = row.error
+    record["spec"] = spec
+    record["engine_spec"] = spec["tasks"][0]["engine"]
+    record["original"] = None
+    if row.original_id:
+        original = await job_row(conn, row.original_id)
+        record["original"] = json.loads(original.spec) if original is not None else None
+    runs = schema.executions
+    record["executions"] = [
+        {
+            "executor": run.executor or None,
+            "state": run.state,
+            "exit_code": run.exit_code,
+            "error": run.error,
+            "started_at": _iso(run.started_at),
+            "ended_at": _iso(run.ended_at),
+        }
+        for run in await conn.execute(
+            select(runs).where(runs.c.job_id == row.id).order_by(runs.c.started_at)
+        )
+    ]
+    streams = schema.log_streams
+    record["logs"] = {
+        s.stream: {"bytes": s.bytes, "truncated": s.truncated}
+        for s in await conn.execute(select(streams).where(streams.c.job_id == row.id))
+    }
+    outs = schema.outputs
+    record["outputs"] = {
+        o.name: {"size": o.size, "truncated": o.truncated}
+        for o in await conn.execute(
+            select(outs.c.name, outs.c.size, outs.c.truncated).where(outs.c.job_id == row.id)
+        )
+    }
+    return record
+
+
+async def logs(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
+    """Every kept log chunk in order, and whether each stream was truncated."""
+    chunks = schema.log_chunks
+    streams = schema.log_streams
+    rows = await conn.execute(
+        select(chunks).where(chunks.c.job_id == job_id).order_by(chunks.c.seq, chunks.c.executor)
+    )
+    flags = await conn.execute(select(streams).where(streams.c.job_id == job_id))
+    return {
+        "job_id": job_id,
+        "chunks": [
+            {"seq": c.seq, "stream": c.stream, "data": c.data, "executor": c.executor or None}
+            for c in rows
+        ],
+        "truncated": {s.stream: s.truncated for s in flags},
+    }
+
+
+async def outputs(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
+    """Each result as base64 tar.gz (``None`` when it was over the limit)."""
+    outs = schema.outputs
+    rows = await conn.execute(select(outs).where(outs.c.job_id == job_id).order_by(outs.c.name))
+    return {
+        "job_id": job_id,
+        "outputs": {
+            o.name: {
+                "data": base64.b64encode(o.data).decode() if o.data is not None else None,
+                "size": o.size,
+                "truncated": o.truncated,
+            }
+            for o in rows
+        },
+    }

@@ -1,0 +1,132 @@
+"""``JobStore``: the job store behind a small async interface (SQLite or Postgres).
+
+SQLite is the embedded default for one requester (WAL; writes serialized in-process);
+Postgres, chosen by URL, lets several requester replicas share the store: every state
+change is a single conditional statement, so replicas never regress a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from shoal.errors import NotFoundError
+from shoal.model import STATE_ORDER, JobState
+from shoal.wire import JobEvent
+
+from . import reads, schema, writes
+from .dialect import tune_sqlite
+from .writes import Limits, NewJob
+
+
+class JobStore:
+    """Jobs, executions, logs and outputs; open with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, limits: Limits) -> None:
+        self._engine = engine
+        self.limits = limits
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, url: str, limits: Limits) -> JobStore:
+        """Connect and create the schema if needed."""
+        parsed = make_url(url)
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        else:
+            options = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+        engine = create_async_engine(url, **options)
+        if engine.dialect.name == "sqlite":
+            tune_sqlite(engine)
+        async with engine.begin() as conn:
+            await conn.run_sync(schema.metadata.create_all)
+        return cls(engine, limits)
+
+    async def close(self) -> None:
+        """Release every connection."""
+        await self._engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        if self._sqlite:
+            async with self._write_lock, self._engine.begin() as conn:
+                yield conn
+        else:
+            async with self._engine.begin() as conn:
+                yield conn
+
+    # writes ---------------------------------------------------------------------------
+
+    async def add_jobs(self, items: Sequence[NewJob]) -> dict[str, JobState]:
+        """Record submissions (idempotent); the current state of each runnable job."""
+        async with self._write() as conn:
+            return await writes.insert_jobs(conn, items)
+
+    async def mark_queued(self, job_ids: Sequence[str]) -> list[str]:
+        """Pending jobs whose compute message was confirmed become ``queued``."""
+        async with self._write() as conn:
+            return await writes.advance_state(conn, job_ids, JobState.QUEUED)
+
+    async def stop_if_waiting(self, job_id: str, reason: str) -> bool:
+        """Mark a job that has not started ``stopped``; ``False`` if it already runs or ended."""
+        async with self._write() as conn:
+            moved = await writes.advance_state(
+                conn,
+                [job_id],
+                JobState.STOPPED,
+                error=reason,
+                below_rank=STATE_ORDER[JobState.RUNNING],
+            )
+        return bool(moved)
+
+    async def record_events(self, events: Sequence[JobEvent]) -> None:
+        """Write job events in one transaction (each is idempotent and order-safe)."""
+        async with self._write() as conn:
+            for event in events:
+                await writes.record_event(conn, event, self.limits)
+
+    # reads ----------------------------------------------------------------------------
+
+    async def resolve(self, job_id: str) -> dict[str, Any]:
+        """The runnable job's summary for ``job_id`` (an original leads to its translation)."""
+        async with self._engine.connect() as conn:
+            row = await reads.resolve(conn, job_id)
+        if row is None:
+            raise NotFoundError(f"no job {job_id!r}")
+        return reads.summary(row)
+
+    async def list_jobs(
+        self, *, state: str | None = None, labels: Mapping[str, str] | None = None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Jobs newest first, filtered by state and labels."""
+        async with self._engine.connect() as conn:
+            return await reads.list_jobs(conn, state=state, labels=labels or {}, limit=limit)
+
+    async def describe(self, job_id: str) -> dict[str, Any]:
+        """The full record of a job (``NotFoundError`` if unknown)."""
+        async with self._engine.connect() as conn:
+            row = await reads.resolve(conn, job_id)
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r}")
+            return await reads.describe(conn, row)
+
+    async def logs(self, job_id: str) -> dict[str, Any]:
+        """A job's kept log chunks in ``seq`` order."""
+        job = await self.resolve(job_id)
+        async with self._engine.connect() as conn:
+            return await reads.logs(conn, job["id"])
+
+    async def outputs(self, job_id: str) -> dict[str, Any]:
+        """A job's result archives, base64-encoded."""
+        job = await self.resolve(job_id)
+        async with self._engine.connect() as conn:
+            return await reads.outputs(conn, job["id"])

@@ -1,0 +1,246 @@
+"""Writes to the job store, each inside a transaction the caller opened.
+
+Every state change is one conditional ``UPDATE … WHERE state_rank < :rank``: whichever
+requester records it, a job only moves forward (``shoal.model.STATE_ORDER``), so a late
+``running`` after ``completed`` changes nothing and a second terminal state is ignored.
+Log chunks and results are keyed so a redelivered event is a no-op.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shoal.model import STATE_ORDER, Job, JobState
+from shoal.wire import JobEvent
+
+from . import schema
+from .dialect import insert_for
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A submission to record: the original and the job executors run (the same if native)."""
+
+    original: Job
+    runnable: Job
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How much of a job's logs (per stream) and outputs (per result) the store keeps."""
+
+    log_bytes: int
+    output_bytes: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _job_row(job: Job, state: JobState, job_type: str, key: str | None) -> dict[str, Any]:
+    now = _now()
+    return {
+        "id": job.id,
+        "name": job.name,
+        "namespace": job.namespace,
+        "job_type": job_type,
+        "engine": job.engine_type,
+        "state": state.value,
+        "state_rank": STATE_ORDER[state],
+        "original_id": None,
+        "translated_id": None,
+        "idempotency_key": key,
+        "spec": job.model_dump_json(),
+        "labels": json.dumps(job.labels, sort_keys=True),
+        "exit_code": None,
+        "error": None,
+        "created_at": job.created_at,
+        "updated_at": now,
+    }
+
+
+async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[str, JobState]:
+    """Insert each submission's rows unless present; the runnable jobs' current states."""
+    rows: dict[str, dict[str, Any]] = {}
+    labels: dict[tuple[str, str], dict[str, str]] = {}
+    for item in items:
+        original, runnable = item.original, item.runnable
+        job_type = original.engine_type
+        run_row = _job_row(runnable, JobState.PENDING, job_type, item.idempotency_key)
+        if runnable.id != original.id:
+            orig_row = _job_row(original, JobState.TRANSLATED, job_type, item.idempotency_key)
+            orig_row["translated_id"] = runnable.id
+            run_row["original_id"] = original.id
+            rows.setdefault(original.id, orig_row)
+        rows.setdefault(runnable.id, run_row)
+        for key, value in runnable.labels.items():
+            labels[(runnable.id, key)] = {"job_id": runnable.id, "key": key, "value": value}
+    insert = insert_for(conn)
+    await conn.execute(insert(schema.jobs).on_conflict_do_nothing(), list(rows.values()))
+    if labels:
+        await conn.execute(
+            insert(schema.job_labels).on_conflict_do_nothing(), list(labels.values())
+        )
+    ids = list({item.runnable.id for item in items})
+    found = await conn.execute(
+        select(schema.jobs.c.id, schema.jobs.c.state).where(schema.jobs.c.id.in_(ids))
+    )
+    return {row.id: JobState(row.state) for row in found}
+
+
+async def advance_state(
+    conn: AsyncConnection,
+    job_ids: Sequence[str],
+    state: JobState,
+    *,
+    exit_code: int | None = None,
+    error: str | None = None,
+    below_rank: int | None = None,
+) -> list[str]:
+    """Move jobs to ``state`` when they are ranked lower (or below ``below_rank``).
+
+    Returns the IDs that moved. One statement, so concurrent recorders cannot regress a job.
+    """
+    if not job_ids:
+        return []
+    rank = STATE_ORDER[state]
+    limit = rank if below_rank is None else min(rank, below_rank)
+    jobs = schema.jobs
+    values: dict[str, Any] = {"state": state.value, "state_rank": rank, "updated_at": _now()}
+    if exit_code is not None:
+        values["exit_code"] = exit_code
+    if error is not None:
+        values["error"] = error
+    result = await conn.execute(
+        update(jobs)
+        .where(and_(jobs.c.id.in_(list(job_ids)), jobs.c.state_rank < limit))
+        .values(**values)
+        .returning(jobs.c.id)
+    )
+    return [row.id for row in result]
+
+
+async def record_event(conn: AsyncConnection, event: JobEvent, limits: Limits) -> None:
+    """Write one job event: a state change, a log chunk or results."""
+    if event.kind == "state":
+        await _record_state(conn, event)
+    elif event.kind == "log":
+        await _record_log(conn, event, limits.log_bytes)
+    else:
+        await _record_result(conn, event, limits.output_bytes)
+
+
+async def _record_state(conn: AsyncConnection, event: JobEvent) -> None:
+    if event.state is None or event.state in (JobState.PENDING, JobState.TRANSLATED):
+        return
+    await advance_state(
+        conn, [event.job_id], event.state, exit_code=event.exit_code, error=event.error
+    )
+    executor = event.executor or ""
+    runs = schema.executions
+    await conn.execute(
+        insert_for(conn)(runs)
+        .values(
+            job_id=event.job_id,
+            executor=executor,
+            state=JobState.PENDING.value,
+            state_rank=STATE_ORDER[JobState.PENDING],
+            updated_at=_now(),
+        )
+        .on_conflict_do_nothing()
+    )
+    this_run = and_(runs.c.job_id == event.job_id, runs.c.executor == executor)
+    started = event.started_at or (event.at if event.state is JobState.RUNNING else None)
+    if started is not None:
+        await conn.execute(
+            update(runs).where(this_run, runs.c.started_at.is_(None)).values(started_at=started)
+        )
+    rank = STATE_ORDER[event.state]
+    values: dict[str, Any] = {"state": event.state.value, "state_rank": rank, "updated_at": _now()}
+    if rank == STATE_ORDER[JobState.COMPLETED]:
+        values |= {
+            "exit_code": event.exit_code,
+            "error": event.error,
+            "ended_at": event.ended_at or event.at,
+        }
+    await conn.execute(update(runs).where(this_run, runs.c.state_rank < rank).values(**values))
+
+
+async def _record_log(conn: AsyncConnection, event: JobEvent, limit: int) -> None:
+    stream = event.stream or "stdout"
+    insert = insert_for(conn)
+    inserted = await conn.execute(
+        insert(schema.log_chunks)
+        .values(
+            job_id=event.job_id,
+            executor=event.executor or "",
+            seq=event.seq,
+            stream=stream,
+            data=event.data,
+            at=event.at,
+        )
+        .on_conflict_do_nothing()
+    )
+    if inserted.rowcount == 0:
+        return
+    streams = schema.log_streams
+    await conn.execute(
+        insert(streams)
+        .values(job_id=event.job_id, stream=stream, bytes=0, truncated=False)
+        .on_conflict_do_nothing()
+    )
+    this_stream = and_(streams.c.job_id == event.job_id, streams.c.stream == stream)
+    size = len(event.data.encode())
+    values: dict[str, Any] = {"bytes": streams.c.bytes + size}
+    if event.truncated:
+        values["truncated"] = True
+    kept = await conn.execute(
+        update(streams).where(this_stream, streams.c.bytes + size <= limit).values(**values)
+    )
+    if kept.rowcount == 0:
+        chunks = schema.log_chunks
+        await conn.execute(
+            chunks.delete().where(
+                chunks.c.job_id == event.job_id,
+                chunks.c.executor == (event.executor or ""),
+                chunks.c.seq == event.seq,
+            )
+        )
+        await conn.execute(update(streams).where(this_stream).values(truncated=True))
+
+
+async def _record_result(conn: AsyncConnection, event: JobEvent, limit: int) -> None:
+    insert = insert_for(conn)
+    for name, encoded in event.outputs.items():
+        try:
+            data: bytes | None = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            data = None
+        size = len(data) if data is not None else 0
+        truncated = event.truncated or data is None or size > limit
+        row = {
+            "job_id": event.job_id,
+            "name": name,
+            "data": None if size > limit else data,
+            "size": size,
+            "truncated": truncated,
+            "executor": event.executor or "",
+            "at": event.at,
+        }
+        statement = insert(schema.outputs).values(**row)
+        await conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["job_id", "name"],
+                set_={k: statement.excluded[k] for k in row if k not in ("job_id", "name")},
+            )
+        )

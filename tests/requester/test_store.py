@@ -1,0 +1,133 @@
+"""Job store contract: the same tests on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import pytest
+
+from requester.store import JobStore, NewJob
+from requester.translate import default_registry, translate_job
+from shoal.errors import NotFoundError
+from shoal.model import JobState
+
+from .jobs import docker_job, log, python_job, result, state, tar_gz
+
+
+def translated(**labels: str) -> NewJob:
+    translation = translate_job(python_job(labels=labels), default_registry())
+    return NewJob(translation.original, translation.runnable)
+
+
+async def test_add_jobs_is_idempotent_and_links_the_original(store: JobStore) -> None:
+    item = translated()
+    first = await store.add_jobs([item])
+    again = await store.add_jobs([item, item])
+    assert first == again == {item.runnable.id: JobState.PENDING}
+    record = await store.describe(item.original.id)
+    assert record["id"] == item.runnable.id
+    assert record["original_id"] == item.original.id
+    assert record["original"]["tasks"][0]["engine"]["type"] == "python"
+    assert record["engine_spec"]["type"] == "docker"
+    assert record["job_type"] == "python"
+    listed = await store.list_jobs(limit=10)
+    assert [j["id"] for j in listed] == [item.runnable.id]
+    originals = await store.list_jobs(state="translated", limit=10)
+    assert [j["id"] for j in originals] == [item.original.id]
+
+
+async def test_native_job_is_one_row(store: JobStore) -> None:
+    job = docker_job()
+    assert await store.add_jobs([NewJob(job, job)]) == {job.id: JobState.PENDING}
+    assert (await store.describe(job.id))["original"] is None
+
+
+async def test_states_only_move_forward(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    assert await store.mark_queued([job_id]) == [job_id]
+    assert await store.mark_queued([job_id]) == []
+    await store.record_events([state(job_id, JobState.RUNNING)])
+    await store.record_events([state(job_id, JobState.COMPLETED, exit_code=0)])
+    await store.record_events([state(job_id, JobState.RUNNING)])
+    await store.record_events([state(job_id, JobState.FAILED, exit_code=3, error="late")])
+    record = await store.describe(job_id)
+    assert record["state"] == "completed"
+    assert record["exit_code"] == 0
+    [run] = record["executions"]
+    assert run["state"] == "completed"
+    assert run["exit_code"] == 0
+    assert run["started_at"] is not None
+    assert run["ended_at"] is not None
+
+
+async def test_concurrent_recorders_cannot_regress(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    events = [state(job_id, s) for s in (JobState.COMPLETED, JobState.RUNNING, JobState.QUEUED)]
+    await asyncio.gather(*(store.record_events([e]) for e in events * 3))
+    assert (await store.describe(job_id))["state"] == "completed"
+
+
+async def test_stop_only_a_waiting_job(store: JobStore) -> None:
+    waiting, running = translated(), translated()
+    await store.add_jobs([waiting, running])
+    await store.mark_queued([waiting.runnable.id, running.runnable.id])
+    await store.record_events([state(running.runnable.id, JobState.RUNNING)])
+    assert await store.stop_if_waiting(waiting.runnable.id, "stopped by user")
+    assert not await store.stop_if_waiting(running.runnable.id, "stopped by user")
+    assert (await store.describe(waiting.runnable.id))["state"] == "stopped"
+    assert (await store.describe(running.runnable.id))["state"] == "running"
+
+
+async def test_logs_in_seq_order_deduplicated_and_bounded(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    chunks = [log(job_id, 3, "c\n"), log(job_id, 1, "a\n"), log(job_id, 2, "b\n", "stderr")]
+    await store.record_events(chunks)
+    await store.record_events([log(job_id, 1, "a\n")])
+    logs = await store.logs(job_id)
+    assert [(c["seq"], c["data"]) for c in logs["chunks"]] == [(1, "a\n"), (2, "b\n"), (3, "c\n")]
+    assert logs["truncated"] == {"stdout": False, "stderr": False}
+    # The limit is 64 bytes per stream: a chunk that does not fit is dropped and flagged.
+    await store.record_events([log(job_id, 4, "x" * 100)])
+    await store.record_events([log(job_id, 5, "d\n")])
+    logs = await store.logs(job_id)
+    assert [c["seq"] for c in logs["chunks"]] == [1, 2, 3, 5]
+    assert logs["truncated"]["stdout"] is True
+    assert (await store.describe(job_id))["logs"]["stdout"]["truncated"] is True
+
+
+async def test_outputs_bounded(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    small = tar_gz({"a.txt": b"hello"})
+    await store.record_events([result(job_id, {"outputs": small, "big": b"z" * 2000})])
+    outs = (await store.outputs(job_id))["outputs"]
+    assert base64.b64decode(outs["outputs"]["data"]) == small
+    assert outs["outputs"]["truncated"] is False
+    assert outs["big"] == {"data": None, "size": 2000, "truncated": True}
+
+
+async def test_list_filters(store: JobStore) -> None:
+    red, blue = translated(color="red"), translated(color="blue", size="l")
+    await store.add_jobs([red, blue])
+    await store.mark_queued([blue.runnable.id])
+    by_label = await store.list_jobs(labels={"color": "red"}, limit=10)
+    assert [j["id"] for j in by_label] == [red.runnable.id]
+    two = await store.list_jobs(labels={"color": "blue", "size": "l"}, limit=10)
+    assert [j["id"] for j in two] == [blue.runnable.id]
+    assert [j["id"] for j in await store.list_jobs(state="queued", limit=10)] == [blue.runnable.id]
+    assert len(await store.list_jobs(limit=1)) == 1
+
+
+async def test_unknown_job(store: JobStore) -> None:
+    with pytest.raises(NotFoundError):
+        await store.describe("j-00000000-0000-4000-8000-000000000000")
+    with pytest.raises(NotFoundError):
+        await store.logs("j-00000000-0000-4000-8000-000000000000")
