@@ -89,7 +89,13 @@ build() {
         log "$tag is up to date"; return
     fi
     log "building $tag"
-    docker build --quiet --label "io.shoal.inputs=$hash" --tag "$tag" "$@" "$context" >/dev/null
+    local out
+    out=$(mktemp)
+    if ! docker build --force-rm --label "io.shoal.inputs=$hash" --tag "$tag" "$@" "$context" >"$out" 2>&1
+    then
+        cat "$out" >&2; rm -f "$out"; log "docker build of $tag failed"; exit 1
+    fi
+    rm -f "$out"
     log "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | numfmt --to=si)B)"
 }
 

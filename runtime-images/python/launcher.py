@@ -53,6 +53,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,7 @@ EXIT_NOT_FOUND = 127
 
 EXCLUDED = ("__pycache__", "*.pyc", ".git")
 COMPLETE_MARKER = ".shoal-complete"
+STALE_AFTER_SECONDS = 6 * 3600.0
 PIP_OPTIONS = ("--disable-pip-version-check", "--no-input")
 KEY_ENV_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
 LOCAL_REQUIREMENT_PREFIXES = (
@@ -284,7 +286,18 @@ def usable_cache(cache: Path) -> Path | None:
         envs.mkdir(exist_ok=True)
     except OSError:
         return None
-    return envs
+    return envs if os.access(envs, os.W_OK | os.X_OK) else None
+
+
+def sweep_stale(envs: Path, max_age: float = STALE_AFTER_SECONDS) -> None:
+    """Remove temporary envs left behind by jobs that died while installing."""
+    cutoff = time.time() - max_age
+    for entry in envs.glob(".tmp-*"):
+        try:
+            if entry.stat().st_mtime < cutoff:
+                shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def relocate_scripts(env: Path, old: Path, new: Path) -> None:
@@ -418,6 +431,7 @@ def prepare_env(
         write(log, f"cache hit {key}\n")
         return final
     write(log, f"cache miss {key}\n")
+    sweep_stale(envs)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=envs))
     try:
         make_env(tmp)

@@ -11,7 +11,7 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -93,9 +93,15 @@ def cache_volume() -> Iterator[str]:
     docker("volume", "rm", "-f", name, check=False)
 
 
-def run_python(argv: list[str], **kwargs: object) -> JobResult:
+def run_python(
+    argv: list[str],
+    *,
+    code: Mapping[str, str | bytes] | None = None,
+    env: Mapping[str, str] | None = None,
+    cache_volume: str | None = None,
+) -> JobResult:
     """Run a job in the python image through its launcher."""
-    return run_job(PYTHON, ["--", *argv], **kwargs)  # type: ignore[arg-type]
+    return run_job(PYTHON, ["--", *argv], code=code, env=env, cache_volume=cache_volume)
 
 
 def assert_ok(result: JobResult) -> None:

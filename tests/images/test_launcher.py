@@ -449,3 +449,24 @@ def test_run_logged_appends_output(launcher: ModuleType, tmp_path: Path) -> None
         )
     assert code == 1
     assert (tmp_path / "log").read_text() == "before\nout\nerr\n"
+
+
+def test_sweep_stale_removes_only_old_temporary_envs(launcher: ModuleType, tmp_path: Path) -> None:
+    old, fresh, done = tmp_path / ".tmp-old", tmp_path / ".tmp-new", tmp_path / "abc"
+    for path in (old, fresh, done):
+        path.mkdir()
+    os.utime(old, (0, 0))
+    os.utime(done, (0, 0))
+    launcher.sweep_stale(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-new", "abc"]
+
+
+def test_unwritable_cache_is_not_used(launcher: ModuleType, tmp_path: Path) -> None:
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs").chmod(0o555)
+    try:
+        expected = None if os.geteuid() != 0 else tmp_path / "envs"
+        assert launcher.usable_cache(tmp_path) == expected
+        assert launcher.usable_cache(tmp_path / "absent") is None
+    finally:
+        (tmp_path / "envs").chmod(0o755)
