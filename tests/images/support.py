@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.util
+import ipaddress
+import json
 import subprocess
 import sys
 import tempfile
@@ -112,9 +114,15 @@ def docker(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
 
 
 def bridge_gateway() -> str:
-    """The default bridge's gateway: the host address containers reach."""
-    out = docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}")
-    return out.stdout.strip() or "172.17.0.1"
+    """The default bridge's gateway: the host address containers reach.
+
+    The engine may report only the subnet; the gateway is then its first address.
+    """
+    out = docker("network", "inspect", "bridge", "-f", "{{json .IPAM.Config}}")
+    config = json.loads(out.stdout)[0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
 
 
 @dataclass

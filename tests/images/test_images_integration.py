@@ -12,6 +12,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -220,6 +221,26 @@ def test_cache_hit_on_second_run(index: Index, cache_volume: str) -> None:
     key = first.log().split("cache miss ")[1].split()[0]
     assert f"cache hit {key}\n" in second.log()
     assert "$ pip" not in second.log()
+
+
+def test_concurrent_misses_share_one_cache_entry(index: Index, cache_volume: str) -> None:
+    """Two jobs installing the same requirements at once: both run, one env is kept."""
+    code = {"requirements.txt": "tinydep==1.0\n"}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [
+            pool.submit(run_python, ["tinydep-hello", str(n)], code=code, env=index.env,
+                        cache_volume=cache_volume)
+            for n in range(2)
+        ]  # fmt: skip
+        results = [run.result(timeout=240) for run in runs]
+    for n, result in enumerate(results):
+        assert_ok(result)
+        assert result.stdout == f"hello from tinydep {n}\n"
+    show = "import json, os; print(json.dumps(sorted(os.listdir('/shoal-cache/envs'))))"
+    listing = run_python(["-c", show], cache_volume=cache_volume)
+    entries = json.loads(listing.stdout)
+    assert len(entries) == 1
+    assert not entries[0].startswith(".tmp-")
 
 
 # --- python: argv and exit codes --------------------------------------------------------------
