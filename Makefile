@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services images demo test lint typecheck unit bench clean
+.PHONY: install services images demo stop test lint typecheck unit bench clean
 
 install: $(STAMP)
 
@@ -36,6 +36,14 @@ test: install services images lint typecheck
 
 demo: install services images
 	bash scripts/demo.sh
+
+stop:
+	@for f in .demo/*.pid; do \
+		[ -f "$$f" ] || continue; \
+		pid=$$(cat "$$f"); \
+		kill "$$pid" 2>/dev/null && echo "stopped $$(basename "$$f" .pid) (pid $$pid)"; \
+		rm -f "$$f"; \
+	done
 
 bench: install services images
 	$(BIN)/python -m bench.run

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# `make demo`: start a requester and an executor in the background (unless this demo already
+# started them), run the examples through the whole system and print their results.
+# Services stay up for more jobs; `make stop` stops the processes this demo started.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+STATE=.demo
+SHOAL=.venv/bin/shoal
+mkdir -p "$STATE"
+export SHOAL_DATABASE_URL="sqlite+aiosqlite:///$PWD/$STATE/jobs.sqlite3"
+
+start() {
+    local role=$1 pidfile="$STATE/$1.pid"
+    if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        echo "demo: $role already running (pid $(cat "$pidfile"))"
+        return
+    fi
+    nohup "$SHOAL" serve "$role" >"$STATE/$role.log" 2>&1 &
+    echo $! >"$pidfile"
+    echo "demo: started $role (pid $!, log $STATE/$role.log)"
+}
+
+run() {
+    printf '\n$ shoal %s\n' "$*"
+    "$SHOAL" "$@"
+}
+
+start requester
+start executor
+
+echo
+echo "== python: revenue per region from examples/sales.csv"
+job=$(run exec python --code examples/stats.py -i src=examples/sales.csv,dst=/inputs/sales.csv \
+    --id-only --wait -- python stats.py /inputs/sales.csv | tail -n 1)
+run job logs "$job"
+rm -rf "$STATE/outputs"
+run job get "$job" --output-dir "$STATE/outputs"
+echo "--- $STATE/outputs/outputs/summary.json"
+cat "$STATE/outputs/outputs/summary.json"
+echo
+
+echo
+echo "== duckdb: top products, SQL file plus a query with spaces"
+job=$(run exec duckdb --code examples/top_products.sql \
+    -i src=examples/sales.csv,dst=/inputs/sales.csv --id-only --wait \
+    -- -init /code/top_products.sql -c "select count(*) AS rows FROM '/inputs/sales.csv'" \
+    | tail -n 1)
+run job logs "$job"
+
+echo
+run job list
+echo
+echo "demo: done. Try: $SHOAL exec python -- -c \"import this\" --wait"
+echo "demo: requester and executor keep running; stop them with: make stop"
