@@ -1,0 +1,226 @@
+"""The ``ContainerRunner`` port on a real Docker engine, through aiodocker.
+
+Logs are read from the raw multiplexed ``/logs?follow=1`` stream (aiodocker's ``log()`` merges
+stdout and stderr): the engine ends that stream when the container exits. ``get_archive`` is
+read incrementally so an oversized output is abandoned at its limit instead of buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from executor.failures import IMAGE_MISSING, JobError
+from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream
+from executor.settings import PullPolicy
+
+_STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
+_NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
+
+
+def container_config(spec: ContainerSpec) -> dict[str, Any]:
+    """The Docker API ``create`` body for ``spec``: hardened, labelled, no host paths."""
+    mounts: list[dict[str, Any]] = [
+        {"Type": "volume", "Source": name, "Target": target}
+        for name, target in spec.named_volumes.items()
+    ]
+    mounts += [
+        {"Type": "bind", "Source": host, "Target": target, "ReadOnly": True}
+        for host, target in spec.read_only_files.items()
+    ]
+    config: dict[str, Any] = {
+        "Image": spec.image,
+        "Cmd": spec.command,
+        "Env": [f"{key}={value}" for key, value in spec.env.items()],
+        "Labels": spec.labels,
+        "Volumes": {path: {} for path in spec.volumes},
+        "User": spec.user,
+        "AttachStdin": False,
+        "Tty": False,
+        "OpenStdin": False,
+        "NetworkDisabled": spec.network == "none",
+        "HostConfig": {
+            "ReadonlyRootfs": True,
+            "Tmpfs": spec.tmpfs,
+            "Mounts": mounts,
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "Privileged": False,
+            "PidsLimit": spec.pids_limit,
+            "Memory": spec.memory,
+            "MemorySwap": spec.memory,
+            "NanoCpus": spec.nano_cpus,
+            "NetworkMode": spec.network,
+            "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "2"}},
+            "Init": False,
+        },
+    }
+    if spec.entrypoint is not None:
+        config["Entrypoint"] = spec.entrypoint
+    if spec.working_dir:
+        config["WorkingDir"] = spec.working_dir
+    return config
+
+
+class DockerRunner:
+    """Containers on a Docker engine."""
+
+    def __init__(self, docker: aiodocker.Docker, *, pull_timeout: float = 300.0) -> None:
+        self._docker = docker
+        self._pull_timeout = pull_timeout
+
+    @classmethod
+    def connect(cls, url: str | None = None, *, pull_timeout: float = 300.0) -> DockerRunner:
+        """A runner on the engine at ``url`` (default: ``DOCKER_HOST`` or the local socket)."""
+        return cls(aiodocker.Docker(url=url), pull_timeout=pull_timeout)
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        """The aiodocker client (for the network set-up)."""
+        return self._docker
+
+    async def image(self, image: str, policy: PullPolicy) -> ImageInfo:
+        try:
+            info = await self._docker.images.inspect(image)
+        except aiodocker.DockerError as error:
+            if error.status != 404:
+                raise RunnerError(f"cannot inspect image {image}: {error.message}") from None
+            info = await self._pull(image, policy)
+        return ImageInfo(user=str((info.get("Config") or {}).get("User") or ""))
+
+    async def _pull(self, image: str, policy: PullPolicy) -> dict[str, Any]:
+        if policy is PullPolicy.NEVER:
+            raise JobError(
+                IMAGE_MISSING, f"{image} is not on this node and the pull policy is 'never'"
+            )
+        try:
+            async with asyncio.timeout(self._pull_timeout):
+                await self._docker.images.pull(image)
+            return await self._docker.images.inspect(image)
+        except TimeoutError:
+            raise JobError(
+                IMAGE_MISSING, f"{image} is not on this node; pulling it timed out"
+            ) from None
+        except aiodocker.DockerError as error:
+            raise JobError(
+                IMAGE_MISSING, f"{image} is not on this node and cannot be pulled: {error.message}"
+            ) from None
+
+    async def create(self, spec: ContainerSpec) -> str:
+        try:
+            container = await self._docker.containers.create(container_config(spec))
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot create the container: {error.message}") from None
+        return str(container.id)
+
+    async def put_archive(self, container: str, path: str, tar: bytes) -> None:
+        try:
+            async with self._docker._query(
+                f"containers/{container}/archive",
+                method="PUT",
+                params={"path": path},
+                data=tar,
+                headers={"Content-Type": "application/x-tar"},
+            ):
+                pass
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot place files at {path}: {error.message}") from None
+
+    async def start(self, container: str) -> None:
+        try:
+            await self._docker.containers.container(container).start()
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot start the container: {error.message}") from None
+
+    async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
+        params = {"stdout": "1", "stderr": "1", "follow": "1"}
+        async with self._docker._query(
+            f"containers/{container}/logs", params=params, timeout=_NO_TIMEOUT
+        ) as response:
+            content = response.content
+            while True:
+                try:
+                    header = await content.readexactly(8)
+                except asyncio.IncompleteReadError:
+                    return
+                kind, length = struct.unpack(">BxxxL", header)
+                if not length:
+                    continue
+                try:
+                    data = await content.readexactly(length)
+                except asyncio.IncompleteReadError as partial:
+                    data = partial.partial
+                yield _STREAMS.get(kind, "stdout"), data
+
+    async def wait(self, container: str) -> ExitInfo:
+        handle = self._docker.containers.container(container)
+        try:
+            result = await handle.wait(timeout=_NO_TIMEOUT)
+            state = (await handle.show()).get("State") or {}
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot wait for the container: {error.message}") from None
+        code = state.get("ExitCode", result.get("StatusCode", -1))
+        return ExitInfo(exit_code=int(code), oom_killed=bool(state.get("OOMKilled")))
+
+    async def kill(self, container: str) -> None:
+        try:
+            await self._docker.containers.container(container).kill()
+        except aiodocker.DockerError as error:
+            if error.status not in (404, 409):  # gone, or not running
+                raise RunnerError(f"cannot kill the container: {error.message}") from None
+
+    async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with self._docker._query(
+                f"containers/{container}/archive", params={"path": path}
+            ) as response:
+                async for chunk in response.content.iter_chunked(256 * 1024):
+                    size += len(chunk)
+                    if size > limit + 64 * 1024:  # tar headers and padding
+                        return None
+                    chunks.append(chunk)
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot read {path}: {error.message}") from None
+        return b"".join(chunks)
+
+    async def remove(self, container: str) -> None:
+        try:
+            await self._docker.containers.container(container).delete(force=True, v=True)
+        except aiodocker.DockerError as error:
+            if error.status != 404:
+                raise RunnerError(f"cannot remove the container: {error.message}") from None
+
+    async def list_labelled(self, labels: dict[str, str]) -> list[str]:
+        filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        found = await self._docker.containers.list(all=True, filters=filters)
+        return [str(c.id) for c in found]
+
+    async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
+        spec = ContainerSpec(
+            image=image,
+            entrypoint=["chown", owner, target],
+            user="0:0",
+            named_volumes={volume: target},
+            memory=64 * 1024**2,
+            pids_limit=16,
+        )
+        config = container_config(spec)
+        config["HostConfig"]["CapAdd"] = ["CHOWN"]
+        container = await self._docker.containers.create(config)
+        try:
+            await container.start()
+            result = await container.wait(timeout=_NO_TIMEOUT)
+            if result.get("StatusCode") != 0:
+                raise RunnerError(f"cannot set the owner of volume {volume}: {result}")
+        finally:
+            await asyncio.shield(container.delete(force=True, v=True))
+
+    async def close(self) -> None:
+        await self._docker.close()

@@ -1,0 +1,107 @@
+"""Publishing job events: the sink port (AMQP and in-memory) and per-job sequence numbers.
+
+Every event of one job run carries an increasing ``seq`` (1, 2, …) and the executor's ID.
+Order: ``state running`` → ``log``… → ``result`` → terminal ``state`` (jobs that never
+start — queue timeout, stopped while queued, not runnable — get only the terminal state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from aio_pika.abc import AbstractExchange
+
+from executor.runner import Stream
+from shoal.broker import publish
+from shoal.model import JobState
+from shoal.wire import JobEvent
+
+
+class EventSink(Protocol):
+    """Where job events go; ``publish`` returns once the event is safely handed over."""
+
+    async def publish(self, event: JobEvent) -> None:
+        """Publish one event (confirmed by the broker, for the AMQP sink)."""
+        ...
+
+
+class AmqpEventSink:
+    """Events on the ``shoal.events`` topic exchange, key ``job.<id>.<kind>``."""
+
+    def __init__(self, exchange: AbstractExchange) -> None:
+        self._exchange = exchange
+
+    async def publish(self, event: JobEvent) -> None:
+        await publish(self._exchange, event.routing_key, event)
+
+
+class MemoryEventSink:
+    """Events kept in a list, with a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+        self._changed = asyncio.Condition()
+
+    async def publish(self, event: JobEvent) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    def of(self, job_id: str) -> list[JobEvent]:
+        """The events of one job, in publish order."""
+        return [e for e in self.events if e.job_id == job_id]
+
+    async def wait_for(self, match: Callable[[JobEvent], bool], within: float = 10.0) -> JobEvent:
+        """The first event (already published or coming) that ``match`` accepts."""
+        async with asyncio.timeout(within), self._changed:
+            while True:
+                for event in self.events:
+                    if match(event):
+                        return event
+                await self._changed.wait()
+
+
+class JobEvents:
+    """One job run's events with their sequence numbers."""
+
+    def __init__(self, sink: EventSink, job_id: str, executor: str) -> None:
+        self._sink = sink
+        self.job_id = job_id
+        self.executor = executor
+        self._seq = 0
+
+    async def _send(self, **fields: Any) -> None:
+        self._seq += 1
+        await self._sink.publish(
+            JobEvent(job_id=self.job_id, executor=self.executor, seq=self._seq, **fields)
+        )
+
+    async def state(
+        self,
+        state: JobState,
+        *,
+        started_at: datetime | None = None,
+        ended_at: datetime | None = None,
+        exit_code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """A state change (``running`` or terminal)."""
+        await self._send(
+            kind="state",
+            state=state,
+            started_at=started_at,
+            ended_at=ended_at,
+            exit_code=exit_code,
+            error=error,
+        )
+
+    async def log(self, stream: Stream, data: str) -> None:
+        """A chunk of output."""
+        await self._send(kind="log", stream=stream, data=data)
+
+    async def result(self, outputs: dict[str, str], truncated: bool, error: str | None) -> None:
+        """The job's outputs."""
+        await self._send(kind="result", outputs=outputs, truncated=truncated, error=error)

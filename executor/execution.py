@@ -1,0 +1,319 @@
+"""One job, from an accepted compute request to its terminal event.
+
+Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) → publish
+``running`` → ``prepare`` (image, inputs, network lease, dependency cache) → ``run`` (create,
+place inputs, start, stream logs, wait with timeout and stop) → ``collect`` outputs → remove
+the container (shielded: cancellation cannot skip it) → publish ``result`` and the terminal
+``state``. A job stopped for the executor's shutdown (``JobControl.requeue``) publishes
+nothing more: its delivery goes back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeVar
+
+import structlog
+
+from executor import failures
+from executor.events import EventSink, JobEvents
+from executor.failures import JobError
+from executor.gateway import HttpGateway, Lease
+from executor.inputs import prepare_inputs
+from executor.logstream import LogPump
+from executor.outputs import Outputs, collect
+from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
+from executor.settings import ExecutorSettings
+from executor.spec import (
+    Limits,
+    SpecInputs,
+    container_spec,
+    docker_params,
+    job_user,
+    limits,
+    network_type,
+    numeric_uid,
+    uses_dep_cache,
+)
+from shoal.images import DEP_CACHE_MOUNT
+from shoal.model import Job, JobState, NetworkType
+from shoal.units import format_bytes
+from shoal.wire import utcnow
+
+log = structlog.get_logger("executor")
+
+LOG_GRACE = 5.0
+"""Seconds the log stream may lag behind the container's exit before it is cut."""
+
+T = TypeVar("T")
+
+
+async def uncancellable(work: Awaitable[T]) -> T:
+    """Finish ``work`` even if the caller is cancelled meanwhile (then re-raise that)."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result
+
+
+@dataclass
+class JobControl:
+    """How the service reaches a running job: a stop request, or a shutdown requeue."""
+
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    reason: str | None = None
+    requeue: bool = False
+
+    def stop(self, reason: str, *, requeue: bool = False) -> None:
+        """Ask the job to stop (kill its container)."""
+        if self.reason is None:
+            self.reason = reason
+            self.requeue = requeue
+        self.stopped.set()
+
+
+@dataclass
+class Node:
+    """What every job on this executor shares."""
+
+    settings: ExecutorSettings
+    runner: ContainerRunner
+    sink: EventSink
+    gateway: HttpGateway
+    executor_id: str
+    _cache_owners: set[str] = field(default_factory=set)
+    _cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ensure_dep_cache(self, image: str, user: str) -> None:
+        """Make the cache volume writable by ``user``, once per owner and process."""
+        if not user or user in self._cache_owners:
+            return
+        async with self._cache_lock:
+            if user in self._cache_owners:
+                return
+            try:
+                await self.runner.chown_volume(
+                    self.settings.dep_cache_volume, image, user, DEP_CACHE_MOUNT
+                )
+            except (RunnerError, OSError, Exception) as error:
+                log.warning("depcache.init_failed", error=str(error))
+            self._cache_owners.add(user)
+
+
+@dataclass
+class Outcome:
+    """How a job run ended; ``state`` is ``None`` when it was handed back to the queue."""
+
+    state: JobState | None
+    exit_code: int | None = None
+    error: str | None = None
+    image: str = ""
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    exit: ExitInfo | None = None
+    killed_for: str | None = None  # "stop" or "timeout"
+    outputs: Outputs | None = None
+
+
+async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
+    """Run ``job`` and publish its events; never raises for a job's own failure."""
+    events = JobEvents(node.sink, job.id, node.executor_id)
+    image = str(job.task.engine.params.get("image", ""))
+    waited = max((utcnow() - submitted_at).total_seconds(), 0.0)
+    try:
+        _admit(job, node.settings, waited)
+    except JobError as failure:
+        outcome = Outcome(state=JobState.FAILED, error=failure.error, image=image)
+        await events.state(JobState.FAILED, ended_at=utcnow(), error=failure.error)
+        return outcome
+    if control.reason is not None:
+        outcome = Outcome(state=JobState.STOPPED, error=f"{failures.STOPPED}: {control.reason}")
+        if control.requeue:
+            return Outcome(state=None, image=image)
+        await events.state(JobState.STOPPED, ended_at=utcnow(), error=outcome.error)
+        return outcome
+
+    started_at = utcnow()
+    await events.state(JobState.RUNNING, started_at=started_at)
+    job_limits = limits(job.task, node.settings, waited)
+    run = _Run()
+    outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
+    try:
+        await _run_job(job, node, control, events, job_limits, run)
+    except JobError as failure:
+        outcome.state, outcome.error = JobState.FAILED, failure.error
+    except RunnerError as error:
+        outcome.state, outcome.error = JobState.FAILED, f"{failures.INTERNAL}: {error}"
+    outcome.ended_at = utcnow()
+    if control.requeue:
+        outcome.state = None
+        return outcome
+    if run.exit is not None:
+        outcome.exit_code = run.exit.exit_code
+        if outcome.state is None:
+            outcome.state, outcome.error = _judge(run, control, job_limits)
+        outputs = run.outputs or Outputs()
+        await events.result(outputs.archives, outputs.truncated, outputs.error)
+    assert outcome.state is not None
+    await events.state(
+        outcome.state,
+        started_at=started_at,
+        ended_at=outcome.ended_at,
+        exit_code=outcome.exit_code,
+        error=outcome.error,
+    )
+    return outcome
+
+
+def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
+    docker_params(job)
+    network_type(job.task, settings)
+    queue_timeout = job.task.timeouts.queue
+    if queue_timeout is not None and waited > queue_timeout:
+        raise JobError(
+            failures.QUEUE_TIMEOUT,
+            f"waited {waited:.0f}s in the queue, more than the job's queue timeout of "
+            f"{queue_timeout:g}s",
+        )
+    total = job.task.timeouts.total
+    if total is not None and waited >= total:
+        raise JobError(
+            failures.TIMEOUT, f"the job's total timeout of {total:g}s ran out in the queue"
+        )
+
+
+def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState, str | None]:
+    assert run.exit is not None
+    if run.killed_for == "stop":
+        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}"
+    if run.killed_for == "timeout":
+        return JobState.FAILED, (
+            f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
+        )
+    if run.exit.oom_killed:
+        return JobState.FAILED, (
+            f"{failures.OOM_KILLED}: the job used more than its memory limit of "
+            f"{format_bytes(job_limits.memory)}"
+        )
+    if run.exit.exit_code != 0:
+        return JobState.FAILED, (
+            f"{failures.EXIT_CODE}: the command exited with code {run.exit.exit_code}"
+        )
+    return JobState.COMPLETED, None
+
+
+async def _run_job(
+    job: Job,
+    node: Node,
+    control: JobControl,
+    events: JobEvents,
+    job_limits: Limits,
+    run: _Run,
+) -> None:
+    settings = node.settings
+    params = docker_params(job)
+    image: ImageInfo = await node.runner.image(params.image, settings.pull_policy)
+    user = job_user(image, settings)
+    placements = await prepare_inputs(job.task.inputs, settings, numeric_uid(user))
+    lease: Lease | None = None
+    try:
+        if network_type(job.task, settings) is NetworkType.HTTP:
+            domains = list(job.task.network.domains) if job.task.network else []
+            lease = await node.gateway.lease(job.id, domains)
+        network = "bridge" if network_type(job.task, settings) is NetworkType.FULL else "none"
+        if uses_dep_cache(params.image, settings):
+            await node.ensure_dep_cache(params.image, user)
+        spec = container_spec(
+            job,
+            settings,
+            SpecInputs(
+                executor_id=node.executor_id,
+                image=image,
+                limits=job_limits,
+                input_roots=[p.root for p in placements],
+                network=lease.network if lease else network,
+                network_env=lease.env if lease else {},
+            ),
+        )
+        container = await node.runner.create(spec)
+        try:
+            for placement in placements:
+                try:
+                    await node.runner.put_archive(container, placement.root, placement.tar)
+                except RunnerError as error:
+                    raise JobError(failures.INPUT_FAILED, f"{placement.what}: {error}") from None
+            await _run_container(node, container, control, events, job_limits, run)
+            if not control.requeue:
+                run.outputs = await collect(
+                    node.runner, container, job.task.outputs, settings.output_limit
+                )
+        finally:
+            await uncancellable(_remove(node.runner, container))
+    finally:
+        if lease is not None:
+            await uncancellable(node.gateway.release(job.id))
+
+
+async def _remove(runner: ContainerRunner, container: str) -> None:
+    try:
+        await runner.remove(container)
+    except RunnerError as error:
+        log.error("container.remove_failed", container=container, error=str(error))
+
+
+async def _run_container(
+    node: Node,
+    container: str,
+    control: JobControl,
+    events: JobEvents,
+    job_limits: Limits,
+    run: _Run,
+) -> None:
+    runner = node.runner
+    await runner.start(container)
+    pump = asyncio.create_task(LogPump(events, node.settings).run(runner, container))
+    waiter = asyncio.create_task(runner.wait(container))
+    stop = asyncio.create_task(control.stopped.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, stop},
+            timeout=job_limits.execution_timeout,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if waiter not in done:
+            run.killed_for = "stop" if stop in done else "timeout"
+            await runner.kill(container)
+        run.exit = await waiter
+        try:
+            await asyncio.wait_for(asyncio.shield(pump), LOG_GRACE)
+        except TimeoutError:
+            log.warning("logs.cut", container=container, grace=LOG_GRACE)
+    finally:
+        for task in (stop, waiter, pump):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(stop, waiter, pump, return_exceptions=True)
+
+
+def monotonic() -> float:
+    """Seconds on a monotonic clock (for durations in the summary line)."""
+    return time.monotonic()

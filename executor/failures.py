@@ -1,0 +1,43 @@
+"""Why a job failed: one exception carrying the error text of its terminal event.
+
+Every error string starts with a category, then ``": "`` and a readable detail, e.g.
+``"timeout: execution exceeded 30s"``. The categories are the constants below; the
+requester and the CLI may match on the prefix before the first colon.
+"""
+
+from __future__ import annotations
+
+TIMEOUT = "timeout"
+"""The execution (or total) timeout ran out; the container was killed."""
+QUEUE_TIMEOUT = "queue timeout"
+"""The job waited in the queue longer than its queue timeout; it never ran."""
+OOM_KILLED = "oom-killed"
+"""The kernel killed the job for using more than its memory limit."""
+IMAGE_MISSING = "image missing"
+"""The image is not on the node and could not be pulled (or pulling is off)."""
+INPUT_FAILED = "input failed"
+"""An input could not be fetched, read, or placed."""
+NETWORK_NOT_ALLOWED = "network not allowed"
+"""The job asked for a network this node does not give."""
+UNSUPPORTED = "unsupported job"
+"""The job is not a runnable docker job (e.g. untranslated, or a ``wasm`` engine)."""
+STOPPED = "stopped"
+"""A stop request ended the job (state ``stopped``)."""
+EXIT_CODE = "exit code"
+"""The job's command exited non-zero."""
+INTERNAL = "executor error"
+"""Something failed in the executor or the Docker engine itself."""
+
+
+class JobError(Exception):
+    """A job cannot run or did not complete; ``str()`` is the terminal event's error."""
+
+    def __init__(self, category: str, detail: str) -> None:
+        super().__init__(f"{category}: {detail}")
+        self.category = category
+        self.detail = detail
+
+    @property
+    def error(self) -> str:
+        """The text of the terminal event's ``error`` field."""
+        return str(self)

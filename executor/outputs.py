@@ -1,0 +1,72 @@
+"""Result folders read back after exit, as base64 tar.gz within the output limit.
+
+Each result's archive holds the folder's *contents* (member names relative to the result
+path, no leading folder), so ``tar -xzf`` in an empty folder recreates it. See
+``executor.settings`` for what happens beyond ``output_limit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import tarfile
+from dataclasses import dataclass, field
+
+from executor.runner import ContainerRunner
+from shoal.model import ResultPath
+from shoal.units import format_bytes
+
+
+@dataclass
+class Outputs:
+    """What goes into the ``result`` event."""
+
+    archives: dict[str, str] = field(default_factory=dict)
+    truncated: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def error(self) -> str | None:
+        """The result event's error: what was left out, and why."""
+        return "; ".join(self.notes) or None
+
+
+def repack(raw: bytes) -> bytes:
+    """Docker's tar of a folder (``<name>/...``) as a gzipped tar of its contents."""
+    out = io.BytesIO()
+    with (
+        tarfile.open(fileobj=io.BytesIO(raw)) as source,
+        tarfile.open(fileobj=out, mode="w:gz", compresslevel=6) as target,
+    ):
+        for member in source.getmembers():
+            _, _, rest = member.name.partition("/")
+            if not rest:
+                continue
+            member.name = rest
+            if member.isfile():
+                target.addfile(member, source.extractfile(member))
+            elif member.isdir() or member.issym():
+                target.addfile(member)
+    return out.getvalue()
+
+
+async def collect(
+    runner: ContainerRunner, container: str, results: list[ResultPath], limit: int
+) -> Outputs:
+    """Read each result folder in order; leave out any that would go past ``limit``."""
+    outputs = Outputs()
+    remaining = limit
+    for result in results:
+        raw = await runner.get_archive(container, result.path, remaining)
+        if raw is None or len(raw) > remaining + 64 * 1024:
+            outputs.truncated = True
+            outputs.notes.append(
+                f"output {result.name!r} ({result.path}) left out: more than the "
+                f"{format_bytes(remaining)} left of the {format_bytes(limit)} output limit"
+            )
+            continue
+        remaining = max(0, remaining - len(raw))
+        packed = await asyncio.to_thread(repack, raw)
+        outputs.archives[result.name] = base64.b64encode(packed).decode("ascii")
+    return outputs

@@ -1,0 +1,121 @@
+"""The container-runner port: the few things the executor asks of a container engine.
+
+``docker_runner.DockerRunner`` implements it with aiodocker; ``memory_runner.MemoryRunner`` is
+its in-memory twin for the fast tests. Both pass ``tests/executor/test_runner_contract.py``.
+
+Errors: an image that cannot be had raises ``JobError(IMAGE_MISSING, ...)``; any other
+engine failure raises :class:`RunnerError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from executor.settings import PullPolicy
+
+Stream = Literal["stdout", "stderr"]
+
+LABEL_JOB = "shoal.job_id"
+LABEL_NODE = "shoal.node"
+LABEL_EXECUTOR = "shoal.executor"
+
+
+class RunnerError(Exception):
+    """The container engine failed an operation."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything needed to create one job's container."""
+
+    image: str
+    command: list[str] = field(default_factory=list)
+    entrypoint: list[str] | None = None
+    """``None`` keeps the image's entrypoint."""
+    env: dict[str, str] = field(default_factory=dict)
+    working_dir: str | None = None
+    user: str = ""
+    """``""`` keeps the image's user."""
+    labels: dict[str, str] = field(default_factory=dict)
+    volumes: tuple[str, ...] = ()
+    """Anonymous volumes (writable, removed with the container)."""
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    named_volumes: dict[str, str] = field(default_factory=dict)
+    """Named volume → mount point (the dependency cache)."""
+    read_only_files: dict[str, str] = field(default_factory=dict)
+    """Operator-chosen host file → path in the container, mounted read-only (the CA bundle)."""
+    memory: int = 512 * 1024**2
+    nano_cpus: int = 1_000_000_000
+    pids_limit: int = 512
+    network: str = "none"
+    """``none``, ``bridge`` (full network) or the name of a Docker network."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the executor needs to know about an image."""
+
+    user: str
+    """The image's configured USER (``""``: root)."""
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    """How a container ended."""
+
+    exit_code: int
+    oom_killed: bool = False
+
+
+class ContainerRunner(Protocol):
+    """A container engine, reduced to what running one job needs."""
+
+    async def image(self, image: str, policy: PullPolicy) -> ImageInfo:
+        """The image's info, pulling it when missing and ``policy`` allows."""
+        ...
+
+    async def create(self, spec: ContainerSpec) -> str:
+        """Create (not start) a container; returns its ID."""
+        ...
+
+    async def put_archive(self, container: str, path: str, tar: bytes) -> None:
+        """Extract the tar ``tar`` at ``path`` (a volume: the root is read-only)."""
+        ...
+
+    async def start(self, container: str) -> None:
+        """Start a created container."""
+        ...
+
+    def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
+        """Output since start, in order, following until the container exits."""
+        ...
+
+    async def wait(self, container: str) -> ExitInfo:
+        """Wait for the container to exit."""
+        ...
+
+    async def kill(self, container: str) -> None:
+        """Kill a running container (no error if it already exited)."""
+        ...
+
+    async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
+        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes."""
+        ...
+
+    async def remove(self, container: str) -> None:
+        """Remove the container and its anonymous volumes, running or not."""
+        ...
+
+    async def list_labelled(self, labels: dict[str, str]) -> list[str]:
+        """IDs of all containers (any state) carrying every label in ``labels``."""
+        ...
+
+    async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
+        """Make the named ``volume`` (created if needed) owned by ``owner`` (``uid:gid``)."""
+        ...
+
+    async def close(self) -> None:
+        """Release the engine connection."""
+        ...

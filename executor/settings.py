@@ -1,0 +1,107 @@
+"""The executor's settings: ``SHOAL_*`` environment variables, loaded once by ``service.run``.
+
+Limits: a job's own ``resources`` and ``timeouts`` are used when given, the ``default_*``
+values otherwise, and both are capped at the ``max_*`` values (a larger request is lowered
+to the maximum, and the summary log line says so).
+
+Outputs: ``output_limit`` caps the uncompressed size of all of a job's result folders
+together. Result folders are read in the job's order; one that would go past the limit is
+left out of the ``result`` event entirely (never cut in the middle), the event gets
+``truncated=True`` and its ``error`` names each left-out result and its size. The job's state
+is not changed by that.
+
+Logs: stdout and stderr are sent in chunks of at most ``log_chunk_bytes``, at least every
+``log_flush_seconds`` while output arrives; after ``log_limit`` bytes the rest is dropped and
+one last chunk says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field
+
+from shoal.settings import CommonSettings
+from shoal.units import parse_cpu, parse_duration, parse_memory
+
+
+class PullPolicy(StrEnum):
+    """Whether the executor may pull an image that is not on the node."""
+
+    NEVER = "never"
+    IF_MISSING = "if-missing"
+
+
+Memory = Annotated[int, BeforeValidator(parse_memory)]
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Cpu = Annotated[float, BeforeValidator(parse_cpu)]
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+class ExecutorSettings(CommonSettings):
+    """What an executor process needs; every field is ``SHOAL_<NAME>`` in the environment."""
+
+    slots: int = Field(default_factory=_cpu_count, ge=1, description="Jobs run at once")
+    node_id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        description="This node's name: containers are labelled with it and reaped by it",
+    )
+    docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
+    pull_policy: PullPolicy = PullPolicy.IF_MISSING
+    pull_timeout: Duration = 300.0
+
+    default_memory: Memory = 512 * 1024**2
+    max_memory: Memory = 4 * 1024**3
+    default_cpu: Cpu = 1.0
+    max_cpu: Cpu = Field(default_factory=lambda: float(_cpu_count()))
+    pids_limit: int = Field(default=512, ge=16)
+    tmp_size: Memory = Field(default=512 * 1024**2, description="Size of the /tmp tmpfs")
+    default_execution_timeout: Duration = 3600.0
+    max_execution_timeout: Duration = 24 * 3600.0
+    job_user: str = Field(
+        default="auto",
+        description="User jobs run as: 'auto' = the image's non-root USER if it sets one "
+        "(the runtime images: 1000:1000), else the image default; or an explicit 'uid:gid'",
+    )
+
+    allow_full_network: bool = False
+    http_network: str = Field(default="shoal-http", description="Internal Docker network name")
+    proxy_port: int = Field(default=0, ge=0, le=65535, description="0: any free port")
+    upstream_proxy: str | None = Field(
+        default=None, description="http://host:port the job proxy and url inputs go through"
+    )
+    ca_bundle: Path | None = Field(
+        default=None,
+        description="CA file jobs trust (mounted read-only; SSL_CERT_FILE, REQUESTS_CA_BUNDLE "
+        "and PIP_CERT point at it), for networks that intercept TLS",
+    )
+
+    allowed_local_dirs: list[Path] = Field(default_factory=list)
+    input_limit: Memory = Field(default=1024**3, description="Max bytes of one url/local input")
+    url_timeout: Duration = 120.0
+    url_allow_private: bool = Field(
+        default=False,
+        description="Let url inputs reach loopback/private addresses (off: they are refused)",
+    )
+    output_limit: Memory = 64 * 1024**2
+    log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
+    log_flush_seconds: float = Field(default=0.25, gt=0)
+    log_limit: Memory = 16 * 1024**2
+
+    dep_cache: bool = Field(default=True, description="Mount the dependency-cache volume")
+    dep_cache_volume: str = "shoal-depcache"
+
+    drain_timeout: Duration = Field(
+        default=30.0, description="On SIGTERM, how long running jobs may finish"
+    )
+    stopped_memory: int = Field(
+        default=10_000, ge=1, description="Stop requests for unseen jobs remembered"
+    )

@@ -1,0 +1,164 @@
+"""A job plus the node's settings → the container spec: limits, user, volumes, env, labels.
+
+Pure functions, no I/O: the network and input steps hand in what they found.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+
+from executor.failures import NETWORK_NOT_ALLOWED, UNSUPPORTED, JobError
+from executor.runner import LABEL_EXECUTOR, LABEL_JOB, LABEL_NODE, ContainerSpec, ImageInfo
+from executor.settings import ExecutorSettings
+from shoal.images import DEP_CACHE_MOUNT
+from shoal.model import DockerParams, Job, NetworkType, Task
+from shoal.units import format_bytes
+
+CA_MOUNT = "/etc/shoal/ca-bundle.crt"
+"""Where the operator's CA bundle appears inside jobs."""
+PYTHON_IMAGE_PREFIX = "shoal/python:"
+ALWAYS_VOLUMES = ("/code", "/outputs")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits a job runs with, after node defaults and maxima."""
+
+    memory: int
+    cpu: float
+    execution_timeout: float
+    notes: list[str] = field(default_factory=list)
+
+
+def docker_params(job: Job) -> DockerParams:
+    """The job's docker engine params; ``JobError(UNSUPPORTED)`` for any other engine."""
+    if job.task.engine.type != "docker":
+        raise JobError(
+            UNSUPPORTED,
+            f"engine {job.task.engine.type!r} cannot run here; executors run docker jobs only",
+        )
+    return DockerParams.model_validate(job.task.engine.params)
+
+
+def network_type(task: Task, settings: ExecutorSettings) -> NetworkType:
+    """The job's network; ``JobError(NETWORK_NOT_ALLOWED)`` for ``full`` on a closed node."""
+    kind = task.network.type if task.network else NetworkType.NONE
+    if kind is NetworkType.FULL and not settings.allow_full_network:
+        raise JobError(
+            NETWORK_NOT_ALLOWED,
+            "this node does not give jobs full network access (SHOAL_ALLOW_FULL_NETWORK); "
+            "use --network http with --domain for the hosts the job needs",
+        )
+    return kind
+
+
+def limits(task: Task, settings: ExecutorSettings, waited: float = 0.0) -> Limits:
+    """Memory, CPU and execution timeout: the job's, else the node's defaults, capped."""
+    notes: list[str] = []
+    memory = task.resources.memory or settings.default_memory
+    if memory > settings.max_memory:
+        notes.append(f"memory lowered from {format_bytes(memory)} to the node maximum")
+        memory = settings.max_memory
+    cpu = task.resources.cpu or settings.default_cpu
+    if cpu > settings.max_cpu:
+        notes.append(f"cpu lowered from {cpu:g} to the node maximum {settings.max_cpu:g}")
+        cpu = settings.max_cpu
+    timeout = task.timeouts.execution or settings.default_execution_timeout
+    if timeout > settings.max_execution_timeout:
+        notes.append(f"execution timeout lowered from {timeout:g}s to the node maximum")
+        timeout = settings.max_execution_timeout
+    if task.timeouts.total is not None:
+        timeout = min(timeout, max(task.timeouts.total - waited, 0.001))
+    return Limits(memory=memory, cpu=cpu, execution_timeout=timeout, notes=notes)
+
+
+def job_user(image: ImageInfo, settings: ExecutorSettings) -> str:
+    """The user the job runs as (see ``ExecutorSettings.job_user``)."""
+    if settings.job_user != "auto":
+        return settings.job_user
+    if image.user and image.user.split(":")[0] not in ("0", "root"):
+        return image.user
+    return ""
+
+
+def numeric_uid(user: str) -> int:
+    """The uid files placed for the job are owned by (0 when the user is not numeric)."""
+    head = user.split(":")[0]
+    return int(head) if head.isdigit() else 0
+
+
+def uses_dep_cache(image: str, settings: ExecutorSettings) -> bool:
+    """Whether the dependency-cache volume is mounted for this image."""
+    return settings.dep_cache and image.startswith(PYTHON_IMAGE_PREFIX)
+
+
+def volumes(task: Task, input_roots: list[str]) -> tuple[str, ...]:
+    """Anonymous volumes: /code, /outputs, each input's top folder and each output path."""
+    found: list[str] = [*ALWAYS_VOLUMES, *input_roots, *(o.path for o in task.outputs)]
+    unique: list[str] = []
+    for path in found:
+        path = posixpath.normpath(path)
+        if path not in unique and path not in ("/", "/tmp"):
+            unique.append(path)
+    return tuple(unique)
+
+
+def ca_env(settings: ExecutorSettings) -> dict[str, str]:
+    """The variables that make common tools trust the operator's CA bundle."""
+    if settings.ca_bundle is None:
+        return {}
+    return {
+        "SSL_CERT_FILE": CA_MOUNT,
+        "REQUESTS_CA_BUNDLE": CA_MOUNT,
+        "PIP_CERT": CA_MOUNT,
+        "CURL_CA_BUNDLE": CA_MOUNT,
+        "NODE_EXTRA_CA_CERTS": CA_MOUNT,
+    }
+
+
+@dataclass(frozen=True)
+class SpecInputs:
+    """What the other steps found out, needed to build the spec."""
+
+    executor_id: str
+    image: ImageInfo
+    limits: Limits
+    input_roots: list[str] = field(default_factory=list)
+    network: str = "none"
+    network_env: dict[str, str] = field(default_factory=dict)
+
+
+def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> ContainerSpec:
+    """The hardened container for ``job``."""
+    params = docker_params(job)
+    task = job.task
+    env = {**params.env, **task.env, **found.network_env, **ca_env(settings)}
+    named = (
+        {settings.dep_cache_volume: DEP_CACHE_MOUNT}
+        if uses_dep_cache(params.image, settings)
+        else {}
+    )
+    files = {str(settings.ca_bundle): CA_MOUNT} if settings.ca_bundle else {}
+    tmp_size = min(task.resources.disk or settings.tmp_size, settings.tmp_size)
+    return ContainerSpec(
+        image=params.image,
+        command=list(params.parameters),
+        entrypoint=list(params.entrypoint) or None,
+        env=env,
+        working_dir=params.working_dir,
+        user=job_user(found.image, settings),
+        labels={
+            LABEL_JOB: job.id,
+            LABEL_NODE: settings.node_id,
+            LABEL_EXECUTOR: found.executor_id,
+        },
+        volumes=volumes(task, found.input_roots),
+        tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={tmp_size}"},
+        named_volumes=named,
+        read_only_files=files,
+        memory=found.limits.memory,
+        nano_cpus=int(found.limits.cpu * 1_000_000_000),
+        pids_limit=settings.pids_limit,
+        network=found.network,
+    )

@@ -1,0 +1,54 @@
+"""Helpers shared by the executor tests: building docker jobs and inline inputs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import tarfile
+from typing import Any
+
+from shoal.inline import inline_source
+from shoal.model import Job
+
+BASE_IMAGE = "shoal/base:bookworm"
+PYTHON_IMAGE = "shoal/python:3.11-r1"
+
+
+def docker_job(
+    script: str, *, image: str = BASE_IMAGE, argv: list[str] | None = None, **task: Any
+) -> Job:
+    """A docker job running ``sh -c script`` (or ``argv``), with extra task fields."""
+    params: dict[str, Any] = {"image": image}
+    if argv is None:
+        params |= {"entrypoint": ["sh", "-c"], "parameters": [script]}
+    else:
+        params |= {"entrypoint": argv[:1], "parameters": argv[1:]}
+    return Job.model_validate({"tasks": [{"engine": {"type": "docker", "params": params}, **task}]})
+
+
+def targz(files: dict[str, bytes]) -> str:
+    """Base64 of a tar.gz holding ``files``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def inline_input(kind: str, files: dict[str, bytes], target: str) -> dict[str, Any]:
+    """An inline input (``file``: one member placed at target; ``dir``: under it)."""
+    return {"source": inline_source(kind, targz(files)), "target": target}
+
+
+def untar(data: str) -> dict[str, bytes]:
+    """The regular files of a base64 tar.gz (a result event's output)."""
+    found: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(data)), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            handle = archive.extractfile(member) if member.isfile() else None
+            if handle is not None:
+                found[member.name] = handle.read()
+    return found

@@ -1,0 +1,319 @@
+"""One job's run on the in-memory twins: events, inputs, outputs, limits, stop, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from executor.events import MemoryEventSink
+from executor.execution import JobControl, Node, Outcome, execute
+from executor.gateway import MemoryGateway
+from executor.memory_runner import MemoryRunner
+from executor.runner import ImageInfo
+from executor.settings import ExecutorSettings, PullPolicy
+from shoal.model import Job, JobState
+from shoal.wire import JobEvent, utcnow
+
+from .support import BASE_IMAGE, docker_job, inline_input, untar
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ExecutorSettings:
+    return ExecutorSettings(
+        node_id="unit",
+        slots=2,
+        allowed_local_dirs=[tmp_path / "allowed"],
+        url_allow_private=True,
+        log_flush_seconds=0.05,
+        pull_policy=PullPolicy.NEVER,
+    )
+
+
+@pytest.fixture
+async def node(settings: ExecutorSettings) -> AsyncIterator[Node]:
+    runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
+    yield Node(
+        settings=settings,
+        runner=runner,
+        sink=MemoryEventSink(),
+        gateway=MemoryGateway(),
+        executor_id="exec-unit",
+    )
+    assert runner.containers == {}, "every container is removed"
+
+
+def sink(node: Node) -> MemoryEventSink:
+    assert isinstance(node.sink, MemoryEventSink)
+    return node.sink
+
+
+async def run(node: Node, job: Job, control: JobControl | None = None) -> Outcome:
+    return await execute(job, utcnow(), node, control or JobControl())
+
+
+def kinds(events: list[JobEvent]) -> list[str]:
+    return [f"{e.kind}:{e.state}" if e.kind == "state" else e.kind for e in events]
+
+
+def logs(events: list[JobEvent], stream: str) -> str:
+    return "".join(e.data for e in events if e.kind == "log" and e.stream == stream)
+
+
+async def test_completed_job_events_in_order(node: Node) -> None:
+    job = docker_job("echo hello; echo oops >&2; echo result > /outputs/r.txt")
+    outcome = await run(node, job)
+    events = sink(node).of(job.id)
+    assert outcome.state is JobState.COMPLETED
+    assert kinds(events)[0] == "state:running"
+    assert kinds(events)[-2:] == ["result", "state:completed"]
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert {e.executor for e in events} == {"exec-unit"}
+    assert logs(events, "stdout") == "hello\n"
+    assert logs(events, "stderr") == "oops\n"
+    result = events[-2]
+    assert untar(result.outputs["outputs"]) == {"r.txt": b"result\n"}
+    final = events[-1]
+    assert final.exit_code == 0
+    assert final.error is None
+    assert final.started_at is not None
+    assert final.ended_at is not None
+    assert final.started_at <= final.ended_at
+
+
+async def test_nonzero_exit_fails(node: Node) -> None:
+    job = docker_job("echo bad >&2; exit 3")
+    outcome = await run(node, job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.exit_code == 3
+    assert outcome.error == "exit code: the command exited with code 3"
+
+
+async def test_inline_file_and_dir_inputs(node: Node) -> None:
+    job = docker_job(
+        "cat /code/app.txt; cat /data/sub/b.txt",
+        inputs=[
+            inline_input("file", {"app.txt": b"app\n"}, "/code/app.txt"),
+            inline_input("dir", {"sub/b.txt": b"bee\n"}, "/data"),
+        ],
+    )
+    outcome = await run(node, job)
+    assert outcome.state is JobState.COMPLETED
+    assert logs(sink(node).of(job.id), "stdout") == "app\nbee\n"
+
+
+async def test_inline_file_at_root_refused(node: Node) -> None:
+    job = docker_job("true", inputs=[inline_input("file", {"a": b"a"}, "/a.txt")])
+    outcome = await run(node, job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.startswith("input failed: ")
+
+
+async def test_local_input_allowed_and_refused(node: Node, tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    (allowed / "set").mkdir(parents=True)
+    (allowed / "set" / "x.csv").write_text("1,2\n")
+    (tmp_path / "secret.txt").write_text("no\n")
+    (allowed / "escape").symlink_to(tmp_path / "secret.txt")
+    ok = docker_job(
+        "cat /inputs/set/x.csv",
+        inputs=[
+            {"source": {"type": "local", "params": {"path": str(allowed)}}, "target": "/inputs"}
+        ],
+    )
+    assert (await run(node, ok)).state is JobState.COMPLETED
+    assert logs(sink(node).of(ok.id), "stdout") == "1,2\n"
+    for path in (tmp_path / "secret.txt", allowed / "escape", allowed / ".." / "secret.txt"):
+        refused = docker_job(
+            "true",
+            inputs=[
+                {"source": {"type": "local", "params": {"path": str(path)}}, "target": "/in/f"}
+            ],
+        )
+        outcome = await run(node, refused)
+        assert outcome.state is JobState.FAILED
+        assert outcome.error is not None
+        assert "not under a folder this node allows" in outcome.error
+
+
+@pytest.fixture
+async def web_server() -> AsyncIterator[str]:
+    async def data(request: web.Request) -> web.Response:
+        return web.Response(body=b"a,b\n1,2\n")
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * 5000)
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound("/data.csv")
+
+    app = web.Application()
+    app.router.add_get("/data.csv", data)
+    app.router.add_get("/big", big)
+    app.router.add_get("/redirect", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+def url_job(url: str) -> Job:
+    return docker_job(
+        "cat /inputs/data.csv",
+        inputs=[{"source": {"type": "url", "params": {"url": url}}, "target": "/inputs/data.csv"}],
+    )
+
+
+async def test_url_input(node: Node, web_server: str) -> None:
+    job = url_job(f"{web_server}/redirect")
+    outcome = await run(node, job)
+    assert outcome.state is JobState.COMPLETED
+    assert logs(sink(node).of(job.id), "stdout") == "a,b\n1,2\n"
+
+
+async def test_url_input_failures(node: Node, web_server: str) -> None:
+    node.settings = node.settings.model_copy(update={"input_limit": 1000})
+    for path, expected in [("/big", "larger than the limit"), ("/missing", "HTTP 404")]:
+        outcome = await run(node, url_job(web_server + path))
+        assert outcome.state is JobState.FAILED
+        assert outcome.error is not None
+        assert outcome.error.startswith("input failed: ")
+        assert expected in outcome.error
+
+
+async def test_url_input_to_private_address_refused(node: Node, web_server: str) -> None:
+    node.settings = node.settings.model_copy(update={"url_allow_private": False})
+    outcome = await run(node, url_job(f"{web_server}/data.csv"))
+    assert outcome.error is not None
+    assert outcome.error.startswith("input failed: ")
+    assert "private" in outcome.error
+
+
+async def test_execution_timeout_kills(node: Node) -> None:
+    job = docker_job("echo started; sleep 30", timeouts={"execution": 0.3})
+    outcome = await run(node, job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.exit_code == 137
+    assert outcome.error == "timeout: execution exceeded 0.3s"
+
+
+async def test_stop_running_job(node: Node) -> None:
+    job = docker_job("echo started; sleep 30")
+    control = JobControl()
+    task = asyncio.create_task(run(node, job, control))
+    await sink(node).wait_for(lambda e: e.job_id == job.id and e.kind == "log")
+    control.stop("stopped by user")
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.state is JobState.STOPPED
+    assert outcome.error == "stopped: stopped by user"
+    assert kinds(sink(node).of(job.id))[-1] == "state:stopped"
+
+
+async def test_stop_before_start_publishes_only_stopped(node: Node) -> None:
+    job = docker_job("echo never")
+    control = JobControl()
+    control.stop("stopped by user")
+    outcome = await run(node, job, control)
+    assert outcome.state is JobState.STOPPED
+    assert kinds(sink(node).of(job.id)) == ["state:stopped"]
+
+
+async def test_requeue_on_shutdown_publishes_nothing_more(node: Node) -> None:
+    job = docker_job("echo started; sleep 30")
+    control = JobControl()
+    task = asyncio.create_task(run(node, job, control))
+    await sink(node).wait_for(lambda e: e.job_id == job.id and e.kind == "log")
+    control.stop("executor shutting down", requeue=True)
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.state is None
+    assert kinds(sink(node).of(job.id)) == ["state:running", "log"]
+
+
+async def test_cancelled_job_still_removes_container(node: Node) -> None:
+    job = docker_job("echo started; sleep 30")
+    task = asyncio.create_task(run(node, job))
+    await sink(node).wait_for(lambda e: e.job_id == job.id and e.kind == "log")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert isinstance(node.runner, MemoryRunner)
+    assert len(node.runner.removed) == 1
+
+
+async def test_queue_timeout(node: Node) -> None:
+    job = docker_job("echo never", timeouts={"queue": 10})
+    outcome = await execute(job, utcnow() - timedelta(seconds=60), node, JobControl())
+    assert outcome.state is JobState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.startswith("queue timeout: waited 60s")
+    assert kinds(sink(node).of(job.id)) == ["state:failed"]
+
+
+async def test_image_missing(node: Node) -> None:
+    job = docker_job("true", image="shoal/nope:1")
+    outcome = await run(node, job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.startswith("image missing: shoal/nope:1 is not on this node")
+    assert kinds(sink(node).of(job.id)) == ["state:running", "state:failed"]
+
+
+async def test_full_network_refused(node: Node) -> None:
+    job = docker_job("true", network={"type": "full"})
+    outcome = await run(node, job)
+    assert outcome.error is not None
+    assert outcome.error.startswith("network not allowed: ")
+    assert kinds(sink(node).of(job.id)) == ["state:failed"]
+
+
+async def test_http_network_leases_and_releases(node: Node) -> None:
+    job = docker_job("true", network={"type": "http", "domains": ["example.org"]})
+    assert (await run(node, job)).state is JobState.COMPLETED
+    assert isinstance(node.gateway, MemoryGateway)
+    assert node.gateway.leases == {job.id: ["example.org"]}
+    assert node.gateway.released == [job.id]
+
+
+async def test_untranslated_job_refused(node: Node) -> None:
+    job = Job.model_validate({"tasks": [{"engine": {"type": "python", "params": {}}}]})
+    outcome = await run(node, job)
+    assert outcome.error is not None
+    assert outcome.error.startswith("unsupported job: ")
+
+
+async def test_output_limit_truncates(node: Node) -> None:
+    node.settings = node.settings.model_copy(update={"output_limit": 1000})
+    job = docker_job(
+        "cp /code/big /outputs/big; echo small > /small/s",
+        inputs=[inline_input("file", {"big": b"x" * 200_000}, "/code/big")],
+        outputs=[{"name": "outputs", "path": "/outputs"}, {"name": "small", "path": "/small"}],
+    )
+    outcome = await run(node, job)
+    assert outcome.state is JobState.COMPLETED
+    result = next(e for e in sink(node).of(job.id) if e.kind == "result")
+    assert result.truncated
+    assert set(result.outputs) == {"small"}
+    assert result.error is not None
+    assert "output 'outputs' (/outputs) left out" in result.error
+
+
+async def test_log_chunks_and_limit(node: Node) -> None:
+    node.settings = node.settings.model_copy(update={"log_chunk_bytes": 256, "log_limit": 600})
+    job = docker_job(
+        "cat /code/text", inputs=[inline_input("file", {"t": b"y" * 1000}, "/code/text")]
+    )
+    await run(node, job)
+    chunks = [e for e in sink(node).of(job.id) if e.kind == "log"]
+    assert all(len(c.data) <= 256 for c in chunks if c.stream == "stdout")
+    assert logs(sink(node).of(job.id), "stdout") == "y" * 600
+    assert "log limit" in logs(sink(node).of(job.id), "stderr")

@@ -1,0 +1,142 @@
+"""The ``ContainerRunner`` contract: the same tests on the in-memory twin and on Docker."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+
+import pytest
+
+from executor.failures import IMAGE_MISSING, JobError
+from executor.runner import ContainerRunner, ContainerSpec, RunnerError, Stream
+from executor.settings import PullPolicy
+
+from .support import BASE_IMAGE
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def spec(script: str, label: str, **extra: object) -> ContainerSpec:
+    values: dict[str, object] = {
+        "image": BASE_IMAGE,
+        "entrypoint": ["sh", "-c"],
+        "command": [script],
+        "labels": {"shoal.test": label},
+        "volumes": ("/code", "/outputs"),
+        "tmpfs": {"/tmp": "rw,size=16m"},
+        **extra,
+    }
+    return ContainerSpec(**values)  # type: ignore[arg-type]
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+async def run(runner: ContainerRunner, container: str) -> tuple[list[tuple[Stream, bytes]], int]:
+    await runner.start(container)
+    chunks = [chunk async for chunk in runner.logs(container)]
+    info = await asyncio.wait_for(runner.wait(container), 20)
+    return chunks, info.exit_code
+
+
+def joined(chunks: list[tuple[Stream, bytes]], stream: Stream) -> bytes:
+    return b"".join(data for s, data in chunks if s == stream)
+
+
+async def test_logs_in_order_and_exit_code(runner: ContainerRunner, test_label: str) -> None:
+    script = "echo one; echo two >&2; sleep 0.3; echo three; exit 3"
+    container = await runner.create(spec(script, test_label))
+    chunks, code = await run(runner, container)
+    assert code == 3
+    assert joined(chunks, "stdout") == b"one\nthree\n"
+    assert joined(chunks, "stderr") == b"two\n"
+    streams = [s for s, _ in chunks]
+    assert streams.index("stderr") < len(streams) - 1 - streams[::-1].index("stdout")
+
+
+async def test_files_in_and_out(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(
+        spec("cat /code/in.txt; cp /code/in.txt /outputs/out.txt", test_label)
+    )
+    await runner.put_archive(container, "/code", tar_of({"in.txt": b"hello\n"}))
+    chunks, code = await run(runner, container)
+    assert code == 0
+    assert joined(chunks, "stdout") == b"hello\n"
+    raw = await runner.get_archive(container, "/outputs", 1024 * 1024)
+    assert raw is not None
+    with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+        handle = archive.extractfile("outputs/out.txt")
+        assert handle is not None
+        assert handle.read() == b"hello\n"
+
+
+async def test_output_over_limit_is_none(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("true", test_label))
+    await runner.put_archive(container, "/outputs", tar_of({"big": b"x" * 300_000}))
+    await run(runner, container)
+    assert await runner.get_archive(container, "/outputs", 100_000) is None
+
+
+async def test_root_is_read_only(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("set -e; echo x > /etc/x; echo unreachable", test_label))
+    with pytest.raises(RunnerError):
+        await runner.put_archive(container, "/etc", tar_of({"x": b"x"}))
+    chunks, code = await run(runner, container)
+    assert code != 0
+    assert b"unreachable" not in joined(chunks, "stdout")
+
+
+async def test_kill_ends_logs_and_wait(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("echo started; sleep 30", test_label))
+    await runner.start(container)
+    logs = runner.logs(container)
+    first = await asyncio.wait_for(anext(logs), 10)
+    assert first == ("stdout", b"started\n")
+    await runner.kill(container)
+    rest = await asyncio.wait_for(_drain(logs), 10)
+    assert rest == []
+    info = await asyncio.wait_for(runner.wait(container), 10)
+    assert info.exit_code == 137
+    await runner.kill(container)  # killing an exited container is not an error
+
+
+async def _drain(logs: object) -> list[tuple[Stream, bytes]]:
+    return [chunk async for chunk in logs]  # type: ignore[attr-defined]
+
+
+async def test_logs_of_exited_container_end(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("echo done", test_label))
+    await runner.start(container)
+    await asyncio.wait_for(runner.wait(container), 10)
+    chunks = await asyncio.wait_for(_drain(runner.logs(container)), 5)
+    assert joined(chunks, "stdout") == b"done\n"
+
+
+async def test_labels_and_remove(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("sleep 30", test_label))
+    await runner.start(container)
+    assert await runner.list_labelled({"shoal.test": test_label}) == [container]
+    await runner.remove(container)
+    await runner.remove(container)  # idempotent
+    assert await runner.list_labelled({"shoal.test": test_label}) == []
+
+
+@pytest.mark.parametrize("policy", list(PullPolicy))
+async def test_missing_image(runner: ContainerRunner, policy: PullPolicy) -> None:
+    with pytest.raises(JobError) as caught:
+        await runner.image("shoal/no-such-image:0", policy)
+    assert caught.value.category == IMAGE_MISSING
+
+
+async def test_image_info(runner: ContainerRunner) -> None:
+    info = await runner.image(BASE_IMAGE, PullPolicy.NEVER)
+    assert info.user == ""
