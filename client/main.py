@@ -9,6 +9,8 @@ import click
 from shoal.errors import EXIT_USAGE, ShoalError
 
 from .exec_command import exec_command
+from .jobs_command import job_group
+from .serve_command import serve_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,6 +23,8 @@ def cli(broker: str | None) -> None:
 
 
 cli.add_command(exec_command)
+cli.add_command(job_group)
+cli.add_command(serve_group)
 
 
 def main(argv: list[str] | None = None) -> int:

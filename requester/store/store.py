@@ -51,6 +51,11 @@ class JobStore:
             await conn.run_sync(schema.metadata.create_all)
         return cls(engine, limits)
 
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self._engine.dialect.name
+
     async def close(self) -> None:
         """Release every connection."""
         await self._engine.dispose()

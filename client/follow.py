@@ -1,0 +1,125 @@
+"""Waiting for a job to end, and streaming its logs (``--wait``, ``-f``, ``job logs -f``).
+
+The private event queue is bound *before* the job's current state and stored logs are read,
+so nothing that happens in between is missed; log chunks seen twice (stored and live) are
+printed once, by ``(executor, seq)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from shoal.errors import JobFailedError
+from shoal.model import TERMINAL_STATES, JobState
+from shoal.wire import JobEvent
+
+from .session import Session
+
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class LogPrinter:
+    """Writes chunks to stdout/stderr, each ``(executor, seq)`` once."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str | None, int]] = set()
+
+    def chunk(self, executor: str | None, seq: int, stream: str | None, data: str) -> None:
+        """Print one chunk unless printed before."""
+        key = (executor, seq)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        click.echo(data, nl=False, err=stream == "stderr")
+
+    def stored(self, logs: dict[str, Any]) -> None:
+        """Print the chunks the store holds."""
+        for c in logs.get("chunks", []):
+            self.chunk(c.get("executor"), int(c["seq"]), c.get("stream"), str(c["data"]))
+        for stream, cut in (logs.get("truncated") or {}).items():
+            if cut:
+                click.echo(f"[shoal: {stream} truncated by the store's limit]", err=True)
+
+
+class Spinner:
+    """A one-line progress indicator on stderr, only when stderr is a terminal."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.state = "waiting"
+        self._on = sys.stderr.isatty()
+        self._start = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _spin(self) -> None:
+        for frame in _cycle(SPINNER):
+            elapsed = time.monotonic() - self._start
+            click.echo(
+                f"\r{frame} {self.job_id} {self.state} {elapsed:.0f}s\x1b[K", nl=False, err=True
+            )
+            await asyncio.sleep(0.1)
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Spin while inside; the line is cleared on exit."""
+        if self._on:
+            self._task = asyncio.create_task(self._spin())
+        try:
+            yield
+        finally:
+            if self._task is not None:
+                self._task.cancel()
+                click.echo("\r\x1b[K", nl=False, err=True)
+
+
+def _cycle(frames: str) -> Iterator[str]:
+    while True:
+        yield from frames
+
+
+async def wait_for_end(session: Session, job_id: str, *, follow: bool, spin: bool) -> str:
+    """Block until the job is terminal; print its logs when ``follow``. The final state."""
+    printer = LogPrinter()
+    spinner = Spinner(job_id) if spin and not follow else None
+    async with session.events(job_id) as inbox:
+        if follow:
+            printer.stored(await session.api("logs", job_id))
+        record = await session.api("describe", job_id)
+        state = str(record["state"])
+        if state not in TERMINAL_STATES:
+            if spinner is not None:
+                spinner.state = state
+                with spinner.running():
+                    state = await _until_terminal(inbox, printer, follow, spinner)
+            else:
+                state = await _until_terminal(inbox, printer, follow, spinner)
+        elif follow:
+            printer.stored(await session.api("logs", job_id))
+    return state
+
+
+async def _until_terminal(
+    inbox: asyncio.Queue[JobEvent], printer: LogPrinter, follow: bool, spinner: Spinner | None
+) -> str:
+    while True:
+        event = await inbox.get()
+        if event.kind == "log" and follow:
+            printer.chunk(event.executor, event.seq, event.stream, event.data)
+        elif event.kind == "state" and event.state is not None:
+            if spinner is not None:
+                spinner.state = event.state.value
+            if event.state in TERMINAL_STATES:
+                return event.state.value
+
+
+def check_outcome(job_id: str, state: str) -> None:
+    """``JobFailedError`` (exit 1) unless the job completed."""
+    if state != JobState.COMPLETED:
+        raise JobFailedError(f"job {job_id} ended {state}")

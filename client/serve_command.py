@@ -1,0 +1,64 @@
+"""``shoal serve requester|executor``: run one of Shoal's services in the foreground.
+
+The services' modules are imported only when their command runs, so the rest of the CLI
+never loads SQLAlchemy or aiodocker.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr
+
+from shoal.errors import UsageError
+from shoal.settings import CommonSettings
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def _load(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(
+            f"{module}.{name} is not available in this installation: {error}"
+        ) from None
+
+
+def _with_broker(ctx: click.Context, settings: S) -> S:
+    broker = (ctx.find_root().params or {}).get("broker")
+    if broker:
+        return settings.model_copy(update={"broker_url": SecretStr(broker)})
+    return settings
+
+
+@click.group("serve", short_help="Run a requester or an executor.")
+def serve_group() -> None:
+    """Run one of Shoal's services until SIGTERM/SIGINT (a second signal exits at once)."""
+
+
+@serve_group.command("requester")
+@click.pass_context
+def serve_requester(ctx: click.Context) -> None:
+    """Consume submissions, record job events, answer `shoal job` queries.
+
+    Configured by SHOAL_* variables: SHOAL_DATABASE_URL (default SQLite in the data
+    directory; postgresql+asyncpg://... for several requesters), SHOAL_LOG_LIMIT_BYTES,
+    SHOAL_OUTPUT_LIMIT_BYTES, SHOAL_SUBMIT_PREFETCH, ...
+    """
+    from requester.service import run
+    from requester.settings import RequesterSettings
+
+    ctx.exit(run(_with_broker(ctx, RequesterSettings())))
+
+
+@serve_group.command("executor")
+@click.pass_context
+def serve_executor(ctx: click.Context) -> None:
+    """Consume the compute queue and run jobs in Docker (configured by SHOAL_* variables)."""
+    settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
+    run: Callable[[CommonSettings], int] = _load("executor.service", "run")
+    ctx.exit(run(_with_broker(ctx, settings_class())))

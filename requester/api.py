@@ -1,0 +1,126 @@
+"""``shoal.api``: queries answered from the job store, and ``stop``.
+
+Ops (``ApiRequest.op``): ``list`` (params ``state``, ``labels`` {k: v}, ``limit``),
+``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per result name) and ``stop``.
+Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
+hands it out again and executors that see its compute message skip it (they learn it from the
+``shoal.control`` message, or from ``describe``); stopping a running job sends the control
+message, and the executor running it kills it and reports the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+
+from shoal.broker import publish
+from shoal.errors import ProtocolError, ShoalError, UsageError
+from shoal.model import TERMINAL_STATES, JobState
+from shoal.wire import ApiReply, ApiRequest, ControlMessage, JobEvent, WireError, decode
+
+from . import delivery
+from .replies import reply
+from .store import JobStore
+from .submissions import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+MAX_LIST = 1000
+
+
+class Api:
+    """Consumer callback for ``shoal.api``."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        default_exchange: AbstractExchange,
+        events: AbstractExchange,
+        control: AbstractExchange,
+        *,
+        list_limit: int,
+        retry: RetryPolicy,
+    ) -> None:
+        self._store = store
+        self._exchange = default_exchange
+        self._events = events
+        self._control = control
+        self._list_limit = list_limit
+        self._retry = retry
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        """Answer one request; settle it after the reply."""
+        if not message.reply_to:
+            log.warning("api.refused", error="request without reply_to")
+            await delivery.dead_letter(message)
+            return
+        try:
+            try:
+                request = decode(message.body, ApiRequest)
+                answer = ApiReply(result=await self.handle(request))
+            except ShoalError as error:
+                answer = ApiReply(error=WireError.of(error))
+            await reply(self._exchange, message, answer)
+        except Exception as error:
+            log.warning("api.retry", error=f"{type(error).__name__}: {error}")
+            await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
+            return
+        await delivery.ack(message)
+
+    async def handle(self, request: ApiRequest) -> Any:
+        """The result of ``request``; ``ShoalError`` for a bad one."""
+        if request.op == "list":
+            return await self._list(request.params)
+        job_id = request.job_id
+        if not job_id:
+            raise ProtocolError(f"api op {request.op!r} needs a job_id")
+        if request.op == "describe":
+            return await self._store.describe(job_id)
+        if request.op == "logs":
+            return await self._store.logs(job_id)
+        if request.op == "get":
+            return await self._store.outputs(job_id)
+        return await self._stop(job_id, str(request.params.get("reason") or "stopped by user"))
+
+    async def _list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        labels = params.get("labels") or {}
+        state = params.get("state")
+        limit = params.get("limit") or self._list_limit
+        if not isinstance(labels, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+        ):
+            raise UsageError("labels must be a map of strings")
+        if state is not None and state not in {s.value for s in JobState}:
+            raise UsageError(
+                f"unknown state {state!r}; one of {', '.join(sorted(s.value for s in JobState))}"
+            )
+        if not isinstance(limit, int) or not 0 < limit <= MAX_LIST:
+            raise UsageError(f"limit must be an integer from 1 to {MAX_LIST}")
+        return await self._store.list_jobs(state=state, labels=labels, limit=limit)
+
+    async def _stop(self, job_id: str, reason: str) -> dict[str, Any]:
+        job = await self._store.resolve(job_id)
+        job_id = job["id"]
+        if JobState(job["state"]) in TERMINAL_STATES:
+            return {"job_id": job_id, "state": job["state"], "stopping": False}
+        stopped = await self._store.stop_if_waiting(job_id, reason)
+        delivered = await self._tell_executors(ControlMessage(job_id=job_id, reason=reason))
+        if stopped:
+            event = JobEvent(job_id=job_id, kind="state", state=JobState.STOPPED, error=reason)
+            await publish(self._events, event.routing_key, event)
+            log.info("job.stopped", job_id=job_id, while_state=job["state"])
+            return {"job_id": job_id, "state": JobState.STOPPED.value, "stopping": False}
+        if not delivered:
+            raise ShoalError(f"job {job_id} is running but no executor is listening for stops")
+        log.info("job.stopping", job_id=job_id)
+        return {"job_id": job_id, "state": JobState.RUNNING.value, "stopping": True}
+
+    async def _tell_executors(self, control: ControlMessage) -> bool:
+        try:
+            await publish(self._control, "", control)
+        except aio_pika.exceptions.DeliveryError:
+            return False
+        return True

@@ -1,0 +1,71 @@
+"""The state recorder: ``shoal.events`` (via the ``shoal.recorder`` queue) into the job store.
+
+Events may arrive in any order and more than once (several executors, redeliveries, several
+requesters): the store's writes are order-safe (states only move forward, log chunks are
+keyed by ``seq``), so the recorder writes whatever comes and acks after the commit. Events
+are written in rounds (group commit) to keep up with chatty logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+
+from shoal.errors import ProtocolError
+from shoal.wire import JobEvent, decode
+
+from . import delivery
+from .batching import Batcher
+from .store import JobStore
+from .submissions import RetryPolicy
+
+log = structlog.get_logger(__name__)
+
+
+class Recorder:
+    """Consumer callback for ``shoal.recorder``."""
+
+    def __init__(self, store: JobStore, retry: RetryPolicy) -> None:
+        self._store = store
+        self._retry = retry
+        self._rounds = Batcher(self._write)
+        self.observers: list[Callable[[JobEvent], None]] = []
+        """Called with each event once it is committed (metrics, tests)."""
+
+    async def _write(self, events: Sequence[JobEvent]) -> list[None]:
+        await self._store.record_events(events)
+        return [None] * len(events)
+
+    async def __call__(self, message: AbstractIncomingMessage) -> None:
+        """Record one event; poison is dead-lettered, store failures retried."""
+        try:
+            event = decode(message.body, JobEvent)
+        except ProtocolError as error:
+            log.warning("event.refused", error=error.message, routing_key=message.routing_key)
+            await delivery.dead_letter(message)
+            return
+        try:
+            await self._rounds.submit(event)
+        except Exception as error:
+            log.warning(
+                "event.retry", job_id=event.job_id, error=f"{type(error).__name__}: {error}"
+            )
+            await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
+            return
+        await delivery.ack(message)
+        for observe in self.observers:
+            observe(event)
+        if event.kind == "state":
+            log.info(
+                "job.state",
+                job_id=event.job_id,
+                state=event.state,
+                exit_code=event.exit_code,
+                executor=event.executor,
+            )
+
+    async def close(self) -> None:
+        """Finish the round in progress."""
+        await self._rounds.close()

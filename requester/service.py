@@ -1,0 +1,156 @@
+"""``shoal serve requester``: wiring the consumers together, and a clean shutdown.
+
+Start: open the store (schema created), connect (robust), declare the topology, then consume
+``shoal.submit``, ``shoal.recorder`` and ``shoal.api``, each on its own channel and prefetch.
+Stop (SIGTERM/SIGINT, see :func:`run`): cancel the consumers, let in-flight deliveries finish
+within ``shutdown_grace`` (the rest are cancelled and go back to their queue), then close the
+connection and the store — the reverse of start. A second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+from aio_pika.abc import (
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustChannel,
+    AbstractRobustConnection,
+)
+
+from shoal.broker import connect
+from shoal.logs import configure
+from shoal.topology import API_QUEUE, RECORDER_QUEUE, SUBMIT_QUEUE, declare, work_queue_arguments
+
+from .api import Api
+from .delivery import InFlight
+from .recorder import Recorder
+from .settings import RequesterSettings
+from .store import JobStore, Limits
+from .submissions import RetryPolicy, SubmissionHandler
+from .translate import default_registry
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+@dataclass
+class _Consumer:
+    queue: AbstractQueue
+    tag: str
+
+
+class Requester:
+    """The requester's running parts; :meth:`start` then :meth:`stop`."""
+
+    def __init__(self, settings: RequesterSettings) -> None:
+        self.settings = settings
+        self.inflight = InFlight()
+        self.store: JobStore | None = None
+        self.connection: AbstractRobustConnection | None = None
+        self.recorder: Recorder | None = None
+        self._consumers: list[_Consumer] = []
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+
+    async def start(self) -> None:
+        """Open the store and the broker, then start consuming."""
+        s = self.settings
+        registry = default_registry()
+        retry = RetryPolicy(s.retry_base_delay, s.retry_max_delay)
+        self.store = await JobStore.open(
+            s.database_url, Limits(log_bytes=s.log_limit_bytes, output_bytes=s.output_limit_bytes)
+        )
+        self.connection = await connect(
+            s.broker_url.get_secret_value(), connect_timeout=s.connect_timeout, name=s.name
+        )
+        submit_channel = await self._channel(s.submit_prefetch)
+        topology = await declare(submit_channel)
+        submissions = SubmissionHandler(
+            self.store, submit_channel.default_exchange, registry, retry
+        )
+        await self._consume(submit_channel, SUBMIT_QUEUE, submissions)
+        self.recorder = recorder = Recorder(self.store, retry)
+        await self._consume(await self._channel(s.events_prefetch), RECORDER_QUEUE, recorder)
+        api_channel = await self._channel(s.api_prefetch)
+        api = Api(
+            self.store,
+            api_channel.default_exchange,
+            await api_channel.get_exchange(topology.events.name),
+            await api_channel.get_exchange(topology.control.name),
+            list_limit=s.list_limit,
+            retry=retry,
+        )
+        await self._consume(api_channel, API_QUEUE, api)
+        self._closers = [submissions.close, recorder.close]
+        log.info("requester.started", name=s.name, store=self.store.dialect)
+
+    async def _channel(self, prefetch: int) -> AbstractRobustChannel:
+        assert self.connection is not None
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        return channel
+
+    async def _consume(self, channel: AbstractRobustChannel, name: str, handler: Handler) -> None:
+        queue = await channel.declare_queue(name, durable=True, arguments=work_queue_arguments())
+        tag = await queue.consume(self.inflight.wrap(handler))
+        self._consumers.append(_Consumer(queue, tag))
+
+    async def stop(self) -> None:
+        """Stop consuming, drain in-flight deliveries, close broker then store."""
+        for consumer in reversed(self._consumers):
+            try:
+                await consumer.queue.cancel(consumer.tag)
+            except Exception as error:
+                log.warning("requester.cancel_failed", error=f"{type(error).__name__}: {error}")
+        self._consumers.clear()
+        cut = await self.inflight.drain(self.settings.shutdown_grace)
+        for close in self._closers:
+            await close()
+        if self.connection is not None:
+            await self.connection.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("requester.stopped", cut_short=cut)
+
+
+async def serve(settings: RequesterSettings, stop: asyncio.Event) -> None:
+    """Run a requester until ``stop`` is set."""
+    requester = Requester(settings)
+    try:
+        await requester.start()
+        await stop.wait()
+    finally:
+        await requester.stop()
+
+
+def _install_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("requester.forced_exit", signal=signal.Signals(signum).name)
+            os._exit(128 + signum)
+        log.info("requester.stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+
+def run(settings: RequesterSettings) -> int:
+    """The ``shoal serve requester`` entry point; returns the exit code."""
+    configure(settings.log_format, settings.log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        _install_signals(stop)
+        await serve(settings, stop)
+
+    asyncio.run(main())
+    return 0
