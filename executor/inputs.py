@@ -7,7 +7,7 @@ refused, ``/inputs/data.csv`` works); a folder input is placed *under* its targe
 
 - ``inline``: the archive carried in the message (``shoal.inline``), ``params.kind`` file/dir.
 - ``url``: downloaded by the executor (``input_limit`` bytes, ``url_timeout`` seconds, at most
-  5 redirects). Unless ``url_allow_private``, hosts that are or resolve to loopback, private,
+  5 redirects). Unless ``allow_private_addresses``, hosts that are or resolve to loopback, private,
   link-local or reserved addresses are refused, so a job cannot read the node's own services.
 - ``local``: a file or folder on the node, only under ``allowed_local_dirs`` (after resolving
   links); links inside a folder are copied as links, never followed.
@@ -249,7 +249,7 @@ def _check_literal(url: URL, what: str) -> None:
 async def fetch_url(url: str, settings: ExecutorSettings) -> bytes:
     """The body at ``url``, within the size limit and timeout, following a few redirects."""
     what = f"url input {url}"
-    guard = not settings.url_allow_private
+    guard = not settings.allow_private_addresses
     connector = aiohttp.TCPConnector(
         resolver=PublicResolver() if guard and not settings.upstream_proxy else None
     )

@@ -87,9 +87,10 @@ class ExecutorSettings(CommonSettings):
     allowed_local_dirs: list[Path] = Field(default_factory=list)
     input_limit: Memory = Field(default=1024**3, description="Max bytes of one url/local input")
     url_timeout: Duration = 120.0
-    url_allow_private: bool = Field(
+    allow_private_addresses: bool = Field(
         default=False,
-        description="Let url inputs reach loopback/private addresses (off: they are refused)",
+        description="Let url inputs and http-network jobs reach loopback, private and "
+        "link-local addresses (off: refused, so jobs cannot reach the node's own services)",
     )
     output_limit: Memory = 64 * 1024**2
     log_chunk_bytes: int = Field(default=64 * 1024, ge=256)

@@ -30,7 +30,7 @@ def settings(tmp_path: Path) -> ExecutorSettings:
         node_id="unit",
         slots=2,
         allowed_local_dirs=[tmp_path / "allowed"],
-        url_allow_private=True,
+        allow_private_addresses=True,
         log_flush_seconds=0.05,
         pull_policy=PullPolicy.NEVER,
     )
@@ -192,7 +192,7 @@ async def test_url_input_failures(node: Node, web_server: str) -> None:
 
 
 async def test_url_input_to_private_address_refused(node: Node, web_server: str) -> None:
-    node.settings = node.settings.model_copy(update={"url_allow_private": False})
+    node.settings = node.settings.model_copy(update={"allow_private_addresses": False})
     outcome = await run(node, url_job(f"{web_server}/data.csv"))
     assert outcome.error is not None
     assert outcome.error.startswith("input failed: ")

@@ -1,0 +1,285 @@
+"""The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
+
+Start: connect, declare the topology, reap this node's orphaned containers, set up the HTTP
+gateway, bind a private queue to the control exchange, consume the compute queue with
+``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
+
+Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) → stop
+list → ``execution.execute`` → ack once the terminal event is confirmed, or ``nack(requeue)``
+when the job was handed back at shutdown. One summary log line per job.
+
+Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
+``drain_timeout`` → stop the rest, which requeues their deliveries → close the gateway, the
+channel, the connection and the Docker client, in that order. A second signal cancels
+everything at once (containers are still removed: that cleanup is shielded). A SIGKILL loses
+nothing: the broker requeues unacked deliveries and the next start on the node reaps the
+containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+
+from executor.docker_runner import DockerRunner
+from executor.events import AmqpEventSink
+from executor.execution import JobControl, Node, Outcome, execute, monotonic
+from executor.gateway import HttpGateway, NoGateway
+from executor.network import DockerHttpGateway
+from executor.runner import LABEL_NODE, ContainerRunner, RunnerError
+from executor.settings import ExecutorSettings
+from shoal.broker import connect
+from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
+from shoal.logs import configure
+from shoal.topology import COMPUTE_QUEUE, declare
+from shoal.wire import ComputeRequest, ControlMessage, decode
+
+log = structlog.get_logger("executor")
+
+SHUTDOWN_REASON = "executor shutting down"
+KILL_GRACE = 30.0
+"""Seconds stopped jobs get to be killed and cleaned up after the drain deadline."""
+
+
+def new_executor_id(node_id: str) -> str:
+    """A unique ID for this executor process on ``node_id``."""
+    return f"{node_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Jobs:
+    """What the executor is doing: job tasks, their controls, and stops seen in advance."""
+
+    slots: asyncio.Semaphore
+    remember: int
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    running: dict[str, JobControl] = field(default_factory=dict)
+    stopped: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    draining: bool = False
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` as a task held until it ends."""
+        task = asyncio.create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def stop(self, job_id: str, reason: str) -> bool:
+        """Stop a running job, or remember the request; True when it was running here."""
+        control = self.running.get(job_id)
+        if control is not None:
+            control.stop(reason)
+            return True
+        self.stopped[job_id] = reason
+        self.stopped.move_to_end(job_id)
+        while len(self.stopped) > self.remember:
+            self.stopped.popitem(last=False)
+        return False
+
+    def admit(self, job_id: str) -> JobControl:
+        """Register a job about to run, applying a stop that came before it."""
+        control = JobControl()
+        self.running[job_id] = control
+        reason = self.stopped.pop(job_id, None)
+        if reason is not None:
+            control.stop(reason)
+        return control
+
+
+class Executor:
+    """One executor: a node context plus the bookkeeping of its deliveries."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        settings = node.settings
+        self.jobs = Jobs(slots=asyncio.Semaphore(settings.slots), remember=settings.stopped_memory)
+
+    async def on_compute(self, message: AbstractIncomingMessage) -> None:
+        """Consumer callback: start the job's task and return."""
+        self.jobs.spawn(self._handle(message))
+
+    async def on_control(self, message: AbstractIncomingMessage) -> None:
+        """Control-queue callback (no ack needed: the private queue is auto-ack)."""
+        try:
+            control = decode(message.body, ControlMessage)
+        except ProtocolError as error:
+            log.warning("control.refused", error=error.message)
+            return
+        if control.action == "stop":
+            here = self.jobs.stop(control.job_id, control.reason)
+            log.info("control.stop", job_id=control.job_id, running_here=here)
+
+    async def _handle(self, message: AbstractIncomingMessage) -> None:
+        async with self.jobs.slots:
+            try:
+                request = decode(message.body, ComputeRequest)
+            except ProtocolError as error:
+                log.error("compute.refused", error=error.message, delivery=message.delivery_tag)
+                await _settle(message.reject(requeue=False))
+                return
+            if self.jobs.draining:
+                await _settle(message.nack(requeue=True))
+                return
+            job = request.job
+            structlog.contextvars.bind_contextvars(job_id=job.id)
+            control = self.jobs.admit(job.id)
+            began = monotonic()
+            outcome: Outcome | None = None
+            try:
+                outcome = await execute(job, request.submitted_at, self.node, control)
+            except Exception as error:
+                log.exception("job.crashed", error=f"{type(error).__name__}: {error}")
+            finally:
+                self.jobs.running.pop(job.id, None)
+            if outcome is None or outcome.state is None:
+                await _settle(message.nack(requeue=True))
+            else:
+                await _settle(message.ack())
+            _summary(job.id, outcome, monotonic() - began, bool(message.redelivered))
+
+    async def drain(self, deadline: float) -> None:
+        """Let running jobs finish until ``deadline`` seconds, then hand the rest back."""
+        self.jobs.draining = True
+        if self.jobs.tasks:
+            _, pending = await asyncio.wait(set(self.jobs.tasks), timeout=deadline)
+            if pending:
+                log.info("executor.requeue", jobs=sorted(self.jobs.running))
+                for control in self.jobs.running.values():
+                    control.stop(SHUTDOWN_REASON, requeue=True)
+                _, pending = await asyncio.wait(pending, timeout=KILL_GRACE)
+                for task in pending:
+                    task.cancel()
+
+    async def cancel_all(self) -> None:
+        """Cancel every job task and wait for their (shielded) cleanups."""
+        for task in self.jobs.tasks:
+            task.cancel()
+        await asyncio.gather(*self.jobs.tasks, return_exceptions=True)
+
+
+async def _settle(action: Awaitable[Any]) -> None:
+    try:
+        await action
+    except Exception as error:  # the channel went away: the broker requeues the delivery
+        log.warning("delivery.unsettled", error=f"{type(error).__name__}: {error}")
+
+
+def _summary(job_id: str, outcome: Outcome | None, duration: float, redelivered: bool) -> None:
+    if outcome is None:
+        log.error("job.summary", job_id=job_id, state="requeued", duration=round(duration, 3))
+        return
+    log.info(
+        "job.summary",
+        job_id=job_id,
+        image=outcome.image,
+        state=outcome.state or "requeued",
+        exit_code=outcome.exit_code,
+        error=outcome.error,
+        duration=round(duration, 3),
+        redelivered=redelivered,
+        notes=outcome.notes or None,
+    )
+    structlog.contextvars.unbind_contextvars("job_id")
+
+
+async def reap_orphans(runner: ContainerRunner, node_id: str) -> int:
+    """Remove every container labelled with this node (left by an executor that died)."""
+    found = await runner.list_labelled({LABEL_NODE: node_id})
+    for container in found:
+        try:
+            await runner.remove(container)
+        except RunnerError as error:
+            log.warning("orphan.remove_failed", container=container, error=str(error))
+    if found:
+        log.info("orphans.reaped", count=len(found), node=node_id)
+    return len(found)
+
+
+async def serve(
+    settings: ExecutorSettings,
+    stopping: asyncio.Event,
+    *,
+    runner: ContainerRunner | None = None,
+    ready: Callable[[Executor], None] | None = None,
+) -> None:
+    """Run an executor until ``stopping`` is set, then shut down in steps."""
+    executor_id = new_executor_id(settings.node_id)
+    structlog.contextvars.bind_contextvars(executor=executor_id)
+    runner = runner or DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
+    gateway: HttpGateway = NoGateway("not started")
+    connection = None
+    executor: Executor | None = None
+    try:
+        connection = await connect(
+            settings.broker_url.get_secret_value(), name=f"shoal-executor {executor_id}"
+        )
+        channel = await connection.channel(publisher_confirms=True)
+        await channel.set_qos(prefetch_count=settings.slots)
+        topology = await declare(channel)
+        await reap_orphans(runner, settings.node_id)
+        if isinstance(runner, DockerRunner):
+            gateway = await DockerHttpGateway.start(runner.docker, settings)
+        node = Node(settings, runner, AmqpEventSink(topology.events), gateway, executor_id)
+        executor = Executor(node)
+        control_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        await control_queue.bind(topology.control)
+        await control_queue.consume(executor.on_control, no_ack=True)
+        compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]
+        tag = await compute.consume(executor.on_compute)
+        log.info("executor.ready", slots=settings.slots, node=settings.node_id)
+        if ready is not None:
+            ready(executor)
+        await stopping.wait()
+        log.info("executor.draining", running=len(executor.jobs.running))
+        await compute.cancel(tag)
+        await executor.drain(settings.drain_timeout)
+    finally:
+        if executor is not None:
+            await executor.cancel_all()
+        await gateway.close()
+        if connection is not None:
+            await connection.close()
+        await runner.close()
+        log.info("executor.stopped")
+
+
+async def _main(settings: ExecutorSettings) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    main = asyncio.current_task()
+    signals = 0
+
+    def on_signal(number: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info("executor.signal", signal=number.name, action="drain")
+            stopping.set()
+        elif main is not None:
+            log.warning("executor.signal", signal=number.name, action="exit now")
+            main.cancel()
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(number, on_signal, number)
+    try:
+        await serve(settings, stopping)
+    except UnavailableError as error:
+        log.error("executor.unavailable", error=error.message)
+        return EXIT_UNAVAILABLE
+    except asyncio.CancelledError:
+        return 130
+    return EXIT_OK
+
+
+def run(settings: ExecutorSettings) -> int:
+    """Run an executor in the foreground until SIGTERM; returns the process exit code."""
+    configure(settings.log_format, settings.log_level)
+    return asyncio.run(_main(settings))

@@ -1,0 +1,225 @@
+"""The executor service on real RabbitMQ and Docker: jobs, inputs, limits, stop, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aio_pika
+import aiodocker
+import pytest
+from aiohttp import web
+
+from shoal.model import JobState
+from shoal.topology import COMPUTE_QUEUE
+from shoal.wire import JobEvent
+
+from .conftest import Broker, StartExecutor
+from .support import PYTHON_IMAGE, docker_job, inline_input, untar
+
+pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(90)]
+
+
+def logs(events: list[JobEvent], stream: str) -> str:
+    return "".join(
+        e.data
+        for e in sorted(events, key=lambda e: e.seq)
+        if e.kind == "log" and e.stream == stream
+    )
+
+
+async def test_job_runs_with_events_in_order(broker: Broker, start_executor: StartExecutor) -> None:
+    running = await start_executor()
+    job = docker_job("echo out; echo err >&2; echo 42 > /outputs/answer.txt")
+    failing = docker_job("echo bye; exit 7")
+    await broker.submit(job)
+    await broker.submit(failing)
+    final = await broker.events.terminal(job.id)
+    assert final.state is JobState.COMPLETED
+    assert final.exit_code == 0
+    assert final.executor == running.executor.node.executor_id
+    events = broker.events.of(job.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].state is JobState.RUNNING
+    assert events[0].started_at is not None
+    assert [e.kind for e in events[-2:]] == ["result", "state"]
+    assert logs(events, "stdout") == "out\n"
+    assert logs(events, "stderr") == "err\n"
+    assert untar(events[-2].outputs["outputs"]) == {"answer.txt": b"42\n"}
+    other = await broker.events.terminal(failing.id)
+    assert other.state is JobState.FAILED
+    assert other.exit_code == 7
+    assert other.error == "exit code: the command exited with code 7"
+
+
+@pytest.fixture
+async def http_server() -> AsyncIterator[int]:
+    """A plain HTTP server on every host address; returns its port."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello from the host\n")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", 0)
+    await site.start()
+    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await runner.cleanup()
+
+
+async def test_each_input_kind(
+    broker: Broker, start_executor: StartExecutor, http_server: int, tmp_path: Path
+) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "local.txt").write_text("local\n")
+    (tmp_path / "secret.txt").write_text("secret\n")
+    await start_executor(allowed_local_dirs=[allowed])
+    job = docker_job(
+        "cat /code/app.txt /data/sub/b.txt /inputs/web.txt /inputs/local/local.txt",
+        inputs=[
+            inline_input("file", {"app.txt": b"inline file\n"}, "/code/app.txt"),
+            inline_input("dir", {"sub/b.txt": b"inline dir\n"}, "/data"),
+            {
+                "source": {"type": "url", "params": {"url": f"http://127.0.0.1:{http_server}/x"}},
+                "target": "/inputs/web.txt",
+            },
+            {
+                "source": {"type": "local", "params": {"path": str(allowed)}},
+                "target": "/inputs/local",
+            },
+        ],
+    )
+    refused = docker_job(
+        "true",
+        inputs=[
+            {
+                "source": {"type": "local", "params": {"path": str(tmp_path / "secret.txt")}},
+                "target": "/inputs/s.txt",
+            }
+        ],
+    )
+    await broker.submit(job)
+    await broker.submit(refused)
+    final = await broker.events.terminal(job.id)
+    assert final.state is JobState.COMPLETED, final.error
+    assert logs(broker.events.of(job.id), "stdout") == (
+        "inline file\ninline dir\nhello from the host\nlocal\n"
+    )
+    failed = await broker.events.terminal(refused.id)
+    assert failed.state is JobState.FAILED
+    assert failed.error is not None
+    assert failed.error.startswith("input failed: local input")
+
+
+async def test_timeout_and_oom(broker: Broker, start_executor: StartExecutor) -> None:
+    await start_executor()
+    slow = docker_job("echo started; sleep 30", timeouts={"execution": 1})
+    hog = docker_job(
+        "",
+        argv=["python3", "-c", "x = bytearray(400 * 1024 * 1024); print(len(x))"],
+        resources={"memory": "64Mi"},
+    )
+    await broker.submit(slow)
+    await broker.submit(hog)
+    final = await broker.events.terminal(slow.id)
+    assert final.state is JobState.FAILED
+    assert final.exit_code == 137
+    assert final.error == "timeout: execution exceeded 1s"
+    assert logs(broker.events.of(slow.id), "stdout") == "started\n"
+    oom = await broker.events.terminal(hog.id)
+    assert oom.state is JobState.FAILED
+    assert oom.error is not None
+    assert oom.error.startswith("oom-killed: "), oom.error
+
+
+async def test_stop_running_and_queued(broker: Broker, start_executor: StartExecutor) -> None:
+    await start_executor()
+    queued = docker_job("echo never")
+    await broker.stop(queued.id)
+    long = docker_job("echo started; sleep 30")
+    await broker.submit(long)
+    await broker.events.wait(long.id, lambda e: e.kind == "log", 30)
+    await broker.stop(long.id)
+    final = await broker.events.terminal(long.id, within=15)
+    assert final.state is JobState.STOPPED
+    assert final.error == "stopped: stopped by user"
+    await broker.submit(queued)
+    skipped = await broker.events.terminal(queued.id)
+    assert skipped.state is JobState.STOPPED
+    assert [e.kind for e in broker.events.of(queued.id)] == ["state"]
+
+
+async def test_queue_timeout_and_undecodable(broker: Broker, start_executor: StartExecutor) -> None:
+    dead = await broker.channel.declare_queue(exclusive=True, auto_delete=True)
+    await dead.bind(broker.topology.dead_letter)
+    await start_executor()
+    marker = f"not json {uuid.uuid4()}".encode()
+    await broker.channel.default_exchange.publish(
+        aio_pika.Message(marker), routing_key=COMPUTE_QUEUE, mandatory=True
+    )
+    async with asyncio.timeout(15):
+        async with dead.iterator() as messages:
+            async for message in messages:
+                await message.ack()
+                if message.body == marker:
+                    break
+    from datetime import timedelta
+
+    from shoal.wire import utcnow
+
+    late = docker_job("echo never", timeouts={"queue": 5})
+    await broker.submit(late, submitted_at=utcnow() - timedelta(seconds=30))
+    final = await broker.events.terminal(late.id)
+    assert final.state is JobState.FAILED
+    assert final.error is not None
+    assert final.error.startswith("queue timeout: ")
+
+
+async def test_hardening_read_back_from_docker(
+    broker: Broker, start_executor: StartExecutor
+) -> None:
+    ca = Path("/etc/ssl/certs/ca-certificates.crt")
+    running = await start_executor(ca_bundle=ca, pids_limit=100)
+    job = docker_job(
+        "",
+        image=PYTHON_IMAGE,
+        argv=["sleep", "30"],
+        resources={"memory": "128Mi", "cpu": "500m"},
+    )
+    await broker.submit(job)
+    await broker.events.running(job.id)
+    docker = aiodocker.Docker()
+    try:
+        info = {}
+        async with asyncio.timeout(15):
+            while not info:
+                found = await docker.containers.list(filters={"label": [f"shoal.job_id={job.id}"]})
+                info = await found[0].show() if found else {}
+        host = info["HostConfig"]
+        config = info["Config"]
+        assert host["CapDrop"] == ["ALL"]
+        assert host["SecurityOpt"] == ["no-new-privileges"]
+        assert host["PidsLimit"] == 100
+        assert host["ReadonlyRootfs"] is True
+        assert host["Memory"] == 128 * 1024**2
+        assert host["NanoCpus"] == 500_000_000
+        assert host["Privileged"] is False
+        assert host["NetworkMode"] == "none"
+        assert config["User"] == "1000:1000"
+        assert config["Labels"]["shoal.job_id"] == job.id
+        assert config["Labels"]["shoal.node"] == running.settings.node_id
+        assert "SSL_CERT_FILE=/etc/shoal/ca-bundle.crt" in config["Env"]
+        mounts = {m["Destination"]: m for m in info["Mounts"]}
+        assert mounts["/etc/shoal/ca-bundle.crt"]["RW"] is False
+        assert mounts["/shoal-cache"]["Name"] == "shoal-depcache"
+        assert {"/code", "/outputs"} <= set(mounts)
+        assert not any("docker.sock" in m["Source"] for m in info["Mounts"])
+    finally:
+        await docker.close()
+    await broker.stop(job.id)
+    assert (await broker.events.terminal(job.id)).state is JobState.STOPPED
