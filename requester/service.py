@@ -67,7 +67,10 @@ class Requester:
             s.database_url, Limits(log_bytes=s.log_limit_bytes, output_bytes=s.output_limit_bytes)
         )
         self.connection = await connect(
-            s.broker_url.get_secret_value(), connect_timeout=s.connect_timeout, name=s.name
+            s.broker_url.get_secret_value(),
+            connect_timeout=s.connect_timeout,
+            name=s.name,
+            reconnect_interval=s.reconnect_interval,
         )
         submit_channel = await self._channel(s.submit_prefetch)
         topology = await declare(submit_channel)

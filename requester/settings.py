@@ -36,6 +36,9 @@ class RequesterSettings(CommonSettings):
     )
     list_limit: int = Field(default=50, ge=1, description="Default row count of `job list`")
     connect_timeout: float = Field(default=10.0, gt=0)
+    reconnect_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between reconnection attempts after a drop"
+    )
     shutdown_grace: float = Field(
         default=10.0, ge=0, description="Seconds in-flight deliveries get to finish on shutdown"
     )

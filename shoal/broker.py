@@ -24,12 +24,24 @@ def _redact(url: str) -> str:
 
 
 async def connect(
-    url: str, *, connect_timeout: float = 5.0, name: str = "shoal"
+    url: str,
+    *,
+    connect_timeout: float = 5.0,
+    name: str = "shoal",
+    reconnect_interval: float = 5.0,
 ) -> AbstractRobustConnection:
-    """A robust connection, or ``UnavailableError`` naming the broker (password hidden)."""
+    """A robust connection, or ``UnavailableError`` naming the broker (password hidden).
+
+    After a drop it reconnects every ``reconnect_interval`` seconds, reopening its channels
+    and consumers.
+    """
     try:
         return await asyncio.wait_for(
-            aio_pika.connect_robust(url, client_properties={"connection_name": name}),
+            aio_pika.connect_robust(
+                url,
+                client_properties={"connection_name": name},
+                reconnect_interval=reconnect_interval,
+            ),
             timeout=connect_timeout,
         )
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:

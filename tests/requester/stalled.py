@@ -1,0 +1,34 @@
+"""A requester whose chosen step hangs after printing ``STALLED``: the kill tests' victim.
+
+``python -m tests.requester.stalled ack|mark_queued`` with the usual ``SHOAL_*`` variables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+from requester import delivery, service
+from requester.settings import RequesterSettings
+from requester.store import JobStore
+
+
+async def _hang(*_args: Any, **_kwargs: Any) -> Any:
+    print("STALLED", flush=True)
+    await asyncio.Event().wait()
+
+
+def main() -> int:
+    where = sys.argv[1]
+    if where == "ack":
+        delivery.ack = _hang
+    elif where == "mark_queued":
+        JobStore.mark_queued = _hang  # type: ignore[method-assign]
+    else:
+        raise SystemExit(f"unknown step {where!r}")
+    return service.run(RequesterSettings())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
