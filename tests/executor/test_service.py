@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import aio_pika
 import aiodocker
@@ -14,7 +16,7 @@ from aiohttp import web
 
 from shoal.model import JobState
 from shoal.topology import COMPUTE_QUEUE
-from shoal.wire import JobEvent
+from shoal.wire import JobEvent, utcnow
 
 from .conftest import Broker, StartExecutor
 from .support import PYTHON_IMAGE, docker_job, inline_input, untar
@@ -168,10 +170,6 @@ async def test_queue_timeout_and_undecodable(broker: Broker, start_executor: Sta
                 await message.ack()
                 if message.body == marker:
                     break
-    from datetime import timedelta
-
-    from shoal.wire import utcnow
-
     late = docker_job("echo never", timeouts={"queue": 5})
     await broker.submit(late, submitted_at=utcnow() - timedelta(seconds=30))
     final = await broker.events.terminal(late.id)
@@ -195,7 +193,7 @@ async def test_hardening_read_back_from_docker(
     await broker.events.running(job.id)
     docker = aiodocker.Docker()
     try:
-        info = {}
+        info: dict[str, Any] = {}
         async with asyncio.timeout(15):
             while not info:
                 found = await docker.containers.list(filters={"label": [f"shoal.job_id={job.id}"]})
