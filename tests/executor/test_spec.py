@@ -1,0 +1,99 @@
+"""The container spec: limits, user, volumes, environment, labels, dependency cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from executor.failures import JobError
+from executor.runner import ImageInfo
+from executor.settings import ExecutorSettings
+from executor.spec import SpecInputs, container_spec, job_user, limits, network_type
+
+from .support import PYTHON_IMAGE, docker_job
+
+
+@pytest.fixture
+def settings() -> ExecutorSettings:
+    return ExecutorSettings(
+        node_id="n1",
+        default_memory="256Mi",
+        max_memory="1Gi",
+        default_cpu=1,
+        max_cpu=2,
+        default_execution_timeout=60,
+        max_execution_timeout=600,
+        ca_bundle=Path("/etc/ssl/certs/ca-certificates.crt"),
+    )
+
+
+def test_limits_defaults_and_maxima(settings: ExecutorSettings) -> None:
+    assert limits(docker_job("true").task, settings).memory == 256 * 1024**2
+    big = docker_job(
+        "true", resources={"memory": "8Gi", "cpu": 16}, timeouts={"execution": "2h"}
+    ).task
+    found = limits(big, settings)
+    assert (found.memory, found.cpu, found.execution_timeout) == (1024**3, 2.0, 600.0)
+    assert len(found.notes) == 3
+    total = docker_job("true", timeouts={"execution": 100, "total": 50}).task
+    assert limits(total, settings, waited=20).execution_timeout == 30
+
+
+@pytest.mark.parametrize(
+    ("image_user", "setting", "expected"),
+    [
+        ("1000:1000", "auto", "1000:1000"),
+        ("", "auto", ""),
+        ("root", "auto", ""),
+        ("", "65534:65534", "65534:65534"),
+    ],
+)
+def test_job_user(settings: ExecutorSettings, image_user: str, setting: str, expected: str) -> None:
+    chosen = settings.model_copy(update={"job_user": setting})
+    assert job_user(ImageInfo(user=image_user), chosen) == expected
+
+
+def test_network_modes(settings: ExecutorSettings) -> None:
+    assert network_type(docker_job("true").task, settings).value == "none"
+    with pytest.raises(JobError, match="^network not allowed: "):
+        network_type(docker_job("true", network={"type": "full"}).task, settings)
+
+
+def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
+    job = docker_job(
+        "",
+        image=PYTHON_IMAGE,
+        argv=["/usr/local/bin/shoal-launch", "--", "python", "app.py"],
+        env={"A": "1"},
+        outputs=[{"name": "outputs", "path": "/outputs"}, {"name": "r", "path": "/results"}],
+    )
+    found = SpecInputs(
+        executor_id="n1-1-abc",
+        image=ImageInfo(user="1000:1000"),
+        limits=limits(job.task, settings),
+        input_roots=["/code", "/inputs"],
+        network="shoal-http",
+        network_env={"HTTP_PROXY": "http://p"},
+    )
+    spec = container_spec(job, settings, found)
+    assert spec.entrypoint == ["/usr/local/bin/shoal-launch"]
+    assert spec.command == ["--", "python", "app.py"]
+    assert spec.user == "1000:1000"
+    assert spec.volumes == ("/code", "/outputs", "/inputs", "/results")
+    assert spec.labels == {"shoal.job_id": job.id, "shoal.node": "n1", "shoal.executor": "n1-1-abc"}
+    assert spec.env["A"] == "1"
+    assert spec.env["HTTP_PROXY"] == "http://p"
+    assert spec.env["PIP_CERT"] == spec.env["SSL_CERT_FILE"] == "/etc/shoal/ca-bundle.crt"
+    assert spec.named_volumes == {"shoal-depcache": "/shoal-cache"}
+    assert spec.read_only_files == {
+        "/etc/ssl/certs/ca-certificates.crt": "/etc/shoal/ca-bundle.crt"
+    }
+    assert spec.network == "shoal-http"
+    assert spec.nano_cpus == 1_000_000_000
+
+
+def test_no_dep_cache_for_other_images(settings: ExecutorSettings) -> None:
+    job = docker_job("true")
+    found = SpecInputs(executor_id="x", image=ImageInfo(user=""), limits=limits(job.task, settings))
+    assert container_spec(job, settings, found).named_volumes == {}
