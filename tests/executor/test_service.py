@@ -14,6 +14,7 @@ import aiodocker
 import pytest
 from aiohttp import web
 
+from shoal.images import LAUNCHER_PATH
 from shoal.model import JobState
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import JobEvent, utcnow
@@ -221,3 +222,21 @@ async def test_hardening_read_back_from_docker(
         await docker.close()
     await broker.stop(job.id)
     assert (await broker.events.terminal(job.id)).state is JobState.STOPPED
+
+
+async def test_python_runtime_job_with_dep_cache(
+    broker: Broker, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    code = b'import os\nprint("hello from", os.getuid(), os.access("/shoal-cache", os.W_OK))\n'
+    job = docker_job(
+        "",
+        image=PYTHON_IMAGE,
+        argv=[LAUNCHER_PATH, "--", "python", "app.py"],
+        inputs=[inline_input("file", {"app.py": code}, "/code/app.py")],
+        network={"type": "http", "domains": ["pypi.org", "files.pythonhosted.org"]},
+    )
+    await broker.submit(job)
+    final = await broker.events.terminal(job.id, within=60)
+    assert final.state is JobState.COMPLETED, logs(broker.events.of(job.id), "stderr")
+    assert logs(broker.events.of(job.id), "stdout") == "hello from 1000 True\n"
