@@ -16,13 +16,15 @@ from typing import Any
 
 import click
 
-from shoal.errors import JobFailedError
-from shoal.model import TERMINAL_STATES, JobState
+from shoal.model import TERMINAL_STATES
 from shoal.wire import JobEvent
 
 from .session import Session
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+RECHECK_SECONDS = 2.0
+"""After this long without an event, ask the store again: an event published just before
+our queue was bound reaches only the recorder, and may be recorded after our first look."""
 
 
 class LogPrinter:
@@ -91,35 +93,37 @@ async def wait_for_end(session: Session, job_id: str, *, follow: bool, spin: boo
     async with session.events(job_id) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
-        record = await session.api("describe", job_id)
-        state = str(record["state"])
-        if state not in TERMINAL_STATES:
-            if spinner is not None:
-                spinner.state = state
-                with spinner.running():
-                    state = await _until_terminal(inbox, printer, follow, spinner)
-            else:
-                state = await _until_terminal(inbox, printer, follow, spinner)
-        elif follow:
+        state = str((await session.api("describe", job_id))["state"])
+        if spinner is not None:
+            spinner.state = state
+        with spinner.running() if spinner is not None else contextlib.nullcontext():
+            while state not in TERMINAL_STATES:
+                state = await _next_state(session, job_id, inbox, printer, follow, spinner) or state
+        if follow:
             printer.stored(await session.api("logs", job_id))
     return state
 
 
-async def _until_terminal(
-    inbox: asyncio.Queue[JobEvent], printer: LogPrinter, follow: bool, spinner: Spinner | None
-) -> str:
-    while True:
-        event = await inbox.get()
+async def _next_state(
+    session: Session,
+    job_id: str,
+    inbox: asyncio.Queue[JobEvent],
+    printer: LogPrinter,
+    follow: bool,
+    spinner: Spinner | None,
+) -> str | None:
+    """The job's new state from the next event (``None``: no change), or from the store
+    after a quiet spell."""
+    try:
+        event = await asyncio.wait_for(inbox.get(), RECHECK_SECONDS)
+    except TimeoutError:
+        state = str((await session.api("describe", job_id))["state"])
+    else:
         if event.kind == "log" and follow:
             printer.chunk(event.executor, event.seq, event.stream, event.data)
-        elif event.kind == "state" and event.state is not None:
-            if spinner is not None:
-                spinner.state = event.state.value
-            if event.state in TERMINAL_STATES:
-                return event.state.value
-
-
-def check_outcome(job_id: str, state: str) -> None:
-    """``JobFailedError`` (exit 1) unless the job completed."""
-    if state != JobState.COMPLETED:
-        raise JobFailedError(f"job {job_id} ended {state}")
+        if event.kind != "state" or event.state is None:
+            return None
+        state = event.state.value
+    if spinner is not None:
+        spinner.state = state
+    return state

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
@@ -137,7 +138,13 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
-    """A connected session (``UnavailableError`` if the broker cannot be reached)."""
+    """A connected session (``UnavailableError`` if the broker cannot be reached).
+
+    The AMQP libraries' own log lines are silenced: the CLI reports failures as one
+    ``Type: message`` line.
+    """
+    for name in ("aio_pika", "aiormq"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     connection = await connect(
         settings.broker_url.get_secret_value(),
         connect_timeout=settings.connect_timeout,
