@@ -109,7 +109,7 @@ class Node:
                 await self.runner.chown_volume(
                     self.settings.dep_cache_volume, image, user, DEP_CACHE_MOUNT
                 )
-            except (RunnerError, OSError, Exception) as error:
+            except Exception as error:  # no cache is better than no job
                 log.warning("depcache.init_failed", error=str(error))
             self._cache_owners.add(user)
 
@@ -163,6 +163,10 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
         outcome.state, outcome.error = JobState.FAILED, failure.error
     except RunnerError as error:
         outcome.state, outcome.error = JobState.FAILED, f"{failures.INTERNAL}: {error}"
+    except Exception as error:  # a bug or an engine surprise: fail the job, keep the executor
+        log.exception("job.error", job_id=job.id)
+        outcome.state = JobState.FAILED
+        outcome.error = f"{failures.INTERNAL}: {type(error).__name__}: {error}"
     outcome.ended_at = utcnow()
     if control.requeue:
         outcome.state = None

@@ -52,7 +52,9 @@ class ExecutorSettings(CommonSettings):
     node_id: str = Field(
         default_factory=socket.gethostname,
         min_length=1,
-        description="This node's name: containers are labelled with it and reaped by it",
+        description="This executor's node name, unique per executor process on a Docker "
+        "host: its containers are labelled with it, and reaped (with its proxy rule) by the "
+        "next executor started with the same name",
     )
     docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
     pull_policy: PullPolicy = PullPolicy.IF_MISSING
@@ -85,7 +87,10 @@ class ExecutorSettings(CommonSettings):
     )
 
     allowed_local_dirs: list[Path] = Field(default_factory=list)
-    input_limit: Memory = Field(default=1024**3, description="Max bytes of one url/local input")
+    input_limit: Memory = Field(
+        default=256 * 1024**2,
+        description="Max bytes of one input (held in memory while it is placed)",
+    )
     url_timeout: Duration = 120.0
     allow_private_addresses: bool = Field(
         default=False,
