@@ -268,7 +268,7 @@ async def _run_job(
             await _run_container(node, container, control, events, job_limits, run)
             if not control.requeue:
                 run.outputs = await collect(
-                    node.runner, container, job.task.outputs, settings.output_limit
+                    node.runner, container, job.task.outputs, settings.job_output_limit
                 )
         finally:
             await uncancellable(_remove(node.runner, container))

@@ -27,7 +27,7 @@ class LogPump:
         self._events = events
         self._chunk = settings.log_chunk_bytes
         self._interval = settings.log_flush_seconds
-        self._limit = settings.log_limit
+        self._limit = settings.job_log_limit
         self._decoders = {
             name: codecs.getincrementaldecoder("utf-8")(errors="replace")
             for name in ("stdout", "stderr")

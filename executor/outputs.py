@@ -2,7 +2,7 @@
 
 Each result's archive holds the folder's *contents* (member names relative to the result
 path, no leading folder), so ``tar -xzf`` in an empty folder recreates it. See
-``executor.settings`` for what happens beyond ``output_limit``.
+``executor.settings`` for what happens beyond ``job_output_limit``.
 """
 
 from __future__ import annotations

@@ -4,15 +4,15 @@ Limits: a job's own ``resources`` and ``timeouts`` are used when given, the ``de
 values otherwise, and both are capped at the ``max_*`` values (a larger request is lowered
 to the maximum, and the summary log line says so).
 
-Outputs: ``output_limit`` caps the uncompressed size of all of a job's result folders
-together. Result folders are read in the job's order; one that would go past the limit is
-left out of the ``result`` event entirely (never cut in the middle), the event gets
-``truncated=True`` and its ``error`` names each left-out result and its size. The job's state
-is not changed by that.
+Outputs: ``job_output_limit`` caps the size of all of a job's result folders together, as
+read from Docker (uncompressed tar). Result folders are read in the job's order; one that
+would go past the limit is left out of the ``result`` event entirely (never cut in the
+middle), the event gets ``truncated=True``, and its ``error`` names each result left out and
+the limit it hit. The job's state is not changed by that.
 
 Logs: stdout and stderr are sent in chunks of at most ``log_chunk_bytes``, at least every
-``log_flush_seconds`` while output arrives; after ``log_limit`` bytes the rest is dropped and
-one last chunk says so.
+``log_flush_seconds`` while output arrives; after ``job_log_limit`` bytes the rest is dropped
+and one last stderr chunk says how much.
 """
 
 from __future__ import annotations
@@ -97,10 +97,10 @@ class ExecutorSettings(CommonSettings):
         description="Let url inputs and http-network jobs reach loopback, private and "
         "link-local addresses (off: refused, so jobs cannot reach the node's own services)",
     )
-    output_limit: Memory = 64 * 1024**2
+    job_output_limit: Memory = 32 * 1024**2
     log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
     log_flush_seconds: float = Field(default=0.25, gt=0)
-    log_limit: Memory = 16 * 1024**2
+    job_log_limit: Memory = 16 * 1024**2
 
     dep_cache: bool = Field(default=True, description="Mount the dependency-cache volume")
     dep_cache_volume: str = "shoal-depcache"

@@ -292,7 +292,7 @@ async def test_untranslated_job_refused(node: Node) -> None:
 
 
 async def test_output_limit_truncates(node: Node) -> None:
-    node.settings = node.settings.model_copy(update={"output_limit": 1000})
+    node.settings = node.settings.model_copy(update={"job_output_limit": 1000})
     job = docker_job(
         "cp /code/big /outputs/big; echo small > /small/s",
         inputs=[inline_input("file", {"big": b"x" * 200_000}, "/code/big")],
@@ -308,7 +308,7 @@ async def test_output_limit_truncates(node: Node) -> None:
 
 
 async def test_log_chunks_and_limit(node: Node) -> None:
-    node.settings = node.settings.model_copy(update={"log_chunk_bytes": 256, "log_limit": 600})
+    node.settings = node.settings.model_copy(update={"log_chunk_bytes": 256, "job_log_limit": 600})
     job = docker_job(
         "cat /code/text", inputs=[inline_input("file", {"t": b"y" * 1000}, "/code/text")]
     )
