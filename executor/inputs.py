@@ -7,8 +7,8 @@ refused, ``/inputs/data.csv`` works); a folder input is placed *under* its targe
 
 - ``inline``: the archive carried in the message (``shoal.inline``), ``params.kind`` file/dir.
 - ``url``: downloaded by the executor (``input_limit`` bytes, ``url_timeout`` seconds, at most
-  5 redirects). Unless ``allow_private_addresses``, hosts that are or resolve to loopback, private,
-  link-local or reserved addresses are refused, so a job cannot read the node's own services.
+  5 redirects). Unless ``allow_private_addresses``, hosts that are or resolve to the node's own or
+  local-network addresses (``executor.addresses``) are refused: a job cannot read those services.
 - ``local``: a file or folder on the node, only under ``allowed_local_dirs`` (after resolving
   links); links inside a folder are copied as links, never followed.
 
@@ -32,6 +32,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from executor.addresses import is_internal
 from executor.failures import INPUT_FAILED, JobError
 from executor.settings import ExecutorSettings
 from shoal.inline import open_inline
@@ -210,11 +211,6 @@ def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) ->
         raise JobError(INPUT_FAILED, f"{what}: cannot read it: {error}") from None
 
 
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return ip.is_global and not ip.is_multicast
-
-
 class PublicResolver(AbstractResolver):
     """Resolves names to public addresses only (url inputs must not reach the node)."""
 
@@ -225,7 +221,7 @@ class PublicResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        public = [item for item in found if _public(item["host"])]
+        public = [item for item in found if not is_internal(item["host"])]
         if not public:
             raise OSError(f"{host} resolves only to loopback or private addresses (refused)")
         return public
@@ -242,7 +238,7 @@ def _check_literal(url: URL, what: str) -> None:
         if host.lower() in ("localhost", "localhost.localdomain"):
             raise JobError(INPUT_FAILED, f"{what}: {host} is not reachable from jobs") from None
         return
-    if not _public(host):
+    if is_internal(host):
         raise JobError(INPUT_FAILED, f"{what}: {host} is a private address (refused)")
 
 

@@ -8,8 +8,8 @@ listening port serves every job and each request is checked against *that job's*
 - ``GET http://host/...`` (plain HTTP): forwarded in origin form with ``Connection: close``.
 - A host is allowed when it equals an allowed domain or is a subdomain of one
   (``pypi.org`` allows ``pypi.org`` and ``www.pypi.org``); IP addresses match exactly.
-- Unless ``allow_private``, a destination that resolves to loopback, private, link-local or
-  reserved addresses is refused even when allowed by name.
+- Unless ``allow_private``, a destination that resolves to the node's own or local-network
+  addresses (``executor.addresses``) is refused even when allowed by name.
 - With an ``upstream`` proxy (``http://host:port``) connections are chained through it.
 
 Answers: ``407`` without valid credentials, ``403`` for a host not allowed, ``502`` when the
@@ -22,13 +22,14 @@ import asyncio
 import base64
 import binascii
 import contextlib
-import ipaddress
 import secrets
 import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import structlog
+
+from executor.addresses import is_internal
 
 log = structlog.get_logger("executor.proxy")
 
@@ -46,11 +47,6 @@ def host_allowed(host: str, domains: list[str]) -> bool:
         if domain and (host == domain or host.endswith("." + domain)):
             return True
     return False
-
-
-def _public(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    return ip.is_global and not ip.is_multicast
 
 
 @dataclass(frozen=True)
@@ -181,7 +177,7 @@ class AllowListProxy:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         addresses = [str(info[4][0]) for info in infos]
-        usable = addresses if self._allow_private else [a for a in addresses if _public(a)]
+        usable = addresses if self._allow_private else [a for a in addresses if not is_internal(a)]
         if not usable:
             raise _Refused("403 Forbidden", f"{host} resolves to a private address (refused)")
         return usable[0]

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from executor.addresses import is_internal
 from executor.proxy import AllowListProxy, host_allowed
 
 pytestmark = pytest.mark.timeout(20)
@@ -111,3 +112,22 @@ async def test_connect_tunnel(origin: int) -> None:
         writer.close()
     finally:
         await proxy.close()
+
+
+@pytest.mark.parametrize(
+    ("address", "internal"),
+    [
+        ("127.0.0.1", True),
+        ("172.17.0.1", True),
+        ("10.1.2.3", True),
+        ("192.168.1.1", True),
+        ("169.254.169.254", True),
+        ("::1", True),
+        ("::ffff:127.0.0.1", True),
+        ("fd00::1", True),
+        ("151.101.0.223", False),
+        ("203.0.113.80", False),  # TLS-intercepting networks resolve public names here
+    ],
+)
+def test_internal_addresses(address: str, internal: bool) -> None:
+    assert is_internal(address) is internal
