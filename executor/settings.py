@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 
 from shoal.settings import CommonSettings
 from shoal.units import parse_cpu, parse_duration, parse_memory
@@ -39,6 +39,26 @@ class PullPolicy(StrEnum):
 Memory = Annotated[int, BeforeValidator(parse_memory)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Cpu = Annotated[float, BeforeValidator(parse_cpu)]
+
+
+SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _system_ca_bundle() -> Path | None:
+    return SYSTEM_CA_BUNDLE if SYSTEM_CA_BUNDLE.is_file() else None
+
+
+def _none_word(value: object) -> object:
+    return None if isinstance(value, str) and value.strip().lower() in ("", "none") else value
+
+
+def _existing_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"{value} is not a file")
+    return value
+
+
+OptionalPath = Annotated[Path | None, BeforeValidator(_none_word), AfterValidator(_existing_file)]
 
 
 def _cpu_count() -> int:
@@ -80,10 +100,11 @@ class ExecutorSettings(CommonSettings):
     upstream_proxy: str | None = Field(
         default=None, description="http://host:port the job proxy and url inputs go through"
     )
-    ca_bundle: Path | None = Field(
-        default=None,
+    ca_bundle: OptionalPath = Field(
+        default_factory=_system_ca_bundle,
         description="CA file jobs trust (mounted read-only; SSL_CERT_FILE, REQUESTS_CA_BUNDLE "
-        "and PIP_CERT point at it), for networks that intercept TLS",
+        "and PIP_CERT point at it), for networks that intercept TLS. Default: the node's own "
+        f"bundle ({SYSTEM_CA_BUNDLE}) when present; 'none' mounts nothing",
     )
 
     allowed_local_dirs: list[Path] = Field(default_factory=list)
