@@ -94,9 +94,13 @@ async def spawn(broker_url: str) -> AsyncIterator[object]:
 
     yield start
     for handle in started:
-        if handle.process.returncode is None:
-            handle.process.kill()
-            await handle.process.wait()
+        if handle.process.returncode is None:  # a failed test: shut down cleanly if it can
+            handle.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(handle.process.wait(), 15)
+            except TimeoutError:
+                handle.process.kill()
+                await handle.process.wait()
         handle.reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await handle.reader
