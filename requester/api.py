@@ -37,7 +37,7 @@ class Api:
     def __init__(
         self,
         store: JobStore,
-        default_exchange: AbstractExchange,
+        replies: AbstractExchange,
         events: AbstractExchange,
         control: AbstractExchange,
         *,
@@ -45,7 +45,7 @@ class Api:
         retry: RetryPolicy,
     ) -> None:
         self._store = store
-        self._exchange = default_exchange
+        self._replies = replies
         self._events = events
         self._control = control
         self._list_limit = list_limit
@@ -63,7 +63,7 @@ class Api:
                 answer = ApiReply(result=await self.handle(request))
             except ShoalError as error:
                 answer = ApiReply(error=WireError.of(error))
-            await reply(self._exchange, message, answer)
+            await reply(self._replies, message, answer)
         except Exception as error:
             log.warning("api.retry", error=f"{type(error).__name__}: {error}")
             await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)

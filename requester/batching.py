@@ -38,6 +38,7 @@ class Batcher(Generic[T, R]):
         return await future
 
     async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let the handlers that are ready now join this round
         while self._pending:
             batch = self._pending[: self._max_items]
             del self._pending[: self._max_items]

@@ -74,8 +74,9 @@ class Requester:
         )
         submit_channel = await self._channel(s.submit_prefetch)
         topology = await declare(submit_channel)
+        replies = (await self.connection.channel(publisher_confirms=False)).default_exchange
         submissions = SubmissionHandler(
-            self.store, submit_channel.default_exchange, registry, retry
+            self.store, submit_channel.default_exchange, replies, registry, retry
         )
         await self._consume(submit_channel, SUBMIT_QUEUE, submissions)
         self.recorder = recorder = Recorder(self.store, retry)
@@ -83,7 +84,7 @@ class Requester:
         api_channel = await self._channel(s.api_prefetch)
         api = Api(
             self.store,
-            api_channel.default_exchange,
+            replies,
             await api_channel.get_exchange(topology.events.name),
             await api_channel.get_exchange(topology.control.name),
             list_limit=s.list_limit,

@@ -68,24 +68,24 @@ class SubmissionHandler:
         self,
         store: JobStore,
         exchange: AbstractExchange,
+        replies: AbstractExchange,
         registry: TranslatorRegistry,
         retry: RetryPolicy,
     ) -> None:
         self._store = store
         self._exchange = exchange
+        self._replies = replies
         self._registry = registry
         self._retry = retry
-        self._add = Batcher(self._add_jobs)
-        self._queued = Batcher(self._mark_queued)
+        self._rounds: Batcher[NewJob | str, JobState | None] = Batcher(self._write_round)
         self._busy: dict[str, asyncio.Future[None]] = {}
 
-    async def _add_jobs(self, items: Sequence[NewJob]) -> list[JobState]:
-        states = await self._store.add_jobs(items)
-        return [states[item.runnable.id] for item in items]
-
-    async def _mark_queued(self, job_ids: Sequence[str]) -> list[None]:
-        await self._store.mark_queued(job_ids)
-        return [None] * len(job_ids)
+    async def _write_round(self, ops: Sequence[NewJob | str]) -> list[JobState | None]:
+        """Group commit: new jobs to add and (``str``) job IDs to mark queued, one transaction."""
+        new = [op for op in ops if isinstance(op, NewJob)]
+        queued = [op for op in ops if isinstance(op, str)]
+        states = await self._store.write_round(new, queued)
+        return [states[op.runnable.id] if isinstance(op, NewJob) else None for op in ops]
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         """Settle ``message`` exactly once: ack, dead-letter, or requeue later."""
@@ -100,7 +100,7 @@ class SubmissionHandler:
             try:
                 await self._enqueue(item)
                 await reply(
-                    self._exchange,
+                    self._replies,
                     message,
                     SubmitReply(job_id=job_id, original_id=item.original.id),
                 )
@@ -123,9 +123,9 @@ class SubmissionHandler:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._busy[job_id] = done
         try:
-            state = await self._add.submit(item)
+            state = await self._rounds.submit(item)
             if state is not JobState.PENDING:
-                log.info("submission.duplicate", state=state.value)
+                log.info("submission.duplicate", state=state)
                 return
             await publish(
                 self._exchange,
@@ -133,7 +133,7 @@ class SubmissionHandler:
                 ComputeRequest(job=item.runnable),
                 message_id=job_id,
             )
-            await self._queued.submit(job_id)
+            await self._rounds.submit(job_id)
         finally:
             del self._busy[job_id]
             done.set_result(None)
@@ -150,7 +150,7 @@ class SubmissionHandler:
             await delivery.dead_letter(message)
             return
         try:
-            await reply(self._exchange, message, SubmitReply(error=WireError.of(error)))
+            await reply(self._replies, message, SubmitReply(error=WireError.of(error)))
         except Exception as failure:
             log.warning("submission.reply_failed", error=f"{type(failure).__name__}: {failure}")
             await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
@@ -159,5 +159,4 @@ class SubmissionHandler:
 
     async def close(self) -> None:
         """Finish the store rounds in progress."""
-        await self._add.close()
-        await self._queued.close()
+        await self._rounds.close()

@@ -76,6 +76,15 @@ class JobStore:
         async with self._write() as conn:
             return await writes.insert_jobs(conn, items)
 
+    async def write_round(
+        self, new: Sequence[NewJob], queued: Sequence[str]
+    ) -> dict[str, JobState]:
+        """One transaction: mark ``queued`` jobs (see :meth:`mark_queued`), then add ``new``
+        ones (see :meth:`add_jobs`). The submission pipeline's group commit."""
+        async with self._write() as conn:
+            await writes.advance_state(conn, queued, JobState.QUEUED)
+            return await writes.insert_jobs(conn, new) if new else {}
+
     async def mark_queued(self, job_ids: Sequence[str]) -> list[str]:
         """Pending jobs whose compute message was confirmed become ``queued``."""
         async with self._write() as conn:

@@ -86,15 +86,14 @@ async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[st
         for key, value in runnable.labels.items():
             labels[(runnable.id, key)] = {"job_id": runnable.id, "key": key, "value": value}
     insert = insert_for(conn)
-    await conn.execute(insert(schema.jobs).on_conflict_do_nothing(), list(rows.values()))
+    jobs = schema.jobs
+    await conn.execute(insert(jobs).on_conflict_do_nothing(), list(rows.values()))
     if labels:
         await conn.execute(
             insert(schema.job_labels).on_conflict_do_nothing(), list(labels.values())
         )
     ids = list({item.runnable.id for item in items})
-    found = await conn.execute(
-        select(schema.jobs.c.id, schema.jobs.c.state).where(schema.jobs.c.id.in_(ids))
-    )
+    found = await conn.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(ids)))
     return {row.id: JobState(row.state) for row in found}
 
 

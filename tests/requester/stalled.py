@@ -24,7 +24,14 @@ def main() -> int:
     if where == "ack":
         delivery.ack = _hang
     elif where == "mark_queued":
-        JobStore.mark_queued = _hang  # type: ignore[method-assign]
+        write_round = JobStore.write_round
+
+        async def stall_marking(self: JobStore, new: Any, queued: Any) -> Any:
+            if queued:
+                await _hang()
+            return await write_round(self, new, queued)
+
+        JobStore.write_round = stall_marking  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown step {where!r}")
     return service.run(RequesterSettings())
