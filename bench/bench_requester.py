@@ -357,7 +357,7 @@ def report(
     print(
         f"{jobs} messages per round, {rounds} rounds, median rate; each system its own process.\n"
     )
-    print("| system | msgs/s (median) | rounds | vs requester |")
+    print("| system | msgs/s (median) | rounds | requester ÷ row |")
     print("|---|---:|---|---:|")
     for name, label in (
         ("requester", "shoal requester (translate + SQLite + compute publish + reply)"),
