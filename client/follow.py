@@ -23,8 +23,8 @@ from .session import Session
 
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 RECHECK_SECONDS = 2.0
-"""After this long without an event, ask the store again: an event published just before
-our queue was bound reaches only the recorder, and may be recorded after our first look."""
+"""After this long without an event, ask the store again: a ``recorded`` event published
+just before our queue was bound never reaches us."""
 
 
 class LogPrinter:
@@ -87,43 +87,50 @@ def _cycle(frames: str) -> Iterator[str]:
 
 
 async def wait_for_end(session: Session, job_id: str, *, follow: bool, spin: bool) -> str:
-    """Block until the job is terminal; print its logs when ``follow``. The final state."""
+    """Block until the job is terminal *and* recorded; print its logs when ``follow``.
+
+    The recorder's ``recorded`` event (or a store that already says so) ends the wait, so
+    the job's logs and outputs can be read as soon as this returns. The final state.
+    """
     printer = LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
     async with session.events(job_id) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
-        state = str((await session.api("describe", job_id))["state"])
+        record = await session.api("describe", job_id)
+        state, done = str(record["state"]), _settled(record)
         if spinner is not None:
             spinner.state = state
         with spinner.running() if spinner is not None else contextlib.nullcontext():
-            while state not in TERMINAL_STATES:
-                state = await _next_state(session, job_id, inbox, printer, follow, spinner) or state
+            while not done:
+                state, done = await _next(session, job_id, inbox, printer, follow, state)
+                if spinner is not None:
+                    spinner.state = state
         if follow:
             printer.stored(await session.api("logs", job_id))
     return state
 
 
-async def _next_state(
+def _settled(record: dict[str, Any]) -> bool:
+    return record["state"] in TERMINAL_STATES and bool(record.get("recorded"))
+
+
+async def _next(
     session: Session,
     job_id: str,
     inbox: asyncio.Queue[JobEvent],
     printer: LogPrinter,
     follow: bool,
-    spinner: Spinner | None,
-) -> str | None:
-    """The job's new state from the next event (``None``: no change), or from the store
-    after a quiet spell."""
+    state: str,
+) -> tuple[str, bool]:
+    """``(state, settled)`` after the next event, or from the store after a quiet spell."""
     try:
         event = await asyncio.wait_for(inbox.get(), RECHECK_SECONDS)
     except TimeoutError:
-        state = str((await session.api("describe", job_id))["state"])
-    else:
-        if event.kind == "log" and follow:
-            printer.chunk(event.executor, event.seq, event.stream, event.data)
-        if event.kind != "state" or event.state is None:
-            return None
-        state = event.state.value
-    if spinner is not None:
-        spinner.state = state
-    return state
+        record = await session.api("describe", job_id)
+        return str(record["state"]), _settled(record)
+    if event.kind == "log" and follow:
+        printer.chunk(event.executor, event.seq, event.stream, event.data)
+    if event.state is None:
+        return state, False
+    return event.state.value, event.kind == "recorded"

@@ -4,6 +4,11 @@ Events may arrive in any order and more than once (several executors, redeliveri
 requesters): the store's writes are order-safe (states only move forward, log chunks are
 keyed by ``seq``), so the recorder writes whatever comes and acks after the commit. Events
 are written in rounds (group commit) to keep up with chatty logs.
+
+After each round, every job of the round that is terminal and has all the events of its
+ended run in the store gets a ``job.<id>.recorded`` event: ``--wait`` returns on it, so a
+user who then asks for logs and outputs finds them. Each recorder checks after its own
+commit, so with several requesters the last one to commit an event of the run announces it.
 """
 
 from __future__ import annotations
@@ -11,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage
+from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from shoal.broker import publish
 from shoal.errors import ProtocolError
 from shoal.wire import JobEvent, decode
 
@@ -27,15 +33,21 @@ log = structlog.get_logger(__name__)
 class Recorder:
     """Consumer callback for ``shoal.recorder``."""
 
-    def __init__(self, store: JobStore, retry: RetryPolicy) -> None:
+    def __init__(
+        self, store: JobStore, retry: RetryPolicy, events: AbstractExchange | None = None
+    ) -> None:
         self._store = store
         self._retry = retry
+        self._events = events
         self._rounds = Batcher(self._write)
         self.observers: list[Callable[[JobEvent], None]] = []
         """Called with each event once it is committed (metrics, tests)."""
 
     async def _write(self, events: Sequence[JobEvent]) -> list[None]:
         await self._store.record_events(events)
+        if self._events is not None:
+            for done in await self._store.fully_recorded([e.job_id for e in events]):
+                await publish(self._events, done.routing_key, done, mandatory=False)
         return [None] * len(events)
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
@@ -45,6 +57,9 @@ class Recorder:
         except ProtocolError as error:
             log.warning("event.refused", error=error.message, routing_key=message.routing_key)
             await delivery.dead_letter(message)
+            return
+        if event.kind == "recorded":  # our own notice, routed here by an older binding
+            await delivery.ack(message)
             return
         try:
             await self._rounds.submit(event)

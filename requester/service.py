@@ -79,8 +79,11 @@ class Requester:
             self.store, submit_channel.default_exchange, replies, registry, retry
         )
         await self._consume(submit_channel, SUBMIT_QUEUE, submissions)
-        self.recorder = recorder = Recorder(self.store, retry)
-        await self._consume(await self._channel(s.events_prefetch), RECORDER_QUEUE, recorder)
+        events_channel = await self._channel(s.events_prefetch)
+        self.recorder = recorder = Recorder(
+            self.store, retry, await events_channel.get_exchange(topology.events.name)
+        )
+        await self._consume(events_channel, RECORDER_QUEUE, recorder)
         api_channel = await self._channel(s.api_prefetch)
         api = Api(
             self.store,

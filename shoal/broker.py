@@ -62,9 +62,17 @@ def make_message(message: Message, **properties: Any) -> aio_pika.Message:
 
 
 async def publish(
-    exchange: AbstractExchange, routing_key: str, message: Message, **properties: Any
+    exchange: AbstractExchange,
+    routing_key: str,
+    message: Message,
+    *,
+    mandatory: bool = True,
+    **properties: Any,
 ) -> None:
-    """Publish ``message`` persistently and mandatorily; returns once the broker confirmed."""
+    """Publish ``message`` persistently (mandatory unless told); returns once confirmed.
+
+    Only notifications that may have no listener (``recorded``) pass ``mandatory=False``.
+    """
     await exchange.publish(
-        make_message(message, **properties), routing_key=routing_key, mandatory=True
+        make_message(message, **properties), routing_key=routing_key, mandatory=mandatory
     )

@@ -6,7 +6,8 @@
     shoal.compute  quorum queue   requester → executors
     shoal.api      quorum queue   client → requester RPC over the job store
     shoal.events   topic exchange job.<id>.<state|log|result> → shoal.recorder (quorum queue)
-                                  and private follower queues of ``--follow``
+                                  job.<id>.recorded (from the recorder) and all of the above
+                                  → private follower queues of ``--wait`` / ``--follow``
     shoal.control  fanout exchange stop requests → every executor's private queue
     shoal.dlx      fanout exchange dead letters → shoal.dead (quorum queue)
 
@@ -34,6 +35,8 @@ DEAD_LETTER_EXCHANGE = "shoal.dlx"
 DELIVERY_LIMIT = 5
 
 WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
+RECORDED_KINDS = ("state", "log", "result")
+"""Event kinds the recorder stores; it publishes ``recorded`` itself."""
 
 
 def work_queue_arguments() -> FieldTable:
@@ -74,6 +77,7 @@ async def declare(channel: AbstractChannel) -> Topology:
         name: await channel.declare_queue(name, durable=True, arguments=work_queue_arguments())
         for name in WORK_QUEUES
     }
-    await queues[RECORDER_QUEUE].bind(events, routing_key="job.#")
+    for kind in RECORDED_KINDS:
+        await queues[RECORDER_QUEUE].bind(events, routing_key=f"job.*.{kind}")
     queues[DEAD_QUEUE] = dead
     return Topology(events=events, control=control, dead_letter=dead_letter, queues=queues)

@@ -66,11 +66,17 @@ class ComputeRequest(Message):
     submitted_at: datetime = Field(default_factory=utcnow)
 
 
-EventKind = Literal["state", "log", "result"]
+EventKind = Literal["state", "log", "result", "recorded"]
+"""``recorded`` is the requester's: the store holds every event of the job's final run."""
 
 
 class JobEvent(Message):
-    """``shoal.events``, key ``job.<id>.<kind>``: what happened to a job."""
+    """``shoal.events``, key ``job.<id>.<kind>``: what happened to a job.
+
+    Executors publish ``state``, ``log`` and ``result`` events, numbered by ``seq`` from 1 in
+    each run; the terminal ``state`` event carries the run's last ``seq``, so the recorder
+    knows when it holds all of them and then publishes ``recorded``.
+    """
 
     job_id: str
     kind: EventKind

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, select
+from sqlalchemy import Row, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shoal.model import STATE_ORDER, JobState
 
 from . import schema
 
@@ -48,6 +50,35 @@ def summary(row: Row[Any]) -> dict[str, Any]:
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
     }
+
+
+TERMINAL_RANK = STATE_ORDER[JobState.COMPLETED]
+
+
+async def fully_recorded(conn: AsyncConnection, job_ids: list[str]) -> Sequence[Row[Any, Any, Any]]:
+    """Rows (id, state, exit_code) of the jobs among ``job_ids`` that are terminal and whose
+    ended runs have every event recorded: what ``--wait`` may safely report on."""
+    if not job_ids:
+        return []
+    jobs, ends, marks = schema.jobs, schema.run_ends, schema.event_marks
+    counted = (
+        select(func.count())
+        .where(
+            marks.c.job_id == ends.c.job_id,
+            marks.c.executor == ends.c.executor,
+            marks.c.seq <= ends.c.final_seq,
+        )
+        .scalar_subquery()
+    )
+    incomplete = select(ends.c.job_id).where(ends.c.job_id.in_(job_ids), counted < ends.c.final_seq)
+    result = await conn.execute(
+        select(jobs.c.id, jobs.c.state, jobs.c.exit_code).where(
+            jobs.c.id.in_(job_ids),
+            jobs.c.state_rank == TERMINAL_RANK,
+            jobs.c.id.not_in(incomplete),
+        )
+    )
+    return result.all()
 
 
 async def list_jobs(
@@ -106,6 +137,7 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
             select(outs.c.name, outs.c.size, outs.c.truncated).where(outs.c.job_id == row.id)
         )
     }
+    record["recorded"] = bool(await fully_recorded(conn, [row.id]))
     return record
 
 

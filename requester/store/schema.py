@@ -9,6 +9,9 @@
     log_chunks   (job_id, executor, seq) → one chunk of stdout/stderr; seq orders them
     log_streams  (job_id, stream) → bytes kept and a truncated flag (bounded per stream)
     outputs      (job_id, name) → the result folder as tar.gz bytes (bounded, see settings)
+    event_marks  (job_id, executor, seq): every executor event recorded, whatever its kind
+    run_ends     (job_id, executor) → the seq of that run's terminal event; the run is fully
+                 recorded once event_marks holds every seq up to it
 
 Times are stored in UTC; SQLite gives them back naive, :func:`utc` puts the zone back.
 """
@@ -110,6 +113,23 @@ outputs = Table(
     Column("truncated", Boolean, nullable=False),
     Column("executor", String(256), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+
+event_marks = Table(
+    "event_marks",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("executor", String(256), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+)
+
+run_ends = Table(
+    "run_ends",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("executor", String(256), primary_key=True),
+    Column("final_seq", Integer, nullable=False),
 )
 
 

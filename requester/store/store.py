@@ -110,6 +110,18 @@ class JobStore:
 
     # reads ----------------------------------------------------------------------------
 
+    async def fully_recorded(self, job_ids: Sequence[str]) -> list[JobEvent]:
+        """A ``recorded`` event for each job among ``job_ids`` that is terminal with every
+        event of its ended runs in the store."""
+        async with self._engine.connect() as conn:
+            rows = await reads.fully_recorded(conn, list(dict.fromkeys(job_ids)))
+        return [
+            JobEvent(
+                job_id=row.id, kind="recorded", state=JobState(row.state), exit_code=row.exit_code
+            )
+            for row in rows
+        ]
+
     async def resolve(self, job_id: str) -> dict[str, Any]:
         """The runnable job's summary for ``job_id`` (an original leads to its translation)."""
         async with self._engine.connect() as conn:

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shoal.model import STATE_ORDER, Job, JobState
+from shoal.model import STATE_ORDER, TERMINAL_STATES, Job, JobState
 from shoal.wire import JobEvent
 
 from . import schema
@@ -130,13 +130,35 @@ async def advance_state(
 
 
 async def record_event(conn: AsyncConnection, event: JobEvent, limits: Limits) -> None:
-    """Write one job event: a state change, a log chunk or results."""
+    """Write one job event: a state change, a log chunk or results, and its mark."""
     if event.kind == "state":
         await _record_state(conn, event)
     elif event.kind == "log":
         await _record_log(conn, event, limits.log_bytes)
-    else:
+    elif event.kind == "result":
         await _record_result(conn, event, limits.output_bytes)
+    else:
+        return
+    await _mark(conn, event)
+
+
+async def _mark(conn: AsyncConnection, event: JobEvent) -> None:
+    """Note that ``event`` is recorded; a terminal state also notes its run's last seq."""
+    if event.seq <= 0:
+        return
+    insert = insert_for(conn)
+    executor = event.executor or ""
+    await conn.execute(
+        insert(schema.event_marks)
+        .values(job_id=event.job_id, executor=executor, seq=event.seq)
+        .on_conflict_do_nothing()
+    )
+    if event.kind == "state" and event.state in TERMINAL_STATES:
+        await conn.execute(
+            insert(schema.run_ends)
+            .values(job_id=event.job_id, executor=executor, final_seq=event.seq)
+            .on_conflict_do_nothing()
+        )
 
 
 async def _record_state(conn: AsyncConnection, event: JobEvent) -> None:

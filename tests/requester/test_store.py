@@ -131,3 +131,37 @@ async def test_unknown_job(store: JobStore) -> None:
         await store.describe("j-00000000-0000-4000-8000-000000000000")
     with pytest.raises(NotFoundError):
         await store.logs("j-00000000-0000-4000-8000-000000000000")
+
+
+async def test_a_run_is_fully_recorded_only_when_every_event_is_in(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    run = [
+        state(job_id, JobState.RUNNING, seq=1),
+        log(job_id, 2, "hello\n"),
+        result(job_id, {"outputs": tar_gz({"a.txt": b"x"})}, seq=3),
+        state(job_id, JobState.COMPLETED, exit_code=0, seq=4),
+    ]
+    await store.record_events([run[3], run[0]])  # the end overtakes the middle
+    assert await store.fully_recorded([job_id]) == []
+    assert (await store.describe(job_id))["recorded"] is False
+    await store.record_events([run[1]])
+    assert await store.fully_recorded([job_id]) == []
+    await store.record_events([run[2], run[2]])
+    [done] = await store.fully_recorded([job_id, job_id])
+    assert (done.job_id, done.kind, done.state, done.exit_code) == (
+        job_id,
+        "recorded",
+        JobState.COMPLETED,
+        0,
+    )
+    assert (await store.describe(job_id))["recorded"] is True
+
+
+async def test_a_job_stopped_before_it_ran_is_recorded_at_once(store: JobStore) -> None:
+    item = translated()
+    await store.add_jobs([item])
+    assert await store.stop_if_waiting(item.runnable.id, "stopped by user")
+    [done] = await store.fully_recorded([item.runnable.id])
+    assert done.state is JobState.STOPPED
