@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from executor.service import Executor, serve
 from executor.settings import ExecutorSettings
 from shoal.broker import publish
 from shoal.model import TERMINAL_STATES, Job, JobState
-from shoal.settings import DEFAULT_BROKER_URL
 from shoal.topology import COMPUTE_QUEUE, Topology, declare
 from shoal.wire import ComputeRequest, ControlMessage, JobEvent, decode
 
@@ -53,9 +51,9 @@ async def runner(request: pytest.FixtureRequest, test_label: str) -> AsyncIterat
 
 
 @pytest.fixture(scope="session")
-def broker_url() -> str:
-    """The test broker."""
-    return os.environ.get("SHOAL_TEST_BROKER_URL", DEFAULT_BROKER_URL)
+def broker_url(private_broker_url: str) -> str:
+    """The test broker: this session's private vhost (see ``tests/conftest.py``)."""
+    return private_broker_url
 
 
 class EventLog:
