@@ -1,0 +1,160 @@
+"""The README's and ``make demo``'s examples, run through the whole system."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.images.support import make_tinydep, serve_directory
+
+from .conftest import System
+
+pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq]
+
+SALES = "src=examples/sales.csv,dst=/inputs/sales.csv"
+INDEX_HOST = "127.0.0.2"
+APP_WITH_DEPENDENCY = '''"""Needs tinydep.
+
+pip install tinydep==1.0
+"""
+import tinydep
+
+print(tinydep.VALUE)
+'''
+
+
+async def test_python_example_logs_and_outputs_are_there_when_wait_returns(
+    system: System, tmp_path: Path
+) -> None:
+    done = await system.shoal(
+        "exec", "python", "--code", "examples/stats.py", "-i", SALES, "--id-only", "--wait",
+        "--", "python", "stats.py", "/inputs/sales.csv",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    job_id = done.out.strip()
+    logs = await system.shoal("job", "logs", job_id)
+    assert logs.out.splitlines() == ["east      47.50", "north     60.00", "south     67.50"]
+    got = await system.shoal("job", "get", job_id, "--output-dir", str(tmp_path))
+    assert got.code == 0, got.err
+    summary = json.loads((tmp_path / "outputs" / "summary.json").read_text())
+    assert summary == {"east": 47.5, "north": 60.0, "south": 67.5}
+    described = await system.shoal("job", "describe", job_id, "--output-format", "json")
+    record = json.loads(described.out)
+    assert record["state"] == "completed"
+    assert record["recorded"] is True
+    assert record["original"]["tasks"][0]["engine"]["type"] == "python"
+    assert record["engine_spec"]["type"] == "docker"
+    [run] = record["executions"]
+    assert run["exit_code"] == 0
+    assert run["started_at"]
+    assert run["ended_at"]
+
+
+async def test_duckdb_example_with_sql_file_and_query_with_spaces(system: System) -> None:
+    done = await system.shoal(
+        "exec", "duckdb", "--code", "examples/top_products.sql", "-i", SALES, "--id-only",
+        "--wait", "--", "-init", "/code/top_products.sql",
+        "-c", "select count(*) AS rows FROM '/inputs/sales.csv'",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    logs = (await system.shoal("job", "logs", done.out.strip())).out
+    assert "gadget" in logs
+    assert "80.0" in logs
+    assert "│ 6    │" in logs
+
+
+async def test_failed_job_exits_1_with_the_reason(system: System) -> None:
+    done = await system.shoal(
+        "exec", "python", "--network", "none", "--wait", "--id-only",
+        "--", "python", "-c", "import sys; print('bad input', file=sys.stderr); sys.exit(7)",
+    )  # fmt: skip
+    assert done.code == 1
+    job_id = done.out.strip()
+    assert done.err.strip() == (
+        f"JobFailedError: job {job_id} failed: exit code 7: "
+        "exit code: the command exited with code 7"
+    )
+    logs = await system.shoal("job", "logs", job_id)
+    assert "bad input" in logs.err
+
+
+async def test_follow_streams_the_logs_as_they_come(system: System) -> None:
+    program = (
+        "import time\nfor i in range(3):\n    print('tick', i, flush=True)\n    time.sleep(0.3)\n"
+    )
+    done = await system.shoal(
+        "exec", "python", "--network", "none", "-f", "--", "python", "-c", program
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    assert [line for line in done.out.splitlines() if line.startswith("tick")] == [
+        "tick 0",
+        "tick 1",
+        "tick 2",
+    ]
+
+
+async def test_argv_reaches_the_program_exactly_as_typed(system: System) -> None:
+    argv = ["it's", 'say "hi"', "$HOME", "*", "", "a  b"]
+    done = await system.shoal(
+        "exec", "python", "--network", "none", "--wait", "--id-only",
+        "--", "python", "-c", "import json, sys; print(json.dumps(sys.argv[1:]))", *argv,
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    logs = await system.shoal("job", "logs", done.out.strip())
+    assert json.loads(logs.out) == argv
+
+
+async def test_stop_a_running_job(system: System) -> None:
+    started = await system.shoal(
+        "exec", "python", "--network", "none", "--id-only",
+        "--", "python", "-c", "import time; print('up', flush=True); time.sleep(300)",
+    )  # fmt: skip
+    job_id = started.out.strip()
+    async with system.streaming("job", "logs", "-f", job_id) as follower:
+        assert follower.stdout is not None
+        async with asyncio.timeout(60):
+            assert (await follower.stdout.readline()).decode() == "up\n"
+        stopped = await system.shoal("job", "stop", job_id)
+        assert stopped.code == 0, stopped.err
+        async with asyncio.timeout(60):
+            await follower.wait()
+    record = json.loads(
+        (await system.shoal("job", "describe", job_id, "--output-format", "json")).out
+    )
+    assert record["state"] == "stopped"
+    assert record["recorded"] is True
+    assert record["executions"][0]["error"].startswith("stopped")
+
+
+async def test_bad_input_is_refused_before_anything_runs(system: System) -> None:
+    done = await system.shoal("exec", "python", "--version=2.7", "--", "python", "-V")
+    assert done.code == 2
+    assert done.err.startswith("TranslationError: python version '2.7' is not supported")
+    listed = await system.shoal("job", "list")
+    assert listed.code == 0, listed.err
+
+
+async def test_python_dependency_installed_through_the_job_proxy(
+    system: System, tmp_path: Path
+) -> None:
+    """A docstring ``pip install`` reaches a package index only through the executor's
+    allow-list proxy. The index listens on this host's 127.0.0.2, which the job cannot reach
+    by itself (its own loopback is not the host's, and 127.0.0.1 bypasses the proxy)."""
+    make_tinydep(tmp_path / "index" / "simple" / "tinydep")
+    app = tmp_path / "app.py"
+    app.write_text(APP_WITH_DEPENDENCY)
+    with serve_directory(tmp_path / "index", INDEX_HOST) as base:
+        done = await system.shoal(
+            "exec", "python", "--code", str(app), "--network", "http", "--domain", INDEX_HOST,
+            "-e", f"PIP_INDEX_URL={base}/simple/", "-e", f"PIP_TRUSTED_HOST={INDEX_HOST}",
+            "--id-only", "--wait", "--", "python", "app.py",
+        )  # fmt: skip
+    job_id = done.out.strip()
+    await system.shoal("job", "get", job_id, "--output-dir", str(tmp_path / "out"))
+    log = (tmp_path / "out" / "outputs" / "requirements.log").read_text()
+    assert done.code == 0, f"{done.err}\n{log}"
+    assert (await system.shoal("job", "logs", job_id)).out == "tinydep-1.0\n"
+    assert "pip install tinydep==1.0" in log
