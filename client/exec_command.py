@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from .output import FORMATS
 
-EXAMPLES = """\b
-Examples:
-  shoal exec python --code app.py -- python app.py
-  shoal exec python --version=3.12 -- -c "import this"
-  shoal exec python --code proj/ -i src=data.csv,dst=/inputs/data.csv -- python main.py
-  shoal exec duckdb --code q.sql -- -init /code/q.sql -c "select 42"
-
-Everything after -- reaches the program exactly as typed. Before --, --key=value sets a
-template variable of the job type (python: --version=3.11).
-"""
+EXAMPLES = (
+    "shoal exec python --code app.py -- python app.py",
+    'shoal exec python --version=3.11 --wait -- -c "import this"',
+    "shoal exec python --code proj/ -i src=data.csv,dst=/inputs/data.csv -- python main.py",
+    'shoal exec duckdb --code q.sql -- -init /code/q.sql -c "select 42"',
+)
+NOTE = (
+    "Everything after -- reaches the program exactly as typed. Before --, --key=value sets "
+    "a template variable of the job type (python: --version=3.11)."
+)
 
 
 class ExecCommand(click.Command):
@@ -34,8 +33,6 @@ class ExecCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from shoal.settings import CommonSettings  # noqa: F401  (keeps help import-light)
-
         from .settings import ClientSettings
         from .templates import discover
 
@@ -43,8 +40,11 @@ class ExecCommand(click.Command):
         formatter.write_paragraph()
         formatter.write_text(f"Job types: {types}")
         formatter.write_paragraph()
-        for line in EXAMPLES.splitlines():
-            formatter.write_text(line) if line else formatter.write_paragraph()
+        formatter.write("Examples:\n")
+        for example in EXAMPLES:
+            formatter.write(f"  {example}\n")
+        formatter.write_paragraph()
+        formatter.write_text(NOTE)
 
 
 @click.command(
@@ -88,7 +88,13 @@ class ExecCommand(click.Command):
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
 @click.option("--id-only", is_flag=True, help="Print only the job ID.")
-@click.option("--output-format", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option(
+    "--output-format",
+    type=click.Choice(FORMATS),
+    default="json",
+    show_default=True,
+    help="Format of the job printed by --dry-run.",
+)
 @click.pass_context
 def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) -> None:
     """Run TYPE's template with ARGS and submit the job.
@@ -122,8 +128,3 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
         follow=flags["follow"],
         id_only=flags["id_only"],
     )
-
-
-def template_dirs_help(dirs: list[Path]) -> str:
-    """Where operator templates are read from, for messages."""
-    return ":".join(str(d) for d in dirs) or "(none)"

@@ -22,7 +22,7 @@ start() {
 }
 
 run() {
-    printf '\n$ shoal %s\n' "$*"
+    printf '\n$ shoal %s\n' "$*" >&2
     "$SHOAL" "$@"
 }
 
@@ -32,7 +32,7 @@ start executor
 echo
 echo "== python: revenue per region from examples/sales.csv"
 job=$(run exec python --code examples/stats.py -i src=examples/sales.csv,dst=/inputs/sales.csv \
-    --id-only --wait -- python stats.py /inputs/sales.csv | tail -n 1)
+    --id-only --wait -- python stats.py /inputs/sales.csv)
 run job logs "$job"
 rm -rf "$STATE/outputs"
 run job get "$job" --output-dir "$STATE/outputs"
@@ -44,12 +44,11 @@ echo
 echo "== duckdb: top products, SQL file plus a query with spaces"
 job=$(run exec duckdb --code examples/top_products.sql \
     -i src=examples/sales.csv,dst=/inputs/sales.csv --id-only --wait \
-    -- -init /code/top_products.sql -c "select count(*) AS rows FROM '/inputs/sales.csv'" \
-    | tail -n 1)
+    -- -init /code/top_products.sql -c "select count(*) AS rows FROM '/inputs/sales.csv'")
 run job logs "$job"
 
 echo
 run job list
 echo
-echo "demo: done. Try: $SHOAL exec python -- -c \"import this\" --wait"
+echo "demo: done. Try: $SHOAL exec python --wait -f -- python -c \"import this\""
 echo "demo: requester and executor keep running; stop them with: make stop"
