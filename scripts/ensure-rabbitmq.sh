@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Make sure RabbitMQ answers on 127.0.0.1:5672 (guest/guest): install and start it when
 # absent, then raise the broker-wide consumer_timeout so long jobs keep their delivery.
+#
+# Executors ack a job's delivery only after its terminal event, so consumer_timeout must be
+# longer than the longest job: 25 h against the executor's 24 h maximum execution timeout.
+# RabbitMQ 3.10 has no per-queue setting; it is set now (rabbitmqctl eval) and in
+# rabbitmq.conf for the next start.
 set -euo pipefail
 
-CONSUMER_TIMEOUT_MS="${SHOAL_CONSUMER_TIMEOUT_MS:-86400000}"
+CONSUMER_TIMEOUT_MS="${SHOAL_CONSUMER_TIMEOUT_MS:-90000000}"
+CONF=/etc/rabbitmq/rabbitmq.conf
 
 port_open() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
 
@@ -22,6 +28,10 @@ if ! port_open; then
         sleep 1
     done
     port_open || { echo "RabbitMQ did not start on 127.0.0.1:5672" >&2; exit 1; }
+fi
+if [[ -d /etc/rabbitmq ]] && ! grep -q '^consumer_timeout' "$CONF" 2>/dev/null; then
+    printf '# set by Shoal: longer than its longest job\nconsumer_timeout = %s\n' \
+        "$CONSUMER_TIMEOUT_MS" >>"$CONF"
 fi
 # Wait until the broker accepts commands, then lift consumer_timeout (3.10: broker-wide).
 for _ in $(seq 1 60); do
