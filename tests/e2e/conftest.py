@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.client.conftest import Done
 from tests.requester.services import rabbit_vhost
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,15 +29,6 @@ def vhost_url() -> Iterator[str]:
     """A private vhost for this module's services."""
     with rabbit_vhost() as url:
         yield url
-
-
-@dataclass(frozen=True)
-class Done:
-    """A finished ``shoal`` command."""
-
-    code: int
-    out: str
-    err: str
 
 
 @dataclass(frozen=True)
