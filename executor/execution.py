@@ -1,11 +1,13 @@
 """One job, from an accepted compute request to its terminal event.
 
 Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) → publish
-``running`` → ``prepare`` (image, inputs, network lease, dependency cache) → ``run`` (create,
-place inputs, start, stream logs, wait with timeout and stop) → ``collect`` outputs → remove
-the container (shielded: cancellation cannot skip it) → publish ``result`` and the terminal
-``state``. A job stopped for the executor's shutdown (``JobControl.requeue``) publishes
-nothing more: its delivery goes back to the queue.
+``running`` → ``prepare`` (image and user; where results go, ``spec.output_layout``: a result
+path the job could not write fails it here, before anything is fetched or created; inputs,
+network lease, dependency cache) → ``run`` (create, place result folders and inputs, start,
+stream logs, wait with timeout and stop) → ``collect`` outputs → remove the container
+(shielded: cancellation cannot skip it) → publish ``result`` and the terminal ``state``. A job
+stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
+delivery goes back to the queue.
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from executor import failures
 from executor.events import EventSink, JobEvents
 from executor.failures import JobError
 from executor.gateway import HttpGateway, Lease
-from executor.inputs import prepare_inputs
+from executor.inputs import place_dirs, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
 from executor.settings import ExecutorSettings
 from executor.spec import (
+    ALWAYS_VOLUMES,
     Limits,
     SpecInputs,
     container_spec,
@@ -38,6 +41,7 @@ from executor.spec import (
     limits,
     network_type,
     numeric_uid,
+    output_layout,
     uses_dep_cache,
 )
 from shoal.images import DEP_CACHE_MOUNT
@@ -237,7 +241,11 @@ async def _run_job(
     params = docker_params(job)
     image: ImageInfo = await node.runner.image(params.image, settings.pull_policy)
     user = job_user(image, settings)
+    input_roots = list(dict.fromkeys(top_level(item.target) for item in job.task.inputs))
+    layout = output_layout(job.task, input_roots, user)
     placements = await prepare_inputs(job.task.inputs, settings, numeric_uid(user))
+    mounted = [*ALWAYS_VOLUMES, *input_roots, *layout.volumes]
+    folders = place_dirs(layout.dirs, mounted, numeric_uid(user))
     lease: Lease | None = None
     try:
         if network_type(job.task, settings) is NetworkType.HTTP:
@@ -253,18 +261,20 @@ async def _run_job(
                 executor_id=node.executor_id,
                 image=image,
                 limits=job_limits,
-                input_roots=[p.root for p in placements],
+                input_roots=input_roots,
+                output_volumes=layout.volumes,
                 network=lease.network if lease else network,
                 network_env=lease.env if lease else {},
             ),
         )
         container = await node.runner.create(spec)
         try:
-            for placement in placements:
+            placed = [(p, failures.OUTPUT_NOT_WRITABLE) for p in folders]
+            for placement, category in placed + [(p, failures.INPUT_FAILED) for p in placements]:
                 try:
                     await node.runner.put_archive(container, placement.root, placement.tar)
                 except RunnerError as error:
-                    raise JobError(failures.INPUT_FAILED, f"{placement.what}: {error}") from None
+                    raise JobError(category, f"{placement.what}: {error}") from None
             await _run_container(node, container, control, events, job_limits, run)
             if not control.requeue:
                 run.outputs = await collect(

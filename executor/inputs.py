@@ -138,6 +138,17 @@ def place_file(target: str, data: bytes, uid: int, limit: int, what: str) -> Pla
     return builder.finish()
 
 
+def place_dirs(paths: tuple[str, ...], roots: list[str], uid: int) -> list[Placement]:
+    """Empty folders ``paths`` (and their parents), each in the deepest of ``roots`` above it."""
+    builders: dict[str, _TarBuilder] = {}
+    for path in paths:
+        root = max((r for r in roots if path.startswith(r.rstrip("/") + "/")), key=len)
+        if root not in builders:
+            builders[root] = _TarBuilder(root, uid, 0, f"output folders under {root}")
+        builders[root].add_dir(path)
+    return [builder.finish() for builder in builders.values()]
+
+
 def _safe_member(name: str, what: str) -> str:
     normal = posixpath.normpath(name)
     if normal.startswith("/") or normal == ".." or normal.startswith("../"):

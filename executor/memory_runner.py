@@ -32,6 +32,8 @@ class FakeContainer:
 
     spec: ContainerSpec
     files: dict[str, bytes] = field(default_factory=dict)
+    dirs: dict[str, int] = field(default_factory=dict)
+    """Folders placed by ``put_archive`` → their owner's uid."""
     output: list[tuple[Stream, bytes]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     exited: asyncio.Event = field(default_factory=asyncio.Event)
@@ -69,6 +71,8 @@ class MemoryRunner:
         self.pullable = pullable
         self.containers: dict[str, FakeContainer] = {}
         self.removed: list[str] = []
+        self.created: dict[str, FakeContainer] = {}
+        """Every container ever created, removed or not (for the tests to inspect)."""
         self.chowned: list[tuple[str, str]] = []
         self._ids = itertools.count(1)
 
@@ -94,7 +98,7 @@ class MemoryRunner:
         if spec.image not in self.images:
             raise RunnerError(f"cannot create the container: no such image: {spec.image}")
         container = f"fake{next(self._ids):06d}"
-        self.containers[container] = FakeContainer(spec=spec)
+        self.containers[container] = self.created[container] = FakeContainer(spec=spec)
         return container
 
     async def put_archive(self, container: str, path: str, tar: bytes) -> None:
@@ -103,6 +107,8 @@ class MemoryRunner:
             raise RunnerError(f"cannot place files at {path}: container rootfs is marked read-only")
         with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
             for member in archive.getmembers():
+                if member.isdir():
+                    box.dirs[posixpath.normpath(posixpath.join(path, member.name))] = member.uid
                 if member.isfile():
                     handle = archive.extractfile(member)
                     data = handle.read() if handle else b""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass, field
 
-from executor.failures import NETWORK_NOT_ALLOWED, UNSUPPORTED, JobError
+from executor.failures import NETWORK_NOT_ALLOWED, OUTPUT_NOT_WRITABLE, UNSUPPORTED, JobError
 from executor.runner import LABEL_EXECUTOR, LABEL_JOB, LABEL_NODE, ContainerSpec, ImageInfo
 from executor.settings import ExecutorSettings
 from shoal.images import DEP_CACHE_MOUNT
@@ -19,6 +19,8 @@ CA_MOUNT = "/etc/shoal/ca-bundle.crt"
 """Where the operator's CA bundle appears inside jobs."""
 PYTHON_IMAGE_PREFIX = "shoal/python:"
 ALWAYS_VOLUMES = ("/code", "/outputs")
+NOT_VOLUMES = ("/", "/tmp")
+"""Paths never made volumes: the read-only root, and the tmpfs."""
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,58 @@ def uses_dep_cache(image: str, settings: ExecutorSettings) -> bool:
     return settings.dep_cache and image.startswith(PYTHON_IMAGE_PREFIX)
 
 
-def volumes(task: Task, input_roots: list[str]) -> tuple[str, ...]:
-    """Anonymous volumes: /code, /outputs, each input's top folder and each output path."""
-    found: list[str] = [*ALWAYS_VOLUMES, *input_roots, *(o.path for o in task.outputs)]
+def runs_as_root(user: str) -> bool:
+    """Whether ``user`` (as from :func:`job_user`) is root; ``""`` keeps the image's root."""
+    return user.split(":")[0] in ("", "0", "root")
+
+
+def _under(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    """Where a job's result folders live in its container.
+
+    A result path that is a volume (``/outputs``, an input's top folder) needs nothing. One
+    below a volume (``/outputs/results``) is created in it before start, owned by the job's
+    user (``dirs``). Any other gets its own anonymous volume (``volumes``), whose root Docker
+    makes owned by root (0755) unless the image has that folder, so only a job running as
+    root may have one; otherwise the job fails with ``OUTPUT_NOT_WRITABLE``.
+    """
+
+    volumes: tuple[str, ...] = ()
+    dirs: tuple[str, ...] = ()
+
+
+def output_layout(task: Task, input_roots: list[str], user: str) -> OutputLayout:
+    """The layout of ``task``'s outputs for a job running as ``user``; ``JobError`` if unfit."""
+    mounted = [p for p in (*ALWAYS_VOLUMES, *input_roots) if p not in NOT_VOLUMES]
+    own: list[str] = []
+    dirs: list[str] = []
+    for result in task.outputs:
+        path = posixpath.normpath(result.path)
+        if path in NOT_VOLUMES or path in mounted or path in own or path in dirs:
+            continue
+        if any(_under(path, root) for root in (*mounted, *own)):
+            dirs.append(path)
+        elif runs_as_root(user):
+            own.append(path)
+        else:
+            raise JobError(
+                OUTPUT_NOT_WRITABLE,
+                f"{path} would be owned by root but the job runs as {user.split(':')[0]}; "
+                f"collect it under /outputs instead, e.g. -o {result.name}:/outputs{path}",
+            )
+    return OutputLayout(volumes=tuple(own), dirs=tuple(dirs))
+
+
+def volumes(input_roots: list[str], output_volumes: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Anonymous volumes: /code, /outputs, each input's top folder, outputs needing their own."""
     unique: list[str] = []
-    for path in found:
+    for path in (*ALWAYS_VOLUMES, *input_roots, *output_volumes):
         path = posixpath.normpath(path)
-        if path not in unique and path not in ("/", "/tmp"):
+        if path not in unique and path not in NOT_VOLUMES:
             unique.append(path)
     return tuple(unique)
 
@@ -125,6 +172,8 @@ class SpecInputs:
     image: ImageInfo
     limits: Limits
     input_roots: list[str] = field(default_factory=list)
+    output_volumes: tuple[str, ...] = ()
+    """Result paths that get a volume of their own (``OutputLayout.volumes``)."""
     network: str = "none"
     network_env: dict[str, str] = field(default_factory=dict)
 
@@ -153,7 +202,7 @@ def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> C
             LABEL_NODE: settings.node_id,
             LABEL_EXECUTOR: found.executor_id,
         },
-        volumes=volumes(task, found.input_roots),
+        volumes=volumes(found.input_roots, found.output_volumes),
         tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={tmp_size}"},
         named_volumes=named,
         read_only_files=files,

@@ -19,7 +19,7 @@ from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.wire import JobEvent, utcnow
 
-from .support import BASE_IMAGE, docker_job, inline_input, untar
+from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job, inline_input, untar
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -317,3 +317,34 @@ async def test_log_chunks_and_limit(node: Node) -> None:
     assert all(len(c.data) <= 256 for c in chunks if c.stream == "stdout")
     assert logs(sink(node).of(job.id), "stdout") == "y" * 600
     assert "log limit" in logs(sink(node).of(job.id), "stderr")
+
+
+async def test_output_folder_below_outputs_made_for_the_job_user(node: Node) -> None:
+    assert isinstance(node.runner, MemoryRunner)
+    node.runner.images[PYTHON_IMAGE] = ImageInfo(user="1000:1000")
+    job = docker_job(
+        "echo hi > /outputs/res/a.txt",
+        image=PYTHON_IMAGE,
+        outputs=[{"name": "outputs", "path": "/outputs"}, {"name": "res", "path": "/outputs/res"}],
+    )
+    outcome = await run(node, job)
+    assert outcome.state is JobState.COMPLETED, outcome.error
+    result = next(e for e in sink(node).of(job.id) if e.kind == "result")
+    assert untar(result.outputs["res"]) == {"a.txt": b"hi\n"}
+    (box,) = node.runner.created.values()
+    assert box.dirs == {"/outputs/res": 1000}
+    assert box.spec.volumes == ("/code", "/outputs")
+
+
+async def test_output_needing_its_own_volume_fails_a_non_root_job(node: Node) -> None:
+    assert isinstance(node.runner, MemoryRunner)
+    node.runner.images[PYTHON_IMAGE] = ImageInfo(user="1000:1000")
+    job = docker_job("true", image=PYTHON_IMAGE, outputs=[{"name": "results", "path": "/results"}])
+    outcome = await run(node, job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.error == (
+        "output not writable: /results would be owned by root but the job runs as 1000; "
+        "collect it under /outputs instead, e.g. -o results:/outputs/results"
+    )
+    assert kinds(sink(node).of(job.id)) == ["state:running", "state:failed"]
+    assert node.runner.created == {}

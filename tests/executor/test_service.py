@@ -240,3 +240,32 @@ async def test_python_runtime_job_with_dep_cache(
     final = await broker.events.terminal(job.id, within=60)
     assert final.state is JobState.COMPLETED, logs(broker.events.of(job.id), "stderr")
     assert logs(broker.events.of(job.id), "stdout") == "hello from 1000 True\n"
+
+
+async def test_extra_output_paths_for_a_uid_1000_job(
+    broker: Broker, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    write = "import os; open('/outputs/res/a.txt', 'w').write(str(os.getuid()))"
+    nested = docker_job(
+        "",
+        image=PYTHON_IMAGE,
+        argv=["python", "-c", write],
+        outputs=[{"name": "outputs", "path": "/outputs"}, {"name": "res", "path": "/outputs/res"}],
+    )
+    own = docker_job(
+        "", image=PYTHON_IMAGE, argv=["true"], outputs=[{"name": "results", "path": "/results"}]
+    )
+    await broker.submit(nested)
+    await broker.submit(own)
+    final = await broker.events.terminal(nested.id)
+    assert final.state is JobState.COMPLETED, logs(broker.events.of(nested.id), "stderr")
+    result = next(e for e in broker.events.of(nested.id) if e.kind == "result")
+    assert untar(result.outputs["res"]) == {"a.txt": b"1000"}
+    assert untar(result.outputs["outputs"]) == {"res/a.txt": b"1000"}
+    refused = await broker.events.terminal(own.id)
+    assert refused.state is JobState.FAILED
+    assert refused.error == (
+        "output not writable: /results would be owned by root but the job runs as 1000; "
+        "collect it under /outputs instead, e.g. -o results:/outputs/results"
+    )

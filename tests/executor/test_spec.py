@@ -9,7 +9,15 @@ import pytest
 from executor.failures import JobError
 from executor.runner import ImageInfo
 from executor.settings import ExecutorSettings
-from executor.spec import SpecInputs, container_spec, job_user, limits, network_type
+from executor.spec import (
+    OutputLayout,
+    SpecInputs,
+    container_spec,
+    job_user,
+    limits,
+    network_type,
+    output_layout,
+)
 
 from .support import PYTHON_IMAGE, docker_job
 
@@ -73,6 +81,7 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
         image=ImageInfo(user="1000:1000"),
         limits=limits(job.task, settings),
         input_roots=["/code", "/inputs"],
+        output_volumes=("/results",),
         network="shoal-http",
         network_env={"HTTP_PROXY": "http://p"},
     )
@@ -97,3 +106,33 @@ def test_no_dep_cache_for_other_images(settings: ExecutorSettings) -> None:
     job = docker_job("true")
     found = SpecInputs(executor_id="x", image=ImageInfo(user=""), limits=limits(job.task, settings))
     assert container_spec(job, settings, found).named_volumes == {}
+
+
+def outputs_of(*paths: str) -> list[dict[str, str]]:
+    return [{"name": f"o{number}", "path": path} for number, path in enumerate(paths)]
+
+
+@pytest.mark.parametrize("user", ["1000:1000", ""])
+def test_output_below_a_volume_is_a_folder(user: str) -> None:
+    task = docker_job(
+        "true", outputs=outputs_of("/outputs", "/outputs/res/", "/data/r", "/code", "/tmp")
+    ).task
+    assert output_layout(task, ["/data"], user) == OutputLayout(dirs=("/outputs/res", "/data/r"))
+
+
+def test_output_of_its_own_needs_root() -> None:
+    task = docker_job("true", outputs=outputs_of("/results", "/results/sub")).task
+    assert output_layout(task, [], "") == OutputLayout(
+        volumes=("/results",), dirs=("/results/sub",)
+    )
+    assert output_layout(task, [], "0:0").volumes == ("/results",)
+    with pytest.raises(JobError) as caught:
+        output_layout(
+            docker_job("true", outputs=[{"name": "results", "path": "/results"}]).task,
+            [],
+            "1000:1000",
+        )
+    assert caught.value.error == (
+        "output not writable: /results would be owned by root but the job runs as 1000; "
+        "collect it under /outputs instead, e.g. -o results:/outputs/results"
+    )
