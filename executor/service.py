@@ -4,9 +4,18 @@ Start: connect, declare the topology, reap this node's orphaned containers, set 
 gateway, bind a private queue to the control exchange, consume the compute queue with
 ``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
 
-Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) → stop
-list → ``execution.execute`` → ack once the terminal event is confirmed, or ``nack(requeue)``
-when the job was handed back at shutdown. One summary log line per job.
+Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
+duplicate check → stop list → ``execution.execute`` → ack once the terminal event is confirmed,
+or ``nack(requeue)`` when the job was handed back at shutdown. One summary log line per job.
+
+Duplicates: the requester may publish a job twice (same job ID, AMQP ``message_id`` = job ID)
+when it crashed between the broker's confirm and its store commit. A compute message whose job
+ID is already running (or waiting for a slot) on this executor is acked and dropped, with a
+``compute.duplicate`` warning; nothing is published for it. Not covered: a duplicate that
+reaches a *different* executor, or this one after the first run ended, runs again. Both runs
+publish events for the same job ID, told apart by their ``executor`` field (each with its own
+``seq``). Catching that needs a record of started jobs shared by all executors (e.g. the
+requester's store refusing a second run, or a broker-side deduplication on ``message_id``).
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
 ``drain_timeout`` → stop the rest, which requeues their deliveries → close the gateway, the
@@ -118,32 +127,48 @@ class Executor:
             log.info("control.stop", job_id=control.job_id, running_here=here)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
-        async with self.jobs.slots:
-            try:
-                request = decode(message.body, ComputeRequest)
-            except ProtocolError as error:
-                log.error("compute.refused", error=error.message, delivery=message.delivery_tag)
-                await _settle(message.reject(requeue=False))
-                return
-            if self.jobs.draining:
-                await _settle(message.nack(requeue=True))
-                return
-            job = request.job
-            structlog.contextvars.bind_contextvars(job_id=job.id)
-            control = self.jobs.admit(job.id)
-            began = monotonic()
-            outcome: Outcome | None = None
-            try:
-                outcome = await execute(job, request.submitted_at, self.node, control)
-            except Exception as error:
-                log.exception("job.crashed", error=f"{type(error).__name__}: {error}")
-            finally:
-                self.jobs.running.pop(job.id, None)
-            if outcome is None or outcome.state is None:
-                await _settle(message.nack(requeue=True))
-            else:
-                await _settle(message.ack())
-            _summary(job.id, outcome, monotonic() - began, bool(message.redelivered))
+        try:
+            request = decode(message.body, ComputeRequest)
+        except ProtocolError as error:
+            log.error("compute.refused", error=error.message, delivery=message.delivery_tag)
+            await _settle(message.reject(requeue=False))
+            return
+        job = request.job
+        if job.id in self.jobs.running:
+            log.warning(
+                "compute.duplicate",
+                job_id=job.id,
+                delivery=message.delivery_tag,
+                redelivered=bool(message.redelivered),
+            )
+            await _settle(message.ack())
+            return
+        control = self.jobs.admit(job.id)  # before any await: a duplicate now sees it
+        try:
+            async with self.jobs.slots:
+                await self._run(message, request, control)
+        finally:
+            self.jobs.running.pop(job.id, None)
+
+    async def _run(
+        self, message: AbstractIncomingMessage, request: ComputeRequest, control: JobControl
+    ) -> None:
+        if self.jobs.draining:
+            await _settle(message.nack(requeue=True))
+            return
+        job = request.job
+        structlog.contextvars.bind_contextvars(job_id=job.id)
+        began = monotonic()
+        outcome: Outcome | None = None
+        try:
+            outcome = await execute(job, request.submitted_at, self.node, control)
+        except Exception as error:
+            log.exception("job.crashed", error=f"{type(error).__name__}: {error}")
+        if outcome is None or outcome.state is None:
+            await _settle(message.nack(requeue=True))
+        else:
+            await _settle(message.ack())
+        _summary(job.id, outcome, monotonic() - began, bool(message.redelivered))
 
     async def drain(self, deadline: float) -> None:
         """Let running jobs finish until ``deadline`` seconds, then hand the rest back."""

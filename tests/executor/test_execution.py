@@ -6,8 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 
 from executor.events import MemoryEventSink
@@ -15,9 +17,10 @@ from executor.execution import JobControl, Node, Outcome, execute
 from executor.gateway import MemoryGateway
 from executor.memory_runner import MemoryRunner
 from executor.runner import ImageInfo
+from executor.service import Executor
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
-from shoal.wire import JobEvent, utcnow
+from shoal.wire import ComputeRequest, JobEvent, encode, utcnow
 
 from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job, inline_input, untar
 
@@ -348,3 +351,65 @@ async def test_output_needing_its_own_volume_fails_a_non_root_job(node: Node) ->
     )
     assert kinds(sink(node).of(job.id)) == ["state:running", "state:failed"]
     assert node.runner.created == {}
+
+
+class Delivery:
+    """A compute delivery, as much of one as the executor uses."""
+
+    def __init__(self, job: Job, tag: int) -> None:
+        self.body = encode(ComputeRequest(job=job))
+        self.delivery_tag = tag
+        self.redelivered = False
+        self.settled = asyncio.Event()
+        self.outcome = ""
+
+    async def _settle(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.settled.set()
+
+    async def ack(self) -> None:
+        await self._settle("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        await self._settle(f"nack(requeue={requeue})")
+
+    async def reject(self, requeue: bool = False) -> None:
+        await self._settle(f"reject(requeue={requeue})")
+
+    def message(self) -> AbstractIncomingMessage:
+        return cast(AbstractIncomingMessage, self)
+
+
+async def test_duplicate_of_a_running_job_is_acked_and_skipped(node: Node) -> None:
+    executor = Executor(node)
+    job = docker_job("echo started; sleep 30")
+    first, again = Delivery(job, 1), Delivery(job, 2)
+    await executor.on_compute(first.message())
+    await sink(node).wait_for(lambda e: e.job_id == job.id and e.kind == "log")
+    await executor.on_compute(again.message())
+    await asyncio.wait_for(again.settled.wait(), 5)
+    assert again.outcome == "ack"
+    assert not first.settled.is_set()
+    executor.jobs.stop(job.id, "stopped by user")
+    await asyncio.wait_for(first.settled.wait(), 10)
+    assert first.outcome == "ack"
+    states = [k for k in kinds(sink(node).of(job.id)) if k.startswith("state:")]
+    assert states == ["state:running", "state:stopped"]
+    assert executor.jobs.running == {}
+    await asyncio.wait_for(asyncio.gather(*executor.jobs.tasks), 5)
+
+    other = docker_job("echo one")
+    busy = Executor(node)
+    busy.jobs.slots = asyncio.Semaphore(0)  # no free slot: both copies wait
+    copies = [Delivery(other, 4), Delivery(other, 5)]
+    for copy in copies:
+        await busy.on_compute(copy.message())
+    await asyncio.wait_for(copies[1].settled.wait(), 5)
+    assert copies[1].outcome == "ack"
+    assert list(busy.jobs.running) == [other.id]
+    busy.jobs.slots.release()
+    await asyncio.wait_for(copies[0].settled.wait(), 10)
+    assert [k for k in kinds(sink(node).of(other.id)) if k.startswith("state:")] == [
+        "state:running",
+        "state:completed",
+    ]

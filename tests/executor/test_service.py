@@ -269,3 +269,24 @@ async def test_extra_output_paths_for_a_uid_1000_job(
         "output not writable: /results would be owned by root but the job runs as 1000; "
         "collect it under /outputs instead, e.g. -o results:/outputs/results"
     )
+
+
+async def test_duplicate_compute_message_runs_once(
+    broker: Broker, start_executor: StartExecutor
+) -> None:
+    running = await start_executor(slots=2)
+    job = docker_job("echo once; sleep 1")
+    await broker.submit(job)
+    await broker.submit(job)  # the same job ID twice, both delivered at once (prefetch 2)
+    final = await broker.events.terminal(job.id)
+    assert final.state is JobState.COMPLETED
+    after = docker_job("echo after")
+    await broker.submit(after)
+    assert (await broker.events.terminal(after.id)).state is JobState.COMPLETED
+    events = broker.events.of(job.id)
+    assert {e.executor for e in events} == {running.executor.node.executor_id}
+    assert [e.state for e in events if e.kind == "state"] == [
+        JobState.RUNNING,
+        JobState.COMPLETED,
+    ]
+    assert logs(events, "stdout") == "once\n"
