@@ -197,10 +197,10 @@ class DockerRunner:
             if error.status != 404:
                 raise RunnerError(f"cannot remove the container: {error.message}") from None
 
-    async def list_labelled(self, labels: dict[str, str]) -> list[str]:
+    async def list_labelled(self, labels: dict[str, str]) -> dict[str, dict[str, str]]:
         filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
         found = await self._docker.containers.list(all=True, filters=filters)
-        return [str(c.id) for c in found]
+        return {str(c.id): dict(("Labels" in c and c["Labels"]) or {}) for c in found}
 
     async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
         spec = ContainerSpec(

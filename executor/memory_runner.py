@@ -180,12 +180,12 @@ class MemoryRunner:
         box.finish(137)
         self.removed.append(container)
 
-    async def list_labelled(self, labels: dict[str, str]) -> list[str]:
-        return [
-            cid
+    async def list_labelled(self, labels: dict[str, str]) -> dict[str, dict[str, str]]:
+        return {
+            cid: dict(box.spec.labels)
             for cid, box in self.containers.items()
             if all(box.spec.labels.get(k) == v for k, v in labels.items())
-        ]
+        }
 
     async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
         self.chowned.append((volume, owner))

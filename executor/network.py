@@ -7,15 +7,18 @@ the network's bridge (``br-<id[:12]>``) leave it the proxy and nothing else::
     -A INPUT -i br-… -p tcp --dport <proxy port> -j ACCEPT   (one per executor on the node)
     -A INPUT -i br-… -j REJECT                              (shared, inserted once)
 
-Both are inserted at the top of ``INPUT`` (ACCEPT above REJECT). An executor removes its own
-ACCEPT rule at shutdown, and at start the stale ones of its node (``node_id``) left by a
-killed process; the REJECT rule stays (it only concerns the internal network).
+Both are inserted at the top of ``INPUT`` (ACCEPT above REJECT). An ACCEPT rule's comment is
+``shoal-proxy:<node id> <executor id>``. An executor removes its own at shutdown, and at start
+the stale ones of its node left by a killed process: those whose executor is gone (asked of
+the broker, see ``executor.service``) or that name none (older executors). The REJECT rule
+stays (it only concerns the internal network).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiodocker
@@ -28,6 +31,7 @@ from executor.settings import ExecutorSettings
 log = structlog.get_logger("executor.network")
 
 REJECT_COMMENT = "shoal-http-reject"
+ACCEPT_PREFIX = "shoal-proxy:"
 
 
 class GatewayError(Exception):
@@ -66,6 +70,20 @@ async def _delete_rules(comment: str) -> None:
     for line in listing.splitlines():
         words = shlex.split(line)
         if words[:2] == ["-A", "INPUT"] and comment in words:
+            await iptables("-D", *words[1:])
+
+
+async def _delete_stale_rules(node_id: str, alive: Callable[[str], Awaitable[bool]]) -> None:
+    code, listing = await iptables("-S", "INPUT")
+    if code != 0:
+        raise GatewayError(f"cannot list iptables rules: {listing.strip()}")
+    for line in listing.splitlines():
+        words = shlex.split(line)
+        tags = [w[len(ACCEPT_PREFIX) :] for w in words if w.startswith(ACCEPT_PREFIX)]
+        if words[:2] != ["-A", "INPUT"] or not tags:
+            continue
+        node, _, owner = tags[0].partition(" ")
+        if node == node_id and not (owner and await alive(owner)):
             await iptables("-D", *words[1:])
 
 
@@ -119,16 +137,28 @@ class DockerHttpGateway:
         return self._address
 
     @classmethod
-    async def start(cls, docker: aiodocker.Docker, settings: ExecutorSettings) -> HttpGateway:
+    async def start(
+        cls,
+        docker: aiodocker.Docker,
+        settings: ExecutorSettings,
+        executor_id: str,
+        alive: Callable[[str], Awaitable[bool]],
+    ) -> HttpGateway:
         """Set everything up; on failure a ``NoGateway`` that fails http jobs with the reason."""
         try:
-            return await cls._start(docker, settings)
+            return await cls._start(docker, settings, executor_id, alive)
         except (GatewayError, aiodocker.DockerError, OSError) as error:
             log.error("gateway.unavailable", error=str(error))
             return NoGateway(str(error))
 
     @classmethod
-    async def _start(cls, docker: aiodocker.Docker, settings: ExecutorSettings) -> HttpGateway:
+    async def _start(
+        cls,
+        docker: aiodocker.Docker,
+        settings: ExecutorSettings,
+        executor_id: str,
+        alive: Callable[[str], Awaitable[bool]],
+    ) -> HttpGateway:
         info = await ensure_network(docker, settings.http_network)
         configs = (info.get("IPAM") or {}).get("Config") or []
         gateway = next((c["Gateway"] for c in configs if c.get("Gateway")), None)
@@ -140,9 +170,9 @@ class DockerHttpGateway:
             allow_private=settings.allow_private_addresses, upstream=settings.upstream_proxy
         )
         port = await proxy.start(gateway, settings.proxy_port)
-        comment = f"shoal-proxy:{settings.node_id}"
+        comment = f"{ACCEPT_PREFIX}{settings.node_id} {executor_id}"
         try:
-            await _delete_rules(comment)
+            await _delete_stale_rules(settings.node_id, alive)
             await _ensure_rule(
                 ["-i", bridge, "-m", "comment", "--comment", REJECT_COMMENT, "-j", "REJECT"]
             )

@@ -108,8 +108,8 @@ class ContainerRunner(Protocol):
         """Remove the container and its anonymous volumes, running or not."""
         ...
 
-    async def list_labelled(self, labels: dict[str, str]) -> list[str]:
-        """IDs of all containers (any state) carrying every label in ``labels``."""
+    async def list_labelled(self, labels: dict[str, str]) -> dict[str, dict[str, str]]:
+        """All containers (any state) carrying every label in ``labels``: ID → all labels."""
         ...
 
     async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:

@@ -1,8 +1,15 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
-Start: connect, declare the topology, reap this node's orphaned containers, set up the HTTP
-gateway, bind a private queue to the control exchange, consume the compute queue with
+Start: connect, declare the topology, declare this executor's control queue, reap this node's
+orphaned containers, set up the HTTP gateway, consume the compute queue with
 ``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
+
+Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
+is exclusive, so the broker holds it exactly as long as that executor's connection is open;
+another client declaring it passively gets ``RESOURCE_LOCKED`` while it lives and ``NOT_FOUND``
+once it is gone (:func:`executor_alive`). Reaping uses that: of the containers labelled with
+this node, only those whose executor (label ``shoal.executor``) is gone are removed, and the
+same holds for the proxy rules (``executor.network``). Several executors may share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
 duplicate check → stop list → ``execution.execute`` → ack once the terminal event is confirmed,
@@ -37,14 +44,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
 from executor.gateway import HttpGateway, NoGateway
 from executor.network import DockerHttpGateway
-from executor.runner import LABEL_NODE, ContainerRunner, RunnerError
+from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
 from shoal.broker import connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
@@ -62,6 +70,34 @@ KILL_GRACE = 30.0
 def new_executor_id(node_id: str) -> str:
     """A unique ID for this executor process on ``node_id``."""
     return f"{node_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+Alive = Callable[[str], Awaitable[bool]]
+"""Whether the executor with this ID is running (connected to the broker)."""
+
+
+def executor_queue(executor_id: str) -> str:
+    """The name of an executor's control queue: exclusive, so it lives as long as it does."""
+    return f"shoal.executor.{executor_id}"
+
+
+async def executor_alive(connection: AbstractConnection, executor_id: str) -> bool:
+    """Whether ``executor_id`` holds its control queue; True when that cannot be told."""
+    channel = await connection.channel()
+    try:
+        await channel.declare_queue(executor_queue(executor_id), passive=True)
+    except ChannelLockedResource:
+        return True  # exclusive to another open connection: the executor runs
+    except ChannelNotFoundEntity:
+        return False
+    except Exception as error:  # unsure: keep its containers
+        log.warning("liveness.unknown", executor=executor_id, error=str(error))
+        return True
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    log.warning("liveness.unknown", executor=executor_id, error="its queue is not exclusive")
+    return True
 
 
 @dataclass
@@ -215,17 +251,30 @@ def _summary(job_id: str, outcome: Outcome | None, duration: float, redelivered:
     structlog.contextvars.unbind_contextvars("job_id")
 
 
-async def reap_orphans(runner: ContainerRunner, node_id: str) -> int:
-    """Remove every container labelled with this node (left by an executor that died)."""
+async def reap_orphans(runner: ContainerRunner, node_id: str, alive: Alive) -> int:
+    """Remove this node's containers whose executor is gone; returns how many were removed.
+
+    A container without an executor label counts as an orphan; each executor is asked about
+    once.
+    """
     found = await runner.list_labelled({LABEL_NODE: node_id})
-    for container in found:
+    verdicts: dict[str, bool] = {}
+    reaped = 0
+    for container, labels in found.items():
+        owner = labels.get(LABEL_EXECUTOR, "")
+        if owner not in verdicts:
+            verdicts[owner] = bool(owner) and await alive(owner)
+        if verdicts[owner]:
+            continue
         try:
             await runner.remove(container)
+            reaped += 1
         except RunnerError as error:
             log.warning("orphan.remove_failed", container=container, error=str(error))
     if found:
-        log.info("orphans.reaped", count=len(found), node=node_id)
-    return len(found)
+        kept = sorted(owner for owner, living in verdicts.items() if living)
+        log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
+    return reaped
 
 
 async def serve(
@@ -249,12 +298,19 @@ async def serve(
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
         topology = await declare(channel)
-        await reap_orphans(runner, settings.node_id)
+        control_queue = await channel.declare_queue(
+            executor_queue(executor_id), exclusive=True, auto_delete=True
+        )
+        live = connection
+
+        async def alive(other: str) -> bool:
+            return await executor_alive(live, other)
+
+        await reap_orphans(runner, settings.node_id, alive)
         if isinstance(runner, DockerRunner):
-            gateway = await DockerHttpGateway.start(runner.docker, settings)
+            gateway = await DockerHttpGateway.start(runner.docker, settings, executor_id, alive)
         node = Node(settings, runner, AmqpEventSink(topology.events), gateway, executor_id)
         executor = Executor(node)
-        control_queue = await channel.declare_queue(exclusive=True, auto_delete=True)
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
         compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]

@@ -10,6 +10,14 @@ would go past the limit is left out of the ``result`` event entirely (never cut 
 middle), the event gets ``truncated=True``, and its ``error`` names each result left out and
 the limit it hit. The job's state is not changed by that.
 
+Node id: ``node_id`` defaults to the host name, so executors on one host share it. That is
+safe: each container also carries its executor's own ID (``<node>-<pid>-<random>``), and an
+executor starting up removes only the containers (and proxy rules) of executors of its node
+that are no longer connected to the broker (``executor.service``, "Liveness"), never those of
+a running one. Orphans of a killed executor are removed by the next executor started on the
+node. Executors on one Docker host that use different brokers or vhosts cannot see each other:
+give them different ``SHOAL_NODE_ID`` values.
+
 Logs: stdout and stderr are sent in chunks of at most ``log_chunk_bytes``, at least every
 ``log_flush_seconds`` while output arrives; after ``job_log_limit`` bytes the rest is dropped
 and one last stderr chunk says how much.
@@ -72,9 +80,12 @@ class ExecutorSettings(CommonSettings):
     node_id: str = Field(
         default_factory=socket.gethostname,
         min_length=1,
-        description="This executor's node name, unique per executor process on a Docker "
-        "host: its containers are labelled with it, and reaped (with its proxy rule) by the "
-        "next executor started with the same name",
+        description="This executor's node name (default: the host name). Its containers are "
+        "labelled with it and with the executor's own ID; an executor starting with this name "
+        "reaps the containers and proxy rules of those executors of the name that are gone "
+        "(no longer connected to the broker), so several executors may share it. Executors "
+        "on one Docker host that use different brokers (or vhosts) must use different names: "
+        "each would take the other's executors for gone",
     )
     docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
     pull_policy: PullPolicy = PullPolicy.IF_MISSING

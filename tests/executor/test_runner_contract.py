@@ -124,10 +124,12 @@ async def test_logs_of_exited_container_end(runner: ContainerRunner, test_label:
 async def test_labels_and_remove(runner: ContainerRunner, test_label: str) -> None:
     container = await runner.create(spec("sleep 30", test_label))
     await runner.start(container)
-    assert await runner.list_labelled({"shoal.test": test_label}) == [container]
+    found = await runner.list_labelled({"shoal.test": test_label})
+    assert list(found) == [container]
+    assert found[container]["shoal.test"] == test_label
     await runner.remove(container)
     await runner.remove(container)  # idempotent
-    assert await runner.list_labelled({"shoal.test": test_label}) == []
+    assert await runner.list_labelled({"shoal.test": test_label}) == {}
 
 
 @pytest.mark.parametrize("policy", list(PullPolicy))

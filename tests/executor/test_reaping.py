@@ -1,0 +1,89 @@
+"""Reaping at start: only containers (and proxy rules) of executors that are gone."""
+
+from __future__ import annotations
+
+import uuid
+
+import aio_pika
+import aiodocker
+import pytest
+
+from executor.memory_runner import MemoryRunner
+from executor.network import iptables
+from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
+from executor.service import executor_alive, reap_orphans
+from shoal.model import JobState
+
+from .conftest import Broker, StartExecutor
+from .support import BASE_IMAGE, docker_job
+
+
+async def test_reaps_only_containers_of_gone_executors() -> None:
+    runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
+    owners = {"live": "n-1-aaaaaa", "gone": "n-2-bbbbbb", "unlabelled": ""}
+    ids: dict[str, str] = {}
+    for name, owner in owners.items():
+        labels = {LABEL_NODE: "n"} | ({LABEL_EXECUTOR: owner} if owner else {})
+        ids[name] = await runner.create(ContainerSpec(image=BASE_IMAGE, labels=labels))
+    second = await runner.create(
+        ContainerSpec(image=BASE_IMAGE, labels={LABEL_NODE: "n", LABEL_EXECUTOR: owners["gone"]})
+    )
+    other_node = await runner.create(
+        ContainerSpec(image=BASE_IMAGE, labels={LABEL_NODE: "m", LABEL_EXECUTOR: "m-1-cccccc"})
+    )
+    asked: list[str] = []
+
+    async def alive(executor_id: str) -> bool:
+        asked.append(executor_id)
+        return executor_id == owners["live"]
+
+    assert await reap_orphans(runner, "n", alive) == 3
+    assert set(runner.containers) == {ids["live"], other_node}
+    assert sorted(runner.removed) == sorted([ids["gone"], ids["unlabelled"], second])
+    assert sorted(asked) == sorted([owners["live"], owners["gone"]])
+
+
+@pytest.mark.rabbitmq
+async def test_liveness_is_the_executor_connection(
+    broker: Broker, start_executor: StartExecutor, broker_url: str
+) -> None:
+    running = await start_executor()
+    connection = await aio_pika.connect(broker_url)
+    try:
+        assert await executor_alive(connection, running.executor.node.executor_id)
+        assert not await executor_alive(connection, "nobody-1-000000")
+        await running.stop()
+        assert not await executor_alive(connection, running.executor.node.executor_id)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.docker
+@pytest.mark.rabbitmq
+@pytest.mark.timeout(90)
+async def test_executors_sharing_a_node_id_leave_each_other_alone(
+    broker: Broker, start_executor: StartExecutor
+) -> None:
+    node = f"shared-{uuid.uuid4().hex[:8]}"
+    first = await start_executor(node_id=node)
+    first_id = first.executor.node.executor_id
+    job = docker_job("echo started; sleep 30")
+    await broker.submit(job)
+    await broker.events.wait(job.id, lambda e: e.kind == "log", 30)
+
+    await start_executor(node_id=node)
+
+    docker = aiodocker.Docker()
+    try:
+        found = await docker.containers.list(filters={"label": [f"shoal.job_id={job.id}"]})
+    finally:
+        await docker.close()
+    assert len(found) == 1, "the second executor removed the first one's running container"
+    code, rules = await iptables("-S", "INPUT")
+    assert code == 0
+    assert f"shoal-proxy:{node} {first_id}" in rules
+    await broker.stop(job.id)
+    final = await broker.events.terminal(job.id)
+    assert final.state is JobState.STOPPED
+    assert final.error == "stopped: stopped by user"
+    assert final.executor == first_id
