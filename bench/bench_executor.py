@@ -28,12 +28,12 @@ import aio_pika
 import aiodocker
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from bench.vhost import private_vhost
 from executor.service import Executor, serve
 from executor.settings import ExecutorSettings
 from shoal.broker import publish
 from shoal.logs import configure
 from shoal.model import TERMINAL_STATES, Job, JobState
-from shoal.settings import DEFAULT_BROKER_URL
 from shoal.topology import COMPUTE_QUEUE, declare
 from shoal.wire import ComputeRequest, JobEvent, decode
 
@@ -133,9 +133,8 @@ async def docker_run_once() -> float:
     return time.perf_counter() - began
 
 
-async def measure(args: argparse.Namespace) -> dict[str, Any]:
-    """Every timing, with an executor served in-process."""
-    broker = os.environ.get("SHOAL_BROKER_URL", DEFAULT_BROKER_URL)
+async def measure(args: argparse.Namespace, broker: str) -> dict[str, Any]:
+    """Every timing, with an executor served in-process on the vhost ``broker`` names."""
     settings = ExecutorSettings(
         broker_url=broker,
         node_id=f"bench-{uuid.uuid4().hex[:8]}",
@@ -217,7 +216,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     configure("json", "warning")
-    print(report(args, asyncio.run(measure(args))))
+    with private_vhost() as broker:
+        print(report(args, asyncio.run(measure(args, broker))))
 
 
 if __name__ == "__main__":
