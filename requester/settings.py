@@ -23,7 +23,7 @@ class RequesterSettings(CommonSettings):
 
     database_url: str = Field(default_factory=default_database_url)
     name: str = Field(default_factory=lambda: f"requester@{socket.gethostname()}")
-    submit_prefetch: int = Field(default=128, ge=1, description="Submissions handled at once")
+    submit_prefetch: int = Field(default=256, ge=1, description="Submissions handled at once")
     events_prefetch: int = Field(default=128, ge=1, description="Job events recorded at once")
     api_prefetch: int = Field(default=16, ge=1, description="API queries answered at once")
     log_limit_bytes: int = Field(

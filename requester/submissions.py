@@ -20,17 +20,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
-from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from shoal.broker import publish
 from shoal.errors import ShoalError
-from shoal.model import Job, JobState, derived_job_id
+from shoal.model import JobState, derived_job_id
 from shoal.topology import COMPUTE_QUEUE
-from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode
+from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
 
 from . import delivery
 from .batching import Batcher
-from .replies import reply
+from .publishing import Publisher, properties
 from .store import JobStore, NewJob
 from .translate import TranslatorRegistry, translate_job
 
@@ -45,11 +44,10 @@ def idempotent_id(key: str) -> str:
 def prepare(body: bytes, registry: TranslatorRegistry) -> NewJob:
     """Parse and translate a submission; raises ``ShoalError`` for a bad one."""
     submission = decode(body, Submission)
-    job: Job = submission.job
+    update: dict[str, object] = {"state": JobState.PENDING}
     if submission.idempotency_key:
-        job = job.model_copy(update={"id": idempotent_id(submission.idempotency_key)})
-    job = job.model_copy(update={"state": JobState.PENDING})
-    translation = translate_job(job, registry)
+        update["id"] = idempotent_id(submission.idempotency_key)
+    translation = translate_job(submission.job.model_copy(update=update), registry)
     return NewJob(translation.original, translation.runnable, submission.idempotency_key)
 
 
@@ -62,19 +60,23 @@ class RetryPolicy:
 
 
 class SubmissionHandler:
-    """Handles one ``shoal.submit`` delivery at a time per call; many calls run at once."""
+    """Handles one ``shoal.submit`` delivery at a time per call; many calls run at once.
+
+    ``compute`` is a channel with publisher confirms (compute messages); ``replies`` one
+    without (see ``requester.replies`` for why replies are not confirmed).
+    """
 
     def __init__(
         self,
         store: JobStore,
-        exchange: AbstractExchange,
-        replies: AbstractExchange,
+        compute: AbstractChannel,
+        replies: AbstractChannel,
         registry: TranslatorRegistry,
         retry: RetryPolicy,
     ) -> None:
         self._store = store
-        self._exchange = exchange
-        self._replies = replies
+        self._compute = Publisher(compute, confirmed=True)
+        self._replies = Publisher(replies, confirmed=False)
         self._registry = registry
         self._retry = retry
         self._rounds: Batcher[NewJob | str, JobState | None] = Batcher(self._write_round)
@@ -94,26 +96,33 @@ class SubmissionHandler:
         except ShoalError as error:
             await self._refuse(message, error)
             return
-        job_id = item.runnable.id
-        bound = structlog.contextvars.bound_contextvars(job_id=job_id, original_id=item.original.id)
-        with bound:
-            try:
-                await self._enqueue(item)
-                await reply(
-                    self._replies,
-                    message,
-                    SubmitReply(job_id=job_id, original_id=item.original.id),
-                )
-            except Exception as error:
-                log.warning(
-                    "submission.retry",
-                    error=f"{type(error).__name__}: {error}",
-                    redelivered=message.redelivered,
-                )
-                await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
-                return
-            await delivery.ack(message)
-            log.info("submission.accepted", job_type=item.original.engine_type)
+        job_id, original_id = item.runnable.id, item.original.id
+        try:
+            await self._enqueue(item)
+            await self._reply(message, SubmitReply(job_id=job_id, original_id=original_id))
+        except Exception as error:
+            log.warning(
+                "submission.retry",
+                job_id=job_id,
+                original_id=original_id,
+                error=f"{type(error).__name__}: {error}",
+                redelivered=message.redelivered,
+            )
+            await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
+            return
+        await delivery.ack(message)
+        log.info(
+            "submission.accepted",
+            job_id=job_id,
+            original_id=original_id,
+            job_type=item.original.engine_type,
+        )
+
+    async def _reply(self, request: AbstractIncomingMessage, answer: SubmitReply) -> None:
+        """Answer on the request's ``reply_to`` (if any) before it is acked; not confirmed."""
+        if request.reply_to:
+            props = properties(correlation_id=request.correlation_id)
+            await self._replies.publish(request.reply_to, encode(answer), props, mandatory=False)
 
     async def _enqueue(self, item: NewJob) -> None:
         """Store the job, publish it to the compute queue unless done before, mark queued."""
@@ -125,13 +134,11 @@ class SubmissionHandler:
         try:
             state = await self._rounds.submit(item)
             if state is not JobState.PENDING:
-                log.info("submission.duplicate", state=state)
+                log.info("submission.duplicate", job_id=job_id, state=state)
                 return
-            await publish(
-                self._exchange,
-                COMPUTE_QUEUE,
-                ComputeRequest(job=item.runnable),
-                message_id=job_id,
+            body = encode(ComputeRequest(job=item.runnable))
+            await self._compute.publish(
+                COMPUTE_QUEUE, body, properties(message_id=job_id), mandatory=True
             )
             await self._rounds.submit(job_id)
         finally:
@@ -150,7 +157,7 @@ class SubmissionHandler:
             await delivery.dead_letter(message)
             return
         try:
-            await reply(self._replies, message, SubmitReply(error=WireError.of(error)))
+            await self._reply(message, SubmitReply(error=WireError.of(error)))
         except Exception as failure:
             log.warning("submission.reply_failed", error=f"{type(failure).__name__}: {failure}")
             await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)

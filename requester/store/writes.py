@@ -87,14 +87,22 @@ async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[st
             labels[(runnable.id, key)] = {"job_id": runnable.id, "key": key, "value": value}
     insert = insert_for(conn)
     jobs = schema.jobs
-    await conn.execute(insert(jobs).on_conflict_do_nothing(), list(rows.values()))
+    # One multi-row INSERT … RETURNING (SQLAlchemy's "insertmanyvalues"): the rows it
+    # returns are new, hence pending; only the others (a redelivery) need their state read.
+    inserted = await conn.execute(
+        insert(jobs).on_conflict_do_nothing().returning(jobs.c.id), list(rows.values())
+    )
+    new_ids = set(inserted.scalars())
     if labels:
         await conn.execute(
             insert(schema.job_labels).on_conflict_do_nothing(), list(labels.values())
         )
-    ids = list({item.runnable.id for item in items})
-    found = await conn.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(ids)))
-    return {row.id: JobState(row.state) for row in found}
+    states = {item.runnable.id: JobState.PENDING for item in items}
+    known = [job_id for job_id in states if job_id not in new_ids]
+    if known:
+        found = await conn.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(known)))
+        states.update({row.id: JobState(row.state) for row in found})
+    return states
 
 
 async def advance_state(
