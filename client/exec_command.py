@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -36,7 +37,7 @@ class ExecCommand(click.Command):
         from .settings import ClientSettings
         from .templates import discover
 
-        types = ", ".join(sorted(discover(ClientSettings().template_dirs)))
+        types = ", ".join(sorted(discover(ClientSettings.from_env().template_dirs)))
         formatter.write_paragraph()
         formatter.write_text(f"Job types: {types}")
         formatter.write_paragraph()
@@ -101,6 +102,9 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
 
     The job's command is TYPE and its arguments are ARGS, as typed.
     """
+    # Shoal uses no pydantic plugins, and looking for them scans every installed package's
+    # metadata on the first model build: ~10 ms of each exec. An explicit setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from .prepare import ExecOptions, prepare_job, split_argv
     from .settings import load_client_settings
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -20,6 +19,8 @@ T = TypeVar("T")
 
 def _run(ctx: click.Context, work: Callable[[Any], Awaitable[T]]) -> T:
     """Open a session with the CLI's settings and run ``work(session)`` in it."""
+    import asyncio
+
     settings: ClientSettings = load_client_settings(ctx)
 
     async def main() -> T:

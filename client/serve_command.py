@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from pydantic import SecretStr
 
 from shoal.errors import UsageError
-from shoal.settings import CommonSettings
 
-S = TypeVar("S", bound=CommonSettings)
+if TYPE_CHECKING:  # pydantic-settings is loaded only when a service starts
+    from shoal.settings import CommonSettings
+
+S = TypeVar("S", bound="CommonSettings")
 
 
 def _load(module: str, name: str) -> Any:
@@ -29,6 +30,8 @@ def _load(module: str, name: str) -> Any:
 
 
 def _with_broker(ctx: click.Context, settings: S) -> S:
+    from pydantic import SecretStr
+
     broker = (ctx.find_root().params or {}).get("broker")
     if broker:
         return settings.model_copy(update={"broker_url": SecretStr(broker)})

@@ -1,8 +1,14 @@
 """The CLI's conversation with RabbitMQ: submit, RPC to ``shoal.api``, and job events.
 
 Imported only by commands that talk to the broker, so ``shoal --help`` and ``--dry-run``
-never load aio-pika. Replies come over RabbitMQ's direct reply-to (``amq.rabbitmq.reply-to``):
-no reply queue to declare, one round trip saved on every call.
+never load an AMQP library. Replies come over RabbitMQ's direct reply-to
+(``amq.rabbitmq.reply-to``): no reply queue to declare, one round trip saved on every call.
+
+The CLI speaks aiormq directly rather than through aio-pika: a CLI process makes one
+connection for one short conversation, so aio-pika's robust reconnection buys nothing, and
+skipping its import saves every ``shoal exec`` 20 to 40 ms. The guarantees are the same as
+``shoal.broker.publish``: persistent, ``mandatory``, and a publish returns only once the broker
+confirmed it; a returned (unroutable) submission is reported at once instead of timing out.
 """
 
 from __future__ import annotations
@@ -13,14 +19,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
-from aiormq.abc import DeliveredMessage
+import aiormq
+from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
+from pamqp.commands import Basic
 
-from shoal.broker import connect, publish
-from shoal.errors import ProtocolError, ShoalError, UnavailableError, from_wire
-from shoal.topology import API_QUEUE, EVENTS_EXCHANGE, SUBMIT_QUEUE
+from shoal.errors import ShoalError, UnavailableError, from_wire
 from shoal.wire import (
+    CONTENT_TYPE,
     ApiOp,
     ApiReply,
     ApiRequest,
@@ -29,11 +34,19 @@ from shoal.wire import (
     Submission,
     SubmitReply,
     decode,
+    encode,
 )
 
+from .blocking import (
+    API_QUEUE,
+    DIRECT_REPLY_TO,
+    EVENTS_EXCHANGE,
+    PERSISTENT,
+    SUBMIT_QUEUE,
+    redact,
+)
 from .settings import ClientSettings
-
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+from .submit import checked
 
 M = TypeVar("M", bound=Message)
 
@@ -41,7 +54,7 @@ M = TypeVar("M", bound=Message)
 class Session:
     """One connection and channel; :func:`open_session` makes and closes it."""
 
-    def __init__(self, settings: ClientSettings, connection: AbstractRobustConnection) -> None:
+    def __init__(self, settings: ClientSettings, connection: AbstractConnection) -> None:
         self.settings = settings
         self._connection = connection
         self._channel: AbstractChannel | None = None
@@ -49,9 +62,8 @@ class Session:
         self._counter = 0
 
     async def _start(self) -> None:
-        self._channel = await self._connection.channel()
-        raw = await self._channel.get_underlay_channel()
-        await raw.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+        self._channel = await self._connection.channel(publisher_confirms=True)
+        await self._channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         correlation = message.header.properties.correlation_id
@@ -59,24 +71,34 @@ class Session:
         if future is not None and not future.done():
             future.set_result(message.body)
 
-    async def _call(self, queue: str, request: Message, reply: type[M], **props: Any) -> M:
+    async def _call(
+        self, queue: str, request: Message, reply: type[M], *, expiration: float | None = None
+    ) -> M:
         assert self._channel is not None
         self._counter += 1
         correlation = f"c{self._counter}"
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
         timeout = self.settings.rpc_timeout
+        properties = Basic.Properties(
+            content_type=CONTENT_TYPE,
+            delivery_mode=PERSISTENT,
+            reply_to=DIRECT_REPLY_TO,
+            correlation_id=correlation,
+            expiration=None if expiration is None else str(max(1, round(expiration * 1000))),
+        )
         try:
             try:
-                await publish(
-                    self._channel.default_exchange,
-                    queue,
-                    request,
-                    reply_to=DIRECT_REPLY_TO,
-                    correlation_id=correlation,
-                    **props,
+                confirmed = await self._channel.basic_publish(
+                    encode(request),
+                    exchange="",
+                    routing_key=queue,
+                    properties=properties,
+                    mandatory=True,
                 )
-            except aio_pika.exceptions.DeliveryError:
+            except aiormq.exceptions.DeliveryError:
+                confirmed = None
+            if not isinstance(confirmed, Basic.Ack):
                 raise UnavailableError(
                     f"queue {queue} does not exist: no requester has started on this broker "
                     "(shoal serve requester)"
@@ -100,11 +122,7 @@ class Session:
         answer = await self._call(
             SUBMIT_QUEUE, submission, SubmitReply, expiration=self.settings.rpc_timeout
         )
-        if answer.error is not None:
-            raise from_wire(answer.error.model_dump())
-        if not answer.job_id:
-            raise ProtocolError("the requester's reply names no job")
-        return answer
+        return checked(answer)
 
     async def api(self, op: ApiOp, job_id: str | None = None, **params: Any) -> Any:
         """Call ``shoal.api``; the result, or the typed error raised."""
@@ -118,22 +136,21 @@ class Session:
     async def events(self, job_id: str) -> AsyncIterator[asyncio.Queue[JobEvent]]:
         """Events of ``job_id`` from now on, through a private queue bound before yielding."""
         assert self._channel is not None
-        queue: AbstractQueue = await self._channel.declare_queue(
-            "", exclusive=True, auto_delete=True
-        )
-        await queue.bind(EVENTS_EXCHANGE, routing_key=f"job.{job_id}.*")
+        declared = await self._channel.queue_declare("", exclusive=True, auto_delete=True)
+        queue = str(declared.queue)
+        await self._channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=f"job.{job_id}.*")
         inbox: asyncio.Queue[JobEvent] = asyncio.Queue()
 
-        async def on_event(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        async def on_event(message: DeliveredMessage) -> None:
             with contextlib.suppress(ShoalError):
                 inbox.put_nowait(decode(message.body, JobEvent))
 
-        tag = await queue.consume(on_event, no_ack=True)
+        consuming = await self._channel.basic_consume(queue, on_event, no_ack=True)
         try:
             yield inbox
         finally:
             with contextlib.suppress(Exception):
-                await queue.cancel(tag)
+                await self._channel.basic_cancel(str(consuming.consumer_tag))
 
 
 @contextlib.asynccontextmanager
@@ -143,13 +160,8 @@ async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
     The AMQP libraries' own log lines are silenced: the CLI reports failures as one
     ``Type: message`` line.
     """
-    for name in ("aio_pika", "aiormq"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    connection = await connect(
-        settings.broker_url.get_secret_value(),
-        connect_timeout=settings.connect_timeout,
-        name="shoal-cli",
-    )
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)
+    connection = await _connect(settings.broker_url.get_secret_value(), settings.connect_timeout)
     try:
         session = Session(settings, connection)
         await session._start()
@@ -157,3 +169,15 @@ async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
     finally:
         with contextlib.suppress(Exception):
             await connection.close()
+
+
+async def _connect(url: str, seconds: float) -> AbstractConnection:
+    """A connection, or ``UnavailableError`` naming the broker (password hidden)."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await aiormq.connect(url, client_properties={"connection_name": "shoal-cli"})
+    except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
+        raise UnavailableError(
+            f"cannot reach RabbitMQ at {redact(url)}: {error or type(error).__name__}; "
+            "is it running? (set SHOAL_BROKER_URL or --broker)"
+        ) from None

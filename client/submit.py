@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 import click
 
-from shoal.errors import JobFailedError
+from shoal.errors import JobFailedError, ProtocolError, UnavailableError, from_wire
 from shoal.model import Job, JobState
-from shoal.wire import Submission
+from shoal.wire import CONTENT_TYPE, Submission, SubmitReply, decode, encode
 
 from .settings import ClientSettings
 
@@ -29,34 +28,85 @@ def submit_and_report(
     the requester's typed error (exit 2) for a bad job, ``JobFailedError`` (exit 1) when a
     waited-on job fails or is stopped.
     """
-    asyncio.run(_submit(settings, job, idempotency_key, wait or follow, follow, id_only))
+    submission = Submission(job=job, idempotency_key=idempotency_key)
+    if not (wait or follow):
+        report(submit_blocking(settings, submission), id_only=id_only, wait=False)
+        return
+    import asyncio
+
+    asyncio.run(_submit(settings, submission, follow, id_only))
+
+
+def checked(answer: SubmitReply) -> SubmitReply:
+    """``answer`` if it names a job; the requester's typed error raised otherwise."""
+    if answer.error is not None:
+        raise from_wire(answer.error.model_dump())
+    if not answer.job_id:
+        raise ProtocolError("the requester's reply names no job")
+    return answer
+
+
+def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitReply:
+    """Submit over one blocking connection (``client.blocking``): no asyncio, no aiormq.
+
+    The submission expires when nobody answered in time, so a timed-out ``exec`` (exit 3)
+    does not start a job later (expired submissions are dead-lettered, not dropped).
+    """
+    from pamqp.commands import Basic
+
+    from . import blocking
+
+    timeout = settings.rpc_timeout
+    connection = blocking.connect(
+        settings.broker_url.get_secret_value(), timeout=settings.connect_timeout
+    )
+    try:
+        connection.consume_replies()
+        properties = Basic.Properties(
+            content_type=CONTENT_TYPE,
+            correlation_id="c1",
+            expiration=str(max(1, round(timeout * 1000))),
+        )
+        body = connection.call(
+            blocking.SUBMIT_QUEUE, encode(submission), properties, timeout=timeout
+        )
+    except blocking.ReturnedError:
+        raise UnavailableError(
+            f"queue {blocking.SUBMIT_QUEUE} does not exist: no requester has started on this "
+            "broker (shoal serve requester)"
+        ) from None
+    except (OSError, blocking.BrokerClosedError) as error:
+        raise UnavailableError(f"lost the connection to RabbitMQ: {error}") from None
+    finally:
+        connection.close()
+    if body is None:
+        raise UnavailableError(f"no requester answered within {timeout:g}s; is one running?")
+    return checked(decode(body, SubmitReply))
+
+
+def report(reply: SubmitReply, *, id_only: bool, wait: bool) -> None:
+    """Print the new job's ID (and, for people, how to follow it)."""
+    job_id = str(reply.job_id)
+    if id_only:
+        click.echo(job_id)
+    else:
+        origin = f" (translated from {reply.original_id})" if reply.original_id != job_id else ""
+        click.echo(f"Job ID: {job_id}{origin}")
+        if not wait:
+            click.echo(f"Follow it with: shoal job logs -f {job_id}", err=True)
+    sys.stdout.flush()
 
 
 async def _submit(
-    settings: ClientSettings,
-    job: Job,
-    idempotency_key: str | None,
-    wait: bool,
-    follow: bool,
-    id_only: bool,
+    settings: ClientSettings, submission: Submission, follow: bool, id_only: bool
 ) -> None:
+    """Submit, then wait for the job's end (``--wait``/``--follow``) on one async session."""
     from .session import open_session
 
     async with open_session(settings) as session:
-        reply = await session.submit(Submission(job=job, idempotency_key=idempotency_key))
+        reply = await session.submit(submission)
         job_id = str(reply.job_id)
-        if id_only:
-            click.echo(job_id)
-        else:
-            origin = (
-                f" (translated from {reply.original_id})" if reply.original_id != job_id else ""
-            )
-            click.echo(f"Job ID: {job_id}{origin}")
-            if not wait:
-                click.echo(f"Follow it with: shoal job logs -f {job_id}", err=True)
-        sys.stdout.flush()
-        if not wait:
-            return
+        report(reply, id_only=id_only, wait=True)
         from .follow import wait_for_end
 
         state = await wait_for_end(session, job_id, follow=follow, spin=not id_only)

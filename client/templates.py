@@ -76,8 +76,9 @@ def render(path: Path, variables: Mapping[str, Any]) -> dict[str, Any]:
     )
     source = path.read_text(encoding="utf-8")
     try:
-        declared = jinja2.meta.find_undeclared_variables(env.parse(source))
-        template = env.from_string(source)
+        parsed = env.parse(source)  # parsed once: for its variables and to compile
+        declared = jinja2.meta.find_undeclared_variables(parsed)
+        template = env.from_string(parsed)
     except jinja2.TemplateSyntaxError as error:
         raise TemplateError(f"template {path.name} line {error.lineno}: {error.message}") from None
     unknown = sorted(set(variables) - declared - CLI_VARIABLES)
