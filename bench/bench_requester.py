@@ -5,9 +5,11 @@
    the rate is timed from its first compute message to its N-th, replies included. Baselines
    on the same broker, each its own process, the input queued beforehand the same way:
    - raw relay: consume a quorum queue → publish to another with confirm (mandatory,
-     persistent) → ack, prefetch 128 — the floor any consumer that republishes pays;
-   - Celery: a worker (``--pool=solo``, prefetch 128) running a no-op task, timed by the
-     worker itself from the first task to the N-th.
+     persistent) → ack — the floor any consumer that republishes pays;
+   - Celery: a worker (``--pool=solo``) running a no-op task, timed by the worker itself
+     from the first task to the N-th.
+   All three consume with the same prefetch (:data:`PREFETCH`, the requester's default) and
+   the same message body (a ``python`` job's submission).
    Rounds alternate; the median rate of each is reported.
 2. Latency: ``shoal exec python --id-only -- python -c pass`` against a running requester,
    median of R runs, next to ``python -c pass`` (interpreter start-up).
@@ -46,7 +48,8 @@ from shoal.wire import Submission, encode
 ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = os.environ.get("BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 RELAY_IN, RELAY_OUT = "bench.relay.in", "bench.relay.out"
-PREFETCH = 128
+PREFETCH = 256
+"""Every system's prefetch: the requester's ``submit_prefetch`` default, passed explicitly."""
 
 
 def python_job() -> Job:
@@ -167,6 +170,7 @@ def requester_env(url: str, data: Path) -> dict[str, str]:
         "SHOAL_DATABASE_URL": f"sqlite+aiosqlite:///{data / f'{uuid.uuid4().hex}.sqlite3'}",
         "SHOAL_LOG_LEVEL": "warning",
         "SHOAL_LOG_FORMAT": "json",
+        "SHOAL_SUBMIT_PREFETCH": str(PREFETCH),
     }
 
 
