@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from shoal.errors import EXIT_USAGE, ShoalError
 
-from .exec_command import exec_command
-from .jobs_command import job_group
-from .serve_command import serve_group
+COMMANDS = {
+    "exec": ("client.exec_command", "exec_command"),
+    "job": ("client.jobs_command", "job_group"),
+    "serve": ("client.serve_command", "serve_group"),
+}
+"""Command name → (module, attribute): each imported only when its command runs (or for
+``--help``), so ``shoal exec`` does not pay for the job and serve commands' imports."""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            module, attribute = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--broker", metavar="URL", envvar=None, help="AMQP URL of RabbitMQ (default $SHOAL_BROKER_URL)."
 )
 @click.version_option(package_name="shoal")
 def cli(broker: str | None) -> None:
     """Shoal runs code, not containers: submit a job of some type and get its results."""
-
-
-cli.add_command(exec_command)
-cli.add_command(job_group)
-cli.add_command(serve_group)
 
 
 def main(argv: list[str] | None = None) -> int:

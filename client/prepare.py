@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from shoal.errors import UsageError
-from shoal.inline import inline_source
 from shoal.model import Job, parse_job
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
 from . import templates
-from .archive import MAX_INLINE_BYTES, pack
 
 _VARIABLE = re.compile(r"--([A-Za-z][A-Za-z0-9_-]*)=(.*)", re.DOTALL)
 _INPUT_KEYS = {"src": "src", "source": "src", "dst": "dst", "target": "dst", "alias": "alias"}
@@ -109,9 +107,16 @@ class _Inputs:
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
-        self.budget = MAX_INLINE_BYTES
+        self.budget: int | None = None  # MAX_INLINE_BYTES, set by the first local input
 
     def add_local(self, path: str, target: str | None, alias: str | None, what: str) -> None:
+        # tarfile and friends are imported only for jobs that carry files
+        from shoal.inline import inline_source
+
+        from .archive import MAX_INLINE_BYTES, pack
+
+        if self.budget is None:
+            self.budget = MAX_INLINE_BYTES
         packed = pack(path, budget=self.budget, what=what)
         self.budget -= packed.size
         if target is None:
