@@ -50,8 +50,9 @@ class _Consumer:
 class Requester:
     """The requester's running parts; :meth:`start` then :meth:`stop`."""
 
-    def __init__(self, settings: RequesterSettings) -> None:
+    def __init__(self, settings: RequesterSettings, *, tune_gc: bool = False) -> None:
         self.settings = settings
+        self._tune_gc = tune_gc
         self.inflight = InFlight()
         self.store: JobStore | None = None
         self.connection: AbstractRobustConnection | None = None
@@ -78,6 +79,8 @@ class Requester:
         reply_channel = await self.connection.channel(publisher_confirms=False)
         replies = reply_channel.default_exchange
         submissions = SubmissionHandler(self.store, submit_channel, reply_channel, registry, retry)
+        if self._tune_gc:
+            settle_heap()  # before the first delivery: the collection pauses here, not later
         await self._consume(submit_channel, SUBMIT_QUEUE, submissions)
         events_channel = await self._channel(s.events_prefetch)
         self.recorder = recorder = Recorder(
@@ -128,11 +131,9 @@ class Requester:
 
 async def serve(settings: RequesterSettings, stop: asyncio.Event, *, tune_gc: bool = False) -> None:
     """Run a requester until ``stop`` is set (``tune_gc``: see :func:`settle_heap`)."""
-    requester = Requester(settings)
+    requester = Requester(settings, tune_gc=tune_gc)
     try:
         await requester.start()
-        if tune_gc:
-            settle_heap()
         await stop.wait()
     finally:
         await requester.stop()
