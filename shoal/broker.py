@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
 from shoal.errors import UnavailableError
@@ -73,6 +74,8 @@ async def publish(
 
     Only notifications that may have no listener (``recorded``) pass ``mandatory=False``.
     """
-    await exchange.publish(
+    result = await exchange.publish(
         make_message(message, **properties), routing_key=routing_key, mandatory=mandatory
     )
+    if isinstance(result, aiormq.abc.DeliveredMessage):  # Basic.Return: no queue took it
+        raise aiormq.exceptions.PublishError(result, result.delivery)
