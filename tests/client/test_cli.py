@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from requester.service import Requester
+from shoal.inline import open_inline
 from shoal.model import Job, JobState, derived_job_id
 from shoal.topology import COMPUTE_QUEUE, DEAD_QUEUE
 from shoal.wire import ComputeRequest, JobEvent, decode
@@ -84,6 +86,24 @@ async def test_exec_prints_the_new_id(
     plain = await shoal(*RUN)
     assert plain.out.startswith("Job ID: j-")
     assert "translated from j-" in plain.out
+
+
+async def test_code_near_the_limit_crosses_in_many_frames(
+    shoal: Shoal, requester: Requester, connection: AbstractRobustConnection, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    blob = os.urandom(9 * 1024 * 1024)  # incompressible: ~12 MiB of base64 on the wire
+    (code / "blob.bin").write_bytes(blob)
+    async with collect(connection, COMPUTE_QUEUE) as computed:
+        done = await shoal("exec", "python", "--code", str(code), "--id-only", *RUN[2:])
+        [message] = await computed.count(1)
+    assert done.code == 0, done.err
+    [code_input] = decode(message.body, ComputeRequest).job.task.inputs
+    with open_inline(code_input.source.params["data"]) as tar:
+        member = tar.extractfile("blob.bin")
+        assert member is not None
+        assert member.read() == blob
 
 
 async def test_idempotency_key_twice_is_one_job(
