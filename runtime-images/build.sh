@@ -8,7 +8,7 @@
 #
 # Idempotent and fast when nothing changed: each image carries a label with the hash of its
 # inputs (Dockerfile, launcher, wheel pins, base image id) and is skipped when it matches.
-# No registry is needed: when the official python:<ver>-slim base is not present locally, the
+# No registry is needed: when the official python:<ver>-slim base is neither present nor pullable, the
 # default version is built on shoal/base:bookworm, made here with debootstrap (Debian
 # bookworm's python3 is 3.11; other versions are skipped, and said so, without their base).
 # RUN steps cannot reach PyPI, so the wheels an image needs are downloaded on the host into
@@ -60,10 +60,15 @@ ensure_local_base() {
     rm -rf "$dir"
 }
 
-# Print the base image for a python version, or nothing when none is available.
+# Print the base image for a python version, or nothing when none is available: the official
+# slim image (pulled when a registry answers), else the local Debian base for 3.11.
 python_base() {
     local ver=$1
-    if have_image "python:$ver-slim"; then echo "python:$ver-slim"; return; fi
+    if have_image "python:$ver-slim" \
+        || timeout 300 docker pull -q "python:$ver-slim" >/dev/null 2>&1; then
+        echo "python:$ver-slim"
+        return
+    fi
     if [[ $ver == 3.11 ]]; then ensure_local_base; echo "$LOCAL_BASE"; fi
 }
 
