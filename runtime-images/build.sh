@@ -8,9 +8,9 @@
 #
 # Idempotent and fast when nothing changed: each image carries a label with the hash of its
 # inputs (Dockerfile, launcher, wheel pins, base image id) and is skipped when it matches.
-# No registry is needed: when the official python:<ver>-slim base is neither present nor pullable, the
-# default version is built on shoal/base:bookworm, made here with debootstrap (Debian
-# bookworm's python3 is 3.11; other versions are skipped, and said so, without their base).
+# No registry is needed: when the official python:<ver>-slim base is neither present nor
+# pullable, the default version is built on shoal/base:bookworm, made here with debootstrap
+# (Debian bookworm's python3 is 3.11; other versions are skipped, and said so, without a base).
 # RUN steps cannot reach PyPI, so the wheels an image needs are downloaded on the host into
 # its build context (gitignored) and installed with --no-index.
 set -euo pipefail
