@@ -22,7 +22,17 @@ start() {
 }
 
 run() {
-    printf '\n$ shoal %s\n' "$*" >&2
+    local shown="" word
+    for word in "$@"; do  # show each word the way a shell would need it typed
+        if [[ ! $word =~ [[:space:]\'\"*\$] ]]; then
+            shown+=" $word"
+        elif [[ ! $word =~ [\"\$\`\\] ]]; then
+            shown+=" \"$word\""
+        else
+            shown+=" '${word//\'/\'\\\'\'}'"
+        fi
+    done
+    printf '\n$ shoal%s\n' "$shown" >&2
     "$SHOAL" "$@"
 }
 
