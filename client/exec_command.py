@@ -21,6 +21,14 @@ NOTE = (
 )
 
 
+def job_types_line() -> str:
+    """``Job types: a, b`` — every type a template is found for, sorted."""
+    from .settings import ClientSettings
+    from .templates import discover
+
+    return "Job types: " + ", ".join(sorted(discover(ClientSettings.from_env().template_dirs)))
+
+
 class ExecCommand(click.Command):
     """A command that keeps the words after ``--`` aside, verbatim."""
 
@@ -34,12 +42,8 @@ class ExecCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from .settings import ClientSettings
-        from .templates import discover
-
-        types = ", ".join(sorted(discover(ClientSettings.from_env().template_dirs)))
         formatter.write_paragraph()
-        formatter.write_text(f"Job types: {types}")
+        formatter.write_text(job_types_line())
         formatter.write_paragraph()
         formatter.write("Examples:\n")
         for example in EXAMPLES:
@@ -52,7 +56,7 @@ class ExecCommand(click.Command):
     "exec",
     cls=ExecCommand,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": True},
-    short_help="Run code as a job of some type (python, duckdb, ...).",
+    short_help="Run code as a job of some type (see Job types below).",
 )
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="TYPE [ARGS]... [-- ARGS...]")
 @click.option("--code", metavar="PATH", help="File or folder sent with the job, at /code.")

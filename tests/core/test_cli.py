@@ -72,6 +72,7 @@ def test_unknown_click_option_value_exits_2() -> None:
 def test_help_teaches(args: list[str]) -> None:
     done = shoal(*args)
     assert done.returncode == 0
+    assert "Job types: duckdb, python" in done.stdout
     if args[0] == "exec":
         assert "Job types: duckdb, python" in done.stdout
         assert "shoal exec python --code app.py -- python app.py" in done.stdout
