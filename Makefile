@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services images demo stop test lint typecheck unit bench clean
+.PHONY: install services test-services images demo stop test lint typecheck unit bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 services:
 	bash scripts/ensure-rabbitmq.sh
 	bash scripts/ensure-docker.sh
+
+test-services: services
+	bash scripts/ensure-postgres.sh
 
 images: services
 	bash runtime-images/build.sh
@@ -31,7 +34,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not rabbitmq and not docker"
 
-test: install services images lint typecheck
+test: install test-services images lint typecheck
 	$(BIN)/pytest
 
 demo: install services images
