@@ -26,7 +26,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader, ProtocolHeader
 from pamqp.heartbeat import Heartbeat
 
-from shoal.errors import UnavailableError
+from shoal.brokerurl import unreachable
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 # The names of shoal.topology, which imports aio-pika: a test checks they stay equal.
@@ -109,7 +109,10 @@ class Connection:
                 client_properties={
                     "connection_name": name,
                     "product": "shoal",
-                    "capabilities": {"publisher_confirms": True},
+                    "capabilities": {
+                        "publisher_confirms": True,
+                        "authentication_failure_close": True,
+                    },
                 },
                 mechanism="PLAIN",
                 response=f"\0{endpoint.user}\0{endpoint.password}",
@@ -258,20 +261,9 @@ class Connection:
         return head.properties, b"".join(parts)
 
 
-def redact(url: str) -> str:
-    """``url`` without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
-
-
 def connect(url: str, *, timeout: float, name: str = "shoal-cli") -> Connection:
     """An open connection, or ``UnavailableError`` naming the broker (password hidden)."""
     try:
         return Connection.open(Endpoint.parse(url), timeout=timeout, name=name)
     except (OSError, ValueError, BrokerClosedError) as error:
-        raise UnavailableError(
-            f"cannot reach RabbitMQ at {redact(url)}: {error or type(error).__name__}; "
-            "is it running? (set SHOAL_BROKER_URL or --broker)"
-        ) from None
+        raise unreachable(url, error) from None

@@ -23,6 +23,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
+from shoal.brokerurl import unreachable
 from shoal.errors import ShoalError, UnavailableError, from_wire
 from shoal.wire import (
     CONTENT_TYPE,
@@ -43,7 +44,6 @@ from .blocking import (
     EVENTS_EXCHANGE,
     PERSISTENT,
     SUBMIT_QUEUE,
-    redact,
 )
 from .settings import ClientSettings
 from .submit import checked
@@ -177,7 +177,4 @@ async def _connect(url: str, seconds: float) -> AbstractConnection:
         async with asyncio.timeout(seconds):
             return await aiormq.connect(url, client_properties={"connection_name": "shoal-cli"})
     except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
-        raise UnavailableError(
-            f"cannot reach RabbitMQ at {redact(url)}: {error or type(error).__name__}; "
-            "is it running? (set SHOAL_BROKER_URL or --broker)"
-        ) from None
+        raise unreachable(url, error) from None

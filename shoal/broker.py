@@ -13,15 +13,8 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from shoal.errors import UnavailableError
+from shoal.brokerurl import unreachable
 from shoal.wire import CONTENT_TYPE, Message, encode
-
-
-def _redact(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
 async def connect(
@@ -46,10 +39,7 @@ async def connect(
             timeout=connect_timeout,
         )
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
-        raise UnavailableError(
-            f"cannot reach RabbitMQ at {_redact(url)}: {error or type(error).__name__}; "
-            "is it running? (set SHOAL_BROKER_URL or --broker)"
-        ) from None
+        raise unreachable(url, error) from None
 
 
 def make_message(message: Message, **properties: Any) -> aio_pika.Message:
