@@ -11,6 +11,7 @@ from typing import Any
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aiohttp import web
 
 from executor.docker_runner import DockerRunner
 from executor.events import MemoryEventSink
@@ -180,3 +181,20 @@ async def start_executor(broker_url: str, broker: Broker) -> AsyncIterator[Start
     for running in started:
         if not running.task.done():
             await running.stop()
+
+
+@pytest.fixture
+async def host_http_server() -> AsyncIterator[int]:
+    """A plain HTTP server on every host address; returns its port."""
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="hello from the host\n")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "0.0.0.0", 0)
+    await site.start()
+    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    await runner.cleanup()

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from aiohttp import web
 
 from shoal.model import JobState
 from shoal.wire import JobEvent
@@ -57,36 +54,19 @@ attempt("rabbitmq", lambda: connect(proxy.hostname, 5672))
 """
 
 
-@pytest.fixture
-async def host_server() -> AsyncIterator[int]:
-    """An HTTP server on every host address; returns its port."""
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(text="hello from the host\n")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", 0)
-    await site.start()
-    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await runner.cleanup()
-
-
 def results(events: list[JobEvent]) -> dict[str, str]:
     text = "".join(e.data for e in sorted(events, key=lambda e: e.seq) if e.stream == "stdout")
     return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in text.splitlines()}
 
 
 async def test_none_http_and_full(
-    broker: Broker, start_executor: StartExecutor, host_server: int
+    broker: Broker, start_executor: StartExecutor, host_http_server: int
 ) -> None:
     await start_executor(allow_full_network=False)
-    none = docker_job("", argv=["python3", "-c", PROBE, str(host_server), HOST])
+    none = docker_job("", argv=["python3", "-c", PROBE, str(host_http_server), HOST])
     http = docker_job(
         "",
-        argv=["python3", "-c", PROBE, str(host_server), HOST],
+        argv=["python3", "-c", PROBE, str(host_http_server), HOST],
         network={"type": "http", "domains": [HOST]},
     )
     full = docker_job("true", network={"type": "full"})
@@ -113,11 +93,11 @@ async def test_none_http_and_full(
 
 
 async def test_full_network_when_allowed(
-    broker: Broker, start_executor: StartExecutor, host_server: int
+    broker: Broker, start_executor: StartExecutor, host_http_server: int
 ) -> None:
     await start_executor(allow_full_network=True)
     job = docker_job(
-        "", argv=["python3", "-c", PROBE, str(host_server), HOST], network={"type": "full"}
+        "", argv=["python3", "-c", PROBE, str(host_http_server), HOST], network={"type": "full"}
     )
     await broker.submit(job)
     assert (await broker.events.terminal(job.id)).state is JobState.COMPLETED

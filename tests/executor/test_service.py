@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import aio_pika
 import aiodocker
 import pytest
-from aiohttp import web
 
 from shoal.images import LAUNCHER_PATH
 from shoal.model import JobState
@@ -57,25 +55,8 @@ async def test_job_runs_with_events_in_order(broker: Broker, start_executor: Sta
     assert other.error == "exit code: the command exited with code 7"
 
 
-@pytest.fixture
-async def http_server() -> AsyncIterator[int]:
-    """A plain HTTP server on every host address; returns its port."""
-
-    async def hello(request: web.Request) -> web.Response:
-        return web.Response(text="hello from the host\n")
-
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", 0)
-    await site.start()
-    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await runner.cleanup()
-
-
 async def test_each_input_kind(
-    broker: Broker, start_executor: StartExecutor, http_server: int, tmp_path: Path
+    broker: Broker, start_executor: StartExecutor, host_http_server: int, tmp_path: Path
 ) -> None:
     allowed = tmp_path / "allowed"
     allowed.mkdir()
@@ -88,7 +69,10 @@ async def test_each_input_kind(
             inline_input("file", {"app.txt": b"inline file\n"}, "/code/app.txt"),
             inline_input("dir", {"sub/b.txt": b"inline dir\n"}, "/data"),
             {
-                "source": {"type": "url", "params": {"url": f"http://127.0.0.1:{http_server}/x"}},
+                "source": {
+                    "type": "url",
+                    "params": {"url": f"http://127.0.0.1:{host_http_server}/x"},
+                },
                 "target": "/inputs/web.txt",
             },
             {
