@@ -34,20 +34,19 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from urllib.parse import quote
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
+from bench.vhost import private_vhost
 from shoal.broker import connect
 from shoal.model import Job
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE, declare, work_queue_arguments
 from shoal.wire import Submission, encode
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE_URL = os.environ.get("BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672")
 RELAY_IN, RELAY_OUT = "bench.relay.in", "bench.relay.out"
 PREFETCH = 128
 """The relay's and Celery's prefetch (the requester runs with its own default)."""
@@ -73,21 +72,6 @@ def python_job() -> Job:
             ],
         }
     )
-
-
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
-
-
-@contextlib.contextmanager
-def private_vhost() -> Iterator[str]:
-    vhost = f"shoal-bench-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        yield f"{BASE_URL}/{quote(vhost, safe='')}"
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
 
 class Arrivals:
