@@ -11,6 +11,7 @@ import hashlib
 import posixpath
 import re
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -212,8 +213,7 @@ def _default_outputs() -> list[ResultPath]:
 
 
 def _duplicates(values: list[str]) -> list[str]:
-    seen: set[str] = set()
-    return sorted({v for v in values if v in seen or seen.add(v)})  # type: ignore[func-returns-value]
+    return sorted(v for v, n in Counter(values).items() if n > 1)
 
 
 class Task(_Model):
