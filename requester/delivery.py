@@ -21,6 +21,7 @@ import aio_pika
 import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq.abc import DeliveredMessage
 
 log = structlog.get_logger(__name__)
 
@@ -33,39 +34,52 @@ SETTLE_ERRORS = (
 """What settling a delivery on a dead channel raises."""
 
 
-async def ack(message: AbstractIncomingMessage) -> None:
+Delivery = AbstractIncomingMessage | DeliveredMessage
+"""A delivery from an aio-pika consumer or straight from an aiormq channel."""
+
+
+async def ack(message: Delivery) -> None:
     """Acknowledge; a dead channel means the broker will redeliver (and we are idempotent)."""
     await _settle(message, "ack")
 
 
-async def dead_letter(message: AbstractIncomingMessage) -> None:
+async def dead_letter(message: Delivery) -> None:
     """Reject without requeue: the queue dead-letters it to ``shoal.dlx``."""
     await _settle(message, "reject")
 
 
-async def retry_later(message: AbstractIncomingMessage, base: float, cap: float) -> None:
+async def retry_later(message: Delivery, base: float, cap: float) -> None:
     """Nack with requeue after an exponential, jittered back-off by delivery count."""
-    count = (message.headers or {}).get("x-delivery-count")
-    count = count if isinstance(count, int) else 0
-    delay = min(cap, base * 2**count) * random.uniform(0.5, 1.0)
-    await asyncio.sleep(delay)
+    await asyncio.sleep(backoff(message, base, cap))
     await _settle(message, "requeue")
 
 
-async def _settle(message: AbstractIncomingMessage, how: str) -> None:
+def backoff(message: Delivery, base: float, cap: float) -> float:
+    """Seconds to wait before requeueing ``message``: doubles with each delivery, jittered."""
+    if isinstance(message, DeliveredMessage):
+        headers = message.header.properties.headers or {}
+    else:
+        headers = message.headers or {}
+    count = headers.get("x-delivery-count")
+    count = count if isinstance(count, int) else 0
+    return float(min(cap, base * 2**count) * random.uniform(0.5, 1.0))
+
+
+async def _settle(message: Delivery, how: str) -> None:
+    # Straight on the delivery's aiormq channel, without waiting for the socket drain: a
+    # settlement has no answer to wait for, and the drain wait costs every delivery a
+    # round through the connection's writer task.
+    channel = cast(aiormq.Channel, message.channel)
+    tag = message.delivery_tag
     try:
-        if how == "ack" and message.delivery_tag is not None:
-            # Straight on the delivery's channel, without waiting for the socket drain: an
-            # ack has no answer to wait for, and the drain wait costs every delivery a
-            # round through the connection's writer task.
-            channel = cast(aiormq.Channel, message.channel)
-            await channel.basic_ack(delivery_tag=message.delivery_tag, wait=False)
-        elif how == "ack":
-            await message.ack()
+        if tag is None:
+            raise aiormq.exceptions.ChannelInvalidStateError("delivery without a tag")
+        if how == "ack":
+            await channel.basic_ack(delivery_tag=tag, wait=False)
         elif how == "reject":
-            await message.reject(requeue=False)
+            await channel.basic_reject(delivery_tag=tag, requeue=False, wait=False)
         else:
-            await message.nack(requeue=True)
+            await channel.basic_nack(delivery_tag=tag, requeue=True, wait=False)
     except SETTLE_ERRORS as error:
         log.warning(
             "delivery.unsettled",

@@ -33,7 +33,7 @@ from .delivery import InFlight
 from .recorder import Recorder
 from .settings import RequesterSettings
 from .store import JobStore, Limits
-from .submissions import RetryPolicy, SubmissionHandler
+from .submissions import RetryPolicy, SubmissionPipeline
 from .translate import default_registry
 
 log = structlog.get_logger(__name__)
@@ -57,6 +57,7 @@ class Requester:
         self.store: JobStore | None = None
         self.connection: AbstractRobustConnection | None = None
         self.recorder: Recorder | None = None
+        self.submissions: SubmissionPipeline | None = None
         self._consumers: list[_Consumer] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -78,10 +79,12 @@ class Requester:
         topology = await declare(submit_channel)
         reply_channel = await self.connection.channel(publisher_confirms=False)
         replies = reply_channel.default_exchange
-        submissions = SubmissionHandler(self.store, submit_channel, reply_channel, registry, retry)
+        self.submissions = submissions = SubmissionPipeline(
+            self.store, submit_channel, reply_channel, registry, retry, queue=SUBMIT_QUEUE
+        )
         if self._tune_gc:
             settle_heap()  # before the first delivery: the collection pauses here, not later
-        await self._consume(submit_channel, SUBMIT_QUEUE, submissions)
+        await submissions.start()
         events_channel = await self._channel(s.events_prefetch)
         self.recorder = recorder = Recorder(
             self.store, retry, await events_channel.get_exchange(topology.events.name)
@@ -97,7 +100,7 @@ class Requester:
             retry=retry,
         )
         await self._consume(api_channel, API_QUEUE, api)
-        self._closers = [submissions.close, recorder.close]
+        self._closers = [recorder.close]
         log.info("requester.started", name=s.name, store=self.store.dialect)
 
     async def _channel(self, prefetch: int) -> AbstractRobustChannel:
@@ -113,13 +116,19 @@ class Requester:
 
     async def stop(self) -> None:
         """Stop consuming, drain in-flight deliveries, close broker then store."""
+        if self.submissions is not None:
+            await self.submissions.cancel()
         for consumer in reversed(self._consumers):
             try:
                 await consumer.queue.cancel(consumer.tag)
             except Exception as error:
                 log.warning("requester.cancel_failed", error=f"{type(error).__name__}: {error}")
         self._consumers.clear()
-        cut = await self.inflight.drain(self.settings.shutdown_grace)
+        grace = self.settings.shutdown_grace
+        drains = [self.inflight.drain(grace)]
+        if self.submissions is not None:
+            drains.append(self.submissions.drain(grace))
+        cut = sum(await asyncio.gather(*drains))
         for close in self._closers:
             await close()
         if self.connection is not None:

@@ -1,35 +1,49 @@
-"""The submission pipeline: parse → translate → store → publish → reply → settle.
+"""The submission pipeline: parse → translate → store → publish → reply → settle, in rounds.
+
+Deliveries from ``shoal.submit`` are taken a round at a time (whatever arrived meanwhile, up
+to ``max_round``) and every step serves the whole round: one store transaction, the compute
+messages and then the replies and acks each in one socket write (``requester.framebatch``).
+A lone submission is a round of one, handled at once; under load a round is a prefetch
+window. Two rounds run at once, so one's CPU work overlaps the other's waits.
 
 Exactly-once *effect* on top of at-least-once delivery:
 
 - the runnable job's ID is a function of the submission (``derived_job_id`` of the submitted
   ID, which itself is derived from ``--idempotency-key`` when there is one), so a redelivered
-  submission names the same job;
+  submission names the same job; submissions naming one job are never handled at once: in a
+  round the later ones follow the first, across rounds a round waits for the other;
 - the job is stored ``pending`` before its compute message is published, and marked
   ``queued`` once the broker confirmed it; a redelivery that finds it past ``pending`` only
   replies. The window left — a crash after the confirm and before the ``queued`` commit —
   can publish the compute message twice, under the same job ID and ``message_id``: the store
   still holds one job, and executors skip a job ID they already run;
-- the submission is acked only after the store commit, the confirmed publish and the reply.
+- a submission is acked only after the store commit, the confirmed publish and its reply.
+
+Every delivery is settled: acked, dead-lettered (a bad submission nobody waits for), or
+requeued after a back-off when a step failed (the queue's delivery limit bounds that).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
+import aiormq
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractRobustChannel
+from aiormq.abc import DeliveredMessage
 
 from shoal.errors import ShoalError
 from shoal.model import JobState, derived_job_id
-from shoal.topology import COMPUTE_QUEUE
+from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
 
 from . import delivery
 from .batching import Batcher
-from .publishing import Publisher, properties
+from .framebatch import FrameBatch, confirmed, properties
 from .store import JobStore, NewJob
 from .translate import TranslatorRegistry, translate_job
 
@@ -59,111 +73,307 @@ class RetryPolicy:
     max_delay: float = 5.0
 
 
-class SubmissionHandler:
-    """Handles one ``shoal.submit`` delivery at a time per call; many calls run at once.
+@dataclass(eq=False)
+class _Item:
+    """One accepted delivery in a round, and how it ends (compared by identity)."""
 
-    ``compute`` is a channel with publisher confirms (compute messages); ``replies`` one
-    without (see ``requester.replies`` for why replies are not confirmed).
-    """
+    message: DeliveredMessage
+    job: NewJob
+    leader: bool = True
+    failed: bool = False
+
+    @property
+    def job_id(self) -> str:
+        return self.job.runnable.id
+
+
+@dataclass(frozen=True)
+class _StoreOp:
+    """A round's store write: jobs to add, or job IDs to mark queued."""
+
+    add: Sequence[NewJob] = ()
+    queued: Sequence[str] = ()
+
+
+class SubmissionPipeline:
+    """Consumes ``shoal.submit`` on ``channel``, which also carries the confirmed compute
+    publishes; replies go out on ``replies``, a channel without confirms (see
+    ``requester.replies``). :meth:`start`, then :meth:`cancel` and :meth:`drain`."""
 
     def __init__(
         self,
         store: JobStore,
-        compute: AbstractChannel,
-        replies: AbstractChannel,
+        channel: AbstractRobustChannel,
+        replies: AbstractRobustChannel,
         registry: TranslatorRegistry,
         retry: RetryPolicy,
+        *,
+        queue: str = SUBMIT_QUEUE,
+        max_round: int = 256,
+        max_rounds: int = 2,
     ) -> None:
         self._store = store
-        self._compute = Publisher(compute, confirmed=True)
-        self._replies = Publisher(replies, confirmed=False)
+        self._channel = channel
+        self._replies = replies
         self._registry = registry
         self._retry = retry
-        self._rounds: Batcher[NewJob | str, JobState | None] = Batcher(self._write_round)
+        self._queue = queue
+        self._max_round = max_round
+        self._slots = asyncio.Semaphore(max_rounds)
+        self._pending: list[DeliveredMessage] = []
+        self._pump: asyncio.Task[None] | None = None
+        self._rounds: set[asyncio.Task[None]] = set()
+        self._later: set[asyncio.Task[None]] = set()
         self._busy: dict[str, asyncio.Future[None]] = {}
+        self._writes: Batcher[_StoreOp, dict[str, JobState]] = Batcher(self._write)
+        self._consumer: tuple[aiormq.Channel, str] | None = None
+        self._stopping = False
 
-    async def _write_round(self, ops: Sequence[NewJob | str]) -> list[JobState | None]:
-        """Group commit: new jobs to add and (``str``) job IDs to mark queued, one transaction."""
-        new = [op for op in ops if isinstance(op, NewJob)]
-        queued = [op for op in ops if isinstance(op, str)]
-        states = await self._store.write_round(new, queued)
-        return [states[op.runnable.id] if isinstance(op, NewJob) else None for op in ops]
+    # consuming ---------------------------------------------------------------------------
 
-    async def __call__(self, message: AbstractIncomingMessage) -> None:
-        """Settle ``message`` exactly once: ack, dead-letter, or requeue later."""
-        try:
-            item = prepare(message.body, self._registry)
-        except ShoalError as error:
-            await self._refuse(message, error)
+    async def start(self) -> None:
+        """Consume, and consume again whenever the robust channel is reopened."""
+        await self._consume()
+        self._channel.reopen_callbacks.add(self._on_reopen)
+
+    async def _consume(self) -> None:
+        raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+        ok = await raw.basic_consume(self._queue, self._on_delivery)
+        assert ok.consumer_tag is not None
+        self._consumer = (raw, ok.consumer_tag)
+
+    async def _on_reopen(self, _channel: Any) -> None:
+        if not self._stopping:
+            await self._consume()
+
+    async def _on_delivery(self, message: DeliveredMessage) -> None:
+        self._pending.append(message)
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._pump_rounds())
+
+    async def _pump_rounds(self) -> None:
+        await asyncio.sleep(0)  # deliveries read from the same socket chunk join this round
+        while self._pending and not self._stopping:
+            await self._slots.acquire()
+            batch = self._pending[: self._max_round]
+            del self._pending[: self._max_round]
+            task = asyncio.create_task(self._round(batch))
+            self._rounds.add(task)
+            task.add_done_callback(self._round_done)
+
+    def _round_done(self, task: asyncio.Task[None]) -> None:
+        self._rounds.discard(task)
+        self._slots.release()
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("submission.round_failed", error=f"{type(error).__name__}: {error}")
+
+    async def cancel(self) -> None:
+        """Stop taking deliveries (those not started yet go back when the channel closes)."""
+        self._stopping = True
+        self._channel.reopen_callbacks.discard(self._on_reopen)
+        if self._consumer is not None:
+            raw, tag = self._consumer
+            with contextlib.suppress(*delivery.SETTLE_ERRORS, asyncio.TimeoutError):
+                await raw.basic_cancel(tag, timeout=5)
+        self._pending.clear()
+
+    async def drain(self, grace: float) -> int:
+        """Let the rounds in progress finish within ``grace`` seconds, then cancel the rest;
+        retries still waiting out their back-off are cancelled (their deliveries go back to
+        the queue when the channel closes). Returns how many deliveries were cut short."""
+        if self._rounds:
+            await asyncio.wait(set(self._rounds), timeout=grace)
+        cut = [*self._rounds, *self._later]
+        for task in cut:
+            task.cancel()
+        if cut:
+            await asyncio.wait(cut, timeout=1.0)
+        await self._writes.close()
+        return len(cut)
+
+    # a round ----------------------------------------------------------------------------
+
+    async def _round(self, messages: list[DeliveredMessage]) -> None:
+        items: list[_Item] = []
+        refused: list[tuple[DeliveredMessage, ShoalError]] = []
+        for message in messages:
+            try:
+                items.append(_Item(message, prepare(message.body, self._registry)))
+            except ShoalError as error:
+                refused.append((message, error))
+        if refused:
+            await self._refuse(refused)
+        if not items:
             return
-        job_id, original_id = item.runnable.id, item.original.id
+        ids = list(dict.fromkeys(item.job_id for item in items))
+        while waits := {self._busy[job_id] for job_id in ids if job_id in self._busy}:
+            await asyncio.wait(waits)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._busy.update(dict.fromkeys(ids, done))
         try:
-            await self._enqueue(item)
-            await self._reply(message, SubmitReply(job_id=job_id, original_id=original_id))
+            await self._enqueue(items)
+        finally:
+            for job_id in ids:
+                del self._busy[job_id]
+            done.set_result(None)
+        await self._finish(items)
+
+    async def _enqueue(self, items: list[_Item]) -> None:
+        """Store the round's jobs, publish those new to the compute queue, mark them queued;
+        marks each item that failed (to be retried)."""
+        leaders: dict[str, _Item] = {}
+        for item in items:
+            item.leader = leaders.setdefault(item.job_id, item) is item
+        try:
+            add = _StoreOp(add=[item.job for item in leaders.values()])
+            states = await self._writes.submit(add)
         except Exception as error:
+            self._fail(items, "store", error)
+            return
+        fresh = [item for item in leaders.values() if states[item.job_id] is JobState.PENDING]
+        for item in leaders.values():
+            if item not in fresh:
+                log.info("submission.duplicate", job_id=item.job_id, state=states[item.job_id])
+        if fresh:
+            published = await self._publish(fresh)
+            try:
+                await self._writes.submit(_StoreOp(queued=[item.job_id for item in published]))
+            except Exception as error:
+                self._fail(published, "store", error)
+        for item in items:
+            if not item.leader:
+                item.failed = leaders[item.job_id].failed
+
+    async def _publish(self, items: list[_Item]) -> list[_Item]:
+        """Publish the compute messages in one write; the items the broker confirmed."""
+        try:
+            raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
+            batch = FrameBatch(raw)
+            futures = [
+                batch.publish(
+                    COMPUTE_QUEUE,
+                    encode(ComputeRequest(job=item.job.runnable)),
+                    properties(message_id=item.job_id),
+                    mandatory=True,
+                )
+                for item in items
+            ]
+            await batch.flush()
+        except Exception as error:
+            self._fail(items, "publish", error)
+            return []
+        published = []
+        for item, outcome in zip(items, await confirmed(futures), strict=True):
+            if outcome is None:
+                published.append(item)
+            else:
+                self._fail([item], "publish", outcome)
+        return published
+
+    def _fail(self, items: Sequence[_Item], step: str, error: Exception) -> None:
+        for item in items:
+            item.failed = True
             log.warning(
                 "submission.retry",
-                job_id=job_id,
-                original_id=original_id,
+                step=step,
+                job_id=item.job_id,
+                original_id=item.job.original.id,
                 error=f"{type(error).__name__}: {error}",
-                redelivered=message.redelivered,
+                redelivered=item.message.redelivered,
             )
-            await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
-            return
-        await delivery.ack(message)
-        log.info(
-            "submission.accepted",
-            job_id=job_id,
-            original_id=original_id,
-            job_type=item.original.engine_type,
-        )
 
-    async def _reply(self, request: AbstractIncomingMessage, answer: SubmitReply) -> None:
-        """Answer on the request's ``reply_to`` (if any) before it is acked; not confirmed."""
-        if request.reply_to:
-            props = properties(correlation_id=request.correlation_id)
-            await self._replies.publish(request.reply_to, encode(answer), props, mandatory=False)
-
-    async def _enqueue(self, item: NewJob) -> None:
-        """Store the job, publish it to the compute queue unless done before, mark queued."""
-        job_id = item.runnable.id
-        while (other := self._busy.get(job_id)) is not None:
-            await other
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._busy[job_id] = done
-        try:
-            state = await self._rounds.submit(item)
-            if state is not JobState.PENDING:
-                log.info("submission.duplicate", job_id=job_id, state=state)
-                return
-            body = encode(ComputeRequest(job=item.runnable))
-            await self._compute.publish(
-                COMPUTE_QUEUE, body, properties(message_id=job_id), mandatory=True
+    async def _finish(self, items: list[_Item]) -> None:
+        """Reply to the accepted submissions, then ack them; requeue the failed ones later."""
+        done = [item for item in items if not item.failed]
+        answers = [
+            (
+                item.message,
+                SubmitReply(job_id=item.job_id, original_id=item.job.original.id),
             )
-            await self._rounds.submit(job_id)
-        finally:
-            del self._busy[job_id]
-            done.set_result(None)
-
-    async def _refuse(self, message: AbstractIncomingMessage, error: ShoalError) -> None:
-        """A bad submission: answer it with the error, or dead-letter it when nobody asked."""
-        log.warning(
-            "submission.refused",
-            error_type=type(error).__name__,
-            error=error.message,
-            reply_to=message.reply_to,
-        )
-        if not message.reply_to:
-            await delivery.dead_letter(message)
-            return
+            for item in done
+        ]
         try:
-            await self._reply(message, SubmitReply(error=WireError.of(error)))
+            await self._reply(answers)
+        except Exception as error:
+            self._fail(done, "reply", error)
+            done = []
+        await self._ack([item.message for item in done])
+        for item in done:
+            log.info(
+                "submission.accepted",
+                job_id=item.job_id,
+                original_id=item.job.original.id,
+                job_type=item.job.original.engine_type,
+            )
+        for item in items:
+            if item.failed:
+                self._retry_later(item.message)
+
+    async def _refuse(self, refused: list[tuple[DeliveredMessage, ShoalError]]) -> None:
+        """Bad submissions: answer each with its error, or dead-letter it when nobody asked."""
+        answered = []
+        for message, error in refused:
+            reply_to = message.header.properties.reply_to
+            log.warning(
+                "submission.refused",
+                error_type=type(error).__name__,
+                error=error.message,
+                reply_to=reply_to,
+            )
+            if reply_to:
+                answered.append((message, SubmitReply(error=WireError.of(error))))
+            else:
+                await delivery.dead_letter(message)
+        try:
+            await self._reply(answered)
         except Exception as failure:
             log.warning("submission.reply_failed", error=f"{type(failure).__name__}: {failure}")
-            await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
+            for message, _ in answered:
+                self._retry_later(message)
             return
-        await delivery.ack(message)
+        await self._ack([message for message, _ in answered])
 
-    async def close(self) -> None:
-        """Finish the store rounds in progress."""
-        await self._rounds.close()
+    async def _reply(self, answers: list[tuple[DeliveredMessage, SubmitReply]]) -> None:
+        """Answer on each request's ``reply_to`` (if any), in one write; not confirmed."""
+        raw = cast(aiormq.Channel, await self._replies.get_underlay_channel())
+        batch = FrameBatch(raw)
+        for request, answer in answers:
+            props = request.header.properties
+            if props.reply_to:
+                reply = properties(correlation_id=props.correlation_id)
+                batch.publish(props.reply_to, encode(answer), reply, mandatory=False)
+        await batch.flush()
+
+    async def _ack(self, messages: list[DeliveredMessage]) -> None:
+        """Ack ``messages`` in one write per channel they came on. A channel that closed
+        meanwhile cannot ack: the broker redelivers those, and handling is idempotent."""
+        batches: dict[int, FrameBatch] = {}
+        for message in messages:
+            assert message.delivery_tag is not None
+            channel = cast(aiormq.Channel, message.channel)
+            batches.setdefault(id(channel), FrameBatch(channel)).ack(message.delivery_tag)
+        for batch in batches.values():
+            try:
+                await batch.flush()
+            except delivery.SETTLE_ERRORS as error:
+                log.warning(
+                    "delivery.unsettled",
+                    how="ack",
+                    count=len(batch),
+                    error=f"{type(error).__name__}: {error}",
+                    note="channel gone; the broker redelivers them",
+                )
+
+    def _retry_later(self, message: DeliveredMessage) -> None:
+        base, cap = self._retry.base_delay, self._retry.max_delay
+        task = asyncio.create_task(delivery.retry_later(message, base, cap))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _write(self, ops: Sequence[_StoreOp]) -> list[dict[str, JobState]]:
+        """Group commit: the jobs to add and to mark queued of concurrent rounds, one
+        transaction."""
+        new = [job for op in ops for job in op.add]
+        queued = [job_id for op in ops for job_id in op.queued]
+        states = await self._store.write_round(new, queued)
+        return [states for _ in ops]

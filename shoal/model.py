@@ -213,6 +213,8 @@ def _default_outputs() -> list[ResultPath]:
 
 
 def _duplicates(values: list[str]) -> list[str]:
+    if len(set(values)) == len(values):
+        return []
     return sorted(v for v, n in Counter(values).items() if n > 1)
 
 

@@ -9,9 +9,10 @@ import asyncio
 import sys
 from typing import Any
 
-from requester import delivery, service
+from requester import service
 from requester.settings import RequesterSettings
 from requester.store import JobStore
+from requester.submissions import SubmissionPipeline
 
 
 async def _hang(*_args: Any, **_kwargs: Any) -> Any:
@@ -22,7 +23,7 @@ async def _hang(*_args: Any, **_kwargs: Any) -> Any:
 def main() -> int:
     where = sys.argv[1]
     if where == "ack":
-        delivery.ack = _hang
+        SubmissionPipeline._ack = _hang  # type: ignore[method-assign]
     elif where == "mark_queued":
         write_round = JobStore.write_round
 
