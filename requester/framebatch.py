@@ -21,6 +21,7 @@ not sent.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -82,10 +83,7 @@ class FrameBatch:
         :meth:`confirmed` reads (``None`` on a channel without confirms)."""
         number = self.channel.number
         parts = [
-            marshal(
-                commands.Basic.Publish(exchange="", routing_key=routing_key, mandatory=mandatory),
-                number,
-            ),
+            _publish_frame(number, routing_key, mandatory),
             marshal(ContentHeader(0, len(body), props), number),
         ]
         limit = self.channel.max_content_size
@@ -122,6 +120,14 @@ class FrameBatch:
                 channel.confirmations[tag] = publish.future
                 if publish.message_id:
                     _track_returns(channel, publish.message_id, tag, publish.future)
+
+
+@functools.lru_cache(maxsize=1024)
+def _publish_frame(channel_number: int, routing_key: str, mandatory: bool) -> bytes:
+    """The ``Basic.Publish`` frame to the default exchange (the same for every message to a
+    queue: the compute queue, or one caller's reply queue)."""
+    method = commands.Basic.Publish(exchange="", routing_key=routing_key, mandatory=mandatory)
+    return marshal(method, channel_number)
 
 
 def _track_returns(

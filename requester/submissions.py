@@ -36,7 +36,7 @@ import structlog
 from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
-from shoal.errors import ShoalError
+from shoal.errors import ProtocolError, ShoalError
 from shoal.model import JobState, derived_job_id
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
@@ -155,6 +155,9 @@ class SubmissionPipeline:
         await asyncio.sleep(0)  # deliveries read from the same socket chunk join this round
         while self._pending and not self._stopping:
             await self._slots.acquire()
+            if self._stopping:
+                self._slots.release()
+                return
             batch = self._pending[: self._max_round]
             del self._pending[: self._max_round]
             task = asyncio.create_task(self._round(batch))
@@ -181,6 +184,8 @@ class SubmissionPipeline:
         """Let the rounds in progress finish within ``grace`` seconds, then cancel the rest;
         retries still waiting out their back-off are cancelled (their deliveries go back to
         the queue when the channel closes). Returns how many deliveries were cut short."""
+        if self._pump is not None:
+            self._pump.cancel()
         if self._rounds:
             await asyncio.wait(set(self._rounds), timeout=grace)
         cut = [*self._rounds, *self._later]
@@ -201,6 +206,10 @@ class SubmissionPipeline:
                 items.append(_Item(message, prepare(message.body, self._registry)))
             except ShoalError as error:
                 refused.append((message, error))
+            except Exception as error:  # a bug must not leave the delivery unsettled
+                log.exception("submission.unreadable")
+                reason = f"the requester could not read this submission: {type(error).__name__}"
+                refused.append((message, ProtocolError(reason)))
         if refused:
             await self._refuse(refused)
         if not items:

@@ -55,21 +55,22 @@ def translate_job(job: Job, registry: TranslatorRegistry) -> Translation:
         )
     translator_name = f"{type(translator).__module__}.{type(translator).__qualname__}"
     runnable_id = derived_job_id(job.id)
-    runnable = job.model_copy(
-        update={
-            "id": runnable_id,
-            "meta": {
-                **job.meta,
-                META_JOB_TYPE: job_type,
-                META_TRANSLATOR: translator_name,
-                META_ORIGINAL_ID: job.id,
-            },
-            "tasks": [task],
-            "state": JobState.PENDING,
-        }
+    # One validation of the whole new job: the translator's task may be a model_copy, which
+    # pydantic does not validate.
+    data = job.model_dump(mode="json", exclude={"tasks"})
+    data.update(
+        id=runnable_id,
+        meta={
+            **job.meta,
+            META_JOB_TYPE: job_type,
+            META_TRANSLATOR: translator_name,
+            META_ORIGINAL_ID: job.id,
+        },
+        tasks=[task.model_dump(mode="json")],
+        state=JobState.PENDING.value,
     )
     try:
-        runnable = Job.model_validate(runnable.model_dump(mode="json"))
+        runnable = Job.model_validate(data)
     except ValidationError as error:
         raise TranslationError(
             f"translator for {job_type!r} produced an invalid job: {describe_errors(error)}"

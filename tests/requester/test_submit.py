@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from requester import submissions
+from requester.framebatch import FrameBatch
 from requester.service import Requester
+from requester.settings import RequesterSettings
 from requester.submissions import idempotent_id
 from shoal.model import JobState, derived_job_id
-from shoal.topology import COMPUTE_QUEUE, DEAD_QUEUE
-from shoal.wire import ComputeRequest, Submission, decode
+from shoal.topology import COMPUTE_QUEUE, DEAD_QUEUE, SUBMIT_QUEUE
+from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
 
 from .amqp import Client, collect
 from .jobs import docker_job, python_job
@@ -139,3 +142,82 @@ async def test_bad_submission_without_reply_to_is_dead_lettered(
         [message] = await dead.count(1)
     assert message.body == body
     assert await queue_depth(connection, COMPUTE_QUEUE) == 0
+
+
+async def test_one_round_settles_good_bad_and_repeated_submissions(
+    requester_settings: RequesterSettings, client: Client, connection: AbstractRobustConnection
+) -> None:
+    """Queued before the requester starts, so they arrive together and share rounds."""
+    good = [Submission(job=python_job()) for _ in range(30)]
+    same_key = [Submission(job=python_job(), idempotency_key="round-key") for _ in range(3)]
+    pending = [await client.send(s) for s in good]
+    pending += [await client.send(s) for s in same_key]
+    pending += [await client.send(body) for body, _, _ in BAD.values()]
+    await client.send(BAD["not-json"][0], reply=False)
+    async with (
+        collect(connection, COMPUTE_QUEUE) as computed,
+        collect(connection, DEAD_QUEUE) as dead,
+    ):
+        requester = Requester(requester_settings)
+        await requester.start()
+        try:
+            bodies = await asyncio.wait_for(asyncio.gather(*(p for p in pending if p)), 20)
+            await computed.count(31)
+            await dead.count(1)
+        finally:
+            await requester.stop()
+    replies = [decode(b, SubmitReply) for b in bodies]
+    assert [r.job_id for r in replies[:30]] == [derived_job_id(s.job.id) for s in good]
+    key_ids = {r.job_id for r in replies[30:33]}
+    assert key_ids == {derived_job_id(idempotent_id("round-key"))}
+    assert [r.error.type if r.error else None for r in replies[33:]] == [
+        error_type for _, error_type, _ in BAD.values()
+    ]
+    assert await queue_depth(connection, COMPUTE_QUEUE) == 0
+    assert len(computed.messages) == 31
+    assert await queue_depth(connection, SUBMIT_QUEUE) == 0
+
+
+async def test_unexpected_error_reading_a_submission_is_answered(
+    requester: Requester,
+    client: Client,
+    connection: AbstractRobustConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def broken(body: bytes, registry: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(submissions, "prepare", broken)
+    reply = await client.submit(Submission(job=python_job()))
+    assert reply.error is not None
+    assert reply.error.type == "ProtocolError"
+    assert "could not read this submission: RuntimeError" in reply.error.message
+    async with collect(connection, DEAD_QUEUE) as dead:
+        await client.send(Submission(job=python_job()), reply=False)
+        await dead.count(1)
+
+
+async def test_failed_compute_publish_is_retried_until_it_lands(
+    requester: Requester,
+    client: Client,
+    connection: AbstractRobustConnection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first publish goes to a queue that does not exist (returned by the broker); the
+    submission is requeued, and its redelivery publishes the job."""
+    wrong = iter(["shoal.no-such-queue"])
+    real_publish = FrameBatch.publish
+
+    def publish(self: FrameBatch, routing_key: str, *args: Any, **kwargs: Any) -> Any:
+        if routing_key == COMPUTE_QUEUE:
+            routing_key = next(wrong, routing_key)
+        return real_publish(self, routing_key, *args, **kwargs)
+
+    monkeypatch.setattr(FrameBatch, "publish", publish)
+    job = python_job()
+    async with collect(connection, COMPUTE_QUEUE) as computed:
+        reply = await client.submit(Submission(job=job), deadline=15)
+        [message] = await computed.count(1)
+    assert reply.job_id == derived_job_id(job.id) == message.message_id
+    assert requester.store is not None
+    assert (await requester.store.describe(job.id))["state"] == JobState.QUEUED
