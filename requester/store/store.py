@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shoal.errors import NotFoundError
@@ -23,6 +24,20 @@ from shoal.wire import JobEvent
 from . import reads, schema, writes
 from .dialect import tune_sqlite
 from .writes import Limits, NewJob
+
+
+async def _create_schema(engine: AsyncEngine, attempts: int = 3) -> None:
+    """Create the tables that are missing. Replicas starting together can race between
+    "missing?" and "create": the loser fails, tries again and finds the tables there."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(schema.metadata.create_all)
+            return
+        except DBAPIError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.1 * attempt)
 
 
 class JobStore:
@@ -47,8 +62,7 @@ class JobStore:
         engine = create_async_engine(url, **options)
         if engine.dialect.name == "sqlite":
             tune_sqlite(engine)
-        async with engine.begin() as conn:
-            await conn.run_sync(schema.metadata.create_all)
+        await _create_schema(engine)
         return cls(engine, limits)
 
     @property

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,9 @@ from requester.translate import default_registry, translate_job
 from shoal.errors import NotFoundError
 from shoal.model import JobState
 
+from .conftest import LIMITS
 from .jobs import docker_job, log, python_job, result, state, tar_gz
+from .services import postgres_database
 
 
 def translated(**labels: str) -> NewJob:
@@ -165,3 +169,21 @@ async def test_a_job_stopped_before_it_ran_is_recorded_at_once(store: JobStore) 
     assert await store.stop_if_waiting(item.runnable.id, "stopped by user")
     [done] = await store.fully_recorded([item.runnable.id])
     assert done.state is JobState.STOPPED
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+async def test_replicas_opening_a_new_store_together_all_start(
+    database: str, tmp_path: Path
+) -> None:
+    """They race to create the schema; the losers find it created and go on."""
+    async with contextlib.AsyncExitStack() as stack:
+        if database == "sqlite":
+            url = f"sqlite+aiosqlite:///{tmp_path / 'shared.sqlite3'}"
+        else:
+            url = await stack.enter_async_context(postgres_database())
+        stores = await asyncio.gather(*(JobStore.open(url, LIMITS) for _ in range(4)))
+        item = translated()
+        await stores[0].add_jobs([item])
+        assert (await stores[3].describe(item.runnable.id))["id"] == item.runnable.id
+        for opened in stores:
+            await opened.close()
