@@ -1,23 +1,35 @@
 """The Celery baseline of ``bench.bench_requester``: a no-op task on the same broker.
 
-Two set-ups: Celery's defaults (classic queue, ack on receipt) and, with
-``BENCH_CELERY_QUORUM=1``, the guarantees Shoal gives (quorum queue, ack after the task).
-The worker (``--pool=solo``) counts the tasks it ran; at the first and at the N-th it prints
-``CELERY-FIRST <t>`` / ``CELERY-DONE <t>`` (``time.time()``) so the bench reads the rate off
-the worker's own clock. Configured by ``BENCH_BROKER_URL`` and ``BENCH_TASKS``.
+Three set-ups, chosen by ``BENCH_CELERY_SETUP``:
+
+- ``solo`` (default): a ``--pool=solo`` worker with the bench's prefetch, on a classic
+  queue acking on receipt: Celery at its fastest;
+- ``quorum``: the same worker with the guarantees Shoal gives (quorum queue, ack after the
+  task);
+- ``stock``: the worker as Celery ships it: prefork pool with one process per CPU, prefetch
+  multiplier 4, classic queue, ack on receipt.
+
+The worker counts the tasks it ran (across its pool's processes); at the first and at the
+N-th it prints ``CELERY-FIRST <t>`` / ``CELERY-DONE <t>`` (``time.time()``) so the bench
+reads the rate off the worker's own clock. Configured by ``BENCH_BROKER_URL``,
+``BENCH_TASKS`` and ``BENCH_PREFETCH``.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
+SETUP = os.environ.get("BENCH_CELERY_SETUP", "solo")
+QUORUM = SETUP == "quorum"
+QUEUE = f"bench.celery.{SETUP}"
+TASKS = int(os.environ.get("BENCH_TASKS", "0"))
+
 app = Celery("bench", broker=os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1//"))
-QUORUM = os.environ.get("BENCH_CELERY_QUORUM") == "1"
-QUEUE = "bench.celery.quorum" if QUORUM else "bench.celery"
 app.conf.update(
     task_default_queue=QUEUE,
     task_queues=[
@@ -29,20 +41,24 @@ app.conf.update(
     ],
     task_acks_late=QUORUM,
     worker_redirect_stdouts=False,
-    worker_prefetch_multiplier=int(os.environ.get("BENCH_PREFETCH", "128")),
     task_ignore_result=True,
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
 )
-_seen = 0
+if SETUP != "stock":
+    app.conf.worker_prefetch_multiplier = int(os.environ.get("BENCH_PREFETCH", "128"))
+
+_seen = multiprocessing.Value("l", 0)
+"""Tasks run so far; created before the pool forks, so its processes share it."""
 
 
 @app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop(index: int) -> None:
     """Nothing, counted."""
-    global _seen
-    _seen += 1
-    if _seen == 1:
+    with _seen.get_lock():
+        _seen.value += 1
+        seen = _seen.value
+    if seen == 1:
         print(f"CELERY-FIRST {time.time()}", flush=True)
-    if _seen == int(os.environ.get("BENCH_TASKS", "0")):
+    if seen == TASKS:
         print(f"CELERY-DONE {time.time()}", flush=True)
