@@ -1,8 +1,9 @@
 """Group commit: many concurrent callers, one database transaction per round.
 
-Each delivery handler awaits ``batcher.submit(item)``; while one round is being written the
-next items queue up and go in the next round together. Nothing waits on a timer, so a lone
-submission is written at once, and under load one commit serves a whole prefetch window.
+Each caller (a recorder delivery, a round of submissions) awaits ``batcher.submit(item)``;
+while one round is being written the next items queue up and go in the next round together.
+Nothing waits on a timer, so a lone item is written at once, and under load one commit
+serves everything that arrived meanwhile.
 """
 
 from __future__ import annotations

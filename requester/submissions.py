@@ -183,7 +183,7 @@ class SubmissionPipeline:
     async def drain(self, grace: float) -> int:
         """Let the rounds in progress finish within ``grace`` seconds, then cancel the rest;
         retries still waiting out their back-off are cancelled (their deliveries go back to
-        the queue when the channel closes). Returns how many deliveries were cut short."""
+        the queue when the channel closes). Returns how many rounds and retries were cut."""
         if self._pump is not None:
             self._pump.cancel()
         if self._rounds:
