@@ -21,6 +21,24 @@ start() {
     echo "demo: started $role (pid $!, log $STATE/$role.log)"
 }
 
+# Wait for a service's ready line: on a broker that never saw Shoal, the requester declares
+# the queues, and a job sent before that would be refused.
+ready() {
+    local role=$1 line=$2 pid
+    pid=$(cat "$STATE/$role.pid")
+    for _ in $(seq 300); do
+        grep -qF -- "$line" "$STATE/$role.log" 2>/dev/null && return
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "demo: the $role stopped; its log, $STATE/$role.log, ends:" >&2
+            tail -5 "$STATE/$role.log" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    echo "demo: the $role is not ready after 30 s; see $STATE/$role.log" >&2
+    exit 1
+}
+
 run() {
     local shown="" word
     for word in "$@"; do  # show each word the way a shell would need it typed
@@ -38,6 +56,8 @@ run() {
 
 start requester
 start executor
+ready requester requester.started
+ready executor executor.ready
 
 echo
 echo "== python: revenue per region from examples/sales.csv"
