@@ -7,12 +7,14 @@
    - raw relay: consume a quorum queue → publish to another with confirm (mandatory,
      persistent) → ack — the floor any consumer that republishes pays;
    - Celery: a worker running a no-op task, timed by the worker itself from the first task
-     to the N-th, in three set-ups (``bench.celery_noop``): a solo pool on a classic queue
+     to the N-th, in three set-ups (``bench.celery_worker``): a solo pool on a classic queue
      acking on receipt (Celery at its fastest), the same on a quorum queue acking after the
      task (Shoal's guarantees), and the stock worker (prefork pool, one process per CPU,
-     Celery's default prefetch).
+     Celery's default prefetch); and, beside the no-op, a task doing the requester's work
+     with the requester's code (parse, translate, SQLite store, confirmed compute publish,
+     queued mark, reply), one submission per task, with Shoal's guarantees.
    The requester's and the relay's output is counted by a consumer in the bench process,
-   which shares the machine with them; Celery produces no output to count. The relay and
+   which shares the machine with them; Celery's workers count their own tasks. The relay and
    the solo workers consume with prefetch 128 (:data:`PREFETCH`; 256 measured no faster
    for the relay here), the requester with its default ``submit_prefetch`` (256). The
    requester and the relay get the same message body (a ``python`` job's submission),
@@ -22,7 +24,7 @@
 
 Targets (issue 3): requester ≥ 70% of the relay and faster than Celery; exec < 250 ms median.
 
-Usage: python -m bench.bench_requester [--jobs 2000] [--rounds 2] [--runs 10]
+Usage: python -m bench.bench_requester [--jobs 2000] [--rounds 3] [--runs 10]
 Needs RabbitMQ with ``rabbitmqctl`` (each run uses a private vhost, deleted afterwards).
 """
 
@@ -53,6 +55,7 @@ from shoal.wire import Submission, encode
 
 ROOT = Path(__file__).resolve().parents[1]
 RELAY_IN, RELAY_OUT = "bench.relay.in", "bench.relay.out"
+CELERY_COMPUTE, CELERY_REPLIES = "bench.celery.compute", "bench.celery.replies"
 PREFETCH = 128
 """The relay's and Celery's prefetch (the requester runs with its own default)."""
 
@@ -165,7 +168,9 @@ def requester_env(url: str, data: Path) -> dict[str, str]:
 
 async def bench_requester(conn: AbstractRobustConnection, url: str, jobs: int, data: Path) -> float:
     channel = await conn.channel()
-    await declare(channel)
+    topology = await declare(channel)
+    for name in (SUBMIT_QUEUE, COMPUTE_QUEUE):
+        await topology.queues[name].purge()
     replies = Arrivals(jobs)
     raw = await channel.get_underlay_channel()
 
@@ -223,34 +228,50 @@ async def bench_relay(conn: AbstractRobustConnection, url: str, jobs: int) -> fl
     return arrivals.rate
 
 
-async def bench_celery(url: str, jobs: int, setup: str) -> float:
-    """Celery's rate in one of ``bench.celery_noop``'s set-ups (solo, quorum, stock)."""
+async def bench_celery(url: str, jobs: int, setup: str, data: Path | None = None) -> float:
+    """Celery's rate in one of ``bench.celery_worker``'s set-ups (solo, quorum, stock, work;
+    ``work`` keeps its store under ``data``)."""
     env = {
         "BENCH_BROKER_URL": url,
         "BENCH_TASKS": str(jobs),
         "BENCH_PREFETCH": str(PREFETCH),
         "BENCH_CELERY_SETUP": setup,
     }
+    if data is not None:
+        env["BENCH_DATABASE_URL"] = requester_env(url, data)["SHOAL_DATABASE_URL"]
     os.environ.update(env)
     import importlib
 
-    import bench.celery_noop
+    import bench.celery_worker
 
-    app = importlib.reload(bench.celery_noop).app
-
+    app = importlib.reload(bench.celery_worker).app
     app.conf.broker_url = url
+    bodies = [encode(Submission(job=python_job())).decode() for _ in range(jobs)]
 
     def preload() -> None:
         with app.producer_or_acquire() as producer:
+            if setup == "work":
+                channel = producer.channel
+                quorum = work_queue_arguments()
+                channel.queue_declare(
+                    CELERY_COMPUTE, durable=True, auto_delete=False, arguments=quorum
+                )
+                channel.queue_declare(CELERY_REPLIES, durable=True, auto_delete=False)
+                for queue in (CELERY_COMPUTE, CELERY_REPLIES):
+                    channel.queue_purge(queue)
             for index in range(jobs):
-                app.send_task("bench.noop", args=[index], producer=producer)
+                if setup == "work":
+                    args: list[object] = [bodies[index], CELERY_COMPUTE, CELERY_REPLIES]
+                    app.send_task("bench.submit", args=args, producer=producer)
+                else:
+                    app.send_task("bench.noop", args=[index], producer=producer)
 
     await asyncio.to_thread(preload)
     celery = str(Path(sys.executable).with_name("celery"))
     argv = (
         celery,
         "-A",
-        "bench.celery_noop",
+        "bench.celery_worker",
         "worker",
         *(() if setup == "stock" else ("--pool=solo",)),
         "--loglevel=WARNING",
@@ -314,6 +335,7 @@ async def main(jobs: int, rounds: int, runs: int) -> None:
         "celery": [],
         "celery_q": [],
         "celery_stock": [],
+        "celery_work": [],
     }
     with private_vhost() as url, tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -324,6 +346,7 @@ async def main(jobs: int, rounds: int, runs: int) -> None:
             "celery": lambda: bench_celery(url, jobs, "solo"),
             "celery_q": lambda: bench_celery(url, jobs, "quorum"),
             "celery_stock": lambda: bench_celery(url, jobs, "stock"),
+            "celery_work": lambda: bench_celery(url, jobs, "work", data),
         }
         for round_ in range(rounds):
             for name, step in steps.items():
@@ -367,6 +390,7 @@ def report(
         ("celery", "Celery no-op task, solo pool (classic queue, ack on receipt)"),
         ("celery_q", "Celery no-op task, solo pool, quorum queue + acks_late"),
         ("celery_stock", "Celery no-op task, stock worker (prefork pool, default prefetch)"),
+        ("celery_work", "Celery task doing the requester's work, quorum queue + acks_late"),
     ):
         others = ", ".join(f"{r:.0f}" for r in rates[name])
         print(
@@ -378,7 +402,9 @@ def report(
     print(
         f"- requester / Celery: solo **{ratio_celery:.2f}x**, "
         f"solo on a quorum queue **{median['requester'] / median['celery_q']:.2f}x**, "
-        f"stock worker **{median['requester'] / median['celery_stock']:.2f}x** (target > 1)"
+        f"stock worker **{median['requester'] / median['celery_stock']:.2f}x** (target > 1); "
+        f"requester / Celery doing the requester's work: "
+        f"**{median['requester'] / median['celery_work']:.2f}x**"
     )
     print(
         "- `shoal exec python --id-only -- python -c pass`: "
@@ -393,7 +419,7 @@ def cli() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     asyncio.run(main(args.jobs, args.rounds, args.runs))
