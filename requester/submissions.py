@@ -239,9 +239,11 @@ class SubmissionPipeline:
         except Exception as error:
             self._fail(items, "store", error)
             return
-        fresh = [item for item in leaders.values() if states[item.job_id] is JobState.PENDING]
+        fresh = []
         for item in leaders.values():
-            if item not in fresh:
+            if states[item.job_id] is JobState.PENDING:
+                fresh.append(item)
+            else:
                 log.info("submission.duplicate", job_id=item.job_id, state=states[item.job_id])
         if fresh:
             published = await self._publish(fresh)
