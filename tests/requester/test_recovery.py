@@ -129,6 +129,41 @@ async def test_dropped_connections_lose_nothing(
     assert {j["state"] for j in stored} == {"queued"}
 
 
+@pytest.mark.skipif(
+    os.environ.get("SHOAL_TEST_BROKER_RESTART") == "0",
+    reason="SHOAL_TEST_BROKER_RESTART=0: the broker is shared, do not restart it",
+)
+async def test_broker_restarted_mid_stream_loses_nothing(
+    requester_settings: RequesterSettings,
+    client: Client,
+    connection: AbstractRobustConnection,
+) -> None:
+    """Stops and starts the RabbitMQ application (every vhost goes down for a few seconds)
+    while the requester works through a backlog: quorum queues keep what they held, the
+    requester and the test's consumer reconnect, and every submission becomes one queued
+    job."""
+    count = 400
+    settings = requester_settings.model_copy(update={"submit_prefetch": 2})
+    jobs = [python_job() for _ in range(count)]
+    await asyncio.gather(*(client.send(Submission(job=j), reply=False) for j in jobs))
+    async with running(settings) as requester, collect(connection, COMPUTE_QUEUE) as computed:
+        assert requester.store is not None
+        await computed.count(10, deadline=20)
+        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        try:
+            stored_while_down = len(await requester.store.list_jobs(limit=count))
+        finally:
+            await asyncio.to_thread(rabbitmqctl, "start_app")
+        assert stored_while_down < count, "the restart came too late"
+        messages = await computed.wait_for(
+            lambda ms: len({m.message_id for m in ms}) >= count, deadline=90
+        )
+        stored = await requester.store.list_jobs(limit=1000)
+    assert {m.message_id for m in messages} == {j["id"] for j in stored}
+    assert len(stored) == count
+    assert {j["state"] for j in stored} == {"queued"}
+
+
 async def test_sigterm_stops_gracefully(
     requester_settings: RequesterSettings, client: Client
 ) -> None:
