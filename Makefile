@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services test-services images demo stop test lint typecheck unit bench clean
+.PHONY: install services test-services images service-image demo stop test lint typecheck unit bench clean
 
 install: $(STAMP)
 
@@ -24,6 +24,9 @@ test-services: services
 images: services
 	bash runtime-images/build.sh
 
+service-image: install services
+	bash deploy/build.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -34,7 +37,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not rabbitmq and not docker"
 
-test: install test-services images lint typecheck
+test: install test-services images service-image lint typecheck
 	$(BIN)/pytest
 
 demo: install services images

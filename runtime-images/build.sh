@@ -4,7 +4,7 @@
 # Usage: bash runtime-images/build.sh        (what `make images` runs)
 #   PYTHON_VERSIONS="3.11 3.12"  python versions to build (default: 3.11)
 #   FORCE=1                      rebuild even when an image with the same inputs exists
-#   DEBIAN_MIRROR=URL            mirror for the local base (default: this host's apt source)
+#   DEBIAN_MIRROR=URL            mirror for the local base (see scripts/debian-image.sh)
 #
 # Idempotent and fast when nothing changed: each image carries a label with the hash of its
 # inputs (Dockerfile, launcher, wheel pins, base image id) and is skipped when it matches.
@@ -35,29 +35,8 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 image_label() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 image_id() { docker image inspect -f '{{.Id}}' "$1"; }
 
-debian_mirror() {
-    if [[ -n ${DEBIAN_MIRROR:-} ]]; then echo "$DEBIAN_MIRROR"; return; fi
-    local src=/etc/apt/sources.list.d/debian.sources uri=""
-    if [[ -r $src ]]; then
-        uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' "$src")
-    fi
-    echo "${uri:-http://deb.debian.org/debian}"
-}
-
 ensure_local_base() {
-    if have_image "$LOCAL_BASE"; then return; fi
-    command -v debootstrap >/dev/null || { log "debootstrap missing (run scripts/ensure-docker.sh)"; exit 1; }
-    local dir mirror
-    dir=$(mktemp -d /tmp/shoal-base.XXXXXX)
-    mirror=$(debian_mirror)
-    log "making $LOCAL_BASE with debootstrap from $mirror (about a minute)"
-    debootstrap --variant=minbase --include=python3,python3-pip,python3-venv,ca-certificates \
-        bookworm "$dir" "$mirror" >/tmp/shoal-debootstrap.log 2>&1 \
-        || { log "debootstrap failed; see /tmp/shoal-debootstrap.log"; rm -rf "$dir"; exit 1; }
-    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/* \
-        "$dir"/usr/share/doc/* "$dir"/usr/share/man/*
-    tar -C "$dir" -c . | docker import -c 'CMD ["/bin/bash"]' - "$LOCAL_BASE" >/dev/null
-    rm -rf "$dir"
+    bash "$here/../scripts/debian-image.sh" "$LOCAL_BASE" python3,python3-pip,python3-venv,ca-certificates
 }
 
 # Print the base image for a python version, or nothing when none is available: the official

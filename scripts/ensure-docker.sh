@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers `docker info` and that debootstrap is available.
+# Make sure a Docker engine answers `docker info`, and that debootstrap and a compose CLI are
+# available.
 #
 # Idempotent; run as root. Installs docker.io when dockerd is missing, starts dockerd in the
 # background (logging to /var/log/dockerd.log, detached so it outlives this script) and waits
-# up to 60 s for it. debootstrap is needed by runtime-images/build.sh to make a local base
-# image when no registry is reachable.
+# up to 60 s for it. debootstrap is needed by runtime-images/build.sh and deploy/build.sh to
+# make base images when no registry is reachable; Debian's docker-compose runs compose.yaml
+# where the `docker compose` plugin is not installed.
 set -euo pipefail
 
 log() { printf 'ensure-docker: %s\n' "$*" >&2; }
@@ -21,6 +23,12 @@ apt_install() {
 if ! command -v debootstrap >/dev/null 2>&1; then
     log "installing debootstrap"
     apt_install debootstrap
+fi
+
+if ! command -v docker-compose >/dev/null 2>&1 \
+    && ! docker compose version >/dev/null 2>&1; then
+    log "installing docker-compose"
+    apt_install docker-compose
 fi
 
 if docker info >/dev/null 2>&1; then
