@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 
 import pytest
 
@@ -173,7 +174,7 @@ def test_poetry_project_with_poetry_run(index: Index) -> None:
     assert "$ poetry install\n" in result.log()
 
 
-def test_setup_py_editable(index: Index) -> None:
+def test_setup_py_editable(index: Index, launcher: ModuleType) -> None:
     setup = (
         "from setuptools import setup\n"
         "setup(name='sjob', version='0.1', py_modules=['sjob'], install_requires=['tinydep'])\n"
@@ -185,7 +186,8 @@ def test_setup_py_editable(index: Index) -> None:
         env=index.env,
     )
     assert_ok(result)
-    assert result.stdout == "tinydep-1.0 /tmp/work/sjob.py\n"
+    work = launcher.Layout().work  # the image's work folder, where /code is staged
+    assert result.stdout == f"tinydep-1.0 {work / 'sjob.py'}\n"
     assert "$ pip install -e .\n" in result.log()
 
 
