@@ -50,11 +50,11 @@ async def dead_letter(message: Delivery) -> None:
 
 async def retry_later(message: Delivery, base: float, cap: float) -> None:
     """Nack with requeue after an exponential, jittered back-off by delivery count."""
-    await asyncio.sleep(backoff(message, base, cap))
+    await asyncio.sleep(_backoff(message, base, cap))
     await _settle(message, "requeue")
 
 
-def backoff(message: Delivery, base: float, cap: float) -> float:
+def _backoff(message: Delivery, base: float, cap: float) -> float:
     """Seconds to wait before requeueing ``message``: doubles with each delivery, jittered."""
     if isinstance(message, DeliveredMessage):
         headers = message.header.properties.headers or {}

@@ -303,12 +303,9 @@ class SubmissionPipeline:
             )
             for item in done
         ]
-        try:
-            await self._reply(answers)
-        except Exception as error:
+        if (error := await self._answer(answers)) is not None:
             self._fail(done, "reply", error)
             done = []
-        await self._ack([item.message for item in done])
         for item in done:
             log.info(
                 "submission.accepted",
@@ -335,25 +332,29 @@ class SubmissionPipeline:
                 answered.append((message, SubmitReply(error=WireError.of(error))))
             else:
                 await delivery.dead_letter(message)
-        try:
-            await self._reply(answered)
-        except Exception as failure:
+        if (failure := await self._answer(answered)) is not None:
             log.warning("submission.reply_failed", error=f"{type(failure).__name__}: {failure}")
             for message, _ in answered:
                 self._retry_later(message)
-            return
-        await self._ack([message for message, _ in answered])
 
-    async def _reply(self, answers: list[tuple[DeliveredMessage, SubmitReply]]) -> None:
-        """Answer on each request's ``reply_to`` (if any), in one write; not confirmed."""
-        raw = cast(aiormq.Channel, await self._replies.get_underlay_channel())
-        batch = FrameBatch(raw)
-        for request, answer in answers:
-            props = request.header.properties
-            if props.reply_to:
-                reply = properties(correlation_id=props.correlation_id)
-                batch.publish(props.reply_to, encode(answer), reply, mandatory=False)
-        await batch.flush()
+    async def _answer(
+        self, answers: list[tuple[DeliveredMessage, SubmitReply]]
+    ) -> Exception | None:
+        """Answer each request on its ``reply_to`` (if any) in one write, not confirmed, then
+        ack them all; what kept the replies from going out (nothing is acked then)."""
+        try:
+            raw = cast(aiormq.Channel, await self._replies.get_underlay_channel())
+            batch = FrameBatch(raw)
+            for request, answer in answers:
+                props = request.header.properties
+                if props.reply_to:
+                    reply = properties(correlation_id=props.correlation_id)
+                    batch.publish(props.reply_to, encode(answer), reply, mandatory=False)
+            await batch.flush()
+        except Exception as error:
+            return error
+        await self._ack([request for request, _ in answers])
+        return None
 
     async def _ack(self, messages: list[DeliveredMessage]) -> None:
         """Ack ``messages`` in one write per channel they came on. A channel that closed
