@@ -53,15 +53,4 @@ PY
 }
 hash=$( (docker image inspect -f '{{.Id}}' "$BASE"; cat "$here/Dockerfile" "$here/rabbitmq-entrypoint.sh"
          cd "$wheels" && ls -1 ./*.whl && content_hash shoal-*.whl) | sha256sum | cut -c1-16)
-if [[ -z ${FORCE:-} ]] && [[ $(docker image inspect -f '{{ index .Config.Labels "io.shoal.inputs" }}' "$TAG" 2>/dev/null) == "$hash" ]]; then
-    log "$TAG is up to date"
-    exit 0
-fi
-log "building $TAG"
-out=$(mktemp)
-if ! docker build --force-rm --label "io.shoal.inputs=$hash" --build-arg "BASE=$BASE" \
-        --tag "$TAG" "$here" >"$out" 2>&1; then
-    cat "$out" >&2; rm -f "$out"; log "docker build of $TAG failed"; exit 1
-fi
-rm -f "$out"
-log "built $TAG"
+bash "$root/scripts/build-image.sh" "$TAG" "$here" "$hash" --build-arg "BASE=$BASE"

@@ -32,7 +32,6 @@ PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
-image_label() { docker image inspect -f "{{ index .Config.Labels \"$2\" }}" "$1" 2>/dev/null || true; }
 image_id() { docker image inspect -f '{{.Id}}' "$1"; }
 
 ensure_local_base() {
@@ -66,22 +65,7 @@ fetch_wheels() {
 
 inputs_hash() { cat "$@" | sha256sum | cut -c1-16; }
 
-# build TAG CONTEXT HASH BUILD-ARGS...
-build() {
-    local tag=$1 context=$2 hash=$3; shift 3
-    if [[ -z ${FORCE:-} ]] && [[ $(image_label "$tag" io.shoal.inputs) == "$hash" ]]; then
-        log "$tag is up to date"; return
-    fi
-    log "building $tag"
-    local out
-    out=$(mktemp)
-    if ! docker build --force-rm --label "io.shoal.inputs=$hash" --tag "$tag" "$@" "$context" >"$out" 2>&1
-    then
-        cat "$out" >&2; rm -f "$out"; log "docker build of $tag failed"; exit 1
-    fi
-    rm -f "$out"
-    log "built $tag ($(docker image inspect -f '{{.Size}}' "$tag" | numfmt --to=si)B)"
-}
+build() { bash "$here/../scripts/build-image.sh" "$@"; }
 
 build_python() {
     local ver=$1 base ctx=$here/python tag="shoal/python:$1-$REVISION" hash
