@@ -24,7 +24,7 @@ from shoal.model import TERMINAL_STATES, Job, JobState
 from shoal.topology import COMPUTE_QUEUE, Topology, declare
 from shoal.wire import ComputeRequest, ControlMessage, JobEvent, decode
 
-from .support import BASE_IMAGE
+from .support import BASE_IMAGE, http_server
 
 
 @pytest.fixture
@@ -190,11 +190,5 @@ async def host_http_server() -> AsyncIterator[int]:
     async def hello(request: web.Request) -> web.Response:
         return web.Response(text="hello from the host\n")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "0.0.0.0", 0)
-    await site.start()
-    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await runner.cleanup()
+    async with http_server(hello, "0.0.0.0") as port:
+        yield port

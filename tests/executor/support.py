@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import gzip
 import io
 import tarfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+
+from aiohttp import web
 
 from shoal.inline import inline_source
 from shoal.model import Job
@@ -26,16 +31,21 @@ def docker_job(
     return Job.model_validate({"tasks": [{"engine": {"type": "docker", "params": params}, **task}]})
 
 
-def targz(files: dict[str, bytes]) -> str:
-    """Base64 of a tar.gz holding ``files``."""
+def tar_of(files: dict[str, bytes]) -> bytes:
+    """A tar archive holding ``files`` (mode 0644)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o644
             archive.addfile(info, io.BytesIO(data))
-    return base64.b64encode(buffer.getvalue()).decode()
+    return buffer.getvalue()
+
+
+def targz(files: dict[str, bytes]) -> str:
+    """Base64 of a tar.gz holding ``files``."""
+    return base64.b64encode(gzip.compress(tar_of(files))).decode()
 
 
 def inline_input(kind: str, files: dict[str, bytes], target: str) -> dict[str, Any]:
@@ -52,3 +62,22 @@ def untar(data: str) -> dict[str, bytes]:
             if handle is not None:
                 found[member.name] = handle.read()
     return found
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@contextlib.asynccontextmanager
+async def http_server(handler: Handler, host: str) -> AsyncIterator[int]:
+    """An HTTP server answering every GET with ``handler`` on ``host`` (a free port);
+    yields the port."""
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()

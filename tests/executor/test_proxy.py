@@ -13,6 +13,8 @@ from aiohttp import web
 from executor.addresses import is_internal
 from executor.proxy import AllowListProxy, host_allowed
 
+from .support import http_server
+
 pytestmark = pytest.mark.timeout(20)
 
 
@@ -40,14 +42,8 @@ async def origin() -> AsyncIterator[int]:
         assert "Proxy-Authorization" not in request.headers
         return web.Response(text=f"hello {request.path}")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", hello)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    await runner.cleanup()
+    async with http_server(hello, "127.0.0.1") as port:
+        yield port
 
 
 async def started(allow_private: bool) -> tuple[AllowListProxy, int]:

@@ -12,7 +12,7 @@ from executor.failures import IMAGE_MISSING, JobError
 from executor.runner import ContainerRunner, ContainerSpec, RunnerError, Stream
 from executor.settings import PullPolicy
 
-from .support import BASE_IMAGE
+from .support import BASE_IMAGE, tar_of
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,17 +28,6 @@ def spec(script: str, label: str, **extra: object) -> ContainerSpec:
         **extra,
     }
     return ContainerSpec(**values)  # type: ignore[arg-type]
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o644
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 async def run(runner: ContainerRunner, container: str) -> tuple[list[tuple[Stream, bytes]], int]:
