@@ -1,13 +1,14 @@
 """One job, from an accepted compute request to its terminal event.
 
-Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) → publish
-``running`` → ``prepare`` (image and user; where results go, ``spec.output_layout``: a result
-path the job could not write fails it here, before anything is fetched or created; inputs,
-network lease, dependency cache) → ``run`` (create, place result folders and inputs, start,
-stream logs, wait with timeout and stop) → ``collect`` outputs → remove the container
-(shielded: cancellation cannot skip it) → publish ``result`` and the terminal ``state``. A job
-stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
-delivery goes back to the queue.
+Steps: ``admit`` (runnable? image and network allowed? waited too long? stopped already?) →
+publish ``running`` → ``prepare`` (image and user, never root unless the operator allows it,
+``spec.job_user``; the container's volumes owned by that user; where results go,
+``spec.output_layout``: a result path the job could not write fails it here, before anything
+is fetched or created; inputs, network lease, dependency cache) → ``run`` (create, place
+result folders and inputs, start, stream logs, wait with timeout and stop) → ``collect``
+outputs → remove the container (shielded: cancellation cannot skip it) → publish ``result``
+and the terminal ``state``. A job stopped for the executor's shutdown (``JobControl.requeue``)
+publishes nothing more: its delivery goes back to the queue.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from typing import TypeVar
 import structlog
 
 from executor import failures
+from executor.addresses import DestinationPolicy, NodeAddresses
 from executor.events import EventSink, JobEvents
 from executor.failures import JobError
 from executor.gateway import HttpGateway, Lease
-from executor.inputs import place_dirs, prepare_inputs, top_level
+from executor.inputs import place_dirs, place_roots, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
@@ -35,6 +37,7 @@ from executor.spec import (
     ALWAYS_VOLUMES,
     Limits,
     SpecInputs,
+    check_image,
     container_spec,
     docker_params,
     job_user,
@@ -99,8 +102,18 @@ class Node:
     sink: EventSink
     gateway: HttpGateway
     executor_id: str
+    addresses: NodeAddresses = field(default_factory=NodeAddresses)
+    """The node's own addresses, shared with the proxy (refreshed by the service)."""
     _cache_owners: set[str] = field(default_factory=set)
     _cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def destinations(self) -> DestinationPolicy:
+        """Where this node's jobs may connect (url inputs; the proxy has its own)."""
+        return DestinationPolicy(
+            self.addresses,
+            allow_private=self.settings.allow_private_addresses,
+            allowed_ports=self.settings.allowed_ports,
+        )
 
     async def ensure_dep_cache(self, image: str, user: str) -> None:
         """Make the cache volume writable by ``user``, once per owner and process."""
@@ -193,7 +206,7 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
 
 
 def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
-    docker_params(job)
+    check_image(docker_params(job).image, settings)
     network_type(job.task, settings)
     queue_timeout = job.task.timeouts.queue
     if queue_timeout is not None and waited > queue_timeout:
@@ -243,9 +256,11 @@ async def _run_job(
     user = job_user(image, settings)
     input_roots = list(dict.fromkeys(top_level(item.target) for item in job.task.inputs))
     layout = output_layout(job.task, input_roots, user)
-    placements = await prepare_inputs(job.task.inputs, settings, numeric_uid(user))
+    uid = numeric_uid(user)
+    placements = await prepare_inputs(job.task.inputs, settings, uid, node.destinations())
     mounted = [*ALWAYS_VOLUMES, *input_roots, *layout.volumes]
-    folders = place_dirs(layout.dirs, mounted, numeric_uid(user))
+    folders = place_roots(mounted, uid) if uid else []
+    folders += place_dirs(layout.dirs, mounted, uid)
     lease: Lease | None = None
     try:
         if network_type(job.task, settings) is NetworkType.HTTP:

@@ -1,7 +1,8 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
 Start: connect, declare the topology, declare this executor's control queue, reap this node's
-orphaned containers, set up the HTTP gateway, consume the compute queue with
+orphaned containers, set up the HTTP gateway, read the node's own addresses (refreshed every
+``address_refresh`` seconds, ``executor.addresses``), consume the compute queue with
 ``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
 
 Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
@@ -47,6 +48,7 @@ import structlog
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 
+from executor.addresses import NodeAddresses
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
@@ -289,6 +291,8 @@ async def serve(
     structlog.contextvars.bind_contextvars(executor=executor_id)
     runner = runner or DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
     gateway: HttpGateway = NoGateway("not started")
+    addresses = NodeAddresses()
+    refresher: asyncio.Task[None] | None = None
     connection = None
     executor: Executor | None = None
     try:
@@ -308,8 +312,15 @@ async def serve(
 
         await reap_orphans(runner, settings.node_id, alive)
         if isinstance(runner, DockerRunner):
-            gateway = await DockerHttpGateway.start(runner.docker, settings, executor_id, alive)
-        node = Node(settings, runner, AmqpEventSink(topology.events), gateway, executor_id)
+            addresses = NodeAddresses(runner.docker.networks.list)
+            gateway = await DockerHttpGateway.start(
+                runner.docker, settings, executor_id, alive, addresses
+            )
+        await addresses.refresh()
+        refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
+        node = Node(
+            settings, runner, AmqpEventSink(topology.events), gateway, executor_id, addresses
+        )
         executor = Executor(node)
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
@@ -323,6 +334,8 @@ async def serve(
         await compute.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
+        if refresher is not None:
+            refresher.cancel()
         if executor is not None:
             await executor.cancel_all()
         await gateway.close()

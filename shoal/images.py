@@ -31,3 +31,8 @@ def python_image(version: str) -> str:
 def duckdb_image() -> str:
     """The tag of the duckdb runtime image."""
     return f"shoal/duckdb:{DUCKDB_VERSION}-{RUNTIME_REVISION}"
+
+
+def runtime_images() -> frozenset[str]:
+    """Every image a built-in translator may name (executors always allow them)."""
+    return frozenset({*(python_image(v) for v in PYTHON_VERSIONS), duckdb_image()})

@@ -12,14 +12,16 @@ from executor.settings import ExecutorSettings
 from executor.spec import (
     OutputLayout,
     SpecInputs,
+    check_image,
     container_spec,
     job_user,
     limits,
     network_type,
     output_layout,
 )
+from shoal.images import duckdb_image, python_image
 
-from .support import PYTHON_IMAGE, docker_job
+from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job
 
 
 @pytest.fixture
@@ -49,17 +51,60 @@ def test_limits_defaults_and_maxima(settings: ExecutorSettings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("image_user", "setting", "expected"),
+    ("image_user", "setting", "allow_root", "expected"),
     [
-        ("1000:1000", "auto", "1000:1000"),
-        ("", "auto", ""),
-        ("root", "auto", ""),
-        ("", "65534:65534", "65534:65534"),
+        ("1000:1000", "auto", False, "1000:1000"),
+        ("1000", "auto", False, "1000"),
+        ("", "auto", False, "65534:65534"),
+        ("root", "auto", False, "65534:65534"),
+        ("0:0", "auto", False, "65534:65534"),
+        ("toor", "auto", False, "65534:65534"),  # a name could be uid 0
+        ("", "auto", True, ""),
+        ("root", "auto", True, ""),
+        ("", "2000:2000", False, "2000:2000"),
     ],
 )
-def test_job_user(settings: ExecutorSettings, image_user: str, setting: str, expected: str) -> None:
-    chosen = settings.model_copy(update={"job_user": setting})
+def test_job_user_never_root_unless_allowed(
+    settings: ExecutorSettings, image_user: str, setting: str, allow_root: bool, expected: str
+) -> None:
+    chosen = settings.model_copy(update={"job_user": setting, "allow_root": allow_root})
     assert job_user(ImageInfo(user=image_user), chosen) == expected
+
+
+@pytest.mark.parametrize("user", ["0:0", "root", "", "someone"])
+def test_a_root_job_user_needs_allow_root(user: str) -> None:
+    with pytest.raises(ValueError, match="SHOAL_ALLOW_ROOT"):
+        ExecutorSettings(job_user=user)
+    assert ExecutorSettings(job_user=user, allow_root=True).job_user == user
+
+
+def test_native_images_refused_unless_allowed(settings: ExecutorSettings) -> None:
+    """The attack: a native docker job naming any image (pulled if missing)."""
+    for image in (python_image("3.10"), PYTHON_IMAGE, duckdb_image()):
+        check_image(image, settings)
+    for image in (BASE_IMAGE, "alpine", "docker.io/library/alpine:3", "shoal/python:evil"):
+        with pytest.raises(JobError, match=rf"^image not allowed: {image} is not an image"):
+            check_image(image, settings)
+    allowing = settings.model_copy(update={"allowed_images": ["shoal/base:*", "docker.io/*"]})
+    for image in (BASE_IMAGE, "docker.io/library/alpine:3"):
+        check_image(image, allowing)
+    with pytest.raises(JobError, match="^image not allowed: "):
+        check_image("alpine", allowing)
+
+
+def test_comma_list_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_ALLOWED_IMAGES", "busybox:*, ghcr.io/acme/*")
+    monkeypatch.setenv("SHOAL_ALLOWED_PORTS", "8080, 9000-9002")
+    loaded = ExecutorSettings()
+    assert loaded.allowed_images == ["busybox:*", "ghcr.io/acme/*"]
+    assert loaded.allowed_ports == [8080, 9000, 9001, 9002]
+    monkeypatch.setenv("SHOAL_ALLOWED_PORTS", "70000")
+    with pytest.raises(ValueError, match="allowed_ports"):
+        ExecutorSettings()
+
+
+def test_images_are_never_pulled_by_default() -> None:
+    assert ExecutorSettings().pull_policy.value == "never"
 
 
 def test_network_modes(settings: ExecutorSettings) -> None:
