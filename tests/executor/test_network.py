@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import aiodocker
 import pytest
 
+from executor.addresses import NodeAddresses
 from executor.network import REJECT_COMMENT, iptables
 from shoal.model import JobState
 from shoal.wire import JobEvent
@@ -216,3 +217,18 @@ async def test_node_addresses_refused_whatever_their_range(
 def stdout_lines(events: list[JobEvent]) -> list[str]:
     text = "".join(e.data for e in sorted(events, key=lambda e: e.seq) if e.stream == "stdout")
     return text.splitlines()
+
+
+async def test_node_addresses_read_from_the_docker_engine() -> None:
+    """Docker networks' whole subnets count as the node's, not only its interface addresses."""
+    async with public_range_http_network() as (_, gateway):
+        docker = aiodocker.Docker()
+        try:
+            addresses = NodeAddresses(docker.networks.list)
+            await addresses.refresh()
+        finally:
+            await docker.close()
+    inside = ipaddress.ip_address(gateway) + 5  # in the subnet, on no interface
+    assert inside in addresses
+    assert ipaddress.ip_address("172.17.0.1") in addresses
+    assert ipaddress.ip_address("198.51.99.1") not in addresses

@@ -19,7 +19,9 @@ from executor.spec import (
     network_type,
     output_layout,
 )
+from shoal.errors import InvalidJobError
 from shoal.images import duckdb_image, python_image
+from shoal.model import parse_job
 
 from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job
 
@@ -181,3 +183,10 @@ def test_output_of_its_own_needs_root() -> None:
         "output not writable: /results would be owned by root but the job runs as 1000; "
         "collect it under /outputs instead, e.g. -o results:/outputs/results"
     )
+
+
+def test_a_job_cannot_ask_for_a_user() -> None:
+    """A job has no way to ask for root: its docker params have no user field."""
+    params = {"image": BASE_IMAGE, "user": "0:0"}
+    with pytest.raises(InvalidJobError, match=r"engine\.params\.user: extra inputs"):
+        parse_job({"tasks": [{"engine": {"type": "docker", "params": params}}]})
