@@ -3,7 +3,8 @@
 Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) → publish
 ``running`` → ``prepare`` (image and user; where results go, ``spec.output_layout``: a result
 path the job could not write fails it here, before anything is fetched or created; inputs,
-network lease, dependency cache) → ``run`` (create, place result folders and inputs, start,
+network lease, the prebuilt environment of ``executor.depcache``, built first by a separate
+install container when missing) → ``run`` (create, place result folders and inputs, start,
 stream logs, wait with timeout and stop) → ``collect`` outputs → remove the container
 (shielded: cancellation cannot skip it) → publish ``result`` and the terminal ``state``. A job
 stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
@@ -15,22 +16,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 
 from executor import failures
+from executor.depcache import DepCache, InstallRequest, Prebuilt
 from executor.events import EventSink, JobEvents
 from executor.failures import JobError
 from executor.gateway import HttpGateway, Lease
-from executor.inputs import place_dirs, prepare_inputs, top_level
+from executor.inputs import Placement, place_dirs, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
 from executor.settings import ExecutorSettings
+from executor.shielded import uncancellable
 from executor.spec import (
     ALWAYS_VOLUMES,
     Limits,
@@ -44,7 +45,6 @@ from executor.spec import (
     output_layout,
     uses_dep_cache,
 )
-from shoal.images import DEP_CACHE_MOUNT
 from shoal.model import Job, JobState, NetworkType
 from shoal.units import format_bytes
 from shoal.wire import utcnow
@@ -53,25 +53,6 @@ log = structlog.get_logger("executor")
 
 LOG_GRACE = 5.0
 """Seconds the log stream may lag behind the container's exit before it is cut."""
-
-T = TypeVar("T")
-
-
-async def uncancellable(work: Awaitable[T]) -> T:
-    """Finish ``work`` even if the caller is cancelled meanwhile (then re-raise that)."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 @dataclass
@@ -99,23 +80,10 @@ class Node:
     sink: EventSink
     gateway: HttpGateway
     executor_id: str
-    _cache_owners: set[str] = field(default_factory=set)
-    _cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    depcache: DepCache = field(init=False)
 
-    async def ensure_dep_cache(self, image: str, user: str) -> None:
-        """Make the cache volume writable by ``user``, once per owner and process."""
-        if not user or user in self._cache_owners:
-            return
-        async with self._cache_lock:
-            if user in self._cache_owners:
-                return
-            try:
-                await self.runner.chown_volume(
-                    self.settings.dep_cache_volume, image, user, DEP_CACHE_MOUNT
-                )
-            except Exception as error:  # no cache is better than no job
-                log.warning("depcache.init_failed", error=str(error))
-            self._cache_owners.add(user)
+    def __post_init__(self) -> None:
+        self.depcache = DepCache(self.runner, self.settings, self.executor_id)
 
 
 @dataclass
@@ -252,8 +220,22 @@ async def _run_job(
             domains = list(job.task.network.domains) if job.task.network else []
             lease = await node.gateway.lease(job.id, domains)
         network = "bridge" if network_type(job.task, settings) is NetworkType.FULL else "none"
+        network = lease.network if lease else network
+        network_env = lease.env if lease else {}
+        prebuilt: Prebuilt | None = None
         if uses_dep_cache(params.image, settings):
-            await node.ensure_dep_cache(params.image, user)
+            request = InstallRequest(
+                job_id=job.id,
+                image=params.image,
+                info=image,
+                code_tars=[p.tar for p in placements if p.root == "/code"],
+                env={**params.env, **job.task.env},
+                network=network,
+                network_env=network_env,
+                limits=job_limits,
+                stopped=control.stopped,
+            )
+            prebuilt = await node.depcache.environment(request)
         spec = container_spec(
             job,
             settings,
@@ -263,13 +245,17 @@ async def _run_job(
                 limits=job_limits,
                 input_roots=input_roots,
                 output_volumes=layout.volumes,
-                network=lease.network if lease else network,
-                network_env=lease.env if lease else {},
+                network=network,
+                network_env=network_env,
+                env_volume=prebuilt.volume if prebuilt else None,
             ),
         )
         container = await node.runner.create(spec)
         try:
             placed = [(p, failures.OUTPUT_NOT_WRITABLE) for p in folders]
+            if prebuilt is not None and prebuilt.log is not None:
+                log_tar = Placement("/outputs", prebuilt.log, "the install log")
+                placed.append((log_tar, failures.INTERNAL))
             for placement, category in placed + [(p, failures.INPUT_FAILED) for p in placements]:
                 try:
                     await node.runner.put_archive(container, placement.root, placement.tar)
