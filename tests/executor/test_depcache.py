@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.depcache import LABEL_ENV_KEY
+from executor.depcache import LABEL_ENV_KEY, VOLUME_PREFIX
+from executor.depplan import env_key, env_plan, pip_env
 from executor.docker_runner import DockerRunner
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, Outcome, execute
@@ -187,3 +188,26 @@ async def test_failed_install_fails_the_job_with_pips_reason(
     assert "tinydep==9.9" in outcome.error
     assert [e.kind for e in events] == ["state", "state"], "the job's container never ran"
     assert await built_volumes(node.executor_id) == [], "a failed install leaves no volume"
+
+
+async def test_an_incomplete_environment_is_never_mounted(
+    node: Node, indexes: dict[str, str]
+) -> None:
+    """A volume without the executor's marker (being built elsewhere, or left by a crash,
+    holding a planted tinydep) is left alone: the job installs for itself."""
+    code = {"app.py": SHOW, "requirements.txt": REQUIREMENTS}
+    job = python_job(code, indexes["real"], indexes["host"])
+    plan = env_plan({"app.py": SHOW, "requirements.txt": REQUIREMENTS})
+    assert plan is not None
+    image = await node.runner.image(PYTHON_IMAGE, PullPolicy.NEVER)
+    volume = VOLUME_PREFIX + env_key(plan, image.id, pip_env(job.task.env))[:48]
+    await node.runner.create_volume(volume, {LABEL_EXECUTOR: node.executor_id, LABEL_ENV_KEY: "x"})
+    site = "/shoal-env/lib/python3.11/site-packages/tinydep"
+    plant = f"mkdir -p {site} && echo 'VALUE = \"planted\"' > {site}/__init__.py"
+    docker("run", "--rm", "-v", f"{volume}:/shoal-env", "--entrypoint", "sh", PYTHON_IMAGE,
+           "-c", plant)  # fmt: skip
+    outcome, events = await run(node, job)
+    assert outcome.state is JobState.COMPLETED, outcome.error
+    assert stdout(events) == "tinydep-1.0 /tmp/shoal-env\n"
+    log = outputs(events)["requirements.log"].decode()
+    assert "installing for this job only (no prebuilt environment)" in log
