@@ -219,23 +219,12 @@ async def _run_job(
         if network_type(job.task, settings) is NetworkType.HTTP:
             domains = list(job.task.network.domains) if job.task.network else []
             lease = await node.gateway.lease(job.id, domains)
-        network = "bridge" if network_type(job.task, settings) is NetworkType.FULL else "none"
-        network = lease.network if lease else network
+        full = network_type(job.task, settings) is NetworkType.FULL
+        network = lease.network if lease else ("bridge" if full else "none")
         network_env = lease.env if lease else {}
-        prebuilt: Prebuilt | None = None
-        if uses_dep_cache(params.image, settings):
-            request = InstallRequest(
-                job_id=job.id,
-                image=params.image,
-                info=image,
-                code_tars=[p.tar for p in placements if p.root == "/code"],
-                env={**params.env, **job.task.env},
-                network=network,
-                network_env=network_env,
-                limits=job_limits,
-                stopped=control.stopped,
-            )
-            prebuilt = await node.depcache.environment(request)
+        prebuilt = await _environment(
+            node, job, image, placements, (network, network_env), job_limits, control
+        )
         spec = container_spec(
             job,
             settings,
@@ -271,6 +260,33 @@ async def _run_job(
     finally:
         if lease is not None:
             await uncancellable(node.gateway.release(job.id))
+
+
+async def _environment(
+    node: Node,
+    job: Job,
+    image: ImageInfo,
+    placements: list[Placement],
+    network: tuple[str, dict[str, str]],
+    job_limits: Limits,
+    control: JobControl,
+) -> Prebuilt | None:
+    """The job's prebuilt environment, when its image gets them (``executor.depcache``)."""
+    params = docker_params(job)
+    if not uses_dep_cache(params.image, node.settings):
+        return None
+    request = InstallRequest(
+        job_id=job.id,
+        image=params.image,
+        info=image,
+        code_tars=[p.tar for p in placements if p.root == "/code"],
+        env={**params.env, **job.task.env},
+        network=network[0],
+        network_env=network[1],
+        limits=job_limits,
+        stopped=control.stopped,
+    )
+    return await node.depcache.environment(request)
 
 
 async def _remove(runner: ContainerRunner, container: str) -> None:
