@@ -205,8 +205,14 @@ class ExecutorSettings(CommonSettings):
     log_flush_seconds: float = Field(default=0.25, gt=0)
     job_log_limit: Memory = 16 * 1024**2
 
-    dep_cache: bool = Field(default=True, description="Mount the dependency-cache volume")
-    dep_cache_volume: str = "shoal-depcache"
+    dep_cache: bool = Field(
+        default=True,
+        description="Build python jobs' shareable requirements once per node in a separate "
+        "install container and mount the environment read-only (off: each job installs its own)",
+    )
+    dep_install_timeout: Duration = Field(
+        default=900.0, description="Longest an install step may run (also capped by the job's)"
+    )
 
     drain_timeout: Duration = Field(
         default=30.0, description="On SIGTERM, how long running jobs may finish"

@@ -18,7 +18,7 @@ from executor.failures import (
 )
 from executor.runner import LABEL_EXECUTOR, LABEL_JOB, LABEL_NODE, ContainerSpec, ImageInfo
 from executor.settings import NOBODY, ExecutorSettings, user_is_root
-from shoal.images import DEP_CACHE_MOUNT, runtime_images
+from shoal.images import ENV_MOUNT, runtime_images
 from shoal.model import DockerParams, Job, NetworkType, Task
 from shoal.units import format_bytes
 
@@ -113,7 +113,7 @@ def numeric_uid(user: str) -> int:
 
 
 def uses_dep_cache(image: str, settings: ExecutorSettings) -> bool:
-    """Whether the dependency-cache volume is mounted for this image."""
+    """Whether python jobs on ``image`` get prebuilt environments (``executor.depcache``)."""
     return settings.dep_cache and image.startswith(PYTHON_IMAGE_PREFIX)
 
 
@@ -198,6 +198,8 @@ class SpecInputs:
     """Result paths that get a volume of their own (``OutputLayout.volumes``)."""
     network: str = "none"
     network_env: dict[str, str] = field(default_factory=dict)
+    env_volume: str | None = None
+    """The prebuilt environment, mounted read-only at ``ENV_MOUNT``."""
 
 
 def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> ContainerSpec:
@@ -205,11 +207,6 @@ def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> C
     params = docker_params(job)
     task = job.task
     env = {**params.env, **task.env, **found.network_env, **ca_env(settings)}
-    named = (
-        {settings.dep_cache_volume: DEP_CACHE_MOUNT}
-        if uses_dep_cache(params.image, settings)
-        else {}
-    )
     files = {str(settings.ca_bundle): CA_MOUNT} if settings.ca_bundle else {}
     tmp_size = min(task.resources.disk or settings.tmp_size, settings.tmp_size)
     return ContainerSpec(
@@ -226,7 +223,7 @@ def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> C
         },
         volumes=volumes(found.input_roots, found.output_volumes),
         tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={tmp_size}"},
-        named_volumes=named,
+        read_only_volumes={found.env_volume: ENV_MOUNT} if found.env_volume else {},
         read_only_files=files,
         memory=found.limits.memory,
         nano_cpus=int(found.limits.cpu * 1_000_000_000),

@@ -15,11 +15,12 @@ import psutil
 from aiohttp import web
 
 from executor.addresses import is_internal
+from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.inline import inline_source
 from shoal.model import Job
 
 BASE_IMAGE = "shoal/base:bookworm"
-PYTHON_IMAGE = "shoal/python:3.11-r1"
+PYTHON_IMAGE = python_image(DEFAULT_PYTHON_VERSION)
 
 
 def docker_job(

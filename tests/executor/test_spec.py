@@ -1,4 +1,4 @@
-"""The container spec: limits, user, volumes, environment, labels, dependency cache."""
+"""The container spec: limits, user, volumes, environment, labels, prebuilt environment."""
 
 from __future__ import annotations
 
@@ -131,6 +131,7 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
         output_volumes=("/results",),
         network="shoal-http",
         network_env={"HTTP_PROXY": "http://p"},
+        env_volume="shoal-env-abc",
     )
     spec = container_spec(job, settings, found)
     assert spec.entrypoint == ["/usr/local/bin/shoal-launch"]
@@ -141,7 +142,8 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
     assert spec.env["A"] == "1"
     assert spec.env["HTTP_PROXY"] == "http://p"
     assert spec.env["PIP_CERT"] == spec.env["SSL_CERT_FILE"] == "/etc/shoal/ca-bundle.crt"
-    assert spec.named_volumes == {"shoal-depcache": "/shoal-cache"}
+    assert spec.named_volumes == {}, "a job never mounts a named volume writable"
+    assert spec.read_only_volumes == {"shoal-env-abc": "/shoal-env"}
     assert spec.read_only_files == {
         "/etc/ssl/certs/ca-certificates.crt": "/etc/shoal/ca-bundle.crt"
     }
@@ -149,10 +151,11 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
     assert spec.nano_cpus == 1_000_000_000
 
 
-def test_no_dep_cache_for_other_images(settings: ExecutorSettings) -> None:
+def test_no_shared_volume_without_a_prebuilt_environment(settings: ExecutorSettings) -> None:
     job = docker_job("true")
     found = SpecInputs(executor_id="x", image=ImageInfo(user=""), limits=limits(job.task, settings))
-    assert container_spec(job, settings, found).named_volumes == {}
+    spec = container_spec(job, settings, found)
+    assert spec.named_volumes == spec.read_only_volumes == {}
 
 
 def outputs_of(*paths: str) -> list[dict[str, str]]:
