@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 REASONS = {
     "delivery_limit": (
-        f"delivery limit reached: handed out more than {DELIVERY_LIMIT} times, and no run finished"
+        f"delivery limit reached: taken more than {DELIVERY_LIMIT} times and never finished"
     ),
     "rejected": "rejected as unreadable",
     "expired": "expired before anyone took it",
@@ -141,7 +141,7 @@ class DeadLetters:
             return
         key = submission.idempotency_key
         submitted = idempotent_id(key) if key else submission.job.id
-        reason = f"its submission was {death.why} (dead-lettered from {death.queue})"
+        reason = f"its submission was dead-lettered from {death.queue}: {death.why}"
         try:
             job = await self._store.resolve(submitted)
         except NotFoundError:
