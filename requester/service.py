@@ -1,10 +1,12 @@
 """``shoal serve requester``: wiring the consumers together, and a clean shutdown.
 
 Start: open the store (schema created), connect (robust), declare the topology, then consume
-``shoal.submit``, ``shoal.recorder`` and ``shoal.api``, each on its own channel and prefetch.
-Stop (SIGTERM/SIGINT, see :func:`run`): cancel the consumers, let in-flight deliveries finish
-within ``shutdown_grace`` (the rest are cancelled and go back to their queue), then close the
-connection and the store — the reverse of start. A second signal exits at once.
+``shoal.submit``, ``shoal.recorder``, ``shoal.api`` and ``shoal.dead``, each on its own
+channel and prefetch, and start the sweeper (jobs past their timeouts).
+Stop (SIGTERM/SIGINT, see :func:`run`): stop the sweeper, cancel the consumers, let in-flight
+deliveries finish within ``shutdown_grace`` (the rest are cancelled and go back to their
+queue), then close the connection and the store — the reverse of start. A second signal
+exits at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 from aio_pika.abc import (
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
@@ -26,17 +29,30 @@ from aio_pika.abc import (
 
 from shoal.broker import connect
 from shoal.logs import configure
-from shoal.topology import API_QUEUE, RECORDER_QUEUE, SUBMIT_QUEUE, declare, work_queue_arguments
+from shoal.topology import (
+    API_QUEUE,
+    DEAD_QUEUE,
+    RECORDER_QUEUE,
+    SUBMIT_QUEUE,
+    Topology,
+    declare,
+    work_queue_arguments,
+)
 
 from .api import Api
+from .deadletters import DeadLetters
 from .delivery import InFlight
 from .recorder import Recorder
 from .settings import RequesterSettings
 from .store import JobStore, Limits
 from .submissions import RetryPolicy, SubmissionPipeline
+from .sweeper import Sweeper
 from .translate import default_registry
 
 log = structlog.get_logger(__name__)
+
+DEAD_PREFETCH = 16
+"""Dead letters handled at once."""
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
@@ -58,6 +74,7 @@ class Requester:
         self.connection: AbstractRobustConnection | None = None
         self.recorder: Recorder | None = None
         self.submissions: SubmissionPipeline | None = None
+        self.sweeper: Sweeper | None = None
         self._consumers: list[_Consumer] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -100,8 +117,25 @@ class Requester:
             retry=retry,
         )
         await self._consume(api_channel, API_QUEUE, api)
+        await self._watch_timeouts_and_dead_letters(topology, replies, retry)
         self._closers = [recorder.close]
         log.info("requester.started", name=s.name, store=self.store.dialect)
+
+    async def _watch_timeouts_and_dead_letters(
+        self, topology: Topology, replies: AbstractExchange, retry: RetryPolicy
+    ) -> None:
+        """Consume ``shoal.dead`` and start the sweeper, each on a channel of its own."""
+        assert self.store is not None
+        assert self.connection is not None
+        dead_channel = await self._channel(DEAD_PREFETCH)
+        events, control = await _announcers(dead_channel, topology)
+        dead = DeadLetters(self.store, replies, events, control, retry)
+        queue = await dead_channel.declare_queue(DEAD_QUEUE, passive=True)
+        tag = await queue.consume(self.inflight.wrap(dead))
+        self._consumers.append(_Consumer(queue, tag))
+        events, control = await _announcers(await self.connection.channel(), topology)
+        self.sweeper = Sweeper(self.store, events, control, interval=self.settings.sweep_interval)
+        self.sweeper.start()
 
     async def _channel(self, prefetch: int) -> AbstractRobustChannel:
         assert self.connection is not None
@@ -115,7 +149,9 @@ class Requester:
         self._consumers.append(_Consumer(queue, tag))
 
     async def stop(self) -> None:
-        """Stop consuming, drain in-flight deliveries, close broker then store."""
+        """Stop sweeping and consuming, drain in-flight deliveries, close broker then store."""
+        if self.sweeper is not None:
+            await self.sweeper.close()
         if self.submissions is not None:
             await self.submissions.cancel()
         for consumer in reversed(self._consumers):
@@ -136,6 +172,14 @@ class Requester:
         if self.store is not None:
             await self.store.close()
         log.info("requester.stopped", cut_short=cut)
+
+
+async def _announcers(
+    channel: AbstractRobustChannel, topology: Topology
+) -> tuple[AbstractExchange, AbstractExchange]:
+    """The events and control exchanges on ``channel``."""
+    events = await channel.get_exchange(topology.events.name)
+    return events, await channel.get_exchange(topology.control.name)
 
 
 async def serve(settings: RequesterSettings, stop: asyncio.Event, *, tune_gc: bool = False) -> None:

@@ -46,3 +46,6 @@ class RequesterSettings(CommonSettings):
         default=0.2, ge=0, description="First delay before a transient failure is retried"
     )
     retry_max_delay: float = Field(default=5.0, ge=0)
+    sweep_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between sweeps for jobs past their timeouts"
+    )

@@ -6,6 +6,9 @@
 # longer than the longest job: 25 h against the executor's 24 h maximum execution timeout.
 # RabbitMQ 3.10 has no per-queue setting; it is set now (rabbitmqctl eval) and in
 # rabbitmq.conf for the next start.
+#
+# A policy bounds shoal.dead on the default vhost: a new shoal.dead is declared bounded, but
+# one declared by an older Shoal keeps its arguments (see shoal/topology.py).
 set -euo pipefail
 
 CONSUMER_TIMEOUT_MS="${SHOAL_CONSUMER_TIMEOUT_MS:-90000000}"
@@ -40,4 +43,6 @@ for _ in $(seq 1 60); do
 done
 rabbitmqctl -q eval "application:set_env(rabbit, consumer_timeout, ${CONSUMER_TIMEOUT_MS})." \
     >/dev/null
+rabbitmqctl -q set_policy --apply-to queues shoal-dead '^shoal\.dead$' \
+    '{"max-length":10000,"max-length-bytes":268435456,"overflow":"drop-head"}' >/dev/null
 echo "rabbitmq: ready on 127.0.0.1:5672 (consumer_timeout ${CONSUMER_TIMEOUT_MS} ms)"

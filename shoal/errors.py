@@ -12,6 +12,7 @@
     ├── ProtocolError             a wire message that cannot be parsed (exit 2)
     ├── NotFoundError             no job with that ID (exit 2)
     ├── JobFailedError            a job waited on ended failed or stopped (exit 1)
+    ├── WaitTimeoutError          ``--wait-timeout`` ran out; the job is left as it is (124)
     └── UnavailableError          the broker or the requester cannot be reached (exit 3)
 
 Every error travels over the wire as ``{"type": <class name>, "message": ...}`` and is rebuilt
@@ -28,6 +29,8 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_WAIT_TIMEOUT = 124
+"""As ``timeout(1)`` exits when its command ran out of time."""
 
 
 class ShoalError(Exception):
@@ -85,6 +88,12 @@ class JobFailedError(ShoalError):
     """A job that was waited on did not complete."""
 
     exit_code: ClassVar[int] = EXIT_JOB_FAILED
+
+
+class WaitTimeoutError(ShoalError):
+    """A wait's deadline passed before the job ended; the job was not touched."""
+
+    exit_code: ClassVar[int] = EXIT_WAIT_TIMEOUT
 
 
 class UnavailableError(ShoalError):

@@ -12,6 +12,8 @@
     event_marks  (job_id, executor, seq): every executor event recorded, whatever its kind
     run_ends     (job_id, executor) → the seq of that run's terminal event; the run is fully
                  recorded once event_marks holds every seq up to it
+    deadlines    (job_id, kind) → when the job's ``queue`` or ``total`` timeout runs out
+                 (``requester.store.deadlines``; a row is removed once handled)
 
 Times are stored in UTC; SQLite gives them back naive, :func:`utc` puts the zone back.
 """
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -130,6 +133,16 @@ run_ends = Table(
     Column("job_id", _ID, primary_key=True),
     Column("executor", String(256), primary_key=True),
     Column("final_seq", Integer, nullable=False),
+)
+
+deadlines = Table(
+    "deadlines",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("seconds", Float, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Index("ix_deadlines_due", "due_at"),
 )
 
 

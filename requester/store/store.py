@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,18 @@ from shoal.errors import NotFoundError
 from shoal.model import STATE_ORDER, JobState
 from shoal.wire import JobEvent
 
-from . import reads, schema, writes
+from . import deadlines, reads, schema, writes
+from .deadlines import Expired
 from .dialect import tune_sqlite
 from .writes import Limits, NewJob
+
+
+async def _insert(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[str, JobState]:
+    """Insert submissions (idempotent) and the deadlines of the jobs still pending."""
+    states = await writes.insert_jobs(conn, items)
+    fresh = [item.runnable for item in items if states[item.runnable.id] is JobState.PENDING]
+    await deadlines.schedule(conn, fresh, datetime.now(UTC))
+    return states
 
 
 async def _create_schema(engine: AsyncEngine, attempts: int = 3) -> None:
@@ -88,7 +98,7 @@ class JobStore:
     async def add_jobs(self, items: Sequence[NewJob]) -> dict[str, JobState]:
         """Record submissions (idempotent); the current state of each runnable job."""
         async with self._write() as conn:
-            return await writes.insert_jobs(conn, items)
+            return await _insert(conn, items)
 
     async def write_round(
         self, new: Sequence[NewJob], queued: Sequence[str]
@@ -97,7 +107,7 @@ class JobStore:
         ones (see :meth:`add_jobs`). The submission pipeline's group commit."""
         async with self._write() as conn:
             await writes.advance_state(conn, queued, JobState.QUEUED)
-            return await writes.insert_jobs(conn, new) if new else {}
+            return await _insert(conn, new) if new else {}
 
     async def mark_queued(self, job_ids: Sequence[str]) -> list[str]:
         """Pending jobs whose compute message was confirmed become ``queued``."""
@@ -115,6 +125,24 @@ class JobStore:
                 below_rank=STATE_ORDER[JobState.RUNNING],
             )
         return bool(moved)
+
+    async def expire_due(self, now: datetime | None = None, limit: int = 500) -> list[Expired]:
+        """Fail jobs past their queue or total timeout by ``now`` (default: now); see
+        ``deadlines.expire_due``."""
+        async with self._write() as conn:
+            return await deadlines.expire_due(conn, now or datetime.now(UTC), limit)
+
+    async def fail_unless_ended(
+        self, job_id: str, reason: str, *, before: JobState = JobState.COMPLETED
+    ) -> JobState | None:
+        """Mark a job ``failed`` unless it reached ``before`` (default: unless it ended); the
+        state it left, ``None`` if it did not move (or is unknown)."""
+        async with self._write() as conn:
+            row = await reads.job_row(conn, job_id)
+            moved = await writes.advance_state(
+                conn, [job_id], JobState.FAILED, error=reason, below_rank=STATE_ORDER[before]
+            )
+        return JobState(row.state) if moved and row is not None else None
 
     async def record_events(self, events: Sequence[JobEvent]) -> None:
         """Write job events in one transaction (each is idempotent and order-safe)."""

@@ -15,10 +15,10 @@ from aio_pika.abc import AbstractRobustConnection
 from requester.service import Requester
 from shoal.broker import publish
 from shoal.model import JobState
-from shoal.topology import API_QUEUE, CONTROL_EXCHANGE, DEAD_QUEUE, EVENTS_EXCHANGE
+from shoal.topology import API_QUEUE, CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from shoal.wire import ApiOp, ApiReply, ApiRequest, ControlMessage, JobEvent, Submission, decode
 
-from .amqp import Client, collect
+from .amqp import Client, collect, collect_dead
 from .jobs import log, python_job, result, state, tar_gz
 
 pytestmark = pytest.mark.rabbitmq
@@ -94,7 +94,7 @@ async def test_poison_event_is_dead_lettered(
 ) -> None:
     channel = await connection.channel()
     exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-    async with collect(connection, DEAD_QUEUE) as dead:
+    async with collect_dead(connection) as dead:
         await exchange.publish(aio_pika.Message(b"garbage"), routing_key="job.x.state")
         [message] = await dead.count(1)
     assert message.body == b"garbage"

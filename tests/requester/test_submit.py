@@ -15,10 +15,10 @@ from requester.service import Requester
 from requester.settings import RequesterSettings
 from requester.submissions import idempotent_id
 from shoal.model import JobState, derived_job_id
-from shoal.topology import COMPUTE_QUEUE, DEAD_QUEUE, SUBMIT_QUEUE
+from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
 
-from .amqp import Client, collect
+from .amqp import Client, collect, collect_dead
 from .jobs import docker_job, python_job
 
 pytestmark = pytest.mark.rabbitmq
@@ -137,7 +137,7 @@ async def test_bad_submission_without_reply_to_is_dead_lettered(
     kind: str, requester: Requester, client: Client, connection: AbstractRobustConnection
 ) -> None:
     body, _, _ = BAD[kind]
-    async with collect(connection, DEAD_QUEUE) as dead:
+    async with collect_dead(connection) as dead:
         await client.send(body, reply=False)
         [message] = await dead.count(1)
     assert message.body == body
@@ -156,7 +156,7 @@ async def test_one_round_settles_good_bad_and_repeated_submissions(
     await client.send(BAD["not-json"][0], reply=False)
     async with (
         collect(connection, COMPUTE_QUEUE) as computed,
-        collect(connection, DEAD_QUEUE) as dead,
+        collect_dead(connection) as dead,
     ):
         requester = Requester(requester_settings)
         await requester.start()
@@ -192,7 +192,7 @@ async def test_unexpected_error_reading_a_submission_is_answered(
     assert reply.error is not None
     assert reply.error.type == "ProtocolError"
     assert "could not read this submission: RuntimeError" in reply.error.message
-    async with collect(connection, DEAD_QUEUE) as dead:
+    async with collect_dead(connection) as dead:
         await client.send(Submission(job=python_job()), reply=False)
         await dead.count(1)
 
