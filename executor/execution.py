@@ -5,7 +5,8 @@ Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) 
 path the job could not write fails it here, before anything is fetched or created; inputs,
 network lease, dependency cache) → ``run`` (create, place result folders and inputs, start,
 stream logs, wait with timeout and stop) → ``collect`` outputs → remove the container
-(shielded: cancellation cannot skip it) → publish ``result`` and the terminal ``state``. A job
+(shielded: cancellation cannot skip it; bounded by ``remove_timeout``, see
+``executor.removal``) → publish ``result`` and the terminal ``state``. A job
 stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
 delivery goes back to the queue.
 """
@@ -29,6 +30,7 @@ from executor.gateway import HttpGateway, Lease
 from executor.inputs import place_dirs, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
+from executor.removal import Leftovers
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
 from executor.settings import ExecutorSettings
 from executor.spec import (
@@ -99,8 +101,13 @@ class Node:
     sink: EventSink
     gateway: HttpGateway
     executor_id: str
+    leftovers: Leftovers = field(init=False)
+    """Removes job containers with a deadline, retrying the ones left behind."""
     _cache_owners: set[str] = field(default_factory=set)
     _cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.leftovers = Leftovers(self.runner, deadline=self.settings.remove_timeout)
 
     async def ensure_dep_cache(self, image: str, user: str) -> None:
         """Make the cache volume writable by ``user``, once per owner and process."""
@@ -222,6 +229,8 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
             f"{failures.OOM_KILLED}: the job used more than its memory limit of "
             f"{format_bytes(job_limits.memory)}"
         )
+    if run.outputs is not None and run.outputs.truncated:
+        return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
     if run.exit.exit_code != 0:
         return JobState.FAILED, (
             f"{failures.EXIT_CODE}: the command exited with code {run.exit.exit_code}"
@@ -281,17 +290,10 @@ async def _run_job(
                     node.runner, container, job.task.outputs, settings.job_output_limit
                 )
         finally:
-            await uncancellable(_remove(node.runner, container))
+            await uncancellable(node.leftovers.remove(container))
     finally:
         if lease is not None:
             await uncancellable(node.gateway.release(job.id))
-
-
-async def _remove(runner: ContainerRunner, container: str) -> None:
-    try:
-        await runner.remove(container)
-    except RunnerError as error:
-        log.error("container.remove_failed", container=container, error=str(error))
 
 
 async def _run_container(

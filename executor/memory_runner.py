@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream
+from executor.runner import TAR_OVERHEAD, ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream
 from executor.settings import PullPolicy
 
 
@@ -169,7 +169,7 @@ class MemoryRunner:
                     info.size = len(data)
                     archive.addfile(info, io.BytesIO(data))
         raw = buffer.getvalue()
-        return None if len(raw) > limit + 64 * 1024 else raw
+        return None if len(raw) > limit + TAR_OVERHEAD else raw
 
     async def remove(self, container: str) -> None:
         box = self.containers.pop(container, None)

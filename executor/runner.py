@@ -21,6 +21,9 @@ LABEL_JOB = "shoal.job_id"
 LABEL_NODE = "shoal.node"
 LABEL_EXECUTOR = "shoal.executor"
 
+TAR_OVERHEAD = 64 * 1024
+"""Bytes of tar headers and padding allowed on top of a result's size limit."""
+
 
 class RunnerError(Exception):
     """The container engine failed an operation."""
@@ -101,7 +104,11 @@ class ContainerRunner(Protocol):
         ...
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
-        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes."""
+        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes.
+
+        Reads at most about ``limit`` bytes and then abandons the archive: the engine is never
+        left blocked writing the rest.
+        """
         ...
 
     async def remove(self, container: str) -> None:

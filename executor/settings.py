@@ -5,10 +5,11 @@ values otherwise, and both are capped at the ``max_*`` values (a larger request 
 to the maximum, and the summary log line says so).
 
 Outputs: ``job_output_limit`` caps the size of all of a job's result folders together, as
-read from Docker (uncompressed tar). Result folders are read in the job's order; one that
-would go past the limit is left out of the ``result`` event entirely (never cut in the
-middle), the event gets ``truncated=True``, and its ``error`` names each result left out and
-the limit it hit. The job's state is not changed by that.
+read from Docker (uncompressed tar; reading stops at the limit). Result folders are read in
+the job's order; one that would go past the limit is left out of the ``result`` event
+entirely (never cut in the middle), the event gets ``truncated=True``, its ``error`` names
+each result left out and the limit it hit, and the job ends ``failed`` with ``output too
+large: ...`` (the results within the limit are kept).
 
 Node id: ``node_id`` defaults to the host name, so executors on one host share it. That is
 safe: each container also carries its executor's own ID (``<node>-<pid>-<random>``), and an
@@ -137,6 +138,12 @@ class ExecutorSettings(CommonSettings):
     dep_cache: bool = Field(default=True, description="Mount the dependency-cache volume")
     dep_cache_volume: str = "shoal-depcache"
 
+    remove_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the engine gets to remove a container (or list them at start); "
+        "one not removed in time is retried in the background and reaped by the next start",
+    )
     drain_timeout: Duration = Field(
         default=30.0, description="On SIGTERM, how long running jobs may finish"
     )
