@@ -31,7 +31,7 @@ from shoal.units import parse_cpu, parse_duration, parse_memory
 
 JOB_ID = re.compile(r"j-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 NATIVE_ENGINES = frozenset({"docker", "wasm"})
 """Engines an executor runs as they are; every other engine type is translated."""
@@ -156,6 +156,19 @@ class InputSource(_Model):
         return self
 
 
+def checked_output_name(value: str) -> str:
+    """``value`` if it can name an output: one path segment (never absolute, never ``..``).
+
+    Checked by the model, by the store when it records a ``result`` event, and by ``shoal job
+    get`` before it makes ``DIR/NAME``; ``ValueError`` otherwise.
+    """
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "must start with a letter or digit and hold only [A-Za-z0-9_.-] (at most 128)"
+        )
+    return value
+
+
 class ResultPath(_Model):
     """A folder read back from the container after it exits."""
 
@@ -165,9 +178,7 @@ class ResultPath(_Model):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("must start with a letter or digit and hold only [A-Za-z0-9_.-]")
-        return value
+        return checked_output_name(value)
 
 
 class Resources(_Model):
