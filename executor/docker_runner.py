@@ -29,6 +29,7 @@ from executor.runner import (
     Stream,
 )
 from executor.settings import PullPolicy
+from executor.volumes import folders_usage
 
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
@@ -68,6 +69,7 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
             "MemorySwap": spec.memory,
             "NanoCpus": spec.nano_cpus,
             "NetworkMode": spec.network,
+            "Ulimits": _ulimits(spec),
             "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "2"}},
             "Init": False,
         },
@@ -77,6 +79,12 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     if spec.working_dir:
         config["WorkingDir"] = spec.working_dir
     return config
+
+
+def _ulimits(spec: ContainerSpec) -> list[dict[str, Any]]:
+    if spec.file_size_limit is None:
+        return []
+    return [{"Name": "fsize", "Soft": spec.file_size_limit, "Hard": spec.file_size_limit}]
 
 
 class DockerRunner:
@@ -207,6 +215,19 @@ class DockerRunner:
         finally:
             response.close()  # drops the connection if unread: dockerd stops writing at once
         return b"".join(chunks)
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        try:
+            info = await self._docker.containers.container(container).show()
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot inspect the container: {error.message}") from None
+        anonymous = (info.get("Config") or {}).get("Volumes") or {}
+        sources = [
+            str(mount.get("Source") or "")
+            for mount in info.get("Mounts") or []
+            if mount.get("Type") == "volume" and mount.get("Destination") in anonymous
+        ]
+        return await asyncio.to_thread(folders_usage, sources, limit)
 
     async def remove(self, container: str) -> None:
         try:

@@ -46,6 +46,7 @@ from executor.spec import (
     output_layout,
     uses_dep_cache,
 )
+from executor.volumes import SIGXFSZ_EXIT, watch
 from shoal.images import DEP_CACHE_MOUNT
 from shoal.model import Job, JobState, NetworkType
 from shoal.units import format_bytes
@@ -141,7 +142,8 @@ class Outcome:
 @dataclass
 class _Run:
     exit: ExitInfo | None = None
-    killed_for: str | None = None  # "stop" or "timeout"
+    killed_for: str | None = None  # "stop", "timeout" or "disk"
+    volume_limit: int = 0
     outputs: Outputs | None = None
 
 
@@ -224,10 +226,20 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
         return JobState.FAILED, (
             f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
         )
+    if run.killed_for == "disk":
+        return JobState.FAILED, (
+            f"{failures.OUTPUT_TOO_LARGE}: the job's volumes (/outputs, /code, inputs) held "
+            f"more than the {format_bytes(run.volume_limit)} volume limit"
+        )
     if run.exit.oom_killed:
         return JobState.FAILED, (
             f"{failures.OOM_KILLED}: the job used more than its memory limit of "
             f"{format_bytes(job_limits.memory)}"
+        )
+    if run.exit.exit_code == SIGXFSZ_EXIT:
+        return JobState.FAILED, (
+            f"{failures.OUTPUT_TOO_LARGE}: the command exited with code {SIGXFSZ_EXIT} "
+            f"(SIGXFSZ: a file reached the {format_bytes(run.volume_limit)} file size limit)"
         )
     if run.outputs is not None and run.outputs.truncated:
         return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
@@ -305,18 +317,23 @@ async def _run_container(
     run: _Run,
 ) -> None:
     runner = node.runner
+    settings = node.settings
+    run.volume_limit = settings.volume_limit
     await runner.start(container)
-    pump = asyncio.create_task(LogPump(events, node.settings).run(runner, container))
+    pump = asyncio.create_task(LogPump(events, settings).run(runner, container))
     waiter = asyncio.create_task(runner.wait(container))
     stop = asyncio.create_task(control.stopped.wait())
+    guard = asyncio.create_task(
+        watch(runner, container, settings.volume_limit, settings.volume_check_seconds)
+    )
     try:
         done, _ = await asyncio.wait(
-            {waiter, stop},
+            {waiter, stop, guard},
             timeout=job_limits.execution_timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if waiter not in done:
-            run.killed_for = "stop" if stop in done else "timeout"
+            run.killed_for = "stop" if stop in done else "disk" if guard in done else "timeout"
             await runner.kill(container)
         run.exit = await waiter
         try:
@@ -324,10 +341,10 @@ async def _run_container(
         except TimeoutError:
             log.warning("logs.cut", container=container, grace=LOG_GRACE)
     finally:
-        for task in (stop, waiter, pump):
+        for task in (stop, waiter, pump, guard):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(stop, waiter, pump, return_exceptions=True)
+            await asyncio.gather(stop, waiter, pump, guard, return_exceptions=True)
 
 
 def monotonic() -> float:

@@ -171,6 +171,11 @@ class MemoryRunner:
         raw = buffer.getvalue()
         return None if len(raw) > limit + TAR_OVERHEAD else raw
 
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        box = self._get(container)
+        roots = [v.rstrip("/") + "/" for v in box.spec.volumes]
+        return sum(len(d) for n, d in box.files.items() if any(n.startswith(r) for r in roots))
+
     async def remove(self, container: str) -> None:
         box = self.containers.pop(container, None)
         if box is None:

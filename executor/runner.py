@@ -54,6 +54,8 @@ class ContainerSpec:
     pids_limit: int = 512
     network: str = "none"
     """``none``, ``bridge`` (full network) or the name of a Docker network."""
+    file_size_limit: int | None = None
+    """``RLIMIT_FSIZE``: no file the job writes grows past this many bytes."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,11 @@ class ContainerRunner(Protocol):
         Reads at most about ``limit`` bytes and then abandons the archive: the engine is never
         left blocked writing the rest.
         """
+        ...
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        """Bytes held by the container's anonymous volumes (counting may stop past ``limit``);
+        ``None`` when this engine cannot tell."""
         ...
 
     async def remove(self, container: str) -> None:

@@ -131,6 +131,15 @@ class ExecutorSettings(CommonSettings):
         "link-local addresses (off: refused, so jobs cannot reach the node's own services)",
     )
     job_output_limit: Memory = 32 * 1024**2
+    volume_limit: Memory = Field(
+        default=1024**3,
+        description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
+        "largest file a job may write (RLIMIT_FSIZE); past it the job is killed and fails "
+        "with 'output too large' (see executor.volumes)",
+    )
+    volume_check_seconds: float = Field(
+        default=2.0, gt=0, description="How often a running job's volumes are measured"
+    )
     log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
     log_flush_seconds: float = Field(default=0.25, gt=0)
     job_log_limit: Memory = 16 * 1024**2
