@@ -13,11 +13,12 @@ from executor.gateway import MemoryGateway
 from executor.memory_runner import MemoryRunner
 from executor.removal import Leftovers
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.service import reap_orphans
+from executor.service import Executor, reap_orphans, serve
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import JobState
 from shoal.wire import utcnow
 
+from .conftest import Broker, executor_settings
 from .support import BASE_IMAGE, docker_job
 
 pytestmark = pytest.mark.timeout(30)
@@ -35,6 +36,9 @@ class WedgedRunner(MemoryRunner):
         self.attempts += 1
         await self.unwedge.wait()
         await super().remove(container)
+
+    async def close(self) -> None:
+        """Like Docker's: the connection goes, the containers stay in the engine."""
 
 
 def wedged_node(runner: MemoryRunner, remove_timeout: float) -> Node:
@@ -100,3 +104,27 @@ async def test_reaping_gives_up_on_an_engine_that_cannot_list() -> None:
         return False
 
     assert await reap_orphans(Unlistable(), "n", alive, deadline=0.2) == 0
+
+
+@pytest.mark.rabbitmq
+async def test_an_executor_on_a_wedged_node_starts_runs_jobs_and_stops(
+    broker: Broker, broker_url: str
+) -> None:
+    """A container left by a killed executor that the engine cannot remove: the next executor
+    still starts, runs jobs (whose own removal hangs too) and stops on SIGTERM."""
+    settings = executor_settings(broker_url, remove_timeout=0.5)
+    runner = WedgedRunner()
+    orphan = {LABEL_NODE: settings.node_id, LABEL_EXECUTOR: f"{settings.node_id}-1-gone00"}
+    await runner.create(ContainerSpec(image=BASE_IMAGE, labels=orphan))
+    stopping = asyncio.Event()
+    ready: asyncio.Future[Executor] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(serve(settings, stopping, runner=runner, ready=ready.set_result))
+    async with asyncio.timeout(10):
+        await ready
+    job = docker_job("echo hello")
+    await broker.submit(job)
+    assert (await broker.events.terminal(job.id, within=10)).state is JobState.COMPLETED
+    stopping.set()
+    async with asyncio.timeout(10):
+        await task
+    assert len(runner.containers) == 2, "both left for the next start's reaping"
