@@ -104,7 +104,22 @@ def _optional(parse: Any) -> Any:
     return convert
 
 
-AbsolutePath = Annotated[str, BeforeValidator(_absolute_path)]
+RESERVED_ROOTS = frozenset({"proc", "sys", "dev"})
+"""Top-level folders of a container that never hold a job's inputs or outputs."""
+
+
+def _container_path(value: str) -> str:
+    normal = _absolute_path(value)
+    top = normal.strip("/").split("/")[0]
+    if not top:
+        raise ValueError("must be a folder or file below /, not / itself")
+    if top in RESERVED_ROOTS:
+        raise ValueError(f"must not be under /{top} (reserved by the container runtime)")
+    return normal
+
+
+ContainerPath = Annotated[str, BeforeValidator(_container_path)]
+"""Where an input is placed or an output read: absolute, no ``..``, under an allowed root."""
 Seconds = Annotated[float | None, BeforeValidator(_optional(parse_duration))]
 Bytes = Annotated[int | None, BeforeValidator(_optional(parse_memory))]
 Cores = Annotated[float | None, BeforeValidator(_optional(parse_cpu))]
@@ -141,7 +156,7 @@ class InputSource(_Model):
 
     source: SpecConfig
     alias: str | None = None
-    target: AbsolutePath
+    target: ContainerPath
 
     @model_validator(mode="after")
     def _source_known(self) -> InputSource:
@@ -173,7 +188,7 @@ class ResultPath(_Model):
     """A folder read back from the container after it exits."""
 
     name: str
-    path: AbsolutePath
+    path: ContainerPath
 
     @field_validator("name")
     @classmethod
