@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from shoal.errors import UsageError
 from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
@@ -185,7 +186,7 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str)
     try:
         limit = parse_memory(max_size)
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--max-size") from None
+        raise UsageError(f"--max-size: {error}") from None
     answer = _run(ctx, lambda s: s.api("get", job_id))
     target = output_dir or Path(answer["job_id"])
     if not answer["outputs"]:
