@@ -258,8 +258,9 @@ async def reap_orphans(
     """Remove this node's containers whose executor is gone; returns how many were removed.
 
     A container without an executor label counts as an orphan; each executor is asked about
-    once. Listing and each removal get ``deadline`` seconds: a container the engine cannot
-    remove in time is logged and skipped, so a wedged one cannot stop this executor starting.
+    once. Listing and the removals (at once) get ``deadline`` seconds: a container the engine
+    cannot remove in time is logged and skipped, so a wedged one cannot stop this executor
+    starting.
     """
     try:
         async with asyncio.timeout(deadline):
@@ -268,13 +269,15 @@ async def reap_orphans(
         log.error("orphans.list_failed", node=node_id, error=str(error) or "timed out")
         return 0
     verdicts: dict[str, bool] = {}
-    reaped = 0
+    orphans: list[str] = []
     for container, labels in found.items():
         owner = labels.get(LABEL_EXECUTOR, "")
         if owner not in verdicts:
             verdicts[owner] = bool(owner) and await alive(owner)
-        if not verdicts[owner] and await remove_within(runner, container, deadline):
-            reaped += 1
+        if not verdicts[owner]:
+            orphans.append(container)
+    removed = await asyncio.gather(*(remove_within(runner, c, deadline) for c in orphans))
+    reaped = sum(removed)
     if found:
         kept = sorted(owner for owner, living in verdicts.items() if living)
         log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
