@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from shoal.units import format_bytes
+from shoal.errors import UsageError
+from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
 from .settings import ClientSettings, load_client_settings
@@ -173,17 +174,29 @@ def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the outputs (default ./JOB_ID); each result goes in DIR/NAME.",
 )
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    default="1Gi",
+    show_default=True,
+    help="Refuse an output that unpacks to more than this, e.g. 512Mi, 4Gi.",
+)
 @click.pass_context
-def get(ctx: click.Context, job_id: str, output_dir: Path | None) -> None:
+def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str) -> None:
     """Write a job's outputs, refusing any archive member that would escape the folder."""
-    from .extract import extract
+    from .extract import extract, output_folder
 
+    try:
+        limit = parse_memory(max_size)
+    except ValueError as error:
+        raise UsageError(f"--max-size: {error}") from None
     answer = _run(ctx, lambda s: s.api("get", job_id))
     target = output_dir or Path(answer["job_id"])
     if not answer["outputs"]:
         click.echo(f"Job {answer['job_id']} has no outputs (yet)", err=True)
         return
     for name, item in answer["outputs"].items():
+        folder = output_folder(target, name)
         if item["data"] is None:
             click.echo(
                 f"Output {name} ({format_bytes(item['size'])}) was not kept: "
@@ -191,8 +204,9 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None) -> None:
                 err=True,
             )
             continue
-        files = extract(base64.b64decode(item["data"]), target / name, f"output {name}")
-        click.echo(f"{target / name}: {len(files)} file(s)")
+        data = base64.b64decode(item["data"])
+        files = extract(data, folder, f"output {name}", limit)
+        click.echo(f"{folder}: {len(files)} file(s)")
 
 
 @job_group.command("wait")

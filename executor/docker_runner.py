@@ -3,11 +3,15 @@
 Logs are read from the raw multiplexed ``/logs?follow=1`` stream (aiodocker's ``log()`` merges
 stdout and stderr): the engine ends that stream when the container exits. ``get_archive`` is
 read incrementally so an oversized output is abandoned at its limit instead of buffered.
+Every engine response is closed on every path (aiodocker's ``_query`` leaves that to the
+caller): an archive left unread keeps dockerd blocked writing it while it holds the
+container's lock, and then even ``docker rm -f`` of that container waits for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator
@@ -18,11 +22,21 @@ import aiodocker
 import aiohttp
 
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream, VolumeInfo
+from executor.runner import (
+    TAR_OVERHEAD,
+    ContainerSpec,
+    ExitInfo,
+    ImageInfo,
+    RunnerError,
+    Stream,
+    VolumeInfo,
+)
 from executor.settings import PullPolicy
+from executor.volumes import folders_usage
 
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
+_CHUNK = 256 * 1024
 
 
 def container_config(spec: ContainerSpec) -> dict[str, Any]:
@@ -62,6 +76,7 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
             "MemorySwap": spec.memory,
             "NanoCpus": spec.nano_cpus,
             "NetworkMode": spec.network,
+            "Ulimits": _ulimits(spec),
             "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "2"}},
             "Init": False,
         },
@@ -71,6 +86,12 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     if spec.working_dir:
         config["WorkingDir"] = spec.working_dir
     return config
+
+
+def _ulimits(spec: ContainerSpec) -> list[dict[str, Any]]:
+    if spec.file_size_limit is None:
+        return []
+    return [{"Name": "fsize", "Soft": spec.file_size_limit, "Hard": spec.file_size_limit}]
 
 
 class DockerRunner:
@@ -127,16 +148,16 @@ class DockerRunner:
 
     async def put_archive(self, container: str, path: str, tar: bytes) -> None:
         try:
-            async with self._docker._query(
+            response = await self._docker._do_query(
                 f"containers/{container}/archive",
                 method="PUT",
                 params={"path": path},
                 data=tar,
                 headers={"Content-Type": "application/x-tar"},
-            ):
-                pass
+            )
         except aiodocker.DockerError as error:
             raise RunnerError(f"cannot place files at {path}: {error.message}") from None
+        response.close()
 
     async def start(self, container: str) -> None:
         try:
@@ -146,9 +167,10 @@ class DockerRunner:
 
     async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
         params = {"stdout": "1", "stderr": "1", "follow": "1"}
-        async with self._docker._query(
-            f"containers/{container}/logs", params=params, timeout=_NO_TIMEOUT
-        ) as response:
+        response = await self._docker._do_query(
+            f"containers/{container}/logs", method="GET", params=params, timeout=_NO_TIMEOUT
+        )
+        with contextlib.closing(response):
             content = response.content
             while True:
                 try:
@@ -185,17 +207,35 @@ class DockerRunner:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with self._docker._query(
-                f"containers/{container}/archive", params={"path": path}
-            ) as response:
-                async for chunk in response.content.iter_chunked(256 * 1024):
-                    size += len(chunk)
-                    if size > limit + 64 * 1024:  # tar headers and padding
-                        return None
-                    chunks.append(chunk)
+            response = await self._docker._do_query(
+                f"containers/{container}/archive", method="GET", params={"path": path}
+            )
         except aiodocker.DockerError as error:
             raise RunnerError(f"cannot read {path}: {error.message}") from None
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > limit + TAR_OVERHEAD:
+                    return None
+                chunks.append(chunk)
+        except aiohttp.ClientError as error:
+            raise RunnerError(f"cannot read {path}: {error}") from None
+        finally:
+            response.close()  # drops the connection if unread: dockerd stops writing at once
         return b"".join(chunks)
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        try:
+            info = await self._docker.containers.container(container).show()
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot inspect the container: {error.message}") from None
+        anonymous = (info.get("Config") or {}).get("Volumes") or {}
+        sources = [
+            str(mount.get("Source") or "")
+            for mount in info.get("Mounts") or []
+            if mount.get("Type") == "volume" and mount.get("Destination") in anonymous
+        ]
+        return await asyncio.to_thread(folders_usage, sources, limit)
 
     async def remove(self, container: str) -> None:
         try:

@@ -7,9 +7,10 @@ publish ``running`` → ``prepare`` (image and user, never root unless the opera
 is fetched or created; inputs, network lease, the prebuilt environment of
 ``executor.depcache``, built first by a separate install container when missing) → ``run``
 (create, place result folders and inputs, start, stream logs, wait with timeout and stop) →
-``collect`` outputs → remove the container (shielded: cancellation cannot skip it) → publish
-``result`` and the terminal ``state``. A job stopped for the executor's shutdown
-(``JobControl.requeue``) publishes nothing more: its delivery goes back to the queue.
+``collect`` outputs → remove the container (shielded: cancellation cannot skip it; bounded by
+``remove_timeout``, see ``executor.removal``) → publish ``result`` and the terminal ``state``.
+A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
+delivery goes back to the queue.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from executor.gateway import HttpGateway, Lease
 from executor.inputs import Placement, place_dirs, place_roots, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
+from executor.removal import Leftovers
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
 from executor.settings import ExecutorSettings
 from executor.shielded import uncancellable
@@ -48,6 +50,7 @@ from executor.spec import (
     output_layout,
     uses_dep_cache,
 )
+from executor.volumes import SIGXFSZ_EXIT, watch
 from shoal.model import Job, JobState, NetworkType
 from shoal.units import format_bytes
 from shoal.wire import utcnow
@@ -86,9 +89,12 @@ class Node:
     addresses: NodeAddresses = field(default_factory=NodeAddresses)
     """The node's own addresses, shared with the proxy (refreshed by the service)."""
     depcache: DepCache = field(init=False)
+    leftovers: Leftovers = field(init=False)
+    """Removes job containers with a deadline, retrying the ones left behind."""
 
     def __post_init__(self) -> None:
         self.depcache = DepCache(self.runner, self.settings, self.executor_id)
+        self.leftovers = Leftovers(self.runner, deadline=self.settings.remove_timeout)
 
     def destinations(self) -> DestinationPolicy:
         """Where this node's jobs may connect (url inputs; the proxy has its own)."""
@@ -115,7 +121,8 @@ class Outcome:
 @dataclass
 class _Run:
     exit: ExitInfo | None = None
-    killed_for: str | None = None  # "stop" or "timeout"
+    killed_for: str | None = None  # "stop", "timeout" or "disk"
+    volume_limit: int = 0
     outputs: Outputs | None = None
 
 
@@ -198,11 +205,23 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
         return JobState.FAILED, (
             f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
         )
+    if run.killed_for == "disk":
+        return JobState.FAILED, (
+            f"{failures.OUTPUT_TOO_LARGE}: the job's volumes (/outputs, /code, inputs) held "
+            f"more than the {format_bytes(run.volume_limit)} volume limit"
+        )
     if run.exit.oom_killed:
         return JobState.FAILED, (
             f"{failures.OOM_KILLED}: the job used more than its memory limit of "
             f"{format_bytes(job_limits.memory)}"
         )
+    if run.exit.exit_code == SIGXFSZ_EXIT:
+        return JobState.FAILED, (
+            f"{failures.OUTPUT_TOO_LARGE}: the command exited with code {SIGXFSZ_EXIT} "
+            f"(SIGXFSZ: a file reached the {format_bytes(run.volume_limit)} file size limit)"
+        )
+    if run.outputs is not None and run.outputs.truncated:
+        return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
     if run.exit.exit_code != 0:
         return JobState.FAILED, (
             f"{failures.EXIT_CODE}: the command exited with code {run.exit.exit_code}"
@@ -271,7 +290,7 @@ async def _run_job(
                     node.runner, container, job.task.outputs, settings.job_output_limit
                 )
         finally:
-            await uncancellable(_remove(node.runner, container))
+            await uncancellable(node.leftovers.remove(container))
     finally:
         if lease is not None:
             await uncancellable(node.gateway.release(job.id))
@@ -304,13 +323,6 @@ async def _environment(
     return await node.depcache.environment(request)
 
 
-async def _remove(runner: ContainerRunner, container: str) -> None:
-    try:
-        await runner.remove(container)
-    except RunnerError as error:
-        log.error("container.remove_failed", container=container, error=str(error))
-
-
 async def _run_container(
     node: Node,
     container: str,
@@ -320,18 +332,23 @@ async def _run_container(
     run: _Run,
 ) -> None:
     runner = node.runner
+    settings = node.settings
+    run.volume_limit = settings.volume_limit
     await runner.start(container)
-    pump = asyncio.create_task(LogPump(events, node.settings).run(runner, container))
+    pump = asyncio.create_task(LogPump(events, settings).run(runner, container))
     waiter = asyncio.create_task(runner.wait(container))
     stop = asyncio.create_task(control.stopped.wait())
+    guard = asyncio.create_task(
+        watch(runner, container, settings.volume_limit, settings.volume_check_seconds)
+    )
     try:
         done, _ = await asyncio.wait(
-            {waiter, stop},
+            {waiter, stop, guard},
             timeout=job_limits.execution_timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if waiter not in done:
-            run.killed_for = "stop" if stop in done else "timeout"
+            run.killed_for = "stop" if stop in done else "disk" if guard in done else "timeout"
             await runner.kill(container)
         run.exit = await waiter
         try:
@@ -339,10 +356,10 @@ async def _run_container(
         except TimeoutError:
             log.warning("logs.cut", container=container, grace=LOG_GRACE)
     finally:
-        for task in (stop, waiter, pump):
+        for task in (stop, waiter, pump, guard):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(stop, waiter, pump, return_exceptions=True)
+            await asyncio.gather(stop, waiter, pump, guard, return_exceptions=True)
 
 
 def monotonic() -> float:

@@ -6,6 +6,8 @@ it. A file input is written *at* its target, so it needs a parent folder (``/dat
 refused, ``/inputs/data.csv`` works); a folder input is placed *under* its target.
 
 - ``inline``: the archive carried in the message (``shoal.inline``), ``params.kind`` file/dir.
+  Unpacked as a stream, member by member, and refused as soon as it passes ``input_limit``
+  (a decompression bomb costs at most about that much memory, never its unpacked size).
 - ``url``: downloaded by the executor (``input_limit`` bytes, ``url_timeout`` seconds, at most
   5 redirects). Every hop goes through the destination policy (``executor.addresses``): a port
   other than 80, 443 and the operator's, or a host that is or resolves to (any of its
@@ -20,10 +22,14 @@ Every failure raises ``JobError(INPUT_FAILED, ...)`` naming the input.
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import io
 import posixpath
 import socket
 import tarfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +42,11 @@ from yarl import URL
 from executor.addresses import DestinationPolicy, is_ip
 from executor.failures import INPUT_FAILED, JobError
 from executor.settings import ExecutorSettings
-from shoal.inline import open_inline
 from shoal.model import InputSource
 from shoal.units import format_bytes
 
 MAX_REDIRECTS = 5
+MiB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -173,35 +179,73 @@ def _safe_member(name: str, what: str) -> str:
     return normal
 
 
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that raises ``too_big`` once more than ``limit`` bytes came out."""
+
+    def __init__(self, raw: gzip.GzipFile, limit: int, too_big: JobError) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._too_big = too_big
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        self.total += count
+        if self.total > self._limit:
+            raise self._too_big
+        return count
+
+
+def _inline_members(data: str, limit: int, what: str) -> Iterator[tuple[tarfile.TarInfo, Any]]:
+    """Each member of an inline archive with a stream of its data, read once, in order.
+
+    Decompression is counted as it happens: the archive stops being read as soon as its
+    members' sizes or the decompressed bytes (headers included) pass the limit, so a small
+    archive of huge members costs neither the memory nor the time of unpacking them.
+    """
+    too_big = JobError(INPUT_FAILED, f"{what} is larger than the limit of {format_bytes(limit)}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(raw)), 2 * limit + MiB, too_big)
+        with tarfile.open(fileobj=io.BufferedReader(unpacked, MiB), mode="r|") as archive:
+            declared = 0
+            for member in archive:
+                declared += member.size if member.isfile() else 0
+                if declared > limit:
+                    raise too_big
+                yield member, archive.extractfile(member) if member.isfile() else None
+    except (ValueError, tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise JobError(INPUT_FAILED, f"{what}: cannot read its archive: {error}") from None
+
+
 def place_inline(item: InputSource, uid: int, limit: int, what: str) -> Placement:
     """An inline input: one file at the target, or a folder's members under it."""
     params = item.source.params
-    kind = params.get("kind", "dir")
-    try:
-        archive = open_inline(str(params["data"]))
-    except (ValueError, tarfile.TarError, OSError) as error:
-        raise JobError(INPUT_FAILED, f"{what}: cannot read its archive: {error}") from None
-    with archive:
-        members = archive.getmembers()
-        if kind == "file":
-            files = [m for m in members if m.isfile()]
-            if len(files) != 1:
-                raise JobError(INPUT_FAILED, f"{what}: a file input holds {len(files)} files")
-            handle = archive.extractfile(files[0])
-            data = handle.read() if handle else b""
-            return place_file(item.target, data, uid, limit, what)
-        builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
-        for member in members:
-            name = _safe_member(member.name, what)
-            path = posixpath.normpath(posixpath.join(item.target, name))
-            if member.isdir():
-                builder.add_dir(path, member.mode)
-            elif member.isfile():
-                handle = archive.extractfile(member)
-                builder.add_file(path, handle.read() if handle else b"", member.size, member.mode)
-            elif member.issym():
-                builder.add_link(path, member.linkname)
+    if params.get("kind", "dir") == "file":
+        builder = _TarBuilder(_file_root(item.target, what), uid, limit, what)
+        files = 0
+        for member, handle in _inline_members(str(params["data"]), limit, what):
+            if handle is not None:
+                files += 1
+                if files > 1:
+                    break
+                builder.add_file(item.target, handle, member.size, 0o644)
+        if files != 1:
+            raise JobError(INPUT_FAILED, f"{what}: a file input holds {files or 'no'} files")
         return builder.finish()
+    builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
+    for member, handle in _inline_members(str(params["data"]), limit, what):
+        path = posixpath.normpath(posixpath.join(item.target, _safe_member(member.name, what)))
+        if member.isdir():
+            builder.add_dir(path, member.mode)
+        elif handle is not None:
+            builder.add_file(path, handle, member.size, member.mode)
+        elif member.issym():
+            builder.add_link(path, member.linkname)
+    return builder.finish()
 
 
 def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) -> Placement:

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream, VolumeInfo
+from executor.runner import (
+    TAR_OVERHEAD,
+    ContainerSpec,
+    ExitInfo,
+    ImageInfo,
+    RunnerError,
+    Stream,
+    VolumeInfo,
+)
 from executor.settings import PullPolicy
 
 
@@ -170,7 +178,12 @@ class MemoryRunner:
                     info.size = len(data)
                     archive.addfile(info, io.BytesIO(data))
         raw = buffer.getvalue()
-        return None if len(raw) > limit + 64 * 1024 else raw
+        return None if len(raw) > limit + TAR_OVERHEAD else raw
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        box = self._get(container)
+        roots = [v.rstrip("/") + "/" for v in box.spec.volumes]
+        return sum(len(d) for n, d in box.files.items() if any(n.startswith(r) for r in roots))
 
     async def remove(self, container: str) -> None:
         box = self.containers.pop(container, None)

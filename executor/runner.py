@@ -22,6 +22,9 @@ LABEL_JOB = "shoal.job_id"
 LABEL_NODE = "shoal.node"
 LABEL_EXECUTOR = "shoal.executor"
 
+TAR_OVERHEAD = 64 * 1024
+"""Bytes of tar headers and padding allowed on top of a result's size limit."""
+
 
 class RunnerError(Exception):
     """The container engine failed an operation."""
@@ -54,6 +57,8 @@ class ContainerSpec:
     pids_limit: int = 512
     network: str = "none"
     """``none``, ``bridge`` (full network) or the name of a Docker network."""
+    file_size_limit: int | None = None
+    """``RLIMIT_FSIZE``: no file the job writes grows past this many bytes."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,16 @@ class ContainerRunner(Protocol):
         ...
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
-        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes."""
+        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes.
+
+        Reads at most about ``limit`` bytes and then abandons the archive: the engine is never
+        left blocked writing the rest.
+        """
+        ...
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        """Bytes held by the container's anonymous volumes (counting may stop past ``limit``);
+        ``None`` when this engine cannot tell."""
         ...
 
     async def remove(self, container: str) -> None:

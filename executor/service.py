@@ -54,6 +54,7 @@ from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
 from executor.gateway import HttpGateway, NoGateway
 from executor.network import DockerHttpGateway
+from executor.removal import REMOVE_DEADLINE, remove_within
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
 from shoal.broker import connect
@@ -253,26 +254,32 @@ def _summary(job_id: str, outcome: Outcome | None, duration: float, redelivered:
     structlog.contextvars.unbind_contextvars("job_id")
 
 
-async def reap_orphans(runner: ContainerRunner, node_id: str, alive: Alive) -> int:
+async def reap_orphans(
+    runner: ContainerRunner, node_id: str, alive: Alive, *, deadline: float = REMOVE_DEADLINE
+) -> int:
     """Remove this node's containers whose executor is gone; returns how many were removed.
 
     A container without an executor label counts as an orphan; each executor is asked about
-    once.
+    once. Listing and the removals (at once) get ``deadline`` seconds: a container the engine
+    cannot remove in time is logged and skipped, so a wedged one cannot stop this executor
+    starting.
     """
-    found = await runner.list_labelled({LABEL_NODE: node_id})
+    try:
+        async with asyncio.timeout(deadline):
+            found = await runner.list_labelled({LABEL_NODE: node_id})
+    except (TimeoutError, RunnerError) as error:
+        log.error("orphans.list_failed", node=node_id, error=str(error) or "timed out")
+        return 0
     verdicts: dict[str, bool] = {}
-    reaped = 0
+    orphans: list[str] = []
     for container, labels in found.items():
         owner = labels.get(LABEL_EXECUTOR, "")
         if owner not in verdicts:
             verdicts[owner] = bool(owner) and await alive(owner)
-        if verdicts[owner]:
-            continue
-        try:
-            await runner.remove(container)
-            reaped += 1
-        except RunnerError as error:
-            log.warning("orphan.remove_failed", container=container, error=str(error))
+        if not verdicts[owner]:
+            orphans.append(container)
+    removed = await asyncio.gather(*(remove_within(runner, c, deadline) for c in orphans))
+    reaped = sum(removed)
     if found:
         kept = sorted(owner for owner, living in verdicts.items() if living)
         log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
@@ -310,7 +317,7 @@ async def serve(
         async def alive(other: str) -> bool:
             return await executor_alive(live, other)
 
-        await reap_orphans(runner, settings.node_id, alive)
+        await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
         if isinstance(runner, DockerRunner):
             addresses = NodeAddresses(runner.docker.networks.list)
             gateway = await DockerHttpGateway.start(
@@ -338,6 +345,7 @@ async def serve(
             refresher.cancel()
         if executor is not None:
             await executor.cancel_all()
+            await executor.node.leftovers.close()
         await gateway.close()
         if connection is not None:
             await connection.close()

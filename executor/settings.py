@@ -5,10 +5,11 @@ values otherwise, and both are capped at the ``max_*`` values (a larger request 
 to the maximum, and the summary log line says so).
 
 Outputs: ``job_output_limit`` caps the size of all of a job's result folders together, as
-read from Docker (uncompressed tar). Result folders are read in the job's order; one that
-would go past the limit is left out of the ``result`` event entirely (never cut in the
-middle), the event gets ``truncated=True``, and its ``error`` names each result left out and
-the limit it hit. The job's state is not changed by that.
+read from Docker (uncompressed tar; reading stops at the limit). Result folders are read in
+the job's order; one that would go past the limit is left out of the ``result`` event
+entirely (never cut in the middle), the event gets ``truncated=True``, its ``error`` names
+each result left out and the limit it hit, and the job ends ``failed`` with ``output too
+large: ...`` (the results within the limit are kept).
 
 Node id: ``node_id`` defaults to the host name, so executors on one host share it. That is
 safe: each container also carries its executor's own ID (``<node>-<pid>-<random>``), and an
@@ -201,6 +202,15 @@ class ExecutorSettings(CommonSettings):
         default=30.0, gt=0, description="How often the node's own addresses are read again"
     )
     job_output_limit: Memory = 32 * 1024**2
+    volume_limit: Memory = Field(
+        default=1024**3,
+        description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
+        "largest file a job may write (RLIMIT_FSIZE); past it the job is killed and fails "
+        "with 'output too large' (see executor.volumes)",
+    )
+    volume_check_seconds: float = Field(
+        default=2.0, gt=0, description="How often a running job's volumes are measured"
+    )
     log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
     log_flush_seconds: float = Field(default=0.25, gt=0)
     job_log_limit: Memory = 16 * 1024**2
@@ -214,6 +224,12 @@ class ExecutorSettings(CommonSettings):
         default=900.0, description="Longest an install step may run (also capped by the job's)"
     )
 
+    remove_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the engine gets to remove a container (or list them at start); "
+        "one not removed in time is retried in the background and reaped by the next start",
+    )
     drain_timeout: Duration = Field(
         default=30.0, description="On SIGTERM, how long running jobs may finish"
     )

@@ -229,4 +229,5 @@ def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> C
         nano_cpus=int(found.limits.cpu * 1_000_000_000),
         pids_limit=settings.pids_limit,
         network=found.network,
+        file_size_limit=settings.volume_limit,
     )

@@ -10,10 +10,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shoal.errors import ProtocolError, ShoalError
-from shoal.model import Job, JobState, describe_errors
+from shoal.model import Job, JobState, checked_output_name, describe_errors
 
 SCHEMA_VERSION = 1
 CONTENT_TYPE = "application/json"
@@ -94,6 +94,16 @@ class JobEvent(Message):
     outputs: dict[str, str] = Field(default_factory=dict)
     """Result name → base64 tar.gz of that folder (kind ``result``)."""
     truncated: bool = False
+
+    @field_validator("outputs")
+    @classmethod
+    def _output_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            try:
+                checked_output_name(name)
+            except ValueError as error:
+                raise ValueError(f"output name {name!r}: {error}") from None
+        return value
 
     @property
     def routing_key(self) -> str:

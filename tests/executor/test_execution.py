@@ -386,7 +386,7 @@ async def test_untranslated_job_refused(node: Node) -> None:
     assert outcome.error.startswith("unsupported job: ")
 
 
-async def test_output_limit_truncates(node: Node) -> None:
+async def test_output_over_the_limit_fails_the_job(node: Node) -> None:
     # /small is a volume of its own, owned by root: only a root job can write it
     node.settings = node.settings.model_copy(update={"job_output_limit": 1000, "allow_root": True})
     job = docker_job(
@@ -395,7 +395,10 @@ async def test_output_limit_truncates(node: Node) -> None:
         outputs=[{"name": "outputs", "path": "/outputs"}, {"name": "small", "path": "/small"}],
     )
     outcome = await run(node, job)
-    assert outcome.state is JobState.COMPLETED
+    assert outcome.state is JobState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.startswith("output too large: output 'outputs' (/outputs) left out")
+    assert "1000 B output limit" in outcome.error
     result = next(e for e in sink(node).of(job.id) if e.kind == "result")
     assert result.truncated
     assert set(result.outputs) == {"small"}
