@@ -86,15 +86,20 @@ def _cycle(frames: str) -> Iterator[str]:
         yield from frames
 
 
-async def wait_for_end(session: Session, job_id: str, *, follow: bool, spin: bool) -> str:
+async def wait_for_end(
+    session: Session, job_id: str, *, follow: bool, spin: bool, owner: str | None = None
+) -> str:
     """Block until the job is terminal *and* recorded; print its logs when ``follow``.
 
     The recorder's ``recorded`` event (or a store that already says so) ends the wait, so
     the job's logs and outputs can be read as soon as this returns. The final state.
+    ``owner`` names the job's owner (asked from the requester when not given).
     """
     printer = LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
-    async with session.events(job_id) as inbox:
+    if owner is None:
+        owner = str((await session.api("describe", job_id)).get("owner") or session.user)
+    async with session.events(job_id, owner) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
         record = await session.api("describe", job_id)

@@ -65,6 +65,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
         properties = Basic.Properties(
             content_type=CONTENT_TYPE,
             correlation_id="c1",
+            user_id=connection.user,
             expiration=str(max(1, round(timeout * 1000))),
         )
         body = connection.call(
@@ -109,7 +110,9 @@ async def _submit(
         report(reply, id_only=id_only, wait=True)
         from .follow import wait_for_end
 
-        state = await wait_for_end(session, job_id, follow=follow, spin=not id_only)
+        state = await wait_for_end(
+            session, job_id, follow=follow, spin=not id_only, owner=session.user
+        )
         if state != JobState.COMPLETED:
             record = await session.api("describe", job_id)
             raise JobFailedError(failure_line(record))

@@ -54,7 +54,7 @@ from executor.gateway import HttpGateway, NoGateway
 from executor.network import DockerHttpGateway
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
-from shoal.broker import connect
+from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
 from shoal.logs import configure
 from shoal.topology import COMPUTE_QUEUE, declare
@@ -309,7 +309,8 @@ async def serve(
         await reap_orphans(runner, settings.node_id, alive)
         if isinstance(runner, DockerRunner):
             gateway = await DockerHttpGateway.start(runner.docker, settings, executor_id, alive)
-        node = Node(settings, runner, AmqpEventSink(topology.events), gateway, executor_id)
+        sink = AmqpEventSink(topology.events, broker_user(settings.broker_url.get_secret_value()))
+        node = Node(settings, runner, sink, gateway, executor_id)
         executor = Executor(node)
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)

@@ -66,6 +66,7 @@ class Requester:
         s = self.settings
         registry = default_registry()
         retry = RetryPolicy(s.retry_base_delay, s.retry_max_delay)
+        access = s.access()
         self.store = await JobStore.open(
             s.database_url, Limits(log_bytes=s.log_limit_bytes, output_bytes=s.output_limit_bytes)
         )
@@ -80,14 +81,20 @@ class Requester:
         reply_channel = await self.connection.channel(publisher_confirms=False)
         replies = reply_channel.default_exchange
         self.submissions = submissions = SubmissionPipeline(
-            self.store, submit_channel, reply_channel, registry, retry, queue=SUBMIT_QUEUE
+            self.store,
+            submit_channel,
+            reply_channel,
+            registry,
+            retry,
+            access=access,
+            queue=SUBMIT_QUEUE,
         )
         if self._tune_gc:
             settle_heap()  # before the first delivery: the collection pauses here, not later
         await submissions.start()
         events_channel = await self._channel(s.events_prefetch)
         self.recorder = recorder = Recorder(
-            self.store, retry, await events_channel.get_exchange(topology.events.name)
+            self.store, retry, access, await events_channel.get_exchange(topology.events.name)
         )
         await self._consume(events_channel, RECORDER_QUEUE, recorder)
         api_channel = await self._channel(s.api_prefetch)
@@ -98,6 +105,7 @@ class Requester:
             await api_channel.get_exchange(topology.control.name),
             list_limit=s.list_limit,
             retry=retry,
+            access=access,
         )
         await self._consume(api_channel, API_QUEUE, api)
         self._closers = [recorder.close]

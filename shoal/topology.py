@@ -1,15 +1,4 @@
-"""RabbitMQ names and their idempotent declaration.
-
-::
-
-    shoal.submit   quorum queue   client → requester (reply_to + correlation_id)
-    shoal.compute  quorum queue   requester → executors
-    shoal.api      quorum queue   client → requester RPC over the job store
-    shoal.events   topic exchange job.<id>.<state|log|result> → shoal.recorder (quorum queue)
-                                  job.<id>.recorded (from the recorder) and all of the above
-                                  → private follower queues of ``--wait`` / ``--follow``
-    shoal.control  fanout exchange stop requests → every executor's private queue
-    shoal.dlx      fanout exchange dead letters → shoal.dead (quorum queue)
+"""Declaring the broker's exchanges and queues, idempotently (names: ``shoal.names``).
 
 Every work queue dead-letters to ``shoal.dlx`` after :data:`DELIVERY_LIMIT` redeliveries.
 ``consumer_timeout`` is broker-wide on RabbitMQ 3.10: the set-up raises it (see
@@ -24,19 +13,38 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aiormq.abc import FieldTable
 
-SUBMIT_QUEUE = "shoal.submit"
-COMPUTE_QUEUE = "shoal.compute"
-API_QUEUE = "shoal.api"
-RECORDER_QUEUE = "shoal.recorder"
-DEAD_QUEUE = "shoal.dead"
-EVENTS_EXCHANGE = "shoal.events"
-CONTROL_EXCHANGE = "shoal.control"
-DEAD_LETTER_EXCHANGE = "shoal.dlx"
-DELIVERY_LIMIT = 5
+from shoal.names import (
+    API_QUEUE,
+    COMPUTE_QUEUE,
+    CONTROL_EXCHANGE,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_QUEUE,
+    EVENTS_EXCHANGE,
+    RECORDED_KINDS,
+    RECORDER_QUEUE,
+    REQUEST_QUEUES,
+    REQUESTS_EXCHANGE,
+    SUBMIT_QUEUE,
+    WORK_QUEUES,
+    event_key,
+)
 
-WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
-RECORDED_KINDS = ("state", "log", "result")
-"""Event kinds the recorder stores; it publishes ``recorded`` itself."""
+__all__ = [
+    "API_QUEUE",
+    "COMPUTE_QUEUE",
+    "CONTROL_EXCHANGE",
+    "DEAD_LETTER_EXCHANGE",
+    "DEAD_QUEUE",
+    "EVENTS_EXCHANGE",
+    "RECORDER_QUEUE",
+    "SUBMIT_QUEUE",
+    "WORK_QUEUES",
+    "Topology",
+    "declare",
+    "work_queue_arguments",
+]
+
+DELIVERY_LIMIT = 5
 
 
 def work_queue_arguments() -> FieldTable:
@@ -78,6 +86,11 @@ async def declare(channel: AbstractChannel) -> Topology:
         for name in WORK_QUEUES
     }
     for kind in RECORDED_KINDS:
-        await queues[RECORDER_QUEUE].bind(events, routing_key=f"job.*.{kind}")
+        await queues[RECORDER_QUEUE].bind(events, routing_key=event_key("*", "*", kind))
+    requests = await channel.declare_exchange(
+        REQUESTS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    for name in REQUEST_QUEUES:
+        await queues[name].bind(requests, routing_key=name)
     queues[DEAD_QUEUE] = dead
     return Topology(events=events, control=control, dead_letter=dead_letter, queues=queues)
