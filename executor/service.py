@@ -1,8 +1,9 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
-Start: connect, declare the topology, declare this executor's control queue, reap this node's
-orphaned containers, set up the HTTP gateway, consume the compute queue with
-``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
+Start: connect, declare its part of the topology (``declare_executor``), declare this
+executor's control queue, reap this node's orphaned containers, set up the HTTP gateway,
+consume the compute queue with ``prefetch = slots`` (and a semaphore of ``slots``; every job
+task is held in a set).
 
 Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
 is exclusive, so the broker holds it exactly as long as that executor's connection is open;
@@ -57,7 +58,7 @@ from executor.settings import ExecutorSettings
 from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
 from shoal.logs import configure
-from shoal.topology import COMPUTE_QUEUE, declare
+from shoal.topology import COMPUTE_QUEUE, declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode
 
 log = structlog.get_logger("executor")
@@ -297,7 +298,7 @@ async def serve(
         )
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare(channel)
+        topology = await declare_executor(channel)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )

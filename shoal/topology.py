@@ -41,6 +41,7 @@ __all__ = [
     "WORK_QUEUES",
     "Topology",
     "declare",
+    "declare_executor",
     "work_queue_arguments",
 ]
 
@@ -64,6 +65,26 @@ class Topology:
     control: AbstractExchange
     dead_letter: AbstractExchange
     queues: dict[str, AbstractQueue]
+
+
+async def declare_executor(channel: AbstractChannel) -> Topology:
+    """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``
+    and the dead-letter exchange — and nothing its account may not touch (``shoal.roles``)."""
+    dead_letter = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    events = await channel.declare_exchange(
+        EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    control = await channel.declare_exchange(
+        CONTROL_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    compute = await channel.declare_queue(
+        COMPUTE_QUEUE, durable=True, arguments=work_queue_arguments()
+    )
+    return Topology(
+        events=events, control=control, dead_letter=dead_letter, queues={COMPUTE_QUEUE: compute}
+    )
 
 
 async def declare(channel: AbstractChannel) -> Topology:
