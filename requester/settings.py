@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from shoal.broker import broker_user
 from shoal.settings import CommonSettings, data_dir
@@ -61,6 +61,12 @@ class RequesterSettings(CommonSettings):
         default="",
         description="Closed namespaces and their members: team=alice+bob,other=carol",
     )
+
+    @field_validator("namespace_members")
+    @classmethod
+    def _members(cls, value: str) -> str:
+        namespace_members(value)
+        return value
 
     def access(self) -> Access:
         """The access rules these settings describe (the requester's account is trusted)."""

@@ -18,6 +18,7 @@ from aiormq.abc import AbstractChannel
 from pamqp.commands import Basic
 
 from client.accounts import Rabbitmqctl, ensure_user, remove_user
+from client.main import main
 from shoal.broker import connect
 from shoal.names import (
     API_QUEUE,
@@ -228,3 +229,18 @@ def test_password_files_are_private_and_setup_is_idempotent(
     finally:
         assert remove_user(ctl, user, tmp_path)
     assert not first.exists()
+
+
+def test_broker_add_and_remove_user_commands(
+    accounts: Accounts, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = f"{accounts.users['alice']}-cli"
+    where = ["--vhost", accounts.vhost, "--secrets", str(tmp_path)]
+    assert main(["broker", "add-user", user, "--operator", *where]) == 0
+    assert (tmp_path / f"{user}.password").exists()
+    assert main(["broker", "remove-user", user, "--secrets", str(tmp_path)]) == 0
+    assert main(["broker", "add-user", "a.b", *where]) == 2
+    out, err = capsys.readouterr()
+    assert f"{user}: password in {tmp_path / user}.password" in out
+    assert f"{user}: removed" in out
+    assert "UsageError: user name 'a.b'" in err
