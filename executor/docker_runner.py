@@ -8,15 +8,17 @@ read incrementally so an oversized output is abandoned at its limit instead of b
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import aiodocker
 import aiohttp
 
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream
+from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream, VolumeInfo
 from executor.settings import PullPolicy
 
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
@@ -28,6 +30,10 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [
         {"Type": "volume", "Source": name, "Target": target}
         for name, target in spec.named_volumes.items()
+    ]
+    mounts += [
+        {"Type": "volume", "Source": name, "Target": target, "ReadOnly": True}
+        for name, target in spec.read_only_volumes.items()
     ]
     mounts += [
         {"Type": "bind", "Source": host, "Target": target, "ReadOnly": True}
@@ -91,7 +97,8 @@ class DockerRunner:
             if error.status != 404:
                 raise RunnerError(f"cannot inspect image {image}: {error.message}") from None
             info = await self._pull(image, policy)
-        return ImageInfo(user=str((info.get("Config") or {}).get("User") or ""))
+        user = str((info.get("Config") or {}).get("User") or "")
+        return ImageInfo(user=user, id=str(info.get("Id") or ""))
 
     async def _pull(self, image: str, policy: PullPolicy) -> dict[str, Any]:
         if policy is PullPolicy.NEVER:
@@ -202,25 +209,30 @@ class DockerRunner:
         found = await self._docker.containers.list(all=True, filters=filters)
         return {str(c.id): dict(("Labels" in c and c["Labels"]) or {}) for c in found}
 
-    async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
-        spec = ContainerSpec(
-            image=image,
-            entrypoint=["chown", owner, target],
-            user="0:0",
-            named_volumes={volume: target},
-            memory=64 * 1024**2,
-            pids_limit=16,
-        )
-        config = container_config(spec)
-        config["HostConfig"]["CapAdd"] = ["CHOWN"]
-        container = await self._docker.containers.create(config)
+    async def create_volume(self, name: str, labels: dict[str, str]) -> None:
         try:
-            await container.start()
-            result = await container.wait(timeout=_NO_TIMEOUT)
-            if result.get("StatusCode") != 0:
-                raise RunnerError(f"cannot set the owner of volume {volume}: {result}")
-        finally:
-            await asyncio.shield(container.delete(force=True, v=True))
+            body = json.dumps({"Name": name, "Labels": labels})
+            await self._docker._query_json("volumes/create", method="POST", data=body)
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot create volume {name}: {error.message}") from None
+
+    async def volume(self, name: str) -> VolumeInfo | None:
+        try:
+            info = await self._docker._query_json(f"volumes/{name}")
+        except aiodocker.DockerError as error:
+            if error.status == 404:
+                return None
+            raise RunnerError(f"cannot inspect volume {name}: {error.message}") from None
+        created = datetime.fromisoformat(str(info["CreatedAt"]))
+        return VolumeInfo(labels=dict(info.get("Labels") or {}), created=created)
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            async with self._docker._query(f"volumes/{name}", method="DELETE"):
+                pass
+        except aiodocker.DockerError as error:
+            if error.status != 404:
+                raise RunnerError(f"cannot remove volume {name}: {error.message}") from None
 
     async def close(self) -> None:
         await self._docker.close()

@@ -1,13 +1,15 @@
 """One job, from an accepted compute request to its terminal event.
 
-Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) → publish
-``running`` → ``prepare`` (image and user; where results go, ``spec.output_layout``: a result
-path the job could not write fails it here, before anything is fetched or created; inputs,
-network lease, dependency cache) → ``run`` (create, place result folders and inputs, start,
-stream logs, wait with timeout and stop) → ``collect`` outputs → remove the container
-(shielded: cancellation cannot skip it) → publish ``result`` and the terminal ``state``. A job
-stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
-delivery goes back to the queue.
+Steps: ``admit`` (runnable? image and network allowed? waited too long? stopped already?) →
+publish ``running`` → ``prepare`` (image and user, never root unless the operator allows it,
+``spec.job_user``; the container's volumes owned by that user; where results go,
+``spec.output_layout``: a result path the job could not write fails it here, before anything
+is fetched or created; inputs, network lease, the prebuilt environment of
+``executor.depcache``, built first by a separate install container when missing) → ``run``
+(create, place result folders and inputs, start, stream logs, wait with timeout and stop) →
+``collect`` outputs → remove the container (shielded: cancellation cannot skip it) → publish
+``result`` and the terminal ``state``. A job stopped for the executor's shutdown
+(``JobControl.requeue``) publishes nothing more: its delivery goes back to the queue.
 """
 
 from __future__ import annotations
@@ -15,26 +17,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 
 from executor import failures
+from executor.addresses import DestinationPolicy, NodeAddresses
+from executor.depcache import DepCache, InstallRequest, Prebuilt
 from executor.events import EventSink, JobEvents
 from executor.failures import JobError
 from executor.gateway import HttpGateway, Lease
-from executor.inputs import place_dirs, prepare_inputs, top_level
+from executor.inputs import Placement, place_dirs, place_roots, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
 from executor.settings import ExecutorSettings
+from executor.shielded import uncancellable
 from executor.spec import (
     ALWAYS_VOLUMES,
     Limits,
     SpecInputs,
+    check_image,
     container_spec,
     docker_params,
     job_user,
@@ -44,7 +48,6 @@ from executor.spec import (
     output_layout,
     uses_dep_cache,
 )
-from shoal.images import DEP_CACHE_MOUNT
 from shoal.model import Job, JobState, NetworkType
 from shoal.units import format_bytes
 from shoal.wire import utcnow
@@ -53,25 +56,6 @@ log = structlog.get_logger("executor")
 
 LOG_GRACE = 5.0
 """Seconds the log stream may lag behind the container's exit before it is cut."""
-
-T = TypeVar("T")
-
-
-async def uncancellable(work: Awaitable[T]) -> T:
-    """Finish ``work`` even if the caller is cancelled meanwhile (then re-raise that)."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 @dataclass
@@ -99,23 +83,20 @@ class Node:
     sink: EventSink
     gateway: HttpGateway
     executor_id: str
-    _cache_owners: set[str] = field(default_factory=set)
-    _cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    addresses: NodeAddresses = field(default_factory=NodeAddresses)
+    """The node's own addresses, shared with the proxy (refreshed by the service)."""
+    depcache: DepCache = field(init=False)
 
-    async def ensure_dep_cache(self, image: str, user: str) -> None:
-        """Make the cache volume writable by ``user``, once per owner and process."""
-        if not user or user in self._cache_owners:
-            return
-        async with self._cache_lock:
-            if user in self._cache_owners:
-                return
-            try:
-                await self.runner.chown_volume(
-                    self.settings.dep_cache_volume, image, user, DEP_CACHE_MOUNT
-                )
-            except Exception as error:  # no cache is better than no job
-                log.warning("depcache.init_failed", error=str(error))
-            self._cache_owners.add(user)
+    def __post_init__(self) -> None:
+        self.depcache = DepCache(self.runner, self.settings, self.executor_id)
+
+    def destinations(self) -> DestinationPolicy:
+        """Where this node's jobs may connect (url inputs; the proxy has its own)."""
+        return DestinationPolicy(
+            self.addresses,
+            allow_private=self.settings.allow_private_addresses,
+            allowed_ports=self.settings.allowed_ports,
+        )
 
 
 @dataclass
@@ -193,7 +174,7 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
 
 
 def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
-    docker_params(job)
+    check_image(docker_params(job).image, settings)
     network_type(job.task, settings)
     queue_timeout = job.task.timeouts.queue
     if queue_timeout is not None and waited > queue_timeout:
@@ -243,17 +224,22 @@ async def _run_job(
     user = job_user(image, settings)
     input_roots = list(dict.fromkeys(top_level(item.target) for item in job.task.inputs))
     layout = output_layout(job.task, input_roots, user)
-    placements = await prepare_inputs(job.task.inputs, settings, numeric_uid(user))
+    uid = numeric_uid(user)
+    placements = await prepare_inputs(job.task.inputs, settings, uid, node.destinations())
     mounted = [*ALWAYS_VOLUMES, *input_roots, *layout.volumes]
-    folders = place_dirs(layout.dirs, mounted, numeric_uid(user))
+    folders = place_roots(mounted, uid) if uid else []
+    folders += place_dirs(layout.dirs, mounted, uid)
     lease: Lease | None = None
     try:
         if network_type(job.task, settings) is NetworkType.HTTP:
             domains = list(job.task.network.domains) if job.task.network else []
             lease = await node.gateway.lease(job.id, domains)
-        network = "bridge" if network_type(job.task, settings) is NetworkType.FULL else "none"
-        if uses_dep_cache(params.image, settings):
-            await node.ensure_dep_cache(params.image, user)
+        full = network_type(job.task, settings) is NetworkType.FULL
+        network = lease.network if lease else ("bridge" if full else "none")
+        network_env = lease.env if lease else {}
+        prebuilt = await _environment(
+            node, job, image, placements, (network, network_env), job_limits, control
+        )
         spec = container_spec(
             job,
             settings,
@@ -263,13 +249,17 @@ async def _run_job(
                 limits=job_limits,
                 input_roots=input_roots,
                 output_volumes=layout.volumes,
-                network=lease.network if lease else network,
-                network_env=lease.env if lease else {},
+                network=network,
+                network_env=network_env,
+                env_volume=prebuilt.volume if prebuilt else None,
             ),
         )
         container = await node.runner.create(spec)
         try:
             placed = [(p, failures.OUTPUT_NOT_WRITABLE) for p in folders]
+            if prebuilt is not None and prebuilt.log is not None:
+                log_tar = Placement("/outputs", prebuilt.log, "the install log")
+                placed.append((log_tar, failures.INTERNAL))
             for placement, category in placed + [(p, failures.INPUT_FAILED) for p in placements]:
                 try:
                     await node.runner.put_archive(container, placement.root, placement.tar)
@@ -285,6 +275,33 @@ async def _run_job(
     finally:
         if lease is not None:
             await uncancellable(node.gateway.release(job.id))
+
+
+async def _environment(
+    node: Node,
+    job: Job,
+    image: ImageInfo,
+    placements: list[Placement],
+    network: tuple[str, dict[str, str]],
+    job_limits: Limits,
+    control: JobControl,
+) -> Prebuilt | None:
+    """The job's prebuilt environment, when its image gets them (``executor.depcache``)."""
+    params = docker_params(job)
+    if not uses_dep_cache(params.image, node.settings):
+        return None
+    request = InstallRequest(
+        job_id=job.id,
+        image=params.image,
+        info=image,
+        code_tars=[p.tar for p in placements if p.root == "/code"],
+        env={**params.env, **job.task.env},
+        network=network[0],
+        network_env=network[1],
+        limits=job_limits,
+        stopped=control.stopped,
+    )
+    return await node.depcache.environment(request)
 
 
 async def _remove(runner: ContainerRunner, container: str) -> None:

@@ -7,8 +7,10 @@ refused, ``/inputs/data.csv`` works); a folder input is placed *under* its targe
 
 - ``inline``: the archive carried in the message (``shoal.inline``), ``params.kind`` file/dir.
 - ``url``: downloaded by the executor (``input_limit`` bytes, ``url_timeout`` seconds, at most
-  5 redirects). Unless ``allow_private_addresses``, hosts that are or resolve to the node's own or
-  local-network addresses (``executor.addresses``) are refused: a job cannot read those services.
+  5 redirects). Every hop goes through the destination policy (``executor.addresses``): a port
+  other than 80, 443 and the operator's, or a host that is or resolves to (any of its
+  addresses) the node's own or a private address, is refused, so a job cannot read the node's
+  services; aiohttp connects to the addresses the resolver checked.
 - ``local``: a file or folder on the node, only under ``allowed_local_dirs`` (after resolving
   links); links inside a folder are copied as links, never followed.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import ipaddress
 import posixpath
 import socket
 import tarfile
@@ -32,7 +33,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from executor.addresses import is_internal
+from executor.addresses import DestinationPolicy, is_ip
 from executor.failures import INPUT_FAILED, JobError
 from executor.settings import ExecutorSettings
 from shoal.inline import open_inline
@@ -149,6 +150,22 @@ def place_dirs(paths: tuple[str, ...], roots: list[str], uid: int) -> list[Place
     return [builder.finish() for builder in builders.values()]
 
 
+def place_roots(roots: list[str], uid: int) -> list[Placement]:
+    """Each volume root in ``roots`` made owned by ``uid`` (mode 0755): a tar of one folder
+    entry named ``/``, which Docker applies to the folder it extracts into (it skips ``.``)."""
+    placements = []
+    for root in roots:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo("/")
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            info.uid = info.gid = uid
+            archive.addfile(info)
+        placements.append(Placement(root=root, tar=buffer.getvalue(), what=f"folder {root}"))
+    return placements
+
+
 def _safe_member(name: str, what: str) -> str:
     normal = posixpath.normpath(name)
     if normal.startswith("/") or normal == ".." or normal.startswith("../"):
@@ -222,43 +239,51 @@ def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) ->
         raise JobError(INPUT_FAILED, f"{what}: cannot read it: {error}") from None
 
 
-class PublicResolver(AbstractResolver):
-    """Resolves names to public addresses only (url inputs must not reach the node)."""
+class CheckedResolver(AbstractResolver):
+    """Resolves names, refusing one with any address the policy refuses."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: DestinationPolicy) -> None:
         self._inner = ThreadedResolver()
+        self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        public = [item for item in found if not is_internal(item["host"])]
-        if not public:
-            raise OSError(f"{host} resolves only to loopback or private addresses (refused)")
-        return public
+        reason = self._policy.resolved_refusal(host, [item["host"] for item in found])
+        if reason is not None:
+            raise OSError(reason)
+        return found
 
     async def close(self) -> None:
         await self._inner.close()
 
 
-def _check_literal(url: URL, what: str) -> None:
+def _is_localhost(host: str) -> bool:
+    return host.lower().rstrip(".") in ("localhost", "localhost.localdomain")
+
+
+def _check_destination(url: URL, policy: DestinationPolicy, what: str) -> None:
     host = url.host or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host.lower() in ("localhost", "localhost.localdomain"):
-            raise JobError(INPUT_FAILED, f"{what}: {host} is not reachable from jobs") from None
-        return
-    if is_internal(host):
-        raise JobError(INPUT_FAILED, f"{what}: {host} is a private address (refused)")
+    port = url.explicit_port or (443 if url.scheme == "https" else 80)
+    reason = policy.port_refusal(port)
+    if reason is None and is_ip(host):
+        reason = policy.address_refusal(host.strip("[]"))
+    elif reason is None and not policy.allow_private and _is_localhost(host):
+        reason = f"{host} is not reachable from jobs"
+    if reason is not None:
+        raise JobError(INPUT_FAILED, f"{what}: {reason}")
 
 
-async def fetch_url(url: str, settings: ExecutorSettings) -> bytes:
-    """The body at ``url``, within the size limit and timeout, following a few redirects."""
+async def fetch_url(url: str, settings: ExecutorSettings, policy: DestinationPolicy) -> bytes:
+    """The body at ``url``, within the size limit and timeout, following a few redirects.
+
+    Each hop is checked by ``policy`` first; names are resolved by a resolver that checks
+    every address (with an upstream proxy, the proxy resolves them)."""
     what = f"url input {url}"
-    guard = not settings.allow_private_addresses
     connector = aiohttp.TCPConnector(
-        resolver=PublicResolver() if guard and not settings.upstream_proxy else None
+        resolver=None if settings.upstream_proxy else CheckedResolver(policy),
+        use_dns_cache=False,
     )
     timeout = aiohttp.ClientTimeout(total=settings.url_timeout)
     try:
@@ -267,8 +292,7 @@ async def fetch_url(url: str, settings: ExecutorSettings) -> bytes:
         ) as session:
             current = URL(url)
             for _ in range(MAX_REDIRECTS + 1):
-                if guard:
-                    _check_literal(current, what)
+                _check_destination(current, policy, what)
                 async with session.get(
                     current, allow_redirects=False, proxy=settings.upstream_proxy
                 ) as response:
@@ -304,7 +328,7 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int, what: str)
 
 
 async def prepare_inputs(
-    inputs: list[InputSource], settings: ExecutorSettings, uid: int
+    inputs: list[InputSource], settings: ExecutorSettings, uid: int, policy: DestinationPolicy
 ) -> list[Placement]:
     """Every input of a task as a placement, in order; ``JobError`` on the first bad one."""
     placements: list[Placement] = []
@@ -315,7 +339,7 @@ async def prepare_inputs(
             what = f"inline input {item.alias or item.target}"
             placement = await asyncio.to_thread(place_inline, item, uid, settings.input_limit, what)
         elif kind == "url":
-            data = await fetch_url(str(params["url"]), settings)
+            data = await fetch_url(str(params["url"]), settings, policy)
             placement = place_file(
                 item.target, data, uid, settings.input_limit, f"url input {params['url']}"
             )

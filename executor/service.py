@@ -1,9 +1,10 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
 Start: connect, declare its part of the topology (``declare_executor``), declare this
-executor's control queue, reap this node's orphaned containers, set up the HTTP gateway,
-consume the compute queue with ``prefetch = slots`` (and a semaphore of ``slots``; every job
-task is held in a set).
+executor's control queue, reap this node's orphaned containers, set up the HTTP gateway, read
+the node's own addresses (refreshed every ``address_refresh`` seconds,
+``executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
+of ``slots``; every job task is held in a set).
 
 Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
 is exclusive, so the broker holds it exactly as long as that executor's connection is open;
@@ -48,6 +49,7 @@ import structlog
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 
+from executor.addresses import NodeAddresses
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
@@ -290,6 +292,8 @@ async def serve(
     structlog.contextvars.bind_contextvars(executor=executor_id)
     runner = runner or DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
     gateway: HttpGateway = NoGateway("not started")
+    addresses = NodeAddresses()
+    refresher: asyncio.Task[None] | None = None
     connection = None
     executor: Executor | None = None
     try:
@@ -309,9 +313,14 @@ async def serve(
 
         await reap_orphans(runner, settings.node_id, alive)
         if isinstance(runner, DockerRunner):
-            gateway = await DockerHttpGateway.start(runner.docker, settings, executor_id, alive)
+            addresses = NodeAddresses(runner.docker.networks.list)
+            gateway = await DockerHttpGateway.start(
+                runner.docker, settings, executor_id, alive, addresses
+            )
+        await addresses.refresh()
+        refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
         sink = AmqpEventSink(topology.events, broker_user(settings.broker_url.get_secret_value()))
-        node = Node(settings, runner, sink, gateway, executor_id)
+        node = Node(settings, runner, sink, gateway, executor_id, addresses)
         executor = Executor(node)
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
@@ -325,6 +334,8 @@ async def serve(
         await compute.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
+        if refresher is not None:
+            refresher.cancel()
         if executor is not None:
             await executor.cancel_all()
         await gateway.close()
