@@ -95,17 +95,21 @@ async def wait_for_end(
     follow: bool,
     spin: bool,
     seen: dict[str, str] | None = None,
+    owner: str | None = None,
 ) -> str:
     """Block until the job is terminal *and* recorded; print its logs when ``follow``.
 
     The recorder's ``recorded`` event (or a store that already says so) ends the wait, so
     the job's logs and outputs can be read as soon as this returns. The final state. While
     it waits, ``seen[job_id]`` holds the last state seen; it is removed once the wait ends.
+    ``owner`` names the job's owner (asked from the requester when not given).
     """
     printer = LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
     seen = {job_id: "state unknown"} if seen is None else seen
-    async with session.events(job_id) as inbox:
+    if owner is None:
+        owner = str((await session.api("describe", job_id)).get("owner") or session.user)
+    async with session.events(job_id, owner) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
         record = await session.api("describe", job_id)

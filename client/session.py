@@ -25,6 +25,14 @@ from pamqp.commands import Basic
 
 from shoal.brokerurl import unreachable
 from shoal.errors import ShoalError, UnavailableError, from_wire
+from shoal.names import (
+    API_QUEUE,
+    DIRECT_REPLY_TO,
+    EVENTS_EXCHANGE,
+    REQUESTS_EXCHANGE,
+    SUBMIT_QUEUE,
+    event_key,
+)
 from shoal.wire import (
     CONTENT_TYPE,
     ApiOp,
@@ -38,13 +46,7 @@ from shoal.wire import (
     encode,
 )
 
-from .blocking import (
-    API_QUEUE,
-    DIRECT_REPLY_TO,
-    EVENTS_EXCHANGE,
-    PERSISTENT,
-    SUBMIT_QUEUE,
-)
+from .blocking import PERSISTENT, Endpoint
 from .settings import ClientSettings
 from .submit import checked
 
@@ -56,6 +58,9 @@ class Session:
 
     def __init__(self, settings: ClientSettings, connection: AbstractConnection) -> None:
         self.settings = settings
+        self.user = Endpoint.parse(settings.broker_url.get_secret_value()).user
+        """The account this session is logged in as: every request carries it as
+        ``user_id``, which the broker checks and the requester takes as the caller."""
         self._connection = connection
         self._channel: AbstractChannel | None = None
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
@@ -85,13 +90,14 @@ class Session:
             delivery_mode=PERSISTENT,
             reply_to=DIRECT_REPLY_TO,
             correlation_id=correlation,
+            user_id=self.user,
             expiration=None if expiration is None else str(max(1, round(expiration * 1000))),
         )
         try:
             try:
                 confirmed = await self._channel.basic_publish(
                     encode(request),
-                    exchange="",
+                    exchange=REQUESTS_EXCHANGE,
                     routing_key=queue,
                     properties=properties,
                     mandatory=True,
@@ -133,12 +139,15 @@ class Session:
         return answer.result
 
     @contextlib.asynccontextmanager
-    async def events(self, job_id: str) -> AsyncIterator[asyncio.Queue[JobEvent]]:
-        """Events of ``job_id`` from now on, through a private queue bound before yielding."""
+    async def events(self, job_id: str, owner: str) -> AsyncIterator[asyncio.Queue[JobEvent]]:
+        """Events of ``job_id`` (owned by ``owner``) from now on, through a private queue bound
+        before yielding. The broker lets a user bind only their own jobs' events (an operator
+        any job's)."""
         assert self._channel is not None
         declared = await self._channel.queue_declare("", exclusive=True, auto_delete=True)
         queue = str(declared.queue)
-        await self._channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=f"job.{job_id}.*")
+        key = event_key(owner, job_id, "*")
+        await self._channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=key)
         inbox: asyncio.Queue[JobEvent] = asyncio.Queue()
 
         async def on_event(message: DeliveredMessage) -> None:

@@ -81,6 +81,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
         properties = Basic.Properties(
             content_type=CONTENT_TYPE,
             correlation_id="c1",
+            user_id=connection.user,
             expiration=str(max(1, round(timeout * 1000))),
         )
         body = connection.call(
@@ -130,7 +131,9 @@ async def _submit(
         from .follow import wait_for_end, within
 
         seen: dict[str, str] = {job_id: "state unknown"}
-        waiting = wait_for_end(session, job_id, follow=follow, spin=not id_only, seen=seen)
+        waiting = wait_for_end(
+            session, job_id, follow=follow, spin=not id_only, seen=seen, owner=session.user
+        )
         state = await within(deadline, waiting, seen)
         if state != JobState.COMPLETED:
             record = await session.api("describe", job_id)

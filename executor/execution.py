@@ -128,7 +128,7 @@ class _Run:
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
     """Run ``job`` and publish its events; never raises for a job's own failure."""
-    events = JobEvents(node.sink, job.id, node.executor_id)
+    events = JobEvents(node.sink, job.id, node.executor_id, job.owner)
     image = str(job.task.engine.params.get("image", ""))
     waited = max((utcnow() - submitted_at).total_seconds(), 0.0)
     try:

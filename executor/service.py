@@ -1,9 +1,10 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
-Start: connect, declare the topology, declare this executor's control queue, reap this node's
-orphaned containers, set up the HTTP gateway, read the node's own addresses (refreshed every
-``address_refresh`` seconds, ``executor.addresses``), consume the compute queue with
-``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
+Start: connect, declare its part of the topology (``declare_executor``), declare this
+executor's control queue, reap this node's orphaned containers, set up the HTTP gateway, read
+the node's own addresses (refreshed every ``address_refresh`` seconds,
+``executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
+of ``slots``; every job task is held in a set).
 
 Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
 is exclusive, so the broker holds it exactly as long as that executor's connection is open;
@@ -57,10 +58,10 @@ from executor.network import DockerHttpGateway
 from executor.removal import REMOVE_DEADLINE, remove_within
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
-from shoal.broker import connect
+from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
 from shoal.logs import configure
-from shoal.topology import COMPUTE_QUEUE, declare
+from shoal.topology import COMPUTE_QUEUE, declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode
 
 log = structlog.get_logger("executor")
@@ -308,7 +309,7 @@ async def serve(
         )
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare(channel)
+        topology = await declare_executor(channel)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )
@@ -325,9 +326,8 @@ async def serve(
             )
         await addresses.refresh()
         refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
-        node = Node(
-            settings, runner, AmqpEventSink(topology.events), gateway, executor_id, addresses
-        )
+        sink = AmqpEventSink(topology.events, broker_user(settings.broker_url.get_secret_value()))
+        node = Node(settings, runner, sink, gateway, executor_id, addresses)
         executor = Executor(node)
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)

@@ -28,7 +28,7 @@ from shoal.topology import COMPUTE_QUEUE, DELIVERY_LIMIT, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode
 
 from . import delivery
-from .announce import announce_failed
+from .announce import Announcer
 from .replies import reply
 from .store import JobStore
 from .submissions import RetryPolicy, idempotent_id
@@ -83,14 +83,12 @@ class DeadLetters:
         self,
         store: JobStore,
         replies: AbstractExchange,
-        events: AbstractExchange,
-        control: AbstractExchange,
+        announcer: Announcer,
         retry: RetryPolicy,
     ) -> None:
         self._store = store
         self._replies = replies
-        self._events = events
-        self._control = control
+        self._announcer = announcer
         self._retry = retry
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
@@ -122,15 +120,15 @@ class DeadLetters:
     async def _compute(self, message: AbstractIncomingMessage, death: Death) -> None:
         """The job of a dead compute message ends ``failed`` with the reason."""
         try:
-            job_id = decode(message.body, ComputeRequest).job.id
+            job = decode(message.body, ComputeRequest).job
         except ShoalError as error:
             log.warning("dead_letter.unreadable", queue=death.queue, error=error.message)
             return
         reason = f"{death.why} (dead-lettered from {death.queue})"
-        left = await self._store.fail_unless_ended(job_id, reason)
-        log.warning("dead_letter.compute", job_id=job_id, reason=death.reason, was=left)
+        left = await self._store.fail_unless_ended(job.id, reason)
+        log.warning("dead_letter.compute", job_id=job.id, reason=death.reason, was=left)
         if left is not None:
-            await announce_failed(self._events, self._control, job_id, reason)
+            await self._announcer.failed(job.id, job.owner, reason)
 
     async def _submission(self, message: AbstractIncomingMessage, death: Death) -> None:
         """Fail the submission's job if it was stored but never queued; answer the caller."""
@@ -140,7 +138,7 @@ class DeadLetters:
             log.warning("dead_letter.unreadable", queue=death.queue, error=error.message)
             return
         key = submission.idempotency_key
-        submitted = idempotent_id(key) if key else submission.job.id
+        submitted = idempotent_id(message.user_id or "", key) if key else submission.job.id
         reason = f"its submission was dead-lettered from {death.queue}: {death.why}"
         try:
             job = await self._store.resolve(submitted)
@@ -152,7 +150,7 @@ class DeadLetters:
         elif JobState(job["state"]) is JobState.PENDING:
             left = await self._store.fail_unless_ended(job["id"], reason, before=JobState.QUEUED)
             if left is not None:
-                await announce_failed(self._events, self._control, job["id"], reason)
+                await self._announcer.failed(job["id"], str(job.get("owner") or ""), reason)
             log.warning("dead_letter.submission", job_id=job["id"], reason=death.reason)
         else:
             answer = SubmitReply(job_id=job["id"], original_id=job["original_id"] or job["id"])

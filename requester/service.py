@@ -39,6 +39,7 @@ from shoal.topology import (
     work_queue_arguments,
 )
 
+from .announce import Announcer
 from .api import Api
 from .deadletters import DeadLetters
 from .delivery import InFlight
@@ -83,6 +84,7 @@ class Requester:
         s = self.settings
         registry = default_registry()
         retry = RetryPolicy(s.retry_base_delay, s.retry_max_delay)
+        access = s.access()
         self.store = await JobStore.open(
             s.database_url, Limits(log_bytes=s.log_limit_bytes, output_bytes=s.output_limit_bytes)
         )
@@ -97,14 +99,20 @@ class Requester:
         reply_channel = await self.connection.channel(publisher_confirms=False)
         replies = reply_channel.default_exchange
         self.submissions = submissions = SubmissionPipeline(
-            self.store, submit_channel, reply_channel, registry, retry, queue=SUBMIT_QUEUE
+            self.store,
+            submit_channel,
+            reply_channel,
+            registry,
+            retry,
+            access=access,
+            queue=SUBMIT_QUEUE,
         )
         if self._tune_gc:
             settle_heap()  # before the first delivery: the collection pauses here, not later
         await submissions.start()
         events_channel = await self._channel(s.events_prefetch)
         self.recorder = recorder = Recorder(
-            self.store, retry, await events_channel.get_exchange(topology.events.name)
+            self.store, retry, access, await events_channel.get_exchange(topology.events.name)
         )
         await self._consume(events_channel, RECORDER_QUEUE, recorder)
         api_channel = await self._channel(s.api_prefetch)
@@ -115,26 +123,29 @@ class Requester:
             await api_channel.get_exchange(topology.control.name),
             list_limit=s.list_limit,
             retry=retry,
+            access=access,
         )
         await self._consume(api_channel, API_QUEUE, api)
-        await self._watch_timeouts_and_dead_letters(topology, replies, retry)
+        await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
         self._closers = [recorder.close]
         log.info("requester.started", name=s.name, store=self.store.dialect)
 
     async def _watch_timeouts_and_dead_letters(
-        self, topology: Topology, replies: AbstractExchange, retry: RetryPolicy
+        self, topology: Topology, replies: AbstractExchange, retry: RetryPolicy, account: str
     ) -> None:
-        """Consume ``shoal.dead`` and start the sweeper, each on a channel of its own."""
+        """Consume ``shoal.dead`` and start the sweeper, each on a channel of its own; both
+        announce what they end signed with the requester's ``account``."""
         assert self.store is not None
         assert self.connection is not None
         dead_channel = await self._channel(DEAD_PREFETCH)
-        events, control = await _announcers(dead_channel, topology)
-        dead = DeadLetters(self.store, replies, events, control, retry)
+        dead = DeadLetters(
+            self.store, replies, await _announcer(dead_channel, topology, account), retry
+        )
         queue = await dead_channel.declare_queue(DEAD_QUEUE, passive=True)
         tag = await queue.consume(self.inflight.wrap(dead))
         self._consumers.append(_Consumer(queue, tag))
-        events, control = await _announcers(await self.connection.channel(), topology)
-        self.sweeper = Sweeper(self.store, events, control, interval=self.settings.sweep_interval)
+        announcer = await _announcer(await self.connection.channel(), topology, account)
+        self.sweeper = Sweeper(self.store, announcer, interval=self.settings.sweep_interval)
         self.sweeper.start()
 
     async def _channel(self, prefetch: int) -> AbstractRobustChannel:
@@ -174,12 +185,11 @@ class Requester:
         log.info("requester.stopped", cut_short=cut)
 
 
-async def _announcers(
-    channel: AbstractRobustChannel, topology: Topology
-) -> tuple[AbstractExchange, AbstractExchange]:
-    """The events and control exchanges on ``channel``."""
+async def _announcer(channel: AbstractRobustChannel, topology: Topology, account: str) -> Announcer:
+    """An announcer on ``channel``'s events and control exchanges."""
     events = await channel.get_exchange(topology.events.name)
-    return events, await channel.get_exchange(topology.control.name)
+    control = await channel.get_exchange(topology.control.name)
+    return Announcer(events, control, account)
 
 
 async def serve(settings: RequesterSettings, stop: asyncio.Event, *, tune_gc: bool = False) -> None:

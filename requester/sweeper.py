@@ -16,9 +16,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aio_pika.abc import AbstractExchange
 
-from .announce import announce_failed
+from .announce import Announcer
 from .store import JobStore
 
 log = structlog.get_logger(__name__)
@@ -35,14 +34,12 @@ class Sweeper:
     def __init__(
         self,
         store: JobStore,
-        events: AbstractExchange,
-        control: AbstractExchange,
+        announcer: Announcer,
         *,
         interval: float,
     ) -> None:
         self._store = store
-        self._events = events
-        self._control = control
+        self._announcer = announcer
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self.steps: list[Step] = [self.expire_timeouts]
@@ -71,7 +68,7 @@ class Sweeper:
             expired = await self._store.expire_due(limit=BATCH)
             for job in expired:
                 log.info("job.expired", job_id=job.job_id, timeout=job.kind, was=job.state)
-                await announce_failed(self._events, self._control, job.job_id, job.reason)
+                await self._announcer.failed(job.job_id, job.owner, job.reason)
             if len(expired) < BATCH:
                 return
 

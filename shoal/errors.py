@@ -80,6 +80,10 @@ class ProtocolError(ShoalError):
     """A wire message that cannot be parsed."""
 
 
+class AccessError(UsageError):
+    """The caller has no right to this (no identity, or not a member of a namespace)."""
+
+
 class NotFoundError(ShoalError):
     """No job with that ID."""
 

@@ -292,6 +292,9 @@ class Job(_Model):
     id: str = Field(default_factory=new_job_id)
     name: str = ""
     namespace: str = "default"
+    owner: str = ""
+    """The submitting user: set by the requester from the submission's broker-checked
+    ``user_id``, whatever the client wrote here."""
     type: Literal["batch"] = "batch"
     labels: dict[str, str] = Field(default_factory=dict)
     meta: dict[str, str] = Field(default_factory=dict)

@@ -1,15 +1,4 @@
-"""RabbitMQ names and their idempotent declaration.
-
-::
-
-    shoal.submit   quorum queue   client → requester (reply_to + correlation_id)
-    shoal.compute  quorum queue   requester → executors
-    shoal.api      quorum queue   client → requester RPC over the job store
-    shoal.events   topic exchange job.<id>.<state|log|result> → shoal.recorder (quorum queue)
-                                  job.<id>.recorded (from the recorder) and all of the above
-                                  → private follower queues of ``--wait`` / ``--follow``
-    shoal.control  fanout exchange stop requests → every executor's private queue
-    shoal.dlx      fanout exchange dead letters → shoal.dead (quorum queue, bounded)
+"""Declaring the broker's exchanges and queues, idempotently (names: ``shoal.names``).
 
 Every work queue dead-letters to ``shoal.dlx`` after :data:`DELIVERY_LIMIT` redeliveries.
 ``shoal.dead`` keeps at most :data:`DEAD_MAX_LENGTH` messages / :data:`DEAD_MAX_BYTES`
@@ -32,15 +21,22 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustChannel
 from aiormq.abc import FieldTable
 
-SUBMIT_QUEUE = "shoal.submit"
-COMPUTE_QUEUE = "shoal.compute"
-API_QUEUE = "shoal.api"
-RECORDER_QUEUE = "shoal.recorder"
-DEAD_QUEUE = "shoal.dead"
-EVENTS_EXCHANGE = "shoal.events"
-CONTROL_EXCHANGE = "shoal.control"
-DEAD_LETTER_EXCHANGE = "shoal.dlx"
-DELIVERY_LIMIT = 5
+from shoal.names import (
+    API_QUEUE,
+    COMPUTE_QUEUE,
+    CONTROL_EXCHANGE,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_QUEUE,
+    EVENTS_EXCHANGE,
+    RECORDED_KINDS,
+    RECORDER_QUEUE,
+    REQUEST_QUEUES,
+    REQUESTS_EXCHANGE,
+    SUBMIT_QUEUE,
+    WORK_QUEUES,
+    event_key,
+)
+
 DEAD_MAX_LENGTH = 10_000
 DEAD_MAX_BYTES = 256 * 1024 * 1024
 DEAD_POLICY = (
@@ -52,9 +48,23 @@ DEAD_POLICY = (
 
 log = structlog.get_logger(__name__)
 
-WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
-RECORDED_KINDS = ("state", "log", "result")
-"""Event kinds the recorder stores; it publishes ``recorded`` itself."""
+__all__ = [
+    "API_QUEUE",
+    "COMPUTE_QUEUE",
+    "CONTROL_EXCHANGE",
+    "DEAD_LETTER_EXCHANGE",
+    "DEAD_QUEUE",
+    "EVENTS_EXCHANGE",
+    "RECORDER_QUEUE",
+    "SUBMIT_QUEUE",
+    "WORK_QUEUES",
+    "Topology",
+    "declare",
+    "declare_executor",
+    "work_queue_arguments",
+]
+
+DELIVERY_LIMIT = 5
 
 
 def work_queue_arguments() -> FieldTable:
@@ -125,6 +135,26 @@ class Topology:
     queues: dict[str, AbstractQueue]
 
 
+async def declare_executor(channel: AbstractChannel) -> Topology:
+    """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``
+    and the dead-letter exchange — and nothing its account may not touch (``shoal.roles``)."""
+    dead_letter = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    events = await channel.declare_exchange(
+        EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    control = await channel.declare_exchange(
+        CONTROL_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    compute = await channel.declare_queue(
+        COMPUTE_QUEUE, durable=True, arguments=work_queue_arguments()
+    )
+    return Topology(
+        events=events, control=control, dead_letter=dead_letter, queues={COMPUTE_QUEUE: compute}
+    )
+
+
 async def declare(channel: AbstractChannel) -> Topology:
     """Declare everything (idempotent: the same arguments every time)."""
     dead_letter = await channel.declare_exchange(
@@ -143,6 +173,11 @@ async def declare(channel: AbstractChannel) -> Topology:
         for name in WORK_QUEUES
     }
     for kind in RECORDED_KINDS:
-        await queues[RECORDER_QUEUE].bind(events, routing_key=f"job.*.{kind}")
+        await queues[RECORDER_QUEUE].bind(events, routing_key=event_key("*", "*", kind))
+    requests = await channel.declare_exchange(
+        REQUESTS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    for name in REQUEST_QUEUES:
+        await queues[name].bind(requests, routing_key=name)
     queues[DEAD_QUEUE] = dead
     return Topology(events=events, control=control, dead_letter=dead_letter, queues=queues)

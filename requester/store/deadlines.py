@@ -32,6 +32,7 @@ class Expired:
     """A job this call failed: which timeout ran out, in which state it was, and why."""
 
     job_id: str
+    owner: str
     kind: Kind
     state: JobState
     reason: str
@@ -64,7 +65,7 @@ async def expire_due(conn: AsyncConnection, now: datetime, limit: int) -> list[E
     d, jobs = schema.deadlines, schema.jobs
     rows = (
         await conn.execute(
-            select(d.c.job_id, d.c.kind, d.c.seconds, jobs.c.state)
+            select(d.c.job_id, d.c.kind, d.c.seconds, jobs.c.state, jobs.c.owner)
             .join(jobs, jobs.c.id == d.c.job_id)
             .where(d.c.due_at <= now)
             .order_by(d.c.due_at)
@@ -80,7 +81,7 @@ async def expire_due(conn: AsyncConnection, now: datetime, limit: int) -> list[E
             conn, [row.job_id], JobState.FAILED, error=why, below_rank=below
         )
         if moved and row.job_id not in expired:
-            expired[row.job_id] = Expired(row.job_id, kind, JobState(row.state), why)
+            expired[row.job_id] = Expired(row.job_id, row.owner, kind, JobState(row.state), why)
     if rows:
         handled = [(row.job_id, row.kind) for row in rows]
         await conn.execute(delete(d).where(tuple_(d.c.job_id, d.c.kind).in_(handled)))

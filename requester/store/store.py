@@ -43,6 +43,7 @@ async def _create_schema(engine: AsyncEngine, attempts: int = 3) -> None:
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(schema.metadata.create_all)
+                await conn.run_sync(schema.upgrade)
             return
         except DBAPIError:
             if attempt == attempts:
@@ -144,11 +145,24 @@ class JobStore:
             )
         return JobState(row.state) if moved and row is not None else None
 
-    async def record_events(self, events: Sequence[JobEvent]) -> None:
-        """Write job events in one transaction (each is idempotent and order-safe)."""
+    async def record_events(
+        self, events: Sequence[JobEvent], accounts: Sequence[str] | None = None
+    ) -> list[bool]:
+        """Write job events in one transaction (each is idempotent and order-safe); whether
+        each was written. With ``accounts`` (the broker account that published each event),
+        an event is written only when its account runs that execution
+        (:func:`writes.claim_run`)."""
+        written = []
         async with self._write() as conn:
-            for event in events:
+            for index, event in enumerate(events):
+                if accounts is not None and not await writes.claim_run(
+                    conn, event, accounts[index]
+                ):
+                    written.append(False)
+                    continue
                 await writes.record_event(conn, event, self.limits)
+                written.append(True)
+        return written
 
     # reads ----------------------------------------------------------------------------
 
@@ -159,7 +173,11 @@ class JobStore:
             rows = await reads.fully_recorded(conn, list(dict.fromkeys(job_ids)))
         return [
             JobEvent(
-                job_id=row.id, kind="recorded", state=JobState(row.state), exit_code=row.exit_code
+                job_id=row.id,
+                owner=row.owner,
+                kind="recorded",
+                state=JobState(row.state),
+                exit_code=row.exit_code,
             )
             for row in rows
         ]
@@ -173,11 +191,19 @@ class JobStore:
         return reads.summary(row)
 
     async def list_jobs(
-        self, *, state: str | None = None, labels: Mapping[str, str] | None = None, limit: int
+        self,
+        *,
+        state: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int,
+        scope: tuple[str, frozenset[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs newest first, filtered by state and labels."""
+        """Jobs newest first, filtered by state and labels; with ``scope`` (owner,
+        namespaces), only that owner's jobs and the jobs in those namespaces."""
         async with self._engine.connect() as conn:
-            return await reads.list_jobs(conn, state=state, labels=labels or {}, limit=limit)
+            return await reads.list_jobs(
+                conn, state=state, labels=labels or {}, limit=limit, scope=scope
+            )
 
     async def describe(self, job_id: str) -> dict[str, Any]:
         """The full record of a job (``NotFoundError`` if unknown)."""

@@ -58,6 +58,7 @@ def _job_row(job: Job, state: JobState, job_type: str, key: str | None) -> dict[
         "id": job.id,
         "name": job.name,
         "namespace": job.namespace,
+        "owner": job.owner,
         "job_type": job_type,
         "engine": job.engine_type,
         "state": state.value,
@@ -140,6 +141,24 @@ async def advance_state(
         .returning(jobs.c.id)
     )
     return [row.id for row in result]
+
+
+async def claim_run(conn: AsyncConnection, event: JobEvent, account: str) -> bool:
+    """Whether ``account`` runs the execution ``event`` belongs to: the first account whose
+    event for a (job, executor) run is recorded owns that run."""
+    executor = event.executor or ""
+    accounts = schema.run_accounts
+    await conn.execute(
+        insert_for(conn)(accounts)
+        .values(job_id=event.job_id, executor=executor, account=account)
+        .on_conflict_do_nothing()
+    )
+    owner = await conn.scalar(
+        select(accounts.c.account).where(
+            accounts.c.job_id == event.job_id, accounts.c.executor == executor
+        )
+    )
+    return owner == account
 
 
 async def record_event(conn: AsyncConnection, event: JobEvent, limits: Limits) -> None:

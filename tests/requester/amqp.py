@@ -45,11 +45,20 @@ class Client:
             future.set_result(message.body)
 
     async def send(
-        self, body: bytes | Message, *, queue: str = SUBMIT_QUEUE, reply: bool = True
+        self,
+        body: bytes | Message,
+        *,
+        queue: str = SUBMIT_QUEUE,
+        reply: bool = True,
+        user_id: str | None = "guest",
     ) -> asyncio.Future[bytes] | None:
-        """Publish (confirmed); a future of the reply body when ``reply``."""
+        """Publish (confirmed) as ``user_id`` (the connection's user, or none); a future of
+        the reply body when ``reply``."""
         data = encode(body) if isinstance(body, Message) else body
-        properties: dict[str, Any] = {"delivery_mode": aio_pika.DeliveryMode.PERSISTENT}
+        properties: dict[str, Any] = {
+            "delivery_mode": aio_pika.DeliveryMode.PERSISTENT,
+            "user_id": user_id,
+        }
         future: asyncio.Future[bytes] | None = None
         if reply:
             correlation = uuid.uuid4().hex

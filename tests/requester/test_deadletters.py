@@ -80,7 +80,7 @@ async def test_a_compute_message_past_the_delivery_limit_fails_its_job(
 
     tag = await compute.consume(give_back)
     try:
-        async with bound(connection, EVENTS_EXCHANGE, "job.*.recorded") as done:
+        async with bound(connection, EVENTS_EXCHANGE, "job.*.*.recorded") as done:
             reply = await client.submit(Submission(job=docker_job()))
             await done.count(1, deadline=20)
     finally:
@@ -119,7 +119,7 @@ async def test_a_dead_submission_fails_its_pending_job(
     job = docker_job()
     assert requester.store is not None
     await requester.store.add_jobs([NewJob(job, job)])
-    async with bound(connection, EVENTS_EXCHANGE, f"job.{job.id}.recorded") as done:
+    async with bound(connection, EVENTS_EXCHANGE, f"job.*.{job.id}.recorded") as done:
         body = encode(Submission(job=job))
         await dead_letter(await connection.channel(), SUBMIT_QUEUE, body, "delivery_limit")
         await done.count(1)

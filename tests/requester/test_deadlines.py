@@ -33,6 +33,7 @@ async def test_a_queued_job_expires_once_its_queue_timeout_passed(store: JobStor
     [expired] = await store.expire_due(later(31))
     assert expired == Expired(
         job.id,
+        job.owner,
         "queue",
         JobState.QUEUED,
         "expired in the queue: not started within its queue timeout of 30s",

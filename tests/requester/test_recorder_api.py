@@ -47,7 +47,7 @@ class Events:
         channel = await self._connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)
         for event in events:
-            await publish(exchange, event.routing_key, event)
+            await publish(exchange, event.routing_key, event, user_id="guest")
         await channel.close()
         async with asyncio.timeout(10), self._changed:
             await self._changed.wait_for(lambda: all(e in self._recorded for e in events))
@@ -95,7 +95,7 @@ async def test_poison_event_is_dead_lettered(
     channel = await connection.channel()
     exchange = await channel.get_exchange(EVENTS_EXCHANGE)
     async with collect_dead(connection) as dead:
-        await exchange.publish(aio_pika.Message(b"garbage"), routing_key="job.x.state")
+        await exchange.publish(aio_pika.Message(b"garbage"), routing_key="job.guest.x.state")
         [message] = await dead.count(1)
     assert message.body == b"garbage"
 

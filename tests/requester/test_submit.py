@@ -82,7 +82,7 @@ async def test_idempotency_key_names_the_job(
     )
     ids = [r.job_id for r in replies]
     assert ids[0] == ids[1] == ids[2] != ids[3]
-    assert replies[0].original_id == idempotent_id("k1")
+    assert replies[0].original_id == idempotent_id("guest", "k1")
     assert await queue_depth(connection, COMPUTE_QUEUE) == 2
 
 
@@ -169,7 +169,7 @@ async def test_one_round_settles_good_bad_and_repeated_submissions(
     replies = [decode(b, SubmitReply) for b in bodies]
     assert [r.job_id for r in replies[:30]] == [derived_job_id(s.job.id) for s in good]
     key_ids = {r.job_id for r in replies[30:33]}
-    assert key_ids == {derived_job_id(idempotent_id("round-key"))}
+    assert key_ids == {derived_job_id(idempotent_id("guest", "round-key"))}
     assert [r.error.type if r.error else None for r in replies[33:]] == [
         error_type for _, error_type, _ in BAD.values()
     ]
@@ -184,7 +184,7 @@ async def test_unexpected_error_reading_a_submission_is_answered(
     connection: AbstractRobustConnection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(body: bytes, registry: Any) -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(submissions, "prepare", broken)

@@ -46,7 +46,7 @@ async def test_a_queued_job_expires_without_any_executor(
 ) -> None:
     async with (
         requesters(requester_settings) as [requester],
-        bound(connection, EVENTS_EXCHANGE, "job.*.*") as events,
+        bound(connection, EVENTS_EXCHANGE, "job.#") as events,
         bound(connection, CONTROL_EXCHANGE) as stops,
     ):
         reply = await client.submit(Submission(job=timed_job(queue=1)))
@@ -85,7 +85,7 @@ async def test_several_requesters_fail_each_job_once(
 ) -> None:
     async with (
         requesters(requester_settings, count=3),
-        bound(connection, EVENTS_EXCHANGE, "job.*.state") as events,
+        bound(connection, EVENTS_EXCHANGE, "job.*.*.state") as events,
     ):
         replies = [await client.submit(Submission(job=timed_job(queue=1))) for _ in range(10)]
         await events.count(10, deadline=15)
