@@ -16,6 +16,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
 from shoal.model import TERMINAL_STATES, JobState
@@ -59,6 +60,7 @@ class Api:
             return
         try:
             try:
+                limits.check_body(message.body, limits.MAX_API_REQUEST_BYTES, "API request")
                 request = decode(message.body, ApiRequest)
                 answer = ApiReply(result=await self.handle(request))
             except ShoalError as error:
