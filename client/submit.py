@@ -7,6 +7,7 @@ import sys
 import click
 
 from shoal import limits
+from shoal.brokerurl import lost
 from shoal.errors import JobFailedError, ProtocolError, UnavailableError, UsageError, from_wire
 from shoal.model import Job, JobState
 from shoal.units import parse_duration
@@ -96,7 +97,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
             "broker (shoal serve requester)"
         ) from None
     except (OSError, blocking.BrokerClosedError) as error:
-        raise UnavailableError(f"lost the connection to RabbitMQ: {error}") from None
+        raise lost(settings.broker_url.get_secret_value(), error) from None
     finally:
         connection.close()
     if body is None:
