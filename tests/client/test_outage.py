@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], int]] = {
     "job logs -f": (("job", "logs", "-f", JOB), 2),
     "job get": (("job", "get", JOB), 1),
     "job stop": (("job", "stop", JOB), 1),
+    "job wait": (("job", "wait", JOB), 2),
 }
 
 
