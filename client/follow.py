@@ -161,7 +161,7 @@ async def _next(
 ) -> tuple[str, bool]:
     """``(state, settled)`` after the next event, or from the store after a quiet spell."""
     try:
-        event = await asyncio.wait_for(inbox.get(), RECHECK_SECONDS)
+        event = await session.wait(inbox.get(), RECHECK_SECONDS)
     except TimeoutError:
         record = await session.api("describe", job_id)
         return str(record["state"]), _settled(record)

@@ -113,8 +113,9 @@ class _Inputs:
     def add_local(self, path: str, target: str | None, alias: str | None, what: str) -> None:
         # tarfile and friends are imported only for jobs that carry files
         from shoal.inline import inline_source
+        from shoal.limits import MAX_INLINE_BYTES
 
-        from .archive import MAX_INLINE_BYTES, pack
+        from .archive import pack
 
         if self.budget is None:
             self.budget = MAX_INLINE_BYTES

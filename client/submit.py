@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from shoal import limits
+from shoal.brokerurl import lost
 from shoal.errors import JobFailedError, ProtocolError, UnavailableError, UsageError, from_wire
 from shoal.model import Job, JobState
 from shoal.units import parse_duration
@@ -26,15 +28,18 @@ def submit_and_report(
 ) -> None:
     """Submit ``job`` and print the new job's ID; with ``wait``/``follow`` see it through.
 
-    Raises ``UnavailableError`` (exit 3) when the broker or a requester cannot be reached,
-    the requester's typed error (exit 2) for a bad job, ``JobFailedError`` (exit 1) when a
-    waited-on job fails or is stopped, ``WaitTimeoutError`` (exit 124) when it has not ended
-    within ``wait_timeout`` of waiting (it is left as it is).
+    Raises ``TooLargeError`` (exit 2) for a job over the limits the requester enforces
+    (``shoal.limits``), ``UnavailableError`` (exit 3) when the broker or a requester cannot be
+    reached, the requester's typed error (exit 2) for a bad job, ``JobFailedError`` (exit 1)
+    when a waited-on job fails or is stopped, ``WaitTimeoutError`` (exit 124) when it has not
+    ended within ``wait_timeout`` of waiting (it is left as it is).
     """
     deadline = wait_deadline(wait_timeout)
     if deadline is not None and not (wait or follow):
         raise UsageError("--wait-timeout needs --wait or --follow")
     submission = Submission(job=job, idempotency_key=idempotency_key)
+    limits.check_job(job)
+    limits.check_body(encode(submission), limits.MAX_SUBMISSION_BYTES, "submission")
     if not (wait or follow):
         report(submit_blocking(settings, submission), id_only=id_only, wait=False)
         return
@@ -93,7 +98,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
             "broker (shoal serve requester)"
         ) from None
     except (OSError, blocking.BrokerClosedError) as error:
-        raise UnavailableError(f"lost the connection to RabbitMQ: {error}") from None
+        raise lost(settings.broker_url.get_secret_value(), error) from None
     finally:
         connection.close()
     if body is None:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # The compose file's RabbitMQ: Debian's rabbitmq-server, logging to stdout, an administrator
-# from SHOAL_RABBITMQ_USER / SHOAL_RABBITMQ_PASSWORD (made on the first start), and
-# consumer_timeout above Shoal's longest job (executors ack a job when it has ended).
+# from SHOAL_RABBITMQ_USER / SHOAL_RABBITMQ_PASSWORD (made on the first start),
+# consumer_timeout above Shoal's longest job (executors ack a job when it has ended), and
+# max_message_size at Shoal's largest message (shoal.limits.MAX_MESSAGE_BYTES, 64 MiB).
 # Once the broker is up, `shoal broker setup` makes one account per role with its password in
 # /secrets (a volume the requester and executors read), then marks /secrets/ready.
 set -eu
@@ -10,6 +11,7 @@ cat >/etc/rabbitmq/conf.d/10-shoal.conf <<CONF
 default_user = ${SHOAL_RABBITMQ_USER:-shoal}
 default_pass = ${SHOAL_RABBITMQ_PASSWORD:-shoal}
 consumer_timeout = 90000000
+max_message_size = 67108864
 log.console = true
 log.console.level = warning
 log.file = false

@@ -1,8 +1,10 @@
 """The ``ContainerRunner`` port on a real Docker engine, through aiodocker.
 
 Logs are read from the raw multiplexed ``/logs?follow=1`` stream (aiodocker's ``log()`` merges
-stdout and stderr): the engine ends that stream when the container exits. ``get_archive`` is
-read incrementally so an oversized output is abandoned at its limit instead of buffered.
+stdout and stderr): the engine ends that stream when the container exits, then the frames
+after the last one seen are read once more (the engine can end the stream before it logged
+an unterminated last line). ``get_archive`` is read incrementally so an oversized output is
+abandoned at its limit instead of buffered.
 Every engine response is closed on every path (aiodocker's ``_query`` leaves that to the
 caller): an archive left unread keeps dockerd blocked writing it while it holds the
 container's lock, and then even ``docker rm -f`` of that container waits for ever.
@@ -15,7 +17,7 @@ import contextlib
 import json
 import struct
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import aiodocker
@@ -37,6 +39,13 @@ from executor.volumes import folders_usage
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
 _CHUNK = 256 * 1024
+
+
+def _unix_time(stamp: str) -> str:
+    """``2026-01-02T03:04:05.123456789Z`` as Docker's ``since``: ``1767323045.123456789``."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
+    return f"{seconds}.{fraction or '0'}"
 
 
 def container_config(spec: ContainerSpec) -> dict[str, Any]:
@@ -166,7 +175,27 @@ class DockerRunner:
             raise RunnerError(f"cannot start the container: {error.message}") from None
 
     async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
-        params = {"stdout": "1", "stderr": "1", "follow": "1"}
+        last = ""
+        async for stream, stamp, data in self._log_frames(container, follow=True):
+            last = stamp
+            yield stream, data
+        # The engine can end a follow stream before it logged the output's last, unterminated
+        # line (it writes that one when the container's stdout closes): what came after the
+        # last frame seen is read again, without following, once the stream has ended.
+        async for stream, stamp, data in self._log_frames(container, since=last):
+            if stamp > last:
+                yield stream, data
+
+    async def _log_frames(
+        self, container: str, *, follow: bool = False, since: str = ""
+    ) -> AsyncIterator[tuple[Stream, str, bytes]]:
+        """``(stream, timestamp, data)`` of each frame; timestamps are fixed-width RFC 3339
+        in UTC, so they compare as strings."""
+        params = {"stdout": "1", "stderr": "1", "timestamps": "1"}
+        if follow:
+            params["follow"] = "1"
+        if since:
+            params["since"] = _unix_time(since)
         response = await self._docker._do_query(
             f"containers/{container}/logs", method="GET", params=params, timeout=_NO_TIMEOUT
         )
@@ -181,10 +210,12 @@ class DockerRunner:
                 if not length:
                     continue
                 try:
-                    data = await content.readexactly(length)
+                    frame = await content.readexactly(length)
                 except asyncio.IncompleteReadError as partial:
-                    data = partial.partial
-                yield _STREAMS.get(kind, "stdout"), data
+                    frame = partial.partial
+                stamp, _, data = frame.partition(b" ")
+                if data:
+                    yield _STREAMS.get(kind, "stdout"), stamp.decode(), data
 
     async def wait(self, container: str) -> ExitInfo:
         handle = self._docker.containers.container(container)

@@ -18,6 +18,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
 from shoal.model import TERMINAL_STATES, JobState
@@ -64,6 +65,7 @@ class Api:
             return
         try:
             try:
+                limits.check_body(message.body, limits.MAX_API_REQUEST_BYTES, "API request")
                 request = decode(message.body, ApiRequest)
                 caller = self._access.caller(message.user_id)
                 answer = ApiReply(result=await self.handle(request, caller))

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from shoal import limits
 from shoal.errors import NotFoundError, ShoalError, UnavailableError
 from shoal.model import JobState
 from shoal.topology import COMPUTE_QUEUE, DELIVERY_LIMIT, SUBMIT_QUEUE
@@ -133,6 +134,7 @@ class DeadLetters:
     async def _submission(self, message: AbstractIncomingMessage, death: Death) -> None:
         """Fail the submission's job if it was stored but never queued; answer the caller."""
         try:
+            limits.check_body(message.body, limits.MAX_SUBMISSION_BYTES, "submission")
             submission = decode(message.body, Submission)
         except ShoalError as error:
             log.warning("dead_letter.unreadable", queue=death.queue, error=error.message)

@@ -23,8 +23,9 @@ from collections.abc import Callable, Sequence
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from shoal import limits
 from shoal.broker import publish
-from shoal.errors import ProtocolError
+from shoal.errors import ProtocolError, TooLargeError
 from shoal.wire import JobEvent, decode
 
 from . import delivery
@@ -71,8 +72,9 @@ class Recorder:
     async def __call__(self, message: AbstractIncomingMessage) -> None:
         """Record one event; poison is dead-lettered, store failures retried."""
         try:
+            limits.check_body(message.body, limits.MAX_MESSAGE_BYTES, "job event")
             event = decode(message.body, JobEvent)
-        except ProtocolError as error:
+        except (ProtocolError, TooLargeError) as error:
             log.warning("event.refused", error=error.message, routing_key=message.routing_key)
             await delivery.dead_letter(message)
             return

@@ -36,6 +36,7 @@ import structlog
 from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
+from shoal import limits
 from shoal.errors import ProtocolError, ShoalError
 from shoal.model import JobState, derived_job_id
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
@@ -58,8 +59,12 @@ def idempotent_id(owner: str, key: str) -> str:
 
 def prepare(body: bytes, registry: TranslatorRegistry, owner: str | None, access: Access) -> NewJob:
     """Parse and translate a submission of ``owner`` (the broker-checked ``user_id``);
-    raises ``ShoalError`` for a bad one."""
+    raises ``ShoalError`` for a bad one. A body over ``shoal.limits.MAX_SUBMISSION_BYTES`` is
+    refused unparsed; a parsed job over the inline or ``meta`` limits is refused before
+    translation."""
+    limits.check_body(body, limits.MAX_SUBMISSION_BYTES, "submission")
     submission = decode(body, Submission)
+    limits.check_job(submission.job)
     caller = access.caller(owner)
     access.check_namespace(caller, submission.job.namespace)
     update: dict[str, object] = {"state": JobState.PENDING, "owner": caller}

@@ -4,6 +4,7 @@
 
     ShoalError                    (exit 2 unless a subclass says otherwise)
     ├── UsageError                bad command line or bad input: fix and retry (exit 2)
+    │   ├── TooLargeError         a message, or a part of it, over its size limit
     │   ├── InvalidJobError       a job spec that fails validation
     │   ├── TemplateError         a job type's template cannot be found or rendered
     │   ├── CodeArchiveError      ``--code`` path missing, too large, or escaping its folder
@@ -53,6 +54,10 @@ class UsageError(ShoalError):
 
 class InvalidJobError(UsageError):
     """A job spec that fails validation."""
+
+
+class TooLargeError(UsageError):
+    """A message, or a part of it, over its size limit (``shoal.limits``)."""
 
 
 class TemplateError(UsageError):

@@ -148,3 +148,11 @@ async def test_named_volumes(runner: ContainerRunner, test_label: str) -> None:
         await runner.remove_volume(name)
     await runner.remove_volume(name)  # idempotent
     assert await runner.volume(name) is None
+
+
+async def test_unterminated_output_arrives_whole(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("echo first; sleep 0.5; cat /code/digits", test_label))
+    await runner.put_archive(container, "/code", tar_of({"digits": b"0" * 9999 + b"7"}))
+    chunks, code = await run(runner, container)
+    assert code == 0
+    assert joined(chunks, "stdout") == b"first\n" + b"0" * 9999 + b"7"

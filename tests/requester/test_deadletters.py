@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
@@ -10,10 +11,14 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from aiormq.abc import FieldTable
+from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from requester.store import NewJob
+from shoal.inline import inline_source
+from shoal.limits import MiB
 from shoal.model import JobState
 from shoal.topology import (
     API_QUEUE,
@@ -141,3 +146,26 @@ async def test_other_dead_letters_are_acked_and_dropped(
         await dead_letter(client.channel, "shoal.elsewhere", b"", "maxlen")
         await answer_to_dead(client, Submission(job=docker_job()), "expired")
     assert await queue_depth(connection, DEAD_QUEUE) == 0  # an unacked one would be back
+
+
+async def test_a_dead_submission_over_the_limit_is_dropped_unread(
+    requester: Requester, client: Client, connection: AbstractRobustConnection
+) -> None:
+    job = docker_job().model_dump(mode="json")
+    job["tasks"][0]["inputs"] = [
+        {"source": inline_source("file", "A" * 20 * MiB), "target": "/code/blob"}
+    ]
+    body = json.dumps({"job": job}).encode()
+    unread = asyncio.Event()
+
+    def watch(_logger: object, _method: str, entry: EventDict) -> EventDict:
+        if entry["event"] == "dead_letter.unreadable":
+            unread.set()
+        return entry
+
+    with capture_logs(processors=[watch]) as logs:
+        await dead_letter(client.channel, SUBMIT_QUEUE, body, "rejected")
+        await asyncio.wait_for(unread.wait(), 10)
+    seen = [e for e in logs if e["event"] == "dead_letter.unreadable"]
+    assert seen[0]["error"] == "the submission is 20.0 MiB; the limit is 14.3 MiB"
+    assert await queue_depth(connection, DEAD_QUEUE) == 0

@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from requester.service import Requester
 from shoal.broker import publish
+from shoal.limits import MAX_API_REQUEST_BYTES
 from shoal.model import JobState
 from shoal.topology import API_QUEUE, CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from shoal.wire import ApiOp, ApiReply, ApiRequest, ControlMessage, JobEvent, Submission, decode
@@ -119,6 +120,10 @@ async def test_list_describe_logs_get(client: Client, events: Events) -> None:
     bad = await api(client, "list", state="bogus")
     assert bad.error is not None
     assert bad.error.type == "UsageError"
+    huge = await api(client, "list", labels={"color": "r" * MAX_API_REQUEST_BYTES})
+    assert huge.error is not None
+    assert huge.error.type == "TooLargeError"
+    assert huge.error.message.startswith("the API request is 64.1 KiB; the limit is 64.0 KiB")
 
     record = (await api(client, "describe", blue)).result
     assert record["state"] == "failed"

@@ -14,6 +14,8 @@ from requester.framebatch import FrameBatch
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from requester.submissions import idempotent_id
+from shoal.inline import inline_source
+from shoal.limits import MAX_META_VALUE_BYTES, MiB
 from shoal.model import JobState, derived_job_id
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
@@ -96,6 +98,16 @@ def _with(**changes: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+def _with_task(**changes: Any) -> bytes:
+    body = _job_json()
+    body["job"]["tasks"][0].update(changes)
+    return json.dumps(body).encode()
+
+
+def _inline(chars: int) -> list[dict[str, Any]]:
+    return [{"source": inline_source("file", "A" * chars), "target": "/code/blob"}]
+
+
 def _with_engine(engine: dict[str, Any]) -> bytes:
     body = _job_json()
     body["job"]["tasks"][0]["engine"] = engine
@@ -103,6 +115,21 @@ def _with_engine(engine: dict[str, Any]) -> bytes:
 
 
 BAD = {
+    "body-over-the-limit": (
+        _with_task(inputs=_inline(20 * MiB)),
+        "TooLargeError",
+        "the submission is 20.0 MiB; the limit is 14.3 MiB",
+    ),
+    "inline-over-the-limit": (
+        _with_task(inputs=_inline(14 * MiB)),
+        "TooLargeError",
+        "the files sent with the job are 10.5 MiB packed; the limit is 10.0 MiB",
+    ),
+    "meta-over-the-limit": (
+        _with_task(meta={"blob": "m" * (MAX_META_VALUE_BYTES + 1)}),
+        "TooLargeError",
+        "task meta 'blob' is 65537 bytes; one value may hold at most 65536 bytes",
+    ),
     "not-json": (b"{nope", "ProtocolError", "not valid JSON"),
     "schema-version": (_with(schema_version=99), "ProtocolError", "unsupported schema version 99"),
     "invalid-job": (_with(job={"tasks": []}), "ProtocolError", "exactly one task"),
