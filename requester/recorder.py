@@ -44,7 +44,8 @@ class Recorder:
         """Called with each event once it is committed (metrics, tests)."""
 
     async def _write(self, events: Sequence[JobEvent]) -> list[None]:
-        await self._store.record_events(events)
+        for stale in await self._store.record_events(events):
+            log.warning("event.stale", job_id=stale.job_id, attempt=stale.attempt, seq=stale.seq)
         if self._events is not None:
             for done in await self._store.fully_recorded([e.job_id for e in events]):
                 await publish(self._events, done.routing_key, done, mandatory=False)

@@ -1,7 +1,8 @@
 """``shoal serve requester``: wiring the consumers together, and a clean shutdown.
 
 Start: open the store (schema created), connect (robust), declare the topology, then consume
-``shoal.submit``, ``shoal.recorder`` and ``shoal.api``, each on its own channel and prefetch.
+``shoal.submit``, ``shoal.recorder``, ``shoal.api`` and ``shoal.claims``, each on its own
+channel and prefetch.
 Stop (SIGTERM/SIGINT, see :func:`run`): cancel the consumers, let in-flight deliveries finish
 within ``shutdown_grace`` (the rest are cancelled and go back to their queue), then close the
 connection and the store — the reverse of start. A second signal exits at once.
@@ -25,10 +26,19 @@ from aio_pika.abc import (
 )
 
 from shoal.broker import connect
+from shoal.liveness import executor_alive
 from shoal.logs import configure
-from shoal.topology import API_QUEUE, RECORDER_QUEUE, SUBMIT_QUEUE, declare, work_queue_arguments
+from shoal.topology import (
+    API_QUEUE,
+    CLAIMS_QUEUE,
+    RECORDER_QUEUE,
+    SUBMIT_QUEUE,
+    declare,
+    work_queue_arguments,
+)
 
 from .api import Api
+from .claims import Claims
 from .delivery import InFlight
 from .recorder import Recorder
 from .settings import RequesterSettings
@@ -100,8 +110,17 @@ class Requester:
             retry=retry,
         )
         await self._consume(api_channel, API_QUEUE, api)
+        await self._consume(
+            await self._channel(s.api_prefetch),
+            CLAIMS_QUEUE,
+            Claims(self.store, replies, self._executor_alive, retry),
+        )
         self._closers = [recorder.close]
         log.info("requester.started", name=s.name, store=self.store.dialect)
+
+    async def _executor_alive(self, executor_id: str) -> bool:
+        assert self.connection is not None
+        return await executor_alive(self.connection, executor_id)
 
     async def _channel(self, prefetch: int) -> AbstractRobustChannel:
         assert self.connection is not None

@@ -5,6 +5,7 @@
     shoal.submit   quorum queue   client → requester (reply_to + correlation_id)
     shoal.compute  quorum queue   requester → executors
     shoal.api      quorum queue   client → requester RPC over the job store
+    shoal.claims   quorum queue   executor → requester RPC: claim, renew, release runs
     shoal.events   topic exchange job.<id>.<state|log|result> → shoal.recorder (quorum queue)
                                   job.<id>.recorded (from the recorder) and all of the above
                                   → private follower queues of ``--wait`` / ``--follow``
@@ -27,6 +28,7 @@ from aiormq.abc import FieldTable
 SUBMIT_QUEUE = "shoal.submit"
 COMPUTE_QUEUE = "shoal.compute"
 API_QUEUE = "shoal.api"
+CLAIMS_QUEUE = "shoal.claims"
 RECORDER_QUEUE = "shoal.recorder"
 DEAD_QUEUE = "shoal.dead"
 EVENTS_EXCHANGE = "shoal.events"
@@ -34,7 +36,7 @@ CONTROL_EXCHANGE = "shoal.control"
 DEAD_LETTER_EXCHANGE = "shoal.dlx"
 DELIVERY_LIMIT = 5
 
-WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
+WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE, CLAIMS_QUEUE)
 RECORDED_KINDS = ("state", "log", "result")
 """Event kinds the recorder stores; it publishes ``recorded`` itself."""
 

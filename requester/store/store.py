@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shoal.errors import NotFoundError
 from shoal.model import STATE_ORDER, JobState
-from shoal.wire import JobEvent
+from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
-from . import reads, schema, writes
+from . import claims, reads, schema, writes
+from .claims import Claimed
 from .dialect import tune_sqlite
 from .writes import Limits, NewJob
 
@@ -105,8 +107,14 @@ class JobStore:
             return await writes.advance_state(conn, job_ids, JobState.QUEUED)
 
     async def stop_if_waiting(self, job_id: str, reason: str) -> bool:
-        """Mark a job that has not started ``stopped``; ``False`` if it already runs or ended."""
+        """Mark a job that has not started ``stopped``; ``False`` if it already runs or ended,
+        or a live execution claim holds it. Durable: its claims are answered ``stopped``."""
         async with self._write() as conn:
+            state = await claims.job_state(conn, job_id)
+            if state is None or STATE_ORDER[state] >= STATE_ORDER[JobState.RUNNING]:
+                return False
+            if not await claims.hold_for_stop(conn, job_id, utcnow()):
+                return False
             moved = await writes.advance_state(
                 conn,
                 [job_id],
@@ -116,11 +124,46 @@ class JobStore:
             )
         return bool(moved)
 
-    async def record_events(self, events: Sequence[JobEvent]) -> None:
-        """Write job events in one transaction (each is idempotent and order-safe)."""
+    async def record_events(self, events: Sequence[JobEvent]) -> list[JobEvent]:
+        """Write job events in one transaction (each is idempotent and order-safe); events
+        of an attempt that no longer holds its job's claim are refused and returned."""
         async with self._write() as conn:
+            held = await claims.holders(conn, [e.job_id for e in events if e.attempt])
+            stale = [e for e in events if e.attempt and held.get(e.job_id, e.attempt) != e.attempt]
+            refused = {id(e) for e in stale}
             for event in events:
-                await writes.record_event(conn, event, self.limits)
+                if id(event) not in refused:
+                    await writes.record_event(conn, event, self.limits)
+        return stale
+
+    async def claim_runs(
+        self, op: ClaimOp, executor: str, items: Sequence[ClaimItem], lease: float
+    ) -> list[Claimed]:
+        """Claim, renew or release runs in one transaction (``store.claims``)."""
+        now = utcnow()
+        verdicts: list[Claimed] = []
+        async with self._write() as conn:
+            for item in items:
+                if op == "claim":
+                    verdicts.append(
+                        await claims.claim(conn, item.job_id, item.attempt, executor, lease, now)
+                    )
+                    continue
+                if op == "renew":
+                    held = await claims.renew(conn, item.job_id, item.attempt, lease, now)
+                else:
+                    held = await claims.release(conn, item.job_id, item.attempt)
+                verdicts.append(Claimed("granted" if held else "expired"))
+        return verdicts
+
+    async def take_over(
+        self, job_id: str, attempt: str, executor: str, old_attempt: str, lease: float
+    ) -> bool:
+        """Give a run whose holder is gone to ``attempt``; False if the claim changed."""
+        now = utcnow()
+        async with self._write() as conn:
+            ends = now + timedelta(seconds=lease)
+            return await claims.take_over(conn, job_id, attempt, executor, old_attempt, ends, now)
 
     # reads ----------------------------------------------------------------------------
 
