@@ -139,6 +139,7 @@ async def measure(args: argparse.Namespace, broker: str) -> dict[str, Any]:
         broker_url=broker,
         node_id=f"bench-{uuid.uuid4().hex[:8]}",
         slots=args.concurrency,
+        claims=False,
         pull_policy="never",
         log_level="warning",
         log_format="json",

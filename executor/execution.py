@@ -81,6 +81,8 @@ class JobControl:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str | None = None
     requeue: bool = False
+    attempt: str | None = None
+    """The run's execution claim (``executor.claims``), carried by its events."""
 
     def stop(self, reason: str, *, requeue: bool = False) -> None:
         """Ask the job to stop (kill its container)."""
@@ -140,7 +142,7 @@ class _Run:
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
     """Run ``job`` and publish its events; never raises for a job's own failure."""
-    events = JobEvents(node.sink, job.id, node.executor_id)
+    events = JobEvents(node.sink, job.id, node.executor_id, control.attempt)
     image = str(job.task.engine.params.get("image", ""))
     waited = max((utcnow() - submitted_at).total_seconds(), 0.0)
     try:
