@@ -3,9 +3,10 @@
 Ops (``ApiRequest.op``): ``list`` (params ``state``, ``labels`` {k: v}, ``limit``),
 ``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per result name) and ``stop``.
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
-hands it out again and executors that see its compute message skip it (they learn it from the
-``shoal.control`` message, or from ``describe``); stopping a running job sends the control
-message, and the executor running it kills it and reports the end.
+hands it out again and executors that see its compute message skip it (their claim of the run
+is answered ``stopped``, see ``requester.claims``); stopping a running job (or one a live
+claim holds) sends the control message, and the executor running it kills it and reports
+the end.
 """
 
 from __future__ import annotations
