@@ -85,9 +85,11 @@ class Claims:
     async def _claim_round(self, items: Sequence[ClaimItem]) -> list[Verdict]:
         return await self._call("claim", items)
 
-    async def claim(self, job_id: str) -> tuple[Verdict, str]:
-        """Claim ``job_id``'s run under a new attempt; held when ``granted``."""
-        attempt = new_attempt()
+    async def claim(self, job_id: str, attempt: str | None = None) -> tuple[Verdict, str]:
+        """Claim ``job_id``'s run under ``attempt`` (default: a new one); held when
+        ``granted``. Retry a claim that got no answer with the same attempt: the first
+        request may have been granted, and the store grants its own attempt again."""
+        attempt = attempt or new_attempt()
         verdict = await self._claims.submit(ClaimItem(job_id=job_id, attempt=attempt))
         if verdict == "granted":
             self.held[job_id] = attempt

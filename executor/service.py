@@ -50,7 +50,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from executor.claims import AmqpClaimTransport, Claims
+from executor.claims import AmqpClaimTransport, Claims, new_attempt
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
@@ -209,13 +209,13 @@ class Executor:
         """Claim the run (retrying while no requester answers); True when it may start.
         A refused claim acks the delivery, a shutdown meanwhile hands it back."""
         assert self.claims is not None
-        delay = CLAIM_RETRY_DELAY
+        delay, attempt = CLAIM_RETRY_DELAY, new_attempt()
         while True:
             if self.jobs.draining:
                 await _settle(message.nack(requeue=True))
                 return False
             try:
-                verdict, attempt = await self.claims.claim(job_id)
+                verdict, _ = await self.claims.claim(job_id, attempt)
                 break
             except ShoalError as error:
                 log.warning("claim.retry", error=error.message, delay=delay)

@@ -136,6 +136,15 @@ async def test_stopped_queued_job_is_never_granted(world: World) -> None:
     assert not await world.stop(running.id)  # held by a live run: the executor stops it
 
 
+async def test_a_claim_retried_with_its_attempt_is_granted_again(world: World) -> None:
+    job = await queued(world)
+    claims = await world.client("ex-a", 30)
+    verdict, attempt = await claims.claim(job.id)
+    assert verdict == "granted"
+    assert await claims.claim(job.id, attempt) == ("granted", attempt)
+    assert (await claims.claim(job.id))[0] == "claimed"
+
+
 async def test_unknown_job(world: World) -> None:
     claims = await world.client("ex-a", 30)
     assert (await claims.claim("j-nobody"))[0] == "unknown"
