@@ -23,10 +23,11 @@ from typing import Any, Protocol, cast
 
 import aiormq
 import structlog
-from aio_pika.abc import AbstractRobustChannel
+from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from executor.settings import ExecutorSettings
 from requester.batching import Batcher
 from shoal.errors import UnavailableError, from_wire
 from shoal.topology import CLAIMS_QUEUE
@@ -187,6 +188,19 @@ class AmqpClaimTransport:
             raise UnavailableError(f"claim request failed: {error}") from None
         finally:
             self._waiting.pop(correlation, None)
+
+
+async def amqp_claims(
+    connection: AbstractRobustConnection, settings: ExecutorSettings, executor_id: str
+) -> Claims:
+    """The claims client of an executor, on a channel of its own."""
+    transport = AmqpClaimTransport(
+        await connection.channel(publisher_confirms=True), settings.claim_timeout
+    )
+    await transport.start()
+    return Claims(
+        transport, executor_id, lease=settings.claim_lease, renew_every=settings.claim_renew_every
+    )
 
 
 @dataclass

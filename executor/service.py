@@ -48,9 +48,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from executor.claims import AmqpClaimTransport, Claims, new_attempt
+from executor.claims import Claims, amqp_claims, new_attempt
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
@@ -334,7 +334,7 @@ async def serve(
         if isinstance(runner, DockerRunner):
             gateway = await DockerHttpGateway.start(runner.docker, settings, executor_id, alive)
         node = Node(settings, runner, AmqpEventSink(topology.events), gateway, executor_id)
-        claims = await _claims(connection, settings, executor_id) if settings.claims else None
+        claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
         executor = Executor(node, claims)
         if claims is not None:
             keeper = asyncio.create_task(claims.keep(executor.lost))
@@ -360,22 +360,6 @@ async def serve(
             await connection.close()
         await runner.close()
         log.info("executor.stopped")
-
-
-async def _claims(
-    connection: AbstractRobustConnection, settings: ExecutorSettings, executor_id: str
-) -> Claims:
-    """The claims client, on a channel of its own."""
-    transport = AmqpClaimTransport(
-        await connection.channel(publisher_confirms=True), settings.claim_timeout
-    )
-    await transport.start()
-    return Claims(
-        transport,
-        executor_id,
-        lease=settings.claim_lease,
-        renew_every=settings.claim_renew_every,
-    )
 
 
 async def _main(settings: ExecutorSettings) -> int:
