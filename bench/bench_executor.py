@@ -180,6 +180,7 @@ async def measure(args: argparse.Namespace, broker: str, folder: Path) -> dict[s
         slots=args.concurrency,
         claims=False,
         pull_policy="never",
+        allowed_images=[IMAGE],
         log_level="warning",
         log_format="json",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -129,3 +130,27 @@ def test_derived_ids_are_stable_and_distinct() -> None:
 def test_not_json() -> None:
     with pytest.raises(InvalidJobError, match="invalid job"):
         parse_job("{nope")
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        ("target", "/inputs/../../etc/x", "must not contain '..'"),
+        ("target", "inputs/x", "must be an absolute path"),
+        ("target", "/", "not / itself"),
+        ("target", "/proc/self/x", "must not be under /proc"),
+        ("path", "/sys", "must not be under /sys"),
+        ("path", "/dev/shm", "must not be under /dev"),
+        ("name", "../../x", "must start with a letter or digit"),
+        ("name", "/abs/path", "must start with a letter or digit"),
+        ("name", "a/b", "hold only"),
+        ("name", "x" * 129, "at most 128"),
+    ],
+)
+def test_input_and_output_names_and_paths_stay_in_their_place(
+    where: str, value: str, message: str
+) -> None:
+    inputs = [{"source": url("a"), "target": value if where == "target" else "/inputs/a"}]
+    output = {"name": "out", "path": "/outputs"} | ({where: value} if where != "target" else {})
+    with pytest.raises(InvalidJobError, match=re.escape(message)):
+        parse_job(job_with(inputs=inputs, outputs=[output]))

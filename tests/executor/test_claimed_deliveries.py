@@ -64,7 +64,9 @@ class Setup:
 
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
-    settings = ExecutorSettings(node_id="unit", slots=2, pull_policy=PullPolicy.NEVER)
+    settings = ExecutorSettings(
+        node_id="unit", slots=2, pull_policy=PullPolicy.NEVER, allowed_images=[BASE_IMAGE]
+    )
     runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
     sink = MemoryEventSink()
     node = Node(settings, runner, sink, MemoryGateway(), "exec-unit")

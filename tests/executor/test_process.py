@@ -64,6 +64,7 @@ async def spawn(broker_url: str) -> AsyncIterator[object]:
             "SHOAL_CLAIMS": "false",
             "SHOAL_LOG_FORMAT": "json",
             "SHOAL_PULL_POLICY": "never",
+            "SHOAL_ALLOWED_IMAGES": BASE_IMAGE,
             "SHOAL_LOG_FLUSH_SECONDS": "0.05",
             **env,
         }

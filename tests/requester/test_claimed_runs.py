@@ -68,6 +68,7 @@ async def start_executor(requester: Requester) -> AsyncIterator[Start]:
             node_id=f"claims-{uuid.uuid4().hex[:8]}",
             slots=1,
             pull_policy="never",
+            allowed_images=[BASE_IMAGE],
             log_format="json",
         )
         stopping = asyncio.Event()

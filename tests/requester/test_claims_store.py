@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 from requester.store import JobStore, NewJob
 from shoal.model import JobState
 from shoal.wire import ClaimItem
 
-from .jobs import docker_job, state
+from .jobs import docker_job, state, timed_job
 
 
 async def queued_job(store: JobStore) -> str:
@@ -59,6 +60,19 @@ async def test_ended_jobs_are_not_granted(store: JobStore) -> None:
     assert await claim(store, "j-nobody", "a4") == "unknown"
 
 
+async def test_a_job_the_sweeper_failed_is_answered_expired_and_stays_failed(
+    store: JobStore,
+) -> None:
+    job = timed_job(queue=5)
+    await store.add_jobs([NewJob(job, job)])
+    await store.mark_queued([job.id])
+    [expired] = await store.expire_due(datetime.now(UTC) + timedelta(seconds=6))
+    assert expired.job_id == job.id
+    assert await claim(store, job.id, "a1") == "expired"
+    await store.record_events([state(job.id, JobState.RUNNING, attempt="a1")], ["exec-a"])
+    assert (await store.describe(job.id))["state"] == JobState.FAILED
+
+
 async def test_events_of_a_replaced_attempt_are_refused(store: JobStore) -> None:
     job_id = await queued_job(store)
     assert await claim(store, job_id, "old", lease=0.05) == "granted"
@@ -67,7 +81,7 @@ async def test_events_of_a_replaced_attempt_are_refused(store: JobStore) -> None
     assert await claim(store, job_id, "new") == "granted"
     stale = state(job_id, JobState.FAILED, attempt="old", seq=2, error="late")
     fresh = state(job_id, JobState.COMPLETED, attempt="new", seq=1, exit_code=0)
-    assert await store.record_events([stale, fresh]) == [stale]
+    assert await store.record_events([stale, fresh]) == [False, True]
     record = await store.describe(job_id)
     assert (record["state"], record["exit_code"], record["error"]) == ("completed", 0, None)
 
