@@ -8,9 +8,10 @@ ended) or :meth:`Claims.release` (run handed back): :meth:`Claims.keep` renews e
 lease in one request every ``renew_every`` seconds and reports a run whose lease was lost
 (taken over after it lapsed, or stopped) so the service hands it back.
 
-Transports: :class:`AmqpClaimTransport` (``shoal.claims`` with direct reply-to, answered by a
-requester) and :class:`MemoryClaimTransport` over a :class:`MemoryClaimBook`, the in-memory
-twin for fast tests; both pass ``tests/executor/test_claims_contract.py``.
+Transports: :class:`AmqpClaimTransport` (``shoal.fleet`` → ``shoal.claims`` with direct
+reply-to, signed with the executor's broker account, answered by a requester) and
+:class:`MemoryClaimTransport` over a :class:`MemoryClaimBook`, the in-memory twin for fast
+tests; both pass the contract tests in ``tests/requester/test_claims.py``.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ from pamqp.commands import Basic
 
 from executor.settings import ExecutorSettings
 from requester.batching import Batcher
+from shoal.broker import broker_user
 from shoal.errors import UnavailableError, from_wire
-from shoal.topology import CLAIMS_QUEUE
+from shoal.names import CLAIMS_KEY, DIRECT_REPLY_TO, FLEET_EXCHANGE
 from shoal.wire import (
     CONTENT_TYPE,
     ClaimItem,
@@ -43,8 +45,6 @@ from shoal.wire import (
 )
 
 log = structlog.get_logger("executor")
-
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 class ClaimTransport(Protocol):
@@ -139,11 +139,14 @@ class Claims:
 
 
 class AmqpClaimTransport:
-    """RPC to ``shoal.claims`` over direct reply-to, on a robust channel with confirms."""
+    """RPC to ``shoal.claims`` (through ``shoal.fleet``) over direct reply-to, on a robust
+    channel with confirms; each request carries ``user_id=account`` (the broker checks it is
+    the connection's account; the requester answers only executor accounts)."""
 
-    def __init__(self, channel: AbstractRobustChannel, timeout: float) -> None:
+    def __init__(self, channel: AbstractRobustChannel, timeout: float, account: str) -> None:
         self._channel = channel
         self._timeout = timeout
+        self._account = account
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._counter = 0
 
@@ -170,12 +173,19 @@ class AmqpClaimTransport:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting[correlation] = future
         properties = Basic.Properties(
-            content_type=CONTENT_TYPE, reply_to=DIRECT_REPLY_TO, correlation_id=correlation
+            content_type=CONTENT_TYPE,
+            reply_to=DIRECT_REPLY_TO,
+            correlation_id=correlation,
+            user_id=self._account,
         )
         try:
             raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
             confirm = await raw.basic_publish(
-                encode(request), routing_key=CLAIMS_QUEUE, properties=properties, mandatory=True
+                encode(request),
+                exchange=FLEET_EXCHANGE,
+                routing_key=CLAIMS_KEY,
+                properties=properties,
+                mandatory=True,
             )
             if not isinstance(confirm, Basic.Ack):
                 raise UnavailableError(f"the broker did not take the claim request: {confirm!r}")
@@ -193,9 +203,12 @@ class AmqpClaimTransport:
 async def amqp_claims(
     connection: AbstractRobustConnection, settings: ExecutorSettings, executor_id: str
 ) -> Claims:
-    """The claims client of an executor, on a channel of its own."""
+    """The claims client of an executor, on a channel of its own (``shoal.fleet`` declared
+    by ``declare_executor(..., claims=True)``)."""
     transport = AmqpClaimTransport(
-        await connection.channel(publisher_confirms=True), settings.claim_timeout
+        await connection.channel(publisher_confirms=True),
+        settings.claim_timeout,
+        broker_user(settings.broker_url.get_secret_value()),
     )
     await transport.start()
     return Claims(

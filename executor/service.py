@@ -333,7 +333,7 @@ async def serve(
         )
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare_executor(channel)
+        topology = await declare_executor(channel, claims=settings.claims)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )

@@ -7,6 +7,9 @@ holding a live lease still runs. For a ``claimed`` answer naming a live holder, 
 asks the broker (``shoal.liveness``): if the holder is gone — its compute message was
 redelivered because its executor died — the run is taken over at once instead of after the
 lease lapses. The holder's late events are then refused by the recorder.
+
+Only executor accounts may claim (``Access.is_executor`` on the request's broker-checked
+``user_id``); anyone else is answered an ``AccessError`` and the store is not touched.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from shoal.errors import ProtocolError
+from shoal.errors import AccessError, ProtocolError
 from shoal.wire import ClaimReply, ClaimRequest, Verdict, WireError, decode
 
 from . import delivery
+from .access import Access
 from .replies import reply
 from .store import JobStore
 from .store.claims import Claimed
@@ -35,9 +39,15 @@ class Claims:
     """Consumer callback for ``shoal.claims``."""
 
     def __init__(
-        self, store: JobStore, replies: AbstractExchange, alive: Alive, retry: RetryPolicy
+        self,
+        store: JobStore,
+        replies: AbstractExchange,
+        alive: Alive,
+        retry: RetryPolicy,
+        access: Access,
     ) -> None:
         self._store = store
+        self._access = access
         self._replies = replies
         self._alive = alive
         self._retry = retry
@@ -50,10 +60,12 @@ class Claims:
             return
         try:
             try:
+                if not self._access.is_executor(message.user_id):
+                    raise AccessError(f"user {message.user_id!r} is not an executor account")
                 request = decode(message.body, ClaimRequest)
                 answer = ClaimReply(verdicts=await self.handle(request))
-            except ProtocolError as error:
-                log.warning("claims.refused", error=error.message)
+            except (ProtocolError, AccessError) as error:
+                log.warning("claims.refused", user=message.user_id, error=error.message)
                 answer = ClaimReply(error=WireError.of(error))
             await reply(self._replies, message, answer)
         except Exception as error:

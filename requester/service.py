@@ -132,7 +132,7 @@ class Requester:
         await self._consume(
             await self._channel(s.api_prefetch),
             CLAIMS_QUEUE,
-            Claims(self.store, replies, self._executor_alive, retry),
+            Claims(self.store, replies, self._executor_alive, retry, access),
         )
         await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
         self._closers = [recorder.close]

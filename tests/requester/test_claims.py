@@ -14,6 +14,7 @@ from executor.claims import AmqpClaimTransport, Claims, MemoryClaimBook, MemoryC
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from requester.store import NewJob
+from shoal.broker import broker_user
 from shoal.liveness import executor_queue
 from shoal.model import Job
 
@@ -61,7 +62,9 @@ def amqp_world(connection: AbstractRobustConnection, requester: Requester, url: 
         channel = await life.channel()
         await channel.declare_queue(executor_queue(executor), exclusive=True, auto_delete=True)
         world.lives[executor] = life
-        transport = AmqpClaimTransport(await connection.channel(publisher_confirms=True), 10.0)
+        transport = AmqpClaimTransport(
+            await connection.channel(publisher_confirms=True), 10.0, broker_user(url)
+        )
         await transport.start()
         return Claims(transport, executor, lease=lease, renew_every=1.0)
 
