@@ -9,6 +9,12 @@ its claim is handed to a placeholder attempt whose lease has ended, so the faile
 late events are refused and the next claim takes the run. The sweeper republishes the
 compute message of each job that is due (:func:`due`, then :func:`sent`).
 
+A compute message dead-lettered after its delivery limit (its executors died or handed it
+back each time) is a ``lost`` failure: :func:`retry_lost` requeues its job the same way when
+the policy lists ``lost`` (the runs it left unfinished are recorded as failed), and otherwise
+says how many attempts were made. Lease takeovers within the delivery limit (the broker
+redelivering a dead executor's message) are not counted as attempts.
+
 Each attempt is its own execution: attempt ``n > 1`` of a run on executor ``E`` is keyed
 ``E#n`` in the tables keyed by executor (:func:`run_key`, :func:`split_key`). The final
 failure's error says how many attempts were made. A job without retries is never touched.
@@ -92,18 +98,52 @@ class Decision:
     next_attempt: int = 0
 
 
+def _retry_at(retries: Retries, kind: str | None, attempt: int, now: datetime) -> datetime | None:
+    if kind is None or kind not in retries.on or attempt > retries.attempts:
+        return None
+    return now + timedelta(seconds=retries.delay(attempt, random.random()))
+
+
+def counted(error: str, attempt: int) -> str:
+    """``error`` of a job's last attempt, saying how many attempts were made."""
+    return f"{error} (after {'1 attempt' if attempt == 1 else f'{attempt} attempts'})"
+
+
 async def decide(conn: AsyncConnection, event: JobEvent, attempt: int, now: datetime) -> Decision:
     """Whether the failed run ``event`` ends (attempt number ``attempt``) is retried."""
     retries = await policy(conn, event.job_id)
     if retries is None:
         return Decision(event)
-    kind = kind_of(event.error)
-    if kind is not None and kind in retries.on and attempt <= retries.attempts:
-        delay = retries.delay(attempt, random.random())
-        return Decision(event, now + timedelta(seconds=delay), attempt + 1)
-    made = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-    error = f"{event.error or 'failed'} (after {made})"
+    retry_at = _retry_at(retries, kind_of(event.error), attempt, now)
+    if retry_at is not None:
+        return Decision(event, retry_at, attempt + 1)
+    error = counted(event.error or "failed", attempt)
     return Decision(event.model_copy(update={"error": error}))
+
+
+async def retry_lost(conn: AsyncConnection, job_id: str, reason: str, now: datetime) -> str | None:
+    """Requeue a job whose compute message was dead-lettered, when its policy retries
+    ``lost`` runs and attempts remain: ``None`` then; else the reason to fail it with."""
+    retries = await policy(conn, job_id)
+    if retries is None:
+        return reason
+    attempt = (await current(conn, [job_id])).get(job_id, 1)
+    retry_at = _retry_at(retries, "lost", attempt, now)
+    if retry_at is None or not await requeue(conn, job_id, attempt + 1, retry_at, now):
+        return counted(reason, attempt)
+    runs = schema.executions
+    await conn.execute(
+        update(runs)
+        .where(runs.c.job_id == job_id, runs.c.state_rank < STATE_ORDER[JobState.COMPLETED])
+        .values(
+            state=JobState.FAILED.value,
+            state_rank=STATE_ORDER[JobState.FAILED],
+            error=f"lost: {reason}",
+            ended_at=now,
+            updated_at=now,
+        )
+    )
+    return None
 
 
 async def requeue(

@@ -215,6 +215,12 @@ class JobStore:
         async with self._write() as conn:
             return await deadlines.expire_due(conn, now or datetime.now(UTC), limit)
 
+    async def retry_lost(self, job_id: str, reason: str) -> str | None:
+        """A job whose compute message was dead-lettered: requeued when its policy retries
+        ``lost`` runs (``None``), else the reason to fail it with (``store.retries``)."""
+        async with self._write() as conn:
+            return await retries.retry_lost(conn, job_id, reason, utcnow())
+
     async def due_retries(self, limit: int = 500) -> list[Job]:
         """The jobs whose next attempt is due now (``store.retries``)."""
         async with self._engine.connect() as conn:

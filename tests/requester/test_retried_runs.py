@@ -1,7 +1,8 @@
 """Retried runs end to end: a requester and an executor (real RabbitMQ, in-memory containers).
 
 An engine failure on the first attempt is retried by the job's policy and the job completes
-on the second, with both attempts in ``describe``; a non-zero exit is retried only when the
+on the second, with both attempts in ``describe``; a run lost at the delivery limit is
+retried as ``lost``; a non-zero exit is retried only when the
 policy lists ``exit``; when the attempts run out the job fails and says how many were made.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from executor.memory_runner import MemoryRunner
 from executor.runner import ImageInfo, RunnerError
@@ -21,6 +23,7 @@ from executor.settings import ExecutorSettings
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from shoal.model import Job, JobState
+from shoal.topology import COMPUTE_QUEUE, DELIVERY_LIMIT
 
 from ..executor.support import BASE_IMAGE, docker_job
 from .amqp import Client
@@ -145,3 +148,30 @@ async def test_exhausted_engine_retries_fail_with_the_count(
     assert record["error"].startswith("executor error: cannot start the container")
     assert record["error"].endswith("(after 2 attempts)")
     assert attempts(record) == [(1, "failed"), (2, "failed")]
+
+
+async def test_a_lost_run_is_retried_then_fails_with_the_count(
+    requester: Requester, client: Client, connection: AbstractRobustConnection
+) -> None:
+    """A stand-in executor gives every delivery back: the message is dead-lettered at the
+    delivery limit, the policy (``lost``) queues the job again, and the second time it ends."""
+    deliveries = 0
+    channel = await connection.channel()
+    compute = await channel.get_queue(COMPUTE_QUEUE)
+
+    async def give_back(message: AbstractIncomingMessage) -> None:
+        nonlocal deliveries
+        deliveries += 1
+        await message.nack(requeue=True)
+
+    tag = await compute.consume(give_back)
+    try:
+        job_id = await submit(client, retried("echo never", attempts=1))
+        record = await ended(client, job_id)
+    finally:
+        await compute.cancel(tag)
+        await channel.close()
+    assert deliveries == 2 * (DELIVERY_LIMIT + 1)
+    assert record["state"] == JobState.FAILED
+    assert record["error"].startswith("delivery limit reached")
+    assert record["error"].endswith("(after 2 attempts)")

@@ -144,3 +144,27 @@ async def test_a_job_stopped_while_waiting_for_its_retry_is_not_republished(
     assert await store.due_retries() == []
     await store.retries_sent([])
     assert await claim(store, job_id, "a2") == "stopped"
+
+
+async def test_a_lost_run_is_retried_when_the_policy_says_lost(store: JobStore) -> None:
+    job_id = await queued(store, retried_job(attempts=1))
+    assert await claim(store, job_id, "a1") == "granted"
+    await store.record_events([state(job_id, JobState.RUNNING, attempt="a1", seq=1)])
+    assert await store.retry_lost(job_id, "delivery limit reached") is None
+    record = await store.describe(job_id)
+    assert record["state"] == JobState.QUEUED
+    assert [(r["state"], r["error"]) for r in record["executions"]] == [
+        (JobState.FAILED, "lost: delivery limit reached")
+    ]
+    assert await due_ids(store) == [job_id]
+    assert await claim(store, job_id, "a2") == "granted"
+    reason = await store.retry_lost(job_id, "delivery limit reached")
+    assert reason == "delivery limit reached (after 2 attempts)"
+
+
+async def test_a_lost_run_is_not_retried_unless_listed(store: JobStore) -> None:
+    exits_only = await queued(store, retried_job(attempts=2, on=["exit"]))
+    assert await store.retry_lost(exits_only, "gone") == "gone (after 1 attempt)"
+    plain = await queued(store, docker_job())
+    assert await store.retry_lost(plain, "gone") == "gone"
+    assert (await store.describe(plain))["state"] == JobState.QUEUED
