@@ -41,6 +41,9 @@ from .dialect import insert_for
 KINDS = {"executor error": "engine", "exit code": "exit"}
 """Failure categories (``executor.failures``, the error's prefix) → retry kinds."""
 ATTEMPT_MARK = "#"
+MIN_DELAY = 0.5
+"""Seconds a retry waits at the least, whatever the policy: the executor that reported the
+failed attempt has let go of the job by then (an executor drops a job ID it still runs)."""
 
 
 def run_key(executor: str, attempt: int) -> str:
@@ -101,7 +104,8 @@ class Decision:
 def _retry_at(retries: Retries, kind: str | None, attempt: int, now: datetime) -> datetime | None:
     if kind is None or kind not in retries.on or attempt > retries.attempts:
         return None
-    return now + timedelta(seconds=retries.delay(attempt, random.random()))
+    delay = max(retries.delay(attempt, random.random()), MIN_DELAY)
+    return now + timedelta(seconds=delay)
 
 
 def counted(error: str, attempt: int) -> str:
