@@ -1,6 +1,6 @@
 """Retries: a failed run that its job's policy (``Task.retries``) retries goes back to the queue.
 
-When the terminal ``failed`` event of a job's current attempt is recorded and its failure
+When the terminal ``failed`` event of a job's current (claimed) attempt is recorded and its failure
 kind is one the job asked to retry (``engine``: the executor or Docker engine failed;
 ``exit``: the command exited non-zero, only when asked) with attempts left, the run is
 recorded as a failed execution but the job does not end: it goes back to ``queued``, its

@@ -166,8 +166,10 @@ class JobStore:
 
     async def _record(self, conn: AsyncConnection, event: JobEvent, attempt: int) -> bool:
         """Write ``event`` of attempt number ``attempt``; True when its failure is retried
-        (``store.retries``): the run is recorded, the job goes back to the queue."""
-        if event.kind != "state" or event.state is not JobState.FAILED or not event.executor:
+        (``store.retries``): the run is recorded, the job goes back to the queue. Only the
+        runs of claimed attempts are retried (an unclaimed event may be a redelivery)."""
+        claimed = bool(event.executor and event.attempt)  # attempts are told apart by claims
+        if event.kind != "state" or event.state is not JobState.FAILED or not claimed:
             await writes.record_event(conn, event, self.limits)
             return False
         now = utcnow()
@@ -221,10 +223,10 @@ class JobStore:
         async with self._write() as conn:
             return await retries.retry_lost(conn, job_id, reason, utcnow())
 
-    async def due_retries(self, limit: int = 500) -> list[Job]:
-        """The jobs whose next attempt is due now (``store.retries``)."""
+    async def due_retries(self, limit: int = 500, now: datetime | None = None) -> list[Job]:
+        """The jobs whose next attempt is due by ``now`` (default: now; ``store.retries``)."""
         async with self._engine.connect() as conn:
-            return await retries.due(conn, utcnow(), limit)
+            return await retries.due(conn, now or utcnow(), limit)
 
     async def retries_sent(self, job_ids: Sequence[str]) -> None:
         """The compute messages of ``job_ids``' next attempts were published."""

@@ -22,7 +22,7 @@ from executor.service import serve
 from executor.settings import ExecutorSettings
 from requester.service import Requester
 from requester.settings import RequesterSettings
-from shoal.model import Job, JobState
+from shoal.model import TERMINAL_STATES, Job, JobState
 from shoal.topology import COMPUTE_QUEUE, DELIVERY_LIMIT
 
 from ..executor.support import BASE_IMAGE, docker_job
@@ -94,7 +94,8 @@ async def ended(client: Client, job_id: str, within: float = 30.0) -> dict[str, 
     async with asyncio.timeout(within):
         while True:
             record: dict[str, Any] = (await api(client, "describe", job_id)).result
-            if record["recorded"]:
+            # as ``--wait`` does: ``state`` and ``recorded`` are read one after the other
+            if record["state"] in TERMINAL_STATES and record["recorded"]:
                 return record
             await asyncio.sleep(0.05)
 
