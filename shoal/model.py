@@ -21,8 +21,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -332,6 +334,15 @@ class Task(_Model):
             except ValidationError as error:
                 raise ValueError(f"engine.params.{describe_errors(error)}") from None
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_retries(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``retries`` out while it asks for none: jobs read the same as before it
+        existed, to components that do not know it."""
+        data = handler(self)
+        if isinstance(data, dict) and self.retries.attempts == 0 and self.retries == Retries():
+            data.pop("retries", None)
+        return data
 
 
 class Job(_Model):

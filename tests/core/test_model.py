@@ -182,3 +182,11 @@ def test_retry_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
     policy = parse_job(job_with(retries={"backoff": "2s", "backoff_max": "10s"})).task.retries
     assert [policy.delay(n, 0.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
     assert 10.0 <= policy.delay(9, 0.999) < 12.5
+
+
+def test_a_job_without_retries_serializes_as_before_they_existed() -> None:
+    plain = parse_job(job_with())
+    assert "retries" not in plain.model_dump(mode="json")["tasks"][0]
+    asked = parse_job(job_with(retries={"attempts": 1}))
+    assert asked.model_dump(mode="json")["tasks"][0]["retries"]["attempts"] == 1
+    assert parse_job(asked.model_dump_json()) == asked
