@@ -23,6 +23,8 @@ import ipaddress
 import posixpath
 import socket
 import tarfile
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,35 +158,70 @@ def _safe_member(name: str, what: str) -> str:
     return normal
 
 
+def _inline_members(archive: tarfile.TarFile, limit: int, what: str) -> Iterator[tarfile.TarInfo]:
+    """The members, read one header at a time: sizes are counted before any data is read,
+    and the unpacked stream is bounded, so a gzip bomb is refused without being unpacked."""
+    total = 0
+    for member in archive:
+        total += member.size if member.isfile() else 0
+        if total > limit or archive.offset > 2 * limit + 1024**2:
+            too_big = f"{what} is larger than the limit of {format_bytes(limit)}"
+            raise JobError(INPUT_FAILED, too_big)
+        if not (member.isfile() or member.isdir() or member.issym()):
+            raise JobError(
+                INPUT_FAILED,
+                f"{what}: archive member {member.name!r} is not a file, folder or symbolic link",
+            )
+        yield member
+
+
+def _not_through_link(path: str, links: set[str], what: str) -> None:
+    parent = posixpath.dirname(path)
+    while parent not in ("/", ""):
+        if parent in links:
+            raise JobError(
+                INPUT_FAILED, f"{what}: archive member {path!r} would be written through a link"
+            )
+        parent = posixpath.dirname(parent)
+
+
+def _place_members(
+    archive: tarfile.TarFile, item: InputSource, uid: int, limit: int, what: str
+) -> Placement:
+    if item.source.params.get("kind", "dir") == "file":
+        files = [m for m in _inline_members(archive, limit, what) if m.isfile()]
+        if len(files) != 1:
+            raise JobError(INPUT_FAILED, f"{what}: a file input holds {len(files)} files")
+        handle = archive.extractfile(files[0])
+        return place_file(item.target, handle.read() if handle else b"", uid, limit, what)
+    builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
+    links: set[str] = set()
+    for member in _inline_members(archive, limit, what):
+        name = _safe_member(member.name, what)
+        path = posixpath.normpath(posixpath.join(item.target, name))
+        _not_through_link(path, links, what)
+        links.discard(path)
+        if member.isdir():
+            builder.add_dir(path, member.mode)
+        elif member.isfile():
+            handle = archive.extractfile(member)
+            builder.add_file(path, handle.read() if handle else b"", member.size, member.mode)
+        else:
+            builder.add_link(path, member.linkname)
+            links.add(path)
+    return builder.finish()
+
+
 def place_inline(item: InputSource, uid: int, limit: int, what: str) -> Placement:
-    """An inline input: one file at the target, or a folder's members under it."""
-    params = item.source.params
-    kind = params.get("kind", "dir")
+    """An inline input: one file at the target, or a folder's members under it.
+
+    Only files, folders and symbolic links are placed, never through a link placed before.
+    """
     try:
-        archive = open_inline(str(params["data"]))
-    except (ValueError, tarfile.TarError, OSError) as error:
+        with open_inline(str(item.source.params["data"])) as archive:
+            return _place_members(archive, item, uid, limit, what)
+    except (ValueError, tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise JobError(INPUT_FAILED, f"{what}: cannot read its archive: {error}") from None
-    with archive:
-        members = archive.getmembers()
-        if kind == "file":
-            files = [m for m in members if m.isfile()]
-            if len(files) != 1:
-                raise JobError(INPUT_FAILED, f"{what}: a file input holds {len(files)} files")
-            handle = archive.extractfile(files[0])
-            data = handle.read() if handle else b""
-            return place_file(item.target, data, uid, limit, what)
-        builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
-        for member in members:
-            name = _safe_member(member.name, what)
-            path = posixpath.normpath(posixpath.join(item.target, name))
-            if member.isdir():
-                builder.add_dir(path, member.mode)
-            elif member.isfile():
-                handle = archive.extractfile(member)
-                builder.add_file(path, handle.read() if handle else b"", member.size, member.mode)
-            elif member.issym():
-                builder.add_link(path, member.linkname)
-        return builder.finish()
 
 
 def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) -> Placement:
