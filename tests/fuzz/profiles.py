@@ -2,7 +2,7 @@
 
 - ``quick`` (the default, used by ``make test``): a few dozen cases per target, the whole
   tier well under a minute on two cores;
-- ``thorough`` (``make fuzz``): about seventy times as many, shrinking failures.
+- ``thorough`` (``make fuzz``): about thirty times as many, shrinking failures.
 
 The quick profile does not shrink a failing case (shrinking a large document can take
 minutes); it prints the case as found, and ``make fuzz`` shrinks. Deadlines are off (a
@@ -30,7 +30,7 @@ settings.register_profile(
 settings.register_profile(
     "shoal-fuzz-thorough",
     settings.get_profile("shoal-fuzz-quick"),
-    max_examples=2000,
+    max_examples=1000,
     phases=list(Phase),
 )
 
