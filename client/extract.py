@@ -40,6 +40,8 @@ def check_members(tar: tarfile.TarFile, label: str, limit: int = DEFAULT_LIMIT) 
         name = member.name
         if _escapes(name):
             raise UsageError(f"{label}: refusing {name!r}: it would be written outside the folder")
+        if posixpath.normpath(name) == "." and not member.isdir():
+            raise UsageError(f"{label}: refusing {name!r}: it names the folder itself")
         if member.isdev() or member.isfifo():
             raise UsageError(f"{label}: refusing {name!r}: device or FIFO")
         if member.issym() or member.islnk():

@@ -47,6 +47,7 @@ def _unpack(base: Path, data: bytes, run: int) -> None:
 @example(data=build([Member(".", "file")]))  # was IsADirectoryError
 @example(data=build([Member("a", "file"), Member("a/b", "file")]))  # was NotADirectoryError
 @example(data=build([Member("a", "hardlink", "a")]))  # was KeyError
+@example(data=build([Member("", "symlink", ".")]))  # was RecursionError
 def test_nothing_is_written_outside_the_output_folder(base: Path, data: bytes) -> None:
     _unpack(base, data, len(list(base.iterdir())))
 
