@@ -199,6 +199,8 @@ def _place_members(
     for member in _inline_members(archive, limit, what):
         name = _safe_member(member.name, what)
         path = posixpath.normpath(posixpath.join(item.target, name))
+        if path == item.target and not member.isdir():
+            raise JobError(INPUT_FAILED, f"{what}: archive member {member.name!r} is not a folder")
         _not_through_link(path, links, what)
         links.discard(path)
         if member.isdir():

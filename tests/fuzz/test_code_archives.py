@@ -99,7 +99,7 @@ def _check_packed(data: str, kind: str) -> None:
         for member in tar:
             assert member.isfile() or member.isdir() or member.issym(), member.name
     item = InputSource.model_validate({"source": inline_source(kind, data), "target": "/code/x"})
-    check_placement(place_inline(item, 1000, 10 * BUDGET, "--code"), "/code/x")
+    check_placement(place_inline(item, 1000, 10 * BUDGET, "--code"), "/code/x", kind)
 
 
 @pytest.mark.timeout(120)

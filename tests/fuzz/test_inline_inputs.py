@@ -35,8 +35,9 @@ def _item(data: bytes, kind: str, target: str) -> InputSource:
     return InputSource.model_validate({"source": source, "target": target})
 
 
-def check_placement(placement: Placement, target: str) -> None:
-    """The placement tar unpacks inside ``target`` and never through a link."""
+def check_placement(placement: Placement, target: str, kind: str) -> None:
+    """The placement tar unpacks inside ``target`` and never through a link; a folder input
+    never replaces its target folder with anything but a folder."""
     inside = posixpath.relpath(target, placement.root)
     if inside == ".":
         inside = ""
@@ -51,6 +52,8 @@ def check_placement(placement: Placement, target: str) -> None:
             assert ".." not in name.split("/"), name
             assert not inside or name == inside or name.startswith(inside + "/") or name in above
             assert member.isdir() or member.isfile() or member.issym(), name
+            if kind == "dir":
+                assert member.isdir() or name != (inside or "."), f"{name} replaces the folder"
             parts = name.split("/")
             for end in range(1, len(parts)):
                 assert kinds.get("/".join(parts[:end])) != "link", f"{name} through a link"
@@ -63,7 +66,7 @@ def _place(data: bytes, kind: str, target: str) -> None:
     except JobError as error:
         failure = error
     else:
-        check_placement(placement, target)
+        check_placement(placement, target, kind)
         return
     assert failure.category == INPUT_FAILED
     assert "\n" not in failure.detail
@@ -76,6 +79,7 @@ def _place(data: bytes, kind: str, target: str) -> None:
     kind="dir",
     target="/inputs",
 )
+@example(data=build([Member("", "symlink", ".")]), kind="dir", target="/inputs")
 def test_placements_stay_inside_their_target(data: bytes, kind: str, target: str) -> None:
     _place(data, kind, target)
 
