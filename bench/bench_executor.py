@@ -140,6 +140,7 @@ async def measure(args: argparse.Namespace, broker: str) -> dict[str, Any]:
         node_id=f"bench-{uuid.uuid4().hex[:8]}",
         slots=args.concurrency,
         pull_policy="never",
+        allowed_images=[IMAGE],
         log_level="warning",
         log_format="json",
     )

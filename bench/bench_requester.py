@@ -48,7 +48,7 @@ import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 
 from bench.vhost import private_vhost
-from shoal.broker import connect
+from shoal.broker import broker_user, connect
 from shoal.model import Job
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE, declare, work_queue_arguments
 from shoal.wire import Submission, encode
@@ -179,7 +179,13 @@ async def bench_requester(conn: AbstractRobustConnection, url: str, jobs: int, d
 
     await raw.basic_consume("amq.rabbitmq.reply-to", on_reply, no_ack=True)
     bodies = [encode(Submission(job=python_job())) for _ in range(jobs)]
-    await _preload(channel, SUBMIT_QUEUE, bodies, reply_to="amq.rabbitmq.reply-to")
+    await _preload(
+        channel,
+        SUBMIT_QUEUE,
+        bodies,
+        reply_to="amq.rabbitmq.reply-to",
+        user_id=broker_user(url),
+    )
     computed = Arrivals(jobs)
     await _watch(channel, COMPUTE_QUEUE, computed)
     argv = (sys.executable, "-m", "client.main", "serve", "requester")

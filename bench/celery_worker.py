@@ -27,6 +27,7 @@ import time
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
+from requester.access import Access
 from requester.store import JobStore, Limits
 from requester.submissions import prepare
 from requester.translate import TranslatorRegistry, default_registry
@@ -93,7 +94,7 @@ def submit(body: str, compute_queue: str, reply_to: str) -> None:
     store (SQLite, ``synchronous=FULL``), publish the compute message (persistent,
     mandatory, confirmed) to ``compute_queue``, mark it queued, reply."""
     loop, store, registry = _requester_parts()
-    item = prepare(body.encode(), registry)
+    item = prepare(body.encode(), registry, "bench", Access(requester="bench"))
     job_id = item.runnable.id
     states = loop.run_until_complete(store.write_round([item], []))
     properties = {"content_type": CONTENT_TYPE, "content_encoding": "utf-8", "exchange": ""}

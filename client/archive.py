@@ -4,8 +4,8 @@ A file becomes a one-member archive placed at ``<target>``; a folder becomes an 
 its contents placed under ``<target>``. The archive is a gzipped tar, base64 in the message.
 ``__pycache__``, ``*.pyc`` and ``.git`` are left out; links that leave the folder are refused,
 and so are hard links with a name outside it (their content is packed as a file otherwise);
-the total size of all packed files is capped (:data:`MAX_INLINE_BYTES`) before anything is
-sent.
+the total size of all packed files is capped (``shoal.limits.MAX_INLINE_BYTES``, the
+requester's limit too) before anything is sent.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.errors import CodeArchiveError
+from shoal.limits import MAX_INLINE_BYTES
 from shoal.units import format_bytes
 
-MAX_INLINE_BYTES = 10 * 1024 * 1024
 EXCLUDED_DIRS = frozenset({"__pycache__", ".git"})
 EXCLUDED_SUFFIXES = (".pyc",)
 

@@ -27,12 +27,10 @@ from pamqp.header import ContentHeader, ProtocolHeader
 from pamqp.heartbeat import Heartbeat
 
 from shoal.brokerurl import unreachable
+from shoal.names import API_QUEUE, DIRECT_REPLY_TO, EVENTS_EXCHANGE, REQUESTS_EXCHANGE, SUBMIT_QUEUE
 
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-# The names of shoal.topology, which imports aio-pika: a test checks they stay equal.
-SUBMIT_QUEUE = "shoal.submit"
-API_QUEUE = "shoal.api"
-EVENTS_EXCHANGE = "shoal.events"
+__all__ = ["API_QUEUE", "DIRECT_REPLY_TO", "EVENTS_EXCHANGE", "SUBMIT_QUEUE", "connect"]
+
 PERSISTENT = 2
 CHANNEL = 1
 _HEADER = struct.Struct(">BHI")
@@ -83,6 +81,8 @@ class Connection:
         self._buffer = b""
         self._frame_max = constants.FRAME_MAX_SIZE
         self._published = 0
+        self.user = ""
+        """The account this connection is logged in as (the ``user_id`` it may claim)."""
 
     @classmethod
     def open(cls, endpoint: Endpoint, *, timeout: float, name: str) -> Connection:
@@ -94,6 +94,7 @@ class Connection:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=endpoint.host)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection = cls(sock)
+        connection.user = endpoint.user
         try:
             connection._handshake(endpoint, name)
         except BaseException:
@@ -143,13 +144,13 @@ class Connection:
         self._expect(commands.Basic.ConsumeOk)
 
     def publish(self, routing_key: str, body: bytes, properties: commands.Basic.Properties) -> int:
-        """Send a persistent, ``mandatory`` message to the default exchange; its confirm tag."""
+        """Send a persistent, ``mandatory`` message to ``shoal.requests``; its confirm tag."""
         properties.delivery_mode = PERSISTENT
+        publish = commands.Basic.Publish(
+            exchange=REQUESTS_EXCHANGE, routing_key=routing_key, mandatory=True
+        )
         frames = [
-            frame.marshal(
-                commands.Basic.Publish(exchange="", routing_key=routing_key, mandatory=True),
-                CHANNEL,
-            ),
+            frame.marshal(publish, CHANNEL),
             frame.marshal(ContentHeader(body_size=len(body), properties=properties), CHANNEL),
         ]
         step = self._frame_max - 8

@@ -79,6 +79,11 @@ class ExecCommand(click.Command):
 @click.option("-e", "--env", multiple=True, metavar="K=V", help="Environment variable.")
 @click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Label for the job.")
 @click.option("--timeout", metavar="DURATION", help="Execution time limit, e.g. 90s, 5m.")
+@click.option(
+    "--queue-timeout",
+    metavar="DURATION",
+    help="Fail the job if it has not started within this, e.g. 30s (executor or not).",
+)
 @click.option("--cpu", metavar="CORES", help="CPU limit, e.g. 1.5 or 500m.")
 @click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512Mi, 2GB.")
 @click.option(
@@ -92,6 +97,11 @@ class ExecCommand(click.Command):
 @click.option("--dry-run", is_flag=True, help="Print the job instead of submitting it.")
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
+@click.option(
+    "--wait-timeout",
+    metavar="DURATION",
+    help="With --wait/-f: give up waiting after this (exit 124; the job is left as it is).",
+)
 @click.option("--id-only", is_flag=True, help="Print only the job ID.")
 @click.option(
     "--output-format",
@@ -135,4 +145,5 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
         wait=flags["wait"],
         follow=flags["follow"],
         id_only=flags["id_only"],
+        wait_timeout=flags["wait_timeout"],
     )

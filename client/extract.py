@@ -1,79 +1,115 @@
 """Writing a job's output archives to disk without letting them escape the target folder.
 
-Every member is checked before anything is written: absolute names, ``..`` components,
-links pointing outside, devices and FIFOs are refused with ``UsageError`` naming the member,
-and so is an archive larger than a limit unpacked, or one whose members cannot be written.
-Extraction then goes through tarfile's ``data`` filter as a second line of defence.
+Every member is checked before anything is written, in a first pass that streams the
+archive without keeping its data: absolute names, ``..`` components, links pointing outside,
+devices and FIFOs are refused with ``UsageError`` naming the member, and so is an archive
+that unpacks to more than ``limit`` bytes (counted while it is decompressed, so a gzip bomb
+is refused after reading about ``limit`` bytes, never unpacked whole). Extraction then goes
+through tarfile's ``data`` filter as a second line of defence.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import posixpath
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 from shoal.errors import UsageError
+from shoal.model import checked_output_name
 from shoal.units import format_bytes
 
 DEFAULT_LIMIT = 1024**3
-"""Bytes an output archive may unpack to."""
+"""Bytes an output may unpack to unless ``shoal job get --max-size`` says otherwise."""
+
+
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that raises ``too_big`` once more than ``limit`` bytes came out."""
+
+    def __init__(self, raw: gzip.GzipFile, limit: int, too_big: UsageError) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._too_big = too_big
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        self.total += count
+        if self.total > self._limit:
+            raise self._too_big
+        return count
 
 
 def _escapes(name: str) -> bool:
     return name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/")
 
 
-def check_members(tar: tarfile.TarFile, label: str, limit: int = DEFAULT_LIMIT) -> None:
-    """Raise ``UsageError`` if any member could write outside the extraction folder, or the
-    members' sizes add up to more than ``limit`` bytes (checked as each header is read, so a
-    gzip bomb's data is never decompressed)."""
+def check_member(member: tarfile.TarInfo, label: str) -> None:
+    """Raise ``UsageError`` if ``member`` could write outside the extraction folder."""
+    name = member.name
+    if _escapes(name):
+        raise UsageError(f"{label}: refusing {name!r}: it would be written outside the folder")
+    if posixpath.normpath(name) == "." and not member.isdir():
+        raise UsageError(f"{label}: refusing {name!r}: it names the folder itself")
+    if member.isdev() or member.isfifo():
+        raise UsageError(f"{label}: refusing {name!r}: device or FIFO")
+    if member.issym() or member.islnk():
+        target = member.linkname
+        joined = posixpath.join(posixpath.dirname(name), target) if member.issym() else target
+        if target.startswith("/") or posixpath.normpath(joined).startswith(".."):
+            raise UsageError(f"{label}: refusing link {name!r} -> {target!r}: it leaves the folder")
+
+
+def check_archive(data: bytes, label: str, limit: int) -> None:
+    """Check every member of the tar.gz ``data`` and its unpacked size, keeping no data."""
+    too_big = UsageError(
+        f"{label}: refusing archive: it unpacks to more than {format_bytes(limit)} (see --max-size)"
+    )
+    unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), 2 * limit + 1024**2, too_big)
     total = 0
-    seen: set[str] = set()
-    for member in tar:
-        total += member.size if member.isfile() else 0
-        if total > limit:
-            raise UsageError(
-                f"{label}: refusing archive: it is larger than {format_bytes(limit)} unpacked"
-            )
-        name = member.name
-        if _escapes(name):
-            raise UsageError(f"{label}: refusing {name!r}: it would be written outside the folder")
-        if posixpath.normpath(name) == "." and not member.isdir():
-            raise UsageError(f"{label}: refusing {name!r}: it names the folder itself")
-        if member.isdev() or member.isfifo():
-            raise UsageError(f"{label}: refusing {name!r}: device or FIFO")
-        if member.issym() or member.islnk():
-            target = member.linkname
-            joined = posixpath.join(posixpath.dirname(name), target) if member.issym() else target
-            if target.startswith("/") or posixpath.normpath(joined).startswith(".."):
+    with tarfile.open(fileobj=io.BufferedReader(unpacked, 1024**2), mode="r|") as tar:
+        seen: set[str] = set()
+        for member in tar:
+            check_member(member, label)
+            if member.islnk() and posixpath.normpath(member.linkname) not in seen:
                 raise UsageError(
-                    f"{label}: refusing link {name!r} -> {target!r}: it leaves the folder"
+                    f"{label}: refusing hard link {member.name!r} -> {member.linkname!r}: "
+                    "no member of that name before it"
                 )
-        if member.islnk() and posixpath.normpath(member.linkname) not in seen:
-            raise UsageError(
-                f"{label}: refusing hard link {name!r} -> {member.linkname!r}: "
-                "no member of that name before it"
-            )
-        seen.add(posixpath.normpath(name))
+            seen.add(posixpath.normpath(member.name))
+            total += member.size if member.isfile() else 0
+            if total > limit:
+                raise too_big
+
+
+def output_folder(target: Path, name: str) -> Path:
+    """``target/name`` for the output ``name``; ``UsageError`` if the name is not one segment."""
+    try:
+        checked_output_name(name)
+    except ValueError as error:
+        raise UsageError(f"refusing output {name!r}: its name {error}") from None
+    return target / name
 
 
 def extract(data: bytes, destination: Path, label: str, limit: int = DEFAULT_LIMIT) -> list[str]:
     """Extract a tar.gz into ``destination`` (created); the names of the files written."""
     try:
+        check_archive(data, label, limit)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            check_members(tar, label, limit)
             destination.mkdir(parents=True, exist_ok=True)
             tar.extractall(destination, filter="data")
             return [m.name for m in tar.getmembers() if m.isfile()]
     except tarfile.FilterError as error:
         raise UsageError(f"{label}: refusing archive: {error}") from None
-    except (tarfile.TarError, EOFError, zlib.error) as error:
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise UsageError(f"{label}: not a readable archive: {error}") from None
-    except OSError as error:  # e.g. a file member named "." or a file where a folder goes
-        if error.filename is None:  # gzip.BadGzipFile
-            raise UsageError(f"{label}: not a readable archive: {error}") from None
+    except OSError as error:  # e.g. a file member named "a/." or a file where a folder goes
         raise UsageError(
             f"{label}: refusing archive: cannot write {error.filename!r}: {error.strerror}"
         ) from None

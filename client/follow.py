@@ -11,16 +11,18 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Awaitable, Iterator
+from typing import Any, TypeVar
 
 import click
 
+from shoal.errors import WaitTimeoutError
 from shoal.model import TERMINAL_STATES
 from shoal.wire import JobEvent
 
 from .session import Session
 
+T = TypeVar("T")
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 RECHECK_SECONDS = 2.0
 """After this long without an event, ask the store again: a ``recorded`` event published
@@ -86,29 +88,63 @@ def _cycle(frames: str) -> Iterator[str]:
         yield from frames
 
 
-async def wait_for_end(session: Session, job_id: str, *, follow: bool, spin: bool) -> str:
+async def wait_for_end(
+    session: Session,
+    job_id: str,
+    *,
+    follow: bool,
+    spin: bool,
+    seen: dict[str, str] | None = None,
+    owner: str | None = None,
+) -> str:
     """Block until the job is terminal *and* recorded; print its logs when ``follow``.
 
     The recorder's ``recorded`` event (or a store that already says so) ends the wait, so
-    the job's logs and outputs can be read as soon as this returns. The final state.
+    the job's logs and outputs can be read as soon as this returns. The final state. While
+    it waits, ``seen[job_id]`` holds the last state seen; it is removed once the wait ends.
+    ``owner`` names the job's owner (asked from the requester when not given).
     """
     printer = LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
-    async with session.events(job_id) as inbox:
+    seen = {job_id: "state unknown"} if seen is None else seen
+    if owner is None:
+        owner = str((await session.api("describe", job_id)).get("owner") or session.user)
+    async with session.events(job_id, owner) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
         record = await session.api("describe", job_id)
         state, done = str(record["state"]), _settled(record)
+        seen[job_id] = state
         if spinner is not None:
             spinner.state = state
         with spinner.running() if spinner is not None else contextlib.nullcontext():
             while not done:
                 state, done = await _next(session, job_id, inbox, printer, follow, state)
+                seen[job_id] = state
                 if spinner is not None:
                     spinner.state = state
         if follow:
             printer.stored(await session.api("logs", job_id))
+    seen.pop(job_id, None)
     return state
+
+
+async def within(deadline: float | None, work: Awaitable[T], seen: dict[str, str]) -> T:
+    """``work``'s result, or ``WaitTimeoutError`` once ``deadline`` seconds passed (``None``:
+    no deadline), naming the jobs still in ``seen`` with their last state. Nothing is done to
+    them."""
+    if deadline is None:
+        return await work
+    limit = asyncio.timeout(deadline)
+    try:
+        async with limit:
+            return await work
+    except TimeoutError:
+        if not limit.expired():
+            raise
+    waiting = ", ".join(f"{job_id} ({state})" for job_id, state in seen.items())
+    left = "the job was left as it is" if len(seen) == 1 else "the jobs were left as they are"
+    raise WaitTimeoutError(f"gave up waiting after {deadline:g}s for {waiting}; {left}")
 
 
 def _settled(record: dict[str, Any]) -> bool:
@@ -125,7 +161,7 @@ async def _next(
 ) -> tuple[str, bool]:
     """``(state, settled)`` after the next event, or from the store after a quiet spell."""
     try:
-        event = await asyncio.wait_for(inbox.get(), RECHECK_SECONDS)
+        event = await session.wait(inbox.get(), RECHECK_SECONDS)
     except TimeoutError:
         record = await session.api("describe", job_id)
         return str(record["state"]), _settled(record)

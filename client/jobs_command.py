@@ -1,18 +1,22 @@
-"""``shoal job list|describe|logs|get|stop``: a job's life after submission, over ``shoal.api``."""
+"""``shoal job list|describe|logs|get|wait|stop``: a job's life after submission (``shoal.api``)."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from shoal.units import format_bytes
+from shoal.errors import UsageError
+from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
 from .settings import ClientSettings, load_client_settings
+
+if TYPE_CHECKING:
+    from .session import Session
 
 T = TypeVar("T")
 
@@ -32,7 +36,7 @@ def _run(ctx: click.Context, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-@click.group("job", short_help="List, describe, follow, fetch and stop jobs.")
+@click.group("job", short_help="List, describe, follow, wait for, fetch and stop jobs.")
 def job_group() -> None:
     """Look at and act on submitted jobs (answered by a requester from its job store)."""
 
@@ -170,17 +174,29 @@ def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to write the outputs (default ./JOB_ID); each result goes in DIR/NAME.",
 )
+@click.option(
+    "--max-size",
+    metavar="SIZE",
+    default="1Gi",
+    show_default=True,
+    help="Refuse an output that unpacks to more than this, e.g. 512Mi, 4Gi.",
+)
 @click.pass_context
-def get(ctx: click.Context, job_id: str, output_dir: Path | None) -> None:
+def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str) -> None:
     """Write a job's outputs, refusing any archive member that would escape the folder."""
-    from .extract import extract
+    from .extract import extract, output_folder
 
+    try:
+        limit = parse_memory(max_size)
+    except ValueError as error:
+        raise UsageError(f"--max-size: {error}") from None
     answer = _run(ctx, lambda s: s.api("get", job_id))
     target = output_dir or Path(answer["job_id"])
     if not answer["outputs"]:
         click.echo(f"Job {answer['job_id']} has no outputs (yet)", err=True)
         return
     for name, item in answer["outputs"].items():
+        folder = output_folder(target, name)
         if item["data"] is None:
             click.echo(
                 f"Output {name} ({format_bytes(item['size'])}) was not kept: "
@@ -188,8 +204,55 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None) -> None:
                 err=True,
             )
             continue
-        files = extract(base64.b64decode(item["data"]), target / name, f"output {name}")
-        click.echo(f"{target / name}: {len(files)} file(s)")
+        data = base64.b64decode(item["data"])
+        files = extract(data, folder, f"output {name}", limit)
+        click.echo(f"{folder}: {len(files)} file(s)")
+
+
+@job_group.command("wait")
+@click.argument("job_ids", nargs=-1, required=True, metavar="ID...")
+@click.option(
+    "--wait-timeout",
+    metavar="DURATION",
+    help="Give up after this, e.g. 90s, 5m (exit 124; the jobs are left as they are).",
+)
+@click.pass_context
+def wait(ctx: click.Context, job_ids: tuple[str, ...], wait_timeout: str | None) -> None:
+    """Wait until every job ended and is recorded: exit 0 if all completed, 1 if any failed
+    or was stopped."""
+    from shoal.errors import JobFailedError
+
+    from .submit import failure_line, wait_deadline
+
+    deadline = wait_deadline(wait_timeout)
+    ids = list(dict.fromkeys(job_ids))
+    ended = _run(ctx, lambda s: _wait_all(s, ids, deadline))
+    failed = [record for record in ended if record["state"] != "completed"]
+    for record in ended:
+        click.echo(f"{record['id']} {record['state']}")
+    if failed:
+        raise JobFailedError(
+            f"{len(failed)} of {len(ended)} jobs did not complete: "
+            + "; ".join(failure_line(record) for record in failed)
+        )
+
+
+async def _wait_all(
+    session: Session, job_ids: list[str], deadline: float | None
+) -> list[dict[str, Any]]:
+    """The describe record of each job once all ended, or ``WaitTimeoutError``."""
+    import asyncio
+
+    from .follow import wait_for_end, within
+
+    seen = dict.fromkeys(job_ids, "state unknown")
+
+    async def one(job_id: str) -> dict[str, Any]:
+        await wait_for_end(session, job_id, follow=False, spin=False, seen=seen)
+        record: dict[str, Any] = await session.api("describe", job_id)
+        return record
+
+    return await within(deadline, asyncio.gather(*(one(job_id) for job_id in job_ids)), seen)
 
 
 @job_group.command("stop")

@@ -13,6 +13,7 @@ import click
 from shoal.errors import EXIT_USAGE, ShoalError
 
 COMMANDS = {
+    "broker": ("client.broker_command", "broker_group"),
     "exec": ("client.exec_command", "exec_command"),
     "job": ("client.jobs_command", "job_group"),
     "serve": ("client.serve_command", "serve_group"),

@@ -43,6 +43,7 @@ class ExecOptions:
     env: Sequence[str] = ()
     labels: Sequence[str] = ()
     timeout: str | None = None
+    queue_timeout: str | None = None
     cpu: str | None = None
     memory: str | None = None
     network: str | None = None
@@ -112,8 +113,9 @@ class _Inputs:
     def add_local(self, path: str, target: str | None, alias: str | None, what: str) -> None:
         # tarfile and friends are imported only for jobs that carry files
         from shoal.inline import inline_source
+        from shoal.limits import MAX_INLINE_BYTES
 
-        from .archive import MAX_INLINE_BYTES, pack
+        from .archive import pack
 
         if self.budget is None:
             self.budget = MAX_INLINE_BYTES
@@ -176,9 +178,13 @@ def _apply_task_flags(task: dict[str, Any], options: ExecOptions) -> None:
         if value is not None:
             resources[key] = value
     task["resources"] = resources
-    timeout = _flag_value("--timeout", parse_duration, options.timeout)
-    if timeout is not None:
-        task["timeouts"] = {**task.get("timeouts", {}), "execution": timeout}
+    for key, flag, value in (
+        ("execution", "--timeout", options.timeout),
+        ("queue", "--queue-timeout", options.queue_timeout),
+    ):
+        seconds = _flag_value(flag, parse_duration, value)
+        if seconds is not None:
+            task["timeouts"] = {**task.get("timeouts", {}), key: seconds}
     if options.network or options.domains:
         network_type = options.network or "http"
         if options.domains and network_type != "http":

@@ -9,6 +9,11 @@ connection for one short conversation, so aio-pika's robust reconnection buys no
 skipping its import saves every ``shoal exec`` 20 to 40 ms. The guarantees are the same as
 ``shoal.broker.publish``: persistent, ``mandatory``, and a publish returns only once the broker
 confirmed it; a returned (unroutable) submission is reported at once instead of timing out.
+
+A broker that goes away mid-command (a restart, a network cut) is the one-line
+``UnavailableError`` (exit 3) of every command: :func:`open_session` is the one place that
+maps the AMQP library's errors, and every wait races the connection's end, so nothing
+waits out a timeout for a reply that cannot come.
 """
 
 from __future__ import annotations
@@ -16,15 +21,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
-from shoal.brokerurl import unreachable
+from shoal.brokerurl import lost, unreachable
 from shoal.errors import ShoalError, UnavailableError, from_wire
+from shoal.names import (
+    API_QUEUE,
+    DIRECT_REPLY_TO,
+    EVENTS_EXCHANGE,
+    REQUESTS_EXCHANGE,
+    SUBMIT_QUEUE,
+    event_key,
+)
 from shoal.wire import (
     CONTENT_TYPE,
     ApiOp,
@@ -38,17 +51,19 @@ from shoal.wire import (
     encode,
 )
 
-from .blocking import (
-    API_QUEUE,
-    DIRECT_REPLY_TO,
-    EVENTS_EXCHANGE,
-    PERSISTENT,
-    SUBMIT_QUEUE,
-)
+from .blocking import PERSISTENT, Endpoint
 from .settings import ClientSettings
 from .submit import checked
 
 M = TypeVar("M", bound=Message)
+T = TypeVar("T")
+
+BROKER_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+)
+"""What the AMQP library raises when the connection or channel is gone."""
 
 
 class Session:
@@ -56,6 +71,9 @@ class Session:
 
     def __init__(self, settings: ClientSettings, connection: AbstractConnection) -> None:
         self.settings = settings
+        self.user = Endpoint.parse(settings.broker_url.get_secret_value()).user
+        """The account this session is logged in as: every request carries it as
+        ``user_id``, which the broker checks and the requester takes as the caller."""
         self._connection = connection
         self._channel: AbstractChannel | None = None
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
@@ -64,6 +82,25 @@ class Session:
     async def _start(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+
+    async def wait(self, awaitable: Awaitable[T], seconds: float) -> T:
+        """``awaitable``'s result, ``TimeoutError`` after ``seconds``, or
+        ``UnavailableError`` as soon as the connection ends."""
+        work = asyncio.ensure_future(awaitable)
+        closing = self._connection.closing
+        try:
+            await asyncio.wait(
+                {work, closing}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            closing.cancel()  # only this observer
+            if not work.done():
+                work.cancel()
+        if work.done() and not work.cancelled():
+            return work.result()
+        if closing.done() and not closing.cancelled():
+            raise lost(self.settings.broker_url.get_secret_value(), closing.exception())
+        raise TimeoutError
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         correlation = message.header.properties.correlation_id
@@ -85,13 +122,14 @@ class Session:
             delivery_mode=PERSISTENT,
             reply_to=DIRECT_REPLY_TO,
             correlation_id=correlation,
+            user_id=self.user,
             expiration=None if expiration is None else str(max(1, round(expiration * 1000))),
         )
         try:
             try:
                 confirmed = await self._channel.basic_publish(
                     encode(request),
-                    exchange="",
+                    exchange=REQUESTS_EXCHANGE,
                     routing_key=queue,
                     properties=properties,
                     mandatory=True,
@@ -104,7 +142,7 @@ class Session:
                     "(shoal serve requester)"
                 ) from None
             try:
-                body = await asyncio.wait_for(future, timeout)
+                body = await self.wait(future, timeout)
             except TimeoutError:
                 raise UnavailableError(
                     f"no requester answered within {timeout:g}s; is one running?"
@@ -133,12 +171,15 @@ class Session:
         return answer.result
 
     @contextlib.asynccontextmanager
-    async def events(self, job_id: str) -> AsyncIterator[asyncio.Queue[JobEvent]]:
-        """Events of ``job_id`` from now on, through a private queue bound before yielding."""
+    async def events(self, job_id: str, owner: str) -> AsyncIterator[asyncio.Queue[JobEvent]]:
+        """Events of ``job_id`` (owned by ``owner``) from now on, through a private queue bound
+        before yielding. The broker lets a user bind only their own jobs' events (an operator
+        any job's)."""
         assert self._channel is not None
         declared = await self._channel.queue_declare("", exclusive=True, auto_delete=True)
         queue = str(declared.queue)
-        await self._channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=f"job.{job_id}.*")
+        key = event_key(owner, job_id, "*")
+        await self._channel.queue_bind(queue, EVENTS_EXCHANGE, routing_key=key)
         inbox: asyncio.Queue[JobEvent] = asyncio.Queue()
 
         async def on_event(message: DeliveredMessage) -> None:
@@ -155,17 +196,23 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
-    """A connected session (``UnavailableError`` if the broker cannot be reached).
+    """A connected session: ``UnavailableError`` if the broker cannot be reached, or if the
+    connection breaks while inside.
 
     The AMQP libraries' own log lines are silenced: the CLI reports failures as one
     ``Type: message`` line.
     """
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-    connection = await _connect(settings.broker_url.get_secret_value(), settings.connect_timeout)
+    url = settings.broker_url.get_secret_value()
+    connection = await _connect(url, settings.connect_timeout)
     try:
         session = Session(settings, connection)
         await session._start()
         yield session
+    except BrokenPipeError:
+        raise  # our stdout, not the broker
+    except BROKER_ERRORS as error:
+        raise lost(url, error) from None
     finally:
         with contextlib.suppress(Exception):
             await connection.close()

@@ -6,8 +6,11 @@ import sys
 
 import click
 
-from shoal.errors import JobFailedError, ProtocolError, UnavailableError, from_wire
+from shoal import limits
+from shoal.brokerurl import lost
+from shoal.errors import JobFailedError, ProtocolError, UnavailableError, UsageError, from_wire
 from shoal.model import Job, JobState
+from shoal.units import parse_duration
 from shoal.wire import CONTENT_TYPE, Submission, SubmitReply, decode, encode
 
 from .settings import ClientSettings
@@ -21,20 +24,38 @@ def submit_and_report(
     wait: bool = False,
     follow: bool = False,
     id_only: bool = False,
+    wait_timeout: str | None = None,
 ) -> None:
     """Submit ``job`` and print the new job's ID; with ``wait``/``follow`` see it through.
 
-    Raises ``UnavailableError`` (exit 3) when the broker or a requester cannot be reached,
-    the requester's typed error (exit 2) for a bad job, ``JobFailedError`` (exit 1) when a
-    waited-on job fails or is stopped.
+    Raises ``TooLargeError`` (exit 2) for a job over the limits the requester enforces
+    (``shoal.limits``), ``UnavailableError`` (exit 3) when the broker or a requester cannot be
+    reached, the requester's typed error (exit 2) for a bad job, ``JobFailedError`` (exit 1)
+    when a waited-on job fails or is stopped, ``WaitTimeoutError`` (exit 124) when it has not
+    ended within ``wait_timeout`` of waiting (it is left as it is).
     """
+    deadline = wait_deadline(wait_timeout)
+    if deadline is not None and not (wait or follow):
+        raise UsageError("--wait-timeout needs --wait or --follow")
     submission = Submission(job=job, idempotency_key=idempotency_key)
+    limits.check_job(job)
+    limits.check_body(encode(submission), limits.MAX_SUBMISSION_BYTES, "submission")
     if not (wait or follow):
         report(submit_blocking(settings, submission), id_only=id_only, wait=False)
         return
     import asyncio
 
-    asyncio.run(_submit(settings, submission, follow, id_only))
+    asyncio.run(_submit(settings, submission, follow, id_only, deadline))
+
+
+def wait_deadline(value: str | None) -> float | None:
+    """Seconds of ``--wait-timeout`` (a duration such as ``90s`` or ``5m``), or ``None``."""
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise UsageError(f"--wait-timeout: {error}") from None
 
 
 def checked(answer: SubmitReply) -> SubmitReply:
@@ -65,6 +86,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
         properties = Basic.Properties(
             content_type=CONTENT_TYPE,
             correlation_id="c1",
+            user_id=connection.user,
             expiration=str(max(1, round(timeout * 1000))),
         )
         body = connection.call(
@@ -76,7 +98,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
             "broker (shoal serve requester)"
         ) from None
     except (OSError, blocking.BrokerClosedError) as error:
-        raise UnavailableError(f"lost the connection to RabbitMQ: {error}") from None
+        raise lost(settings.broker_url.get_secret_value(), error) from None
     finally:
         connection.close()
     if body is None:
@@ -98,7 +120,11 @@ def report(reply: SubmitReply, *, id_only: bool, wait: bool) -> None:
 
 
 async def _submit(
-    settings: ClientSettings, submission: Submission, follow: bool, id_only: bool
+    settings: ClientSettings,
+    submission: Submission,
+    follow: bool,
+    id_only: bool,
+    deadline: float | None,
 ) -> None:
     """Submit, then wait for the job's end (``--wait``/``--follow``) on one async session."""
     from .session import open_session
@@ -107,9 +133,13 @@ async def _submit(
         reply = await session.submit(submission)
         job_id = str(reply.job_id)
         report(reply, id_only=id_only, wait=True)
-        from .follow import wait_for_end
+        from .follow import wait_for_end, within
 
-        state = await wait_for_end(session, job_id, follow=follow, spin=not id_only)
+        seen: dict[str, str] = {job_id: "state unknown"}
+        waiting = wait_for_end(
+            session, job_id, follow=follow, spin=not id_only, seen=seen, owner=session.user
+        )
+        state = await within(deadline, waiting, seen)
         if state != JobState.COMPLETED:
             record = await session.api("describe", job_id)
             raise JobFailedError(failure_line(record))

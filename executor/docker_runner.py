@@ -1,26 +1,51 @@
 """The ``ContainerRunner`` port on a real Docker engine, through aiodocker.
 
 Logs are read from the raw multiplexed ``/logs?follow=1`` stream (aiodocker's ``log()`` merges
-stdout and stderr): the engine ends that stream when the container exits. ``get_archive`` is
-read incrementally so an oversized output is abandoned at its limit instead of buffered.
+stdout and stderr): the engine ends that stream when the container exits, then the frames
+after the last one seen are read once more (the engine can end the stream before it logged
+an unterminated last line). ``get_archive`` is read incrementally so an oversized output is
+abandoned at its limit instead of buffered.
+Every engine response is closed on every path (aiodocker's ``_query`` leaves that to the
+caller): an archive left unread keeps dockerd blocked writing it while it holds the
+container's lock, and then even ``docker rm -f`` of that container waits for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import struct
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiodocker
 import aiohttp
 
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream
+from executor.runner import (
+    TAR_OVERHEAD,
+    ContainerSpec,
+    ExitInfo,
+    ImageInfo,
+    RunnerError,
+    Stream,
+    VolumeInfo,
+)
 from executor.settings import PullPolicy
+from executor.volumes import folders_usage
 
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
+_CHUNK = 256 * 1024
+
+
+def _unix_time(stamp: str) -> str:
+    """``2026-01-02T03:04:05.123456789Z`` as Docker's ``since``: ``1767323045.123456789``."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    seconds = int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
+    return f"{seconds}.{fraction or '0'}"
 
 
 def container_config(spec: ContainerSpec) -> dict[str, Any]:
@@ -28,6 +53,10 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     mounts: list[dict[str, Any]] = [
         {"Type": "volume", "Source": name, "Target": target}
         for name, target in spec.named_volumes.items()
+    ]
+    mounts += [
+        {"Type": "volume", "Source": name, "Target": target, "ReadOnly": True}
+        for name, target in spec.read_only_volumes.items()
     ]
     mounts += [
         {"Type": "bind", "Source": host, "Target": target, "ReadOnly": True}
@@ -56,6 +85,7 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
             "MemorySwap": spec.memory,
             "NanoCpus": spec.nano_cpus,
             "NetworkMode": spec.network,
+            "Ulimits": _ulimits(spec),
             "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "2"}},
             "Init": False,
         },
@@ -65,6 +95,12 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
     if spec.working_dir:
         config["WorkingDir"] = spec.working_dir
     return config
+
+
+def _ulimits(spec: ContainerSpec) -> list[dict[str, Any]]:
+    if spec.file_size_limit is None:
+        return []
+    return [{"Name": "fsize", "Soft": spec.file_size_limit, "Hard": spec.file_size_limit}]
 
 
 class DockerRunner:
@@ -91,7 +127,8 @@ class DockerRunner:
             if error.status != 404:
                 raise RunnerError(f"cannot inspect image {image}: {error.message}") from None
             info = await self._pull(image, policy)
-        return ImageInfo(user=str((info.get("Config") or {}).get("User") or ""))
+        user = str((info.get("Config") or {}).get("User") or "")
+        return ImageInfo(user=user, id=str(info.get("Id") or ""))
 
     async def _pull(self, image: str, policy: PullPolicy) -> dict[str, Any]:
         if policy is PullPolicy.NEVER:
@@ -120,16 +157,16 @@ class DockerRunner:
 
     async def put_archive(self, container: str, path: str, tar: bytes) -> None:
         try:
-            async with self._docker._query(
+            response = await self._docker._do_query(
                 f"containers/{container}/archive",
                 method="PUT",
                 params={"path": path},
                 data=tar,
                 headers={"Content-Type": "application/x-tar"},
-            ):
-                pass
+            )
         except aiodocker.DockerError as error:
             raise RunnerError(f"cannot place files at {path}: {error.message}") from None
+        response.close()
 
     async def start(self, container: str) -> None:
         try:
@@ -138,10 +175,31 @@ class DockerRunner:
             raise RunnerError(f"cannot start the container: {error.message}") from None
 
     async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
-        params = {"stdout": "1", "stderr": "1", "follow": "1"}
-        async with self._docker._query(
-            f"containers/{container}/logs", params=params, timeout=_NO_TIMEOUT
-        ) as response:
+        last = ""
+        async for stream, stamp, data in self._log_frames(container, follow=True):
+            last = stamp
+            yield stream, data
+        # The engine can end a follow stream before it logged the output's last, unterminated
+        # line (it writes that one when the container's stdout closes): what came after the
+        # last frame seen is read again, without following, once the stream has ended.
+        async for stream, stamp, data in self._log_frames(container, since=last):
+            if stamp > last:
+                yield stream, data
+
+    async def _log_frames(
+        self, container: str, *, follow: bool = False, since: str = ""
+    ) -> AsyncIterator[tuple[Stream, str, bytes]]:
+        """``(stream, timestamp, data)`` of each frame; timestamps are fixed-width RFC 3339
+        in UTC, so they compare as strings."""
+        params = {"stdout": "1", "stderr": "1", "timestamps": "1"}
+        if follow:
+            params["follow"] = "1"
+        if since:
+            params["since"] = _unix_time(since)
+        response = await self._docker._do_query(
+            f"containers/{container}/logs", method="GET", params=params, timeout=_NO_TIMEOUT
+        )
+        with contextlib.closing(response):
             content = response.content
             while True:
                 try:
@@ -152,10 +210,12 @@ class DockerRunner:
                 if not length:
                     continue
                 try:
-                    data = await content.readexactly(length)
+                    frame = await content.readexactly(length)
                 except asyncio.IncompleteReadError as partial:
-                    data = partial.partial
-                yield _STREAMS.get(kind, "stdout"), data
+                    frame = partial.partial
+                stamp, _, data = frame.partition(b" ")
+                if data:
+                    yield _STREAMS.get(kind, "stdout"), stamp.decode(), data
 
     async def wait(self, container: str) -> ExitInfo:
         handle = self._docker.containers.container(container)
@@ -178,17 +238,35 @@ class DockerRunner:
         chunks: list[bytes] = []
         size = 0
         try:
-            async with self._docker._query(
-                f"containers/{container}/archive", params={"path": path}
-            ) as response:
-                async for chunk in response.content.iter_chunked(256 * 1024):
-                    size += len(chunk)
-                    if size > limit + 64 * 1024:  # tar headers and padding
-                        return None
-                    chunks.append(chunk)
+            response = await self._docker._do_query(
+                f"containers/{container}/archive", method="GET", params={"path": path}
+            )
         except aiodocker.DockerError as error:
             raise RunnerError(f"cannot read {path}: {error.message}") from None
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                size += len(chunk)
+                if size > limit + TAR_OVERHEAD:
+                    return None
+                chunks.append(chunk)
+        except aiohttp.ClientError as error:
+            raise RunnerError(f"cannot read {path}: {error}") from None
+        finally:
+            response.close()  # drops the connection if unread: dockerd stops writing at once
         return b"".join(chunks)
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        try:
+            info = await self._docker.containers.container(container).show()
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot inspect the container: {error.message}") from None
+        anonymous = (info.get("Config") or {}).get("Volumes") or {}
+        sources = [
+            str(mount.get("Source") or "")
+            for mount in info.get("Mounts") or []
+            if mount.get("Type") == "volume" and mount.get("Destination") in anonymous
+        ]
+        return await asyncio.to_thread(folders_usage, sources, limit)
 
     async def remove(self, container: str) -> None:
         try:
@@ -202,25 +280,30 @@ class DockerRunner:
         found = await self._docker.containers.list(all=True, filters=filters)
         return {str(c.id): dict(("Labels" in c and c["Labels"]) or {}) for c in found}
 
-    async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
-        spec = ContainerSpec(
-            image=image,
-            entrypoint=["chown", owner, target],
-            user="0:0",
-            named_volumes={volume: target},
-            memory=64 * 1024**2,
-            pids_limit=16,
-        )
-        config = container_config(spec)
-        config["HostConfig"]["CapAdd"] = ["CHOWN"]
-        container = await self._docker.containers.create(config)
+    async def create_volume(self, name: str, labels: dict[str, str]) -> None:
         try:
-            await container.start()
-            result = await container.wait(timeout=_NO_TIMEOUT)
-            if result.get("StatusCode") != 0:
-                raise RunnerError(f"cannot set the owner of volume {volume}: {result}")
-        finally:
-            await asyncio.shield(container.delete(force=True, v=True))
+            body = json.dumps({"Name": name, "Labels": labels})
+            await self._docker._query_json("volumes/create", method="POST", data=body)
+        except aiodocker.DockerError as error:
+            raise RunnerError(f"cannot create volume {name}: {error.message}") from None
+
+    async def volume(self, name: str) -> VolumeInfo | None:
+        try:
+            info = await self._docker._query_json(f"volumes/{name}")
+        except aiodocker.DockerError as error:
+            if error.status == 404:
+                return None
+            raise RunnerError(f"cannot inspect volume {name}: {error.message}") from None
+        created = datetime.fromisoformat(str(info["CreatedAt"]))
+        return VolumeInfo(labels=dict(info.get("Labels") or {}), created=created)
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            async with self._docker._query(f"volumes/{name}", method="DELETE"):
+                pass
+        except aiodocker.DockerError as error:
+            if error.status != 404:
+                raise RunnerError(f"cannot remove volume {name}: {error.message}") from None
 
     async def close(self) -> None:
         await self._docker.close()

@@ -29,13 +29,16 @@ class EventSink(Protocol):
 
 
 class AmqpEventSink:
-    """Events on the ``shoal.events`` topic exchange, key ``job.<id>.<kind>``."""
+    """Events on the ``shoal.events`` topic exchange, key ``job.<owner>.<id>.<kind>``, signed
+    with the executor's account as ``user_id`` (checked by the broker; the recorder records
+    events of executor accounts only)."""
 
-    def __init__(self, exchange: AbstractExchange) -> None:
+    def __init__(self, exchange: AbstractExchange, user: str) -> None:
         self._exchange = exchange
+        self._user = user
 
     async def publish(self, event: JobEvent) -> None:
-        await publish(self._exchange, event.routing_key, event)
+        await publish(self._exchange, event.routing_key, event, user_id=self._user)
 
 
 class MemoryEventSink:
@@ -67,16 +70,23 @@ class MemoryEventSink:
 class JobEvents:
     """One job run's events with their sequence numbers."""
 
-    def __init__(self, sink: EventSink, job_id: str, executor: str) -> None:
+    def __init__(self, sink: EventSink, job_id: str, executor: str, owner: str = "") -> None:
         self._sink = sink
         self.job_id = job_id
         self.executor = executor
+        self.owner = owner
         self._seq = 0
 
     async def _send(self, **fields: Any) -> None:
         self._seq += 1
         await self._sink.publish(
-            JobEvent(job_id=self.job_id, executor=self.executor, seq=self._seq, **fields)
+            JobEvent(
+                job_id=self.job_id,
+                owner=self.owner,
+                executor=self.executor,
+                seq=self._seq,
+                **fields,
+            )
         )
 
     async def state(

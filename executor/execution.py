@@ -1,12 +1,15 @@
 """One job, from an accepted compute request to its terminal event.
 
-Steps: ``admit`` (runnable? network allowed? waited too long? stopped already?) → publish
-``running`` → ``prepare`` (image and user; where results go, ``spec.output_layout``: a result
-path the job could not write fails it here, before anything is fetched or created; inputs,
-network lease, dependency cache) → ``run`` (create, place result folders and inputs, start,
-stream logs, wait with timeout and stop) → ``collect`` outputs → remove the container
-(shielded: cancellation cannot skip it) → publish ``result`` and the terminal ``state``. A job
-stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
+Steps: ``admit`` (runnable? image and network allowed? waited too long? stopped already?) →
+publish ``running`` → ``prepare`` (image and user, never root unless the operator allows it,
+``spec.job_user``; the container's volumes owned by that user; where results go,
+``spec.output_layout``: a result path the job could not write fails it here, before anything
+is fetched or created; inputs, network lease, the prebuilt environment of
+``executor.depcache``, built first by a separate install container when missing) → ``run``
+(create, place result folders and inputs, start, stream logs, wait with timeout and stop) →
+``collect`` outputs → remove the container (shielded: cancellation cannot skip it; bounded by
+``remove_timeout``, see ``executor.removal``) → publish ``result`` and the terminal ``state``.
+A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
 delivery goes back to the queue.
 """
 
@@ -15,26 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 
 from executor import failures
+from executor.addresses import DestinationPolicy, NodeAddresses
+from executor.depcache import DepCache, InstallRequest, Prebuilt
 from executor.events import EventSink, JobEvents
 from executor.failures import JobError
 from executor.gateway import HttpGateway, Lease
-from executor.inputs import place_dirs, prepare_inputs, top_level
+from executor.inputs import Placement, place_dirs, place_roots, prepare_inputs, top_level
 from executor.logstream import LogPump
 from executor.outputs import Outputs, collect
+from executor.removal import Leftovers
 from executor.runner import ContainerRunner, ExitInfo, ImageInfo, RunnerError
 from executor.settings import ExecutorSettings
+from executor.shielded import uncancellable
 from executor.spec import (
     ALWAYS_VOLUMES,
     Limits,
     SpecInputs,
+    check_image,
     container_spec,
     docker_params,
     job_user,
@@ -44,7 +50,7 @@ from executor.spec import (
     output_layout,
     uses_dep_cache,
 )
-from shoal.images import DEP_CACHE_MOUNT
+from executor.volumes import SIGXFSZ_EXIT, watch
 from shoal.model import Job, JobState, NetworkType
 from shoal.units import format_bytes
 from shoal.wire import utcnow
@@ -53,25 +59,6 @@ log = structlog.get_logger("executor")
 
 LOG_GRACE = 5.0
 """Seconds the log stream may lag behind the container's exit before it is cut."""
-
-T = TypeVar("T")
-
-
-async def uncancellable(work: Awaitable[T]) -> T:
-    """Finish ``work`` even if the caller is cancelled meanwhile (then re-raise that)."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while True:
-        try:
-            result = await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    return result
 
 
 @dataclass
@@ -99,23 +86,23 @@ class Node:
     sink: EventSink
     gateway: HttpGateway
     executor_id: str
-    _cache_owners: set[str] = field(default_factory=set)
-    _cache_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    addresses: NodeAddresses = field(default_factory=NodeAddresses)
+    """The node's own addresses, shared with the proxy (refreshed by the service)."""
+    depcache: DepCache = field(init=False)
+    leftovers: Leftovers = field(init=False)
+    """Removes job containers with a deadline, retrying the ones left behind."""
 
-    async def ensure_dep_cache(self, image: str, user: str) -> None:
-        """Make the cache volume writable by ``user``, once per owner and process."""
-        if not user or user in self._cache_owners:
-            return
-        async with self._cache_lock:
-            if user in self._cache_owners:
-                return
-            try:
-                await self.runner.chown_volume(
-                    self.settings.dep_cache_volume, image, user, DEP_CACHE_MOUNT
-                )
-            except Exception as error:  # no cache is better than no job
-                log.warning("depcache.init_failed", error=str(error))
-            self._cache_owners.add(user)
+    def __post_init__(self) -> None:
+        self.depcache = DepCache(self.runner, self.settings, self.executor_id)
+        self.leftovers = Leftovers(self.runner, deadline=self.settings.remove_timeout)
+
+    def destinations(self) -> DestinationPolicy:
+        """Where this node's jobs may connect (url inputs; the proxy has its own)."""
+        return DestinationPolicy(
+            self.addresses,
+            allow_private=self.settings.allow_private_addresses,
+            allowed_ports=self.settings.allowed_ports,
+        )
 
 
 @dataclass
@@ -134,13 +121,14 @@ class Outcome:
 @dataclass
 class _Run:
     exit: ExitInfo | None = None
-    killed_for: str | None = None  # "stop" or "timeout"
+    killed_for: str | None = None  # "stop", "timeout" or "disk"
+    volume_limit: int = 0
     outputs: Outputs | None = None
 
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
     """Run ``job`` and publish its events; never raises for a job's own failure."""
-    events = JobEvents(node.sink, job.id, node.executor_id)
+    events = JobEvents(node.sink, job.id, node.executor_id, job.owner)
     image = str(job.task.engine.params.get("image", ""))
     waited = max((utcnow() - submitted_at).total_seconds(), 0.0)
     try:
@@ -193,7 +181,7 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
 
 
 def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
-    docker_params(job)
+    check_image(docker_params(job).image, settings)
     network_type(job.task, settings)
     queue_timeout = job.task.timeouts.queue
     if queue_timeout is not None and waited > queue_timeout:
@@ -217,11 +205,23 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
         return JobState.FAILED, (
             f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
         )
+    if run.killed_for == "disk":
+        return JobState.FAILED, (
+            f"{failures.OUTPUT_TOO_LARGE}: the job's volumes (/outputs, /code, inputs) held "
+            f"more than the {format_bytes(run.volume_limit)} volume limit"
+        )
     if run.exit.oom_killed:
         return JobState.FAILED, (
             f"{failures.OOM_KILLED}: the job used more than its memory limit of "
             f"{format_bytes(job_limits.memory)}"
         )
+    if run.exit.exit_code == SIGXFSZ_EXIT:
+        return JobState.FAILED, (
+            f"{failures.OUTPUT_TOO_LARGE}: the command exited with code {SIGXFSZ_EXIT} "
+            f"(SIGXFSZ: a file reached the {format_bytes(run.volume_limit)} file size limit)"
+        )
+    if run.outputs is not None and run.outputs.truncated:
+        return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
     if run.exit.exit_code != 0:
         return JobState.FAILED, (
             f"{failures.EXIT_CODE}: the command exited with code {run.exit.exit_code}"
@@ -243,17 +243,22 @@ async def _run_job(
     user = job_user(image, settings)
     input_roots = list(dict.fromkeys(top_level(item.target) for item in job.task.inputs))
     layout = output_layout(job.task, input_roots, user)
-    placements = await prepare_inputs(job.task.inputs, settings, numeric_uid(user))
+    uid = numeric_uid(user)
+    placements = await prepare_inputs(job.task.inputs, settings, uid, node.destinations())
     mounted = [*ALWAYS_VOLUMES, *input_roots, *layout.volumes]
-    folders = place_dirs(layout.dirs, mounted, numeric_uid(user))
+    folders = place_roots(mounted, uid) if uid else []
+    folders += place_dirs(layout.dirs, mounted, uid)
     lease: Lease | None = None
     try:
         if network_type(job.task, settings) is NetworkType.HTTP:
             domains = list(job.task.network.domains) if job.task.network else []
             lease = await node.gateway.lease(job.id, domains)
-        network = "bridge" if network_type(job.task, settings) is NetworkType.FULL else "none"
-        if uses_dep_cache(params.image, settings):
-            await node.ensure_dep_cache(params.image, user)
+        full = network_type(job.task, settings) is NetworkType.FULL
+        network = lease.network if lease else ("bridge" if full else "none")
+        network_env = lease.env if lease else {}
+        prebuilt = await _environment(
+            node, job, image, placements, (network, network_env), job_limits, control
+        )
         spec = container_spec(
             job,
             settings,
@@ -263,13 +268,17 @@ async def _run_job(
                 limits=job_limits,
                 input_roots=input_roots,
                 output_volumes=layout.volumes,
-                network=lease.network if lease else network,
-                network_env=lease.env if lease else {},
+                network=network,
+                network_env=network_env,
+                env_volume=prebuilt.volume if prebuilt else None,
             ),
         )
         container = await node.runner.create(spec)
         try:
             placed = [(p, failures.OUTPUT_NOT_WRITABLE) for p in folders]
+            if prebuilt is not None and prebuilt.log is not None:
+                log_tar = Placement("/outputs", prebuilt.log, "the install log")
+                placed.append((log_tar, failures.INTERNAL))
             for placement, category in placed + [(p, failures.INPUT_FAILED) for p in placements]:
                 try:
                     await node.runner.put_archive(container, placement.root, placement.tar)
@@ -281,17 +290,37 @@ async def _run_job(
                     node.runner, container, job.task.outputs, settings.job_output_limit
                 )
         finally:
-            await uncancellable(_remove(node.runner, container))
+            await uncancellable(node.leftovers.remove(container))
     finally:
         if lease is not None:
             await uncancellable(node.gateway.release(job.id))
 
 
-async def _remove(runner: ContainerRunner, container: str) -> None:
-    try:
-        await runner.remove(container)
-    except RunnerError as error:
-        log.error("container.remove_failed", container=container, error=str(error))
+async def _environment(
+    node: Node,
+    job: Job,
+    image: ImageInfo,
+    placements: list[Placement],
+    network: tuple[str, dict[str, str]],
+    job_limits: Limits,
+    control: JobControl,
+) -> Prebuilt | None:
+    """The job's prebuilt environment, when its image gets them (``executor.depcache``)."""
+    params = docker_params(job)
+    if not uses_dep_cache(params.image, node.settings):
+        return None
+    request = InstallRequest(
+        job_id=job.id,
+        image=params.image,
+        info=image,
+        code_tars=[p.tar for p in placements if p.root == "/code"],
+        env={**params.env, **job.task.env},
+        network=network[0],
+        network_env=network[1],
+        limits=job_limits,
+        stopped=control.stopped,
+    )
+    return await node.depcache.environment(request)
 
 
 async def _run_container(
@@ -303,18 +332,23 @@ async def _run_container(
     run: _Run,
 ) -> None:
     runner = node.runner
+    settings = node.settings
+    run.volume_limit = settings.volume_limit
     await runner.start(container)
-    pump = asyncio.create_task(LogPump(events, node.settings).run(runner, container))
+    pump = asyncio.create_task(LogPump(events, settings).run(runner, container))
     waiter = asyncio.create_task(runner.wait(container))
     stop = asyncio.create_task(control.stopped.wait())
+    guard = asyncio.create_task(
+        watch(runner, container, settings.volume_limit, settings.volume_check_seconds)
+    )
     try:
         done, _ = await asyncio.wait(
-            {waiter, stop},
+            {waiter, stop, guard},
             timeout=job_limits.execution_timeout,
             return_when=asyncio.FIRST_COMPLETED,
         )
         if waiter not in done:
-            run.killed_for = "stop" if stop in done else "timeout"
+            run.killed_for = "stop" if stop in done else "disk" if guard in done else "timeout"
             await runner.kill(container)
         run.exit = await waiter
         try:
@@ -322,10 +356,10 @@ async def _run_container(
         except TimeoutError:
             log.warning("logs.cut", container=container, grace=LOG_GRACE)
     finally:
-        for task in (stop, waiter, pump):
+        for task in (stop, waiter, pump, guard):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(stop, waiter, pump, return_exceptions=True)
+            await asyncio.gather(stop, waiter, pump, guard, return_exceptions=True)
 
 
 def monotonic() -> float:

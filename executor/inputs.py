@@ -6,9 +6,13 @@ it. A file input is written *at* its target, so it needs a parent folder (``/dat
 refused, ``/inputs/data.csv`` works); a folder input is placed *under* its target.
 
 - ``inline``: the archive carried in the message (``shoal.inline``), ``params.kind`` file/dir.
+  Unpacked as a stream, member by member, and refused as soon as it passes ``input_limit``
+  (a decompression bomb costs at most about that much memory, never its unpacked size).
 - ``url``: downloaded by the executor (``input_limit`` bytes, ``url_timeout`` seconds, at most
-  5 redirects). Unless ``allow_private_addresses``, hosts that are or resolve to the node's own or
-  local-network addresses (``executor.addresses``) are refused: a job cannot read those services.
+  5 redirects). Every hop goes through the destination policy (``executor.addresses``): a port
+  other than 80, 443 and the operator's, or a host that is or resolves to (any of its
+  addresses) the node's own or a private address, is refused, so a job cannot read the node's
+  services; aiohttp connects to the addresses the resolver checked.
 - ``local``: a file or folder on the node, only under ``allowed_local_dirs`` (after resolving
   links); links inside a folder are copied as links, never followed.
 
@@ -18,8 +22,9 @@ Every failure raises ``JobError(INPUT_FAILED, ...)`` naming the input.
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import io
-import ipaddress
 import posixpath
 import socket
 import tarfile
@@ -34,14 +39,14 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from executor.addresses import is_internal
+from executor.addresses import DestinationPolicy, is_ip
 from executor.failures import INPUT_FAILED, JobError
 from executor.settings import ExecutorSettings
-from shoal.inline import open_inline
 from shoal.model import InputSource
 from shoal.units import format_bytes
 
 MAX_REDIRECTS = 5
+MiB = 1024**2
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,22 @@ def place_dirs(paths: tuple[str, ...], roots: list[str], uid: int) -> list[Place
     return [builder.finish() for builder in builders.values()]
 
 
+def place_roots(roots: list[str], uid: int) -> list[Placement]:
+    """Each volume root in ``roots`` made owned by ``uid`` (mode 0755): a tar of one folder
+    entry named ``/``, which Docker applies to the folder it extracts into (it skips ``.``)."""
+    placements = []
+    for root in roots:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as archive:
+            info = tarfile.TarInfo("/")
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            info.uid = info.gid = uid
+            archive.addfile(info)
+        placements.append(Placement(root=root, tar=buffer.getvalue(), what=f"folder {root}"))
+    return placements
+
+
 def _safe_member(name: str, what: str) -> str:
     normal = posixpath.normpath(name)
     if normal.startswith("/") or normal == ".." or normal.startswith("../"):
@@ -158,21 +179,88 @@ def _safe_member(name: str, what: str) -> str:
     return normal
 
 
-def _inline_members(archive: tarfile.TarFile, limit: int, what: str) -> Iterator[tarfile.TarInfo]:
-    """The members, read one header at a time: sizes are counted before any data is read,
-    and the unpacked stream is bounded, so a gzip bomb is refused without being unpacked."""
-    total = 0
-    for member in archive:
-        total += member.size if member.isfile() else 0
-        if total > limit or archive.offset > 2 * limit + 1024**2:
-            too_big = f"{what} is larger than the limit of {format_bytes(limit)}"
-            raise JobError(INPUT_FAILED, too_big)
-        if not (member.isfile() or member.isdir() or member.issym()):
+class _Bounded(io.RawIOBase):
+    """A decompressed stream that raises ``too_big`` once more than ``limit`` bytes came out."""
+
+    def __init__(self, raw: gzip.GzipFile, limit: int, too_big: JobError) -> None:
+        self._raw = raw
+        self._limit = limit
+        self._too_big = too_big
+        self.total = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        self.total += count
+        if self.total > self._limit:
+            raise self._too_big
+        return count
+
+
+def _inline_members(data: str, limit: int, what: str) -> Iterator[tuple[tarfile.TarInfo, Any]]:
+    """Each member of an inline archive with a stream of its data, read once, in order.
+
+    Decompression is counted as it happens: the archive stops being read as soon as its
+    members' sizes or the decompressed bytes (headers included) pass the limit, so a small
+    archive of huge members costs neither the memory nor the time of unpacking them.
+    """
+    too_big = JobError(INPUT_FAILED, f"{what} is larger than the limit of {format_bytes(limit)}")
+    try:
+        raw = base64.b64decode(data, validate=True)
+        unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(raw)), 2 * limit + MiB, too_big)
+        with tarfile.open(fileobj=io.BufferedReader(unpacked, MiB), mode="r|") as archive:
+            declared = 0
+            for member in archive:
+                declared += member.size if member.isfile() else 0
+                if declared > limit:
+                    raise too_big
+                yield member, archive.extractfile(member) if member.isfile() else None
+    except (ValueError, tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise JobError(INPUT_FAILED, f"{what}: cannot read its archive: {error}") from None
+
+
+def place_inline(item: InputSource, uid: int, limit: int, what: str) -> Placement:
+    """An inline input: one file at the target, or a folder's members under it.
+
+    A folder input places only files, folders and symbolic links, never through a link
+    placed before, and never replaces its target with anything but a folder.
+    """
+    params = item.source.params
+    if params.get("kind", "dir") == "file":
+        builder = _TarBuilder(_file_root(item.target, what), uid, limit, what)
+        files = 0
+        for member, handle in _inline_members(str(params["data"]), limit, what):
+            if handle is not None:
+                files += 1
+                if files > 1:
+                    break
+                builder.add_file(item.target, handle, member.size, 0o644)
+        if files != 1:
+            raise JobError(INPUT_FAILED, f"{what}: a file input holds {files or 'no'} files")
+        return builder.finish()
+    builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
+    links: set[str] = set()
+    for member, handle in _inline_members(str(params["data"]), limit, what):
+        path = posixpath.normpath(posixpath.join(item.target, _safe_member(member.name, what)))
+        if path == item.target and not member.isdir():
+            raise JobError(INPUT_FAILED, f"{what}: archive member {member.name!r} is not a folder")
+        _not_through_link(path, links, what)
+        links.discard(path)
+        if member.isdir():
+            builder.add_dir(path, member.mode)
+        elif handle is not None:
+            builder.add_file(path, handle, member.size, member.mode)
+        elif member.issym():
+            builder.add_link(path, member.linkname)
+            links.add(path)
+        else:
             raise JobError(
                 INPUT_FAILED,
                 f"{what}: archive member {member.name!r} is not a file, folder or symbolic link",
             )
-        yield member
+    return builder.finish()
 
 
 def _not_through_link(path: str, links: set[str], what: str) -> None:
@@ -183,47 +271,6 @@ def _not_through_link(path: str, links: set[str], what: str) -> None:
                 INPUT_FAILED, f"{what}: archive member {path!r} would be written through a link"
             )
         parent = posixpath.dirname(parent)
-
-
-def _place_members(
-    archive: tarfile.TarFile, item: InputSource, uid: int, limit: int, what: str
-) -> Placement:
-    if item.source.params.get("kind", "dir") == "file":
-        files = [m for m in _inline_members(archive, limit, what) if m.isfile()]
-        if len(files) != 1:
-            raise JobError(INPUT_FAILED, f"{what}: a file input holds {len(files)} files")
-        handle = archive.extractfile(files[0])
-        return place_file(item.target, handle.read() if handle else b"", uid, limit, what)
-    builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
-    links: set[str] = set()
-    for member in _inline_members(archive, limit, what):
-        name = _safe_member(member.name, what)
-        path = posixpath.normpath(posixpath.join(item.target, name))
-        if path == item.target and not member.isdir():
-            raise JobError(INPUT_FAILED, f"{what}: archive member {member.name!r} is not a folder")
-        _not_through_link(path, links, what)
-        links.discard(path)
-        if member.isdir():
-            builder.add_dir(path, member.mode)
-        elif member.isfile():
-            handle = archive.extractfile(member)
-            builder.add_file(path, handle.read() if handle else b"", member.size, member.mode)
-        else:
-            builder.add_link(path, member.linkname)
-            links.add(path)
-    return builder.finish()
-
-
-def place_inline(item: InputSource, uid: int, limit: int, what: str) -> Placement:
-    """An inline input: one file at the target, or a folder's members under it.
-
-    Only files, folders and symbolic links are placed, never through a link placed before.
-    """
-    try:
-        with open_inline(str(item.source.params["data"])) as archive:
-            return _place_members(archive, item, uid, limit, what)
-    except (ValueError, tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise JobError(INPUT_FAILED, f"{what}: cannot read its archive: {error}") from None
 
 
 def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) -> Placement:
@@ -261,43 +308,51 @@ def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) ->
         raise JobError(INPUT_FAILED, f"{what}: cannot read it: {error}") from None
 
 
-class PublicResolver(AbstractResolver):
-    """Resolves names to public addresses only (url inputs must not reach the node)."""
+class CheckedResolver(AbstractResolver):
+    """Resolves names, refusing one with any address the policy refuses."""
 
-    def __init__(self) -> None:
+    def __init__(self, policy: DestinationPolicy) -> None:
         self._inner = ThreadedResolver()
+        self._policy = policy
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         found = await self._inner.resolve(host, port, family)
-        public = [item for item in found if not is_internal(item["host"])]
-        if not public:
-            raise OSError(f"{host} resolves only to loopback or private addresses (refused)")
-        return public
+        reason = self._policy.resolved_refusal(host, [item["host"] for item in found])
+        if reason is not None:
+            raise OSError(reason)
+        return found
 
     async def close(self) -> None:
         await self._inner.close()
 
 
-def _check_literal(url: URL, what: str) -> None:
+def _is_localhost(host: str) -> bool:
+    return host.lower().rstrip(".") in ("localhost", "localhost.localdomain")
+
+
+def _check_destination(url: URL, policy: DestinationPolicy, what: str) -> None:
     host = url.host or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host.lower() in ("localhost", "localhost.localdomain"):
-            raise JobError(INPUT_FAILED, f"{what}: {host} is not reachable from jobs") from None
-        return
-    if is_internal(host):
-        raise JobError(INPUT_FAILED, f"{what}: {host} is a private address (refused)")
+    port = url.explicit_port or (443 if url.scheme == "https" else 80)
+    reason = policy.port_refusal(port)
+    if reason is None and is_ip(host):
+        reason = policy.address_refusal(host.strip("[]"))
+    elif reason is None and not policy.allow_private and _is_localhost(host):
+        reason = f"{host} is not reachable from jobs"
+    if reason is not None:
+        raise JobError(INPUT_FAILED, f"{what}: {reason}")
 
 
-async def fetch_url(url: str, settings: ExecutorSettings) -> bytes:
-    """The body at ``url``, within the size limit and timeout, following a few redirects."""
+async def fetch_url(url: str, settings: ExecutorSettings, policy: DestinationPolicy) -> bytes:
+    """The body at ``url``, within the size limit and timeout, following a few redirects.
+
+    Each hop is checked by ``policy`` first; names are resolved by a resolver that checks
+    every address (with an upstream proxy, the proxy resolves them)."""
     what = f"url input {url}"
-    guard = not settings.allow_private_addresses
     connector = aiohttp.TCPConnector(
-        resolver=PublicResolver() if guard and not settings.upstream_proxy else None
+        resolver=None if settings.upstream_proxy else CheckedResolver(policy),
+        use_dns_cache=False,
     )
     timeout = aiohttp.ClientTimeout(total=settings.url_timeout)
     try:
@@ -306,8 +361,7 @@ async def fetch_url(url: str, settings: ExecutorSettings) -> bytes:
         ) as session:
             current = URL(url)
             for _ in range(MAX_REDIRECTS + 1):
-                if guard:
-                    _check_literal(current, what)
+                _check_destination(current, policy, what)
                 async with session.get(
                     current, allow_redirects=False, proxy=settings.upstream_proxy
                 ) as response:
@@ -343,7 +397,7 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int, what: str)
 
 
 async def prepare_inputs(
-    inputs: list[InputSource], settings: ExecutorSettings, uid: int
+    inputs: list[InputSource], settings: ExecutorSettings, uid: int, policy: DestinationPolicy
 ) -> list[Placement]:
     """Every input of a task as a placement, in order; ``JobError`` on the first bad one."""
     placements: list[Placement] = []
@@ -354,7 +408,7 @@ async def prepare_inputs(
             what = f"inline input {item.alias or item.target}"
             placement = await asyncio.to_thread(place_inline, item, uid, settings.input_limit, what)
         elif kind == "url":
-            data = await fetch_url(str(params["url"]), settings)
+            data = await fetch_url(str(params["url"]), settings, policy)
             placement = place_file(
                 item.target, data, uid, settings.input_limit, f"url input {params['url']}"
             )

@@ -4,6 +4,8 @@ A reader task moves the runner's frames into a queue (so a flush timer never can
 runner's stream mid-read); the pump batches consecutive frames of the same stream into one
 event of at most ``log_chunk_bytes``, sent no later than ``log_flush_seconds`` after its first
 byte. A change of stream flushes first, so the interleaving of stdout and stderr is kept.
+At the end everything held is sent, an unterminated last line and a character cut short
+(as U+FFFD) included, before the runner reports the job's end.
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ class LogPump:
         self._chunk = settings.log_chunk_bytes
         self._interval = settings.log_flush_seconds
         self._limit = settings.job_log_limit
+        streams: tuple[Stream, ...] = ("stdout", "stderr")
         self._decoders = {
-            name: codecs.getincrementaldecoder("utf-8")(errors="replace")
-            for name in ("stdout", "stderr")
+            name: codecs.getincrementaldecoder("utf-8")(errors="replace") for name in streams
         }
         self._stream: Stream | None = None
         self._pending = bytearray()
@@ -100,6 +102,10 @@ class LogPump:
             text = self._decoders[self._stream].decode(piece, final=final and not self._pending)
             if text:
                 await self._events.log(self._stream, text)
+        if final:
+            for stream, decoder in self._decoders.items():
+                if rest := decoder.decode(b"", final=True):
+                    await self._events.log(stream, rest)
         if final and self.dropped:
             dropped, self.dropped = self.dropped, 0
             await self._events.log(

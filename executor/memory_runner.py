@@ -20,9 +20,18 @@ import shlex
 import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerSpec, ExitInfo, ImageInfo, RunnerError, Stream
+from executor.runner import (
+    TAR_OVERHEAD,
+    ContainerSpec,
+    ExitInfo,
+    ImageInfo,
+    RunnerError,
+    Stream,
+    VolumeInfo,
+)
 from executor.settings import PullPolicy
 
 
@@ -42,7 +51,7 @@ class FakeContainer:
     started: bool = False
 
     def writable(self, path: str) -> bool:
-        mounts = [*self.spec.volumes, *self.spec.tmpfs]
+        mounts = [*self.spec.volumes, *self.spec.tmpfs, *self.spec.named_volumes.values()]
         return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
 
     def emit(self, stream: Stream, data: bytes) -> None:
@@ -73,7 +82,7 @@ class MemoryRunner:
         self.removed: list[str] = []
         self.created: dict[str, FakeContainer] = {}
         """Every container ever created, removed or not (for the tests to inspect)."""
-        self.chowned: list[tuple[str, str]] = []
+        self.volumes: dict[str, VolumeInfo] = {}
         self._ids = itertools.count(1)
 
     def _get(self, container: str) -> FakeContainer:
@@ -169,7 +178,12 @@ class MemoryRunner:
                     info.size = len(data)
                     archive.addfile(info, io.BytesIO(data))
         raw = buffer.getvalue()
-        return None if len(raw) > limit + 64 * 1024 else raw
+        return None if len(raw) > limit + TAR_OVERHEAD else raw
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        box = self._get(container)
+        roots = [v.rstrip("/") + "/" for v in box.spec.volumes]
+        return sum(len(d) for n, d in box.files.items() if any(n.startswith(r) for r in roots))
 
     async def remove(self, container: str) -> None:
         box = self.containers.pop(container, None)
@@ -187,8 +201,14 @@ class MemoryRunner:
             if all(box.spec.labels.get(k) == v for k, v in labels.items())
         }
 
-    async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
-        self.chowned.append((volume, owner))
+    async def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        self.volumes.setdefault(name, VolumeInfo(labels=dict(labels), created=datetime.now(UTC)))
+
+    async def volume(self, name: str) -> VolumeInfo | None:
+        return self.volumes.get(name)
+
+    async def remove_volume(self, name: str) -> None:
+        self.volumes.pop(name, None)
 
     async def close(self) -> None:
         for container in list(self.containers):

@@ -24,6 +24,7 @@ from typing import Any
 import aiodocker
 import structlog
 
+from executor.addresses import DestinationPolicy, NodeAddresses
 from executor.gateway import HttpGateway, Lease, NoGateway, proxy_env
 from executor.proxy import USER, AllowListProxy
 from executor.settings import ExecutorSettings
@@ -143,10 +144,13 @@ class DockerHttpGateway:
         settings: ExecutorSettings,
         executor_id: str,
         alive: Callable[[str], Awaitable[bool]],
+        addresses: NodeAddresses,
     ) -> HttpGateway:
-        """Set everything up; on failure a ``NoGateway`` that fails http jobs with the reason."""
+        """Set everything up; on failure a ``NoGateway`` that fails http jobs with the reason.
+
+        The proxy refuses ``addresses`` (the node's own, kept fresh by the caller)."""
         try:
-            return await cls._start(docker, settings, executor_id, alive)
+            return await cls._start(docker, settings, executor_id, alive, addresses)
         except (GatewayError, aiodocker.DockerError, OSError) as error:
             log.error("gateway.unavailable", error=str(error))
             return NoGateway(str(error))
@@ -158,6 +162,7 @@ class DockerHttpGateway:
         settings: ExecutorSettings,
         executor_id: str,
         alive: Callable[[str], Awaitable[bool]],
+        addresses: NodeAddresses,
     ) -> HttpGateway:
         info = await ensure_network(docker, settings.http_network)
         configs = (info.get("IPAM") or {}).get("Config") or []
@@ -166,9 +171,12 @@ class DockerHttpGateway:
             raise GatewayError(f"docker network {settings.http_network} has no gateway address")
         options = info.get("Options") or {}
         bridge = options.get("com.docker.network.bridge.name") or f"br-{info['Id'][:12]}"
-        proxy = AllowListProxy(
-            allow_private=settings.allow_private_addresses, upstream=settings.upstream_proxy
+        policy = DestinationPolicy(
+            addresses,
+            allow_private=settings.allow_private_addresses,
+            allowed_ports=settings.allowed_ports,
         )
+        proxy = AllowListProxy(policy=policy, upstream=settings.upstream_proxy)
         port = await proxy.start(gateway, settings.proxy_port)
         comment = f"{ACCEPT_PREFIX}{settings.node_id} {executor_id}"
         try:

@@ -13,7 +13,7 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 
-from executor.runner import ContainerRunner
+from executor.runner import TAR_OVERHEAD, ContainerRunner
 from shoal.model import ResultPath
 from shoal.units import format_bytes
 
@@ -59,7 +59,7 @@ async def collect(
     remaining = limit
     for result in results:
         raw = await runner.get_archive(container, result.path, remaining)
-        if raw is None or len(raw) > remaining + 64 * 1024:
+        if raw is None or len(raw) > remaining + TAR_OVERHEAD:
             outputs.truncated = True
             outputs.notes.append(
                 f"output {result.name!r} ({result.path}) left out: more than the "

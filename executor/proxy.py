@@ -8,9 +8,12 @@ listening port serves every job and each request is checked against *that job's*
 - ``GET http://host/...`` (plain HTTP): forwarded in origin form with ``Connection: close``.
 - A host is allowed when it equals an allowed domain or is a subdomain of one
   (``pypi.org`` allows ``pypi.org`` and ``www.pypi.org``); IP addresses match exactly.
-- Unless ``allow_private``, a destination that resolves to the node's own or local-network
-  addresses (``executor.addresses``) is refused even when allowed by name.
-- With an ``upstream`` proxy (``http://host:port``) connections are chained through it.
+- The destination policy (``executor.addresses``) is applied after the allow-list: a port
+  other than 80, 443 and the operator's is refused, and so is a host that is, or resolves to
+  (any of its addresses), the node's own or a private address; the proxy connects to the
+  address it checked.
+- With an ``upstream`` proxy (``http://host:port``) connections are chained through it; the
+  upstream resolves names, so only the port and IP literals are checked here.
 
 Answers: ``407`` without valid credentials, ``403`` for a host not allowed, ``502`` when the
 destination cannot be reached, ``400`` for a malformed request.
@@ -29,7 +32,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from executor.addresses import is_internal
+from executor.addresses import DestinationPolicy, NodeAddresses, is_ip
 
 log = structlog.get_logger("executor.proxy")
 
@@ -66,10 +69,12 @@ class _Refused(Exception):  # noqa: N818 - an answer, not an error
 class AllowListProxy:
     """The proxy server; ``grant`` a job its domains, ``revoke`` when it ends."""
 
-    def __init__(self, *, allow_private: bool = False, upstream: str | None = None) -> None:
+    def __init__(
+        self, *, policy: DestinationPolicy | None = None, upstream: str | None = None
+    ) -> None:
         self._grants: dict[str, _Grant] = {}
         self._by_job: dict[str, str] = {}
-        self._allow_private = allow_private
+        self._policy = policy or DestinationPolicy(NodeAddresses())
         self._upstream = urlsplit(upstream) if upstream else None
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -126,6 +131,7 @@ class AllowListProxy:
             if not host_allowed(host, grant.domains):
                 log.info("proxy.denied", job_id=grant.job_id, host=host)
                 raise _Refused("403 Forbidden", f"{host} is not in this job's allowed domains")
+            self._check_port(grant, host, port)
             upstream_reader, upstream_writer = await self._open(host, port, head_out is None)
             if head_out is None:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -159,12 +165,19 @@ class AllowListProxy:
             'Proxy-Authenticate: Basic realm="shoal"\r\n',
         )
 
+    def _check_port(self, grant: _Grant, host: str, port: int) -> None:
+        reason = self._policy.port_refusal(port)
+        if reason is not None:
+            log.info("proxy.denied", job_id=grant.job_id, host=host, port=port)
+            raise _Refused("403 Forbidden", reason)
+
     async def _open(
         self, host: str, port: int, tunnel: bool
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 if self._upstream is not None:
+                    self._check_literal(host)
                     return await self._open_upstream(host, port, tunnel)
                 address = await self._resolve(host, port)
                 return await asyncio.open_connection(address, port)
@@ -173,14 +186,24 @@ class AllowListProxy:
         except (OSError, TimeoutError) as error:
             raise _Refused("502 Bad Gateway", f"cannot reach {host}:{port}: {error}") from None
 
+    def _check_literal(self, host: str) -> None:
+        if is_ip(host):
+            reason = self._policy.address_refusal(host.strip("[]"))
+            if reason is not None:
+                raise _Refused("403 Forbidden", reason)
+
     async def _resolve(self, host: str, port: int) -> str:
+        """One address of ``host`` after checking every address it resolves to."""
+        self._check_literal(host)
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
         addresses = [str(info[4][0]) for info in infos]
-        usable = addresses if self._allow_private else [a for a in addresses if not is_internal(a)]
-        if not usable:
-            raise _Refused("403 Forbidden", f"{host} resolves to a private address (refused)")
-        return usable[0]
+        if not addresses:
+            raise OSError(f"{host} has no address")
+        reason = self._policy.resolved_refusal(host, addresses)
+        if reason is not None:
+            raise _Refused("403 Forbidden", reason)
+        return addresses[0]
 
     async def _open_upstream(
         self, host: str, port: int, tunnel: bool

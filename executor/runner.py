@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
 from executor.settings import PullPolicy
@@ -20,6 +21,9 @@ Stream = Literal["stdout", "stderr"]
 LABEL_JOB = "shoal.job_id"
 LABEL_NODE = "shoal.node"
 LABEL_EXECUTOR = "shoal.executor"
+
+TAR_OVERHEAD = 64 * 1024
+"""Bytes of tar headers and padding allowed on top of a result's size limit."""
 
 
 class RunnerError(Exception):
@@ -43,7 +47,9 @@ class ContainerSpec:
     """Anonymous volumes (writable, removed with the container)."""
     tmpfs: dict[str, str] = field(default_factory=dict)
     named_volumes: dict[str, str] = field(default_factory=dict)
-    """Named volume → mount point (the dependency cache)."""
+    """Named volume → mount point, writable (the install step's environment)."""
+    read_only_volumes: dict[str, str] = field(default_factory=dict)
+    """Named volume → mount point, read-only (a job's prebuilt environment)."""
     read_only_files: dict[str, str] = field(default_factory=dict)
     """Operator-chosen host file → path in the container, mounted read-only (the CA bundle)."""
     memory: int = 512 * 1024**2
@@ -51,6 +57,8 @@ class ContainerSpec:
     pids_limit: int = 512
     network: str = "none"
     """``none``, ``bridge`` (full network) or the name of a Docker network."""
+    file_size_limit: int | None = None
+    """``RLIMIT_FSIZE``: no file the job writes grows past this many bytes."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +67,8 @@ class ImageInfo:
 
     user: str
     """The image's configured USER (``""``: root)."""
+    id: str = ""
+    """The engine's image ID (changes whenever the image is rebuilt)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,14 @@ class ExitInfo:
 
     exit_code: int
     oom_killed: bool = False
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """A named volume: its labels and when it was created."""
+
+    labels: dict[str, str]
+    created: datetime
 
 
 class ContainerRunner(Protocol):
@@ -101,7 +119,16 @@ class ContainerRunner(Protocol):
         ...
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
-        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes."""
+        """The tar of ``path``; ``None`` when it is larger than ``limit`` bytes.
+
+        Reads at most about ``limit`` bytes and then abandons the archive: the engine is never
+        left blocked writing the rest.
+        """
+        ...
+
+    async def volume_usage(self, container: str, limit: int) -> int | None:
+        """Bytes held by the container's anonymous volumes (counting may stop past ``limit``);
+        ``None`` when this engine cannot tell."""
         ...
 
     async def remove(self, container: str) -> None:
@@ -112,8 +139,16 @@ class ContainerRunner(Protocol):
         """All containers (any state) carrying every label in ``labels``: ID → all labels."""
         ...
 
-    async def chown_volume(self, volume: str, image: str, owner: str, target: str) -> None:
-        """Make the named ``volume`` (created if needed) owned by ``owner`` (``uid:gid``)."""
+    async def create_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create the named volume ``name`` (nothing happens when it exists)."""
+        ...
+
+    async def volume(self, name: str) -> VolumeInfo | None:
+        """The named volume ``name``, or None when there is none."""
+        ...
+
+    async def remove_volume(self, name: str) -> None:
+        """Remove the named volume ``name`` (no error when it is gone)."""
         ...
 
     async def close(self) -> None:

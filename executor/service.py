@@ -1,8 +1,10 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
-Start: connect, declare the topology, declare this executor's control queue, reap this node's
-orphaned containers, set up the HTTP gateway, consume the compute queue with
-``prefetch = slots`` (and a semaphore of ``slots``; every job task is held in a set).
+Start: connect, declare its part of the topology (``declare_executor``), declare this
+executor's control queue, reap this node's orphaned containers, set up the HTTP gateway, read
+the node's own addresses (refreshed every ``address_refresh`` seconds,
+``executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
+of ``slots``; every job task is held in a set).
 
 Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
 is exclusive, so the broker holds it exactly as long as that executor's connection is open;
@@ -47,17 +49,19 @@ import structlog
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
 from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 
+from executor.addresses import NodeAddresses
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
 from executor.gateway import HttpGateway, NoGateway
 from executor.network import DockerHttpGateway
+from executor.removal import REMOVE_DEADLINE, remove_within
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
-from shoal.broker import connect
+from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
 from shoal.logs import configure
-from shoal.topology import COMPUTE_QUEUE, declare
+from shoal.topology import COMPUTE_QUEUE, declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode
 
 log = structlog.get_logger("executor")
@@ -251,26 +255,32 @@ def _summary(job_id: str, outcome: Outcome | None, duration: float, redelivered:
     structlog.contextvars.unbind_contextvars("job_id")
 
 
-async def reap_orphans(runner: ContainerRunner, node_id: str, alive: Alive) -> int:
+async def reap_orphans(
+    runner: ContainerRunner, node_id: str, alive: Alive, *, deadline: float = REMOVE_DEADLINE
+) -> int:
     """Remove this node's containers whose executor is gone; returns how many were removed.
 
     A container without an executor label counts as an orphan; each executor is asked about
-    once.
+    once. Listing and the removals (at once) get ``deadline`` seconds: a container the engine
+    cannot remove in time is logged and skipped, so a wedged one cannot stop this executor
+    starting.
     """
-    found = await runner.list_labelled({LABEL_NODE: node_id})
+    try:
+        async with asyncio.timeout(deadline):
+            found = await runner.list_labelled({LABEL_NODE: node_id})
+    except (TimeoutError, RunnerError) as error:
+        log.error("orphans.list_failed", node=node_id, error=str(error) or "timed out")
+        return 0
     verdicts: dict[str, bool] = {}
-    reaped = 0
+    orphans: list[str] = []
     for container, labels in found.items():
         owner = labels.get(LABEL_EXECUTOR, "")
         if owner not in verdicts:
             verdicts[owner] = bool(owner) and await alive(owner)
-        if verdicts[owner]:
-            continue
-        try:
-            await runner.remove(container)
-            reaped += 1
-        except RunnerError as error:
-            log.warning("orphan.remove_failed", container=container, error=str(error))
+        if not verdicts[owner]:
+            orphans.append(container)
+    removed = await asyncio.gather(*(remove_within(runner, c, deadline) for c in orphans))
+    reaped = sum(removed)
     if found:
         kept = sorted(owner for owner, living in verdicts.items() if living)
         log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
@@ -289,6 +299,8 @@ async def serve(
     structlog.contextvars.bind_contextvars(executor=executor_id)
     runner = runner or DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
     gateway: HttpGateway = NoGateway("not started")
+    addresses = NodeAddresses()
+    refresher: asyncio.Task[None] | None = None
     connection = None
     executor: Executor | None = None
     try:
@@ -297,7 +309,7 @@ async def serve(
         )
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare(channel)
+        topology = await declare_executor(channel)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )
@@ -306,10 +318,16 @@ async def serve(
         async def alive(other: str) -> bool:
             return await executor_alive(live, other)
 
-        await reap_orphans(runner, settings.node_id, alive)
+        await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
         if isinstance(runner, DockerRunner):
-            gateway = await DockerHttpGateway.start(runner.docker, settings, executor_id, alive)
-        node = Node(settings, runner, AmqpEventSink(topology.events), gateway, executor_id)
+            addresses = NodeAddresses(runner.docker.networks.list)
+            gateway = await DockerHttpGateway.start(
+                runner.docker, settings, executor_id, alive, addresses
+            )
+        await addresses.refresh()
+        refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
+        sink = AmqpEventSink(topology.events, broker_user(settings.broker_url.get_secret_value()))
+        node = Node(settings, runner, sink, gateway, executor_id, addresses)
         executor = Executor(node)
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
@@ -323,8 +341,11 @@ async def serve(
         await compute.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
+        if refresher is not None:
+            refresher.cancel()
         if executor is not None:
             await executor.cancel_all()
+            await executor.node.leftovers.close()
         await gateway.close()
         if connection is not None:
             await connection.close()

@@ -5,10 +5,11 @@ values otherwise, and both are capped at the ``max_*`` values (a larger request 
 to the maximum, and the summary log line says so).
 
 Outputs: ``job_output_limit`` caps the size of all of a job's result folders together, as
-read from Docker (uncompressed tar). Result folders are read in the job's order; one that
-would go past the limit is left out of the ``result`` event entirely (never cut in the
-middle), the event gets ``truncated=True``, and its ``error`` names each result left out and
-the limit it hit. The job's state is not changed by that.
+read from Docker (uncompressed tar; reading stops at the limit). Result folders are read in
+the job's order; one that would go past the limit is left out of the ``result`` event
+entirely (never cut in the middle), the event gets ``truncated=True``, its ``error`` names
+each result left out and the limit it hit, and the job ends ``failed`` with ``output too
+large: ...`` (the results within the limit are kept).
 
 Node id: ``node_id`` defaults to the host name, so executors on one host share it. That is
 safe: each container also carries its executor's own ID (``<node>-<pid>-<random>``), and an
@@ -18,6 +19,12 @@ a running one. Orphans of a killed executor are removed by the next executor sta
 node. Executors on one Docker host that use different brokers or vhosts cannot see each other:
 give them different ``SHOAL_NODE_ID`` values.
 
+Trust: native docker jobs may name only the runtime images (what translated jobs run) and the
+images matching ``allowed_images``; an image missing on the node is never pulled unless
+``pull_policy`` is ``if-missing``. Jobs run as a non-root user unless ``allow_root``: an
+image whose user is root (or a name that cannot be checked) runs as ``NOBODY``. Destinations
+of http jobs and url inputs are checked by ``executor.addresses``.
+
 Logs: stdout and stderr are sent in chunks of at most ``log_chunk_bytes``, at least every
 ``log_flush_seconds`` while output arrives; after ``job_log_limit`` bytes the rest is dropped
 and one last stderr chunk says how much.
@@ -25,13 +32,15 @@ and one last stderr chunk says how much.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic_settings import NoDecode
 
 from shoal.settings import CommonSettings
 from shoal.units import parse_cpu, parse_duration, parse_memory
@@ -69,6 +78,46 @@ def _existing_file(value: Path | None) -> Path | None:
 OptionalPath = Annotated[Path | None, BeforeValidator(_none_word), AfterValidator(_existing_file)]
 
 
+def _comma_list(value: object) -> object:
+    """``"a, b"`` as ``["a", "b"]`` (a JSON list also works); lists pass through."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _ports(value: object) -> object:
+    """Ports and ranges (``8080, 9000-9100``) as a list of ports."""
+    items = _comma_list(value)
+    if not isinstance(items, list):
+        return items
+    ports: list[object] = []
+    for item in items:
+        low, dash, high = str(item).partition("-")
+        if dash and low.strip().isdigit() and high.strip().isdigit():
+            ports.extend(range(int(low), int(high) + 1))
+        else:
+            ports.append(item)
+    return ports
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_comma_list)]
+Ports = Annotated[list[Annotated[int, Field(ge=1, le=65535)]], NoDecode, BeforeValidator(_ports)]
+
+NOBODY = "65534:65534"
+"""The user jobs run as when their image's user is root and root is not allowed."""
+
+
+def user_is_root(user: str) -> bool:
+    """Whether ``user`` (``uid[:gid]`` or a name; ``""`` = the image's default) may be root.
+
+    Only a numeric non-zero uid is known not to be: a name could map to uid 0."""
+    uid = user.split(":")[0]
+    return not (uid.isdigit() and int(uid) != 0)
+
+
 def _cpu_count() -> int:
     return os.cpu_count() or 1
 
@@ -88,7 +137,11 @@ class ExecutorSettings(CommonSettings):
         "each would take the other's executors for gone",
     )
     docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
-    pull_policy: PullPolicy = PullPolicy.IF_MISSING
+    pull_policy: PullPolicy = Field(
+        default=PullPolicy.NEVER,
+        description="never (default): an image missing on the node fails the job; "
+        "if-missing: pull it",
+    )
     pull_timeout: Duration = 300.0
 
     default_memory: Memory = 512 * 1024**2
@@ -101,8 +154,18 @@ class ExecutorSettings(CommonSettings):
     max_execution_timeout: Duration = 24 * 3600.0
     job_user: str = Field(
         default="auto",
-        description="User jobs run as: 'auto' = the image's non-root USER if it sets one "
-        "(the runtime images: 1000:1000), else the image default; or an explicit 'uid:gid'",
+        description="User jobs run as: 'auto' = the image's USER if it is a numeric non-root "
+        f"uid (the runtime images: 1000:1000), else {NOBODY} (the image's own user when "
+        "allow_root); or an explicit 'uid:gid'",
+    )
+    allow_root: bool = Field(
+        default=False, description="Let jobs whose image's user is root run as root"
+    )
+    allowed_images: CommaList = Field(
+        default_factory=list,
+        description="Images native docker jobs may name, as shell patterns (comma list, e.g. "
+        "'busybox:*, ghcr.io/acme/*'); the runtime images are always allowed. Empty: native "
+        "docker jobs may use only the runtime images",
     )
 
     allow_full_network: bool = False
@@ -127,19 +190,58 @@ class ExecutorSettings(CommonSettings):
     allow_private_addresses: bool = Field(
         default=False,
         description="Let url inputs and http-network jobs reach loopback, private and "
-        "link-local addresses (off: refused, so jobs cannot reach the node's own services)",
+        "link-local addresses and the node's own addresses (off: refused, so jobs cannot reach "
+        "the node's own services); for development and tests, whose services run on the node",
+    )
+    allowed_ports: Ports = Field(
+        default_factory=list,
+        description="Ports besides 80 and 443 that http jobs and url inputs may reach (comma "
+        "list of ports and ranges, e.g. '8080, 9000-9100')",
+    )
+    address_refresh: Duration = Field(
+        default=30.0, gt=0, description="How often the node's own addresses are read again"
     )
     job_output_limit: Memory = 32 * 1024**2
+    volume_limit: Memory = Field(
+        default=1024**3,
+        description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
+        "largest file a job may write (RLIMIT_FSIZE); past it the job is killed and fails "
+        "with 'output too large' (see executor.volumes)",
+    )
+    volume_check_seconds: float = Field(
+        default=2.0, gt=0, description="How often a running job's volumes are measured"
+    )
     log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
     log_flush_seconds: float = Field(default=0.25, gt=0)
     job_log_limit: Memory = 16 * 1024**2
 
-    dep_cache: bool = Field(default=True, description="Mount the dependency-cache volume")
-    dep_cache_volume: str = "shoal-depcache"
+    dep_cache: bool = Field(
+        default=True,
+        description="Build python jobs' shareable requirements once per node in a separate "
+        "install container and mount the environment read-only (off: each job installs its own)",
+    )
+    dep_install_timeout: Duration = Field(
+        default=900.0, description="Longest an install step may run (also capped by the job's)"
+    )
 
+    remove_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the engine gets to remove a container (or list them at start); "
+        "one not removed in time is retried in the background and reaped by the next start",
+    )
     drain_timeout: Duration = Field(
         default=30.0, description="On SIGTERM, how long running jobs may finish"
     )
     stopped_memory: int = Field(
         default=10_000, ge=1, description="Stop requests for unseen jobs remembered"
     )
+
+    @model_validator(mode="after")
+    def _root_allowed(self) -> ExecutorSettings:
+        if self.job_user != "auto" and user_is_root(self.job_user) and not self.allow_root:
+            raise ValueError(
+                f"job_user {self.job_user!r} may be root; give a numeric non-root 'uid:gid' "
+                "or set SHOAL_ALLOW_ROOT=true"
+            )
+        return self

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
-from executor.failures import NETWORK_NOT_ALLOWED, OUTPUT_NOT_WRITABLE, UNSUPPORTED, JobError
+from executor.failures import (
+    IMAGE_NOT_ALLOWED,
+    NETWORK_NOT_ALLOWED,
+    OUTPUT_NOT_WRITABLE,
+    UNSUPPORTED,
+    JobError,
+)
 from executor.runner import LABEL_EXECUTOR, LABEL_JOB, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.settings import ExecutorSettings
-from shoal.images import DEP_CACHE_MOUNT
+from executor.settings import NOBODY, ExecutorSettings, user_is_root
+from shoal.images import ENV_MOUNT, runtime_images
 from shoal.model import DockerParams, Job, NetworkType, Task
 from shoal.units import format_bytes
 
@@ -41,6 +48,20 @@ def docker_params(job: Job) -> DockerParams:
             f"engine {job.task.engine.type!r} cannot run here; executors run docker jobs only",
         )
     return DockerParams.model_validate(job.task.engine.params)
+
+
+def check_image(image: str, settings: ExecutorSettings) -> None:
+    """``JobError(IMAGE_NOT_ALLOWED)`` unless ``image`` is a runtime image or matches one of
+    the operator's ``allowed_images`` patterns (shell-style, case-sensitive)."""
+    if image in runtime_images():
+        return
+    if any(fnmatchcase(image, pattern) for pattern in settings.allowed_images):
+        return
+    raise JobError(
+        IMAGE_NOT_ALLOWED,
+        f"{image} is not an image this node runs; native docker jobs may use the runtime "
+        "images and those the operator allows (SHOAL_ALLOWED_IMAGES)",
+    )
 
 
 def network_type(task: Task, settings: ExecutorSettings) -> NetworkType:
@@ -76,12 +97,13 @@ def limits(task: Task, settings: ExecutorSettings, waited: float = 0.0) -> Limit
 
 
 def job_user(image: ImageInfo, settings: ExecutorSettings) -> str:
-    """The user the job runs as (see ``ExecutorSettings.job_user``)."""
+    """The user the job runs as (see ``ExecutorSettings.job_user``): never root unless
+    ``allow_root``, whatever the image says."""
     if settings.job_user != "auto":
         return settings.job_user
-    if image.user and image.user.split(":")[0] not in ("0", "root"):
+    if not user_is_root(image.user):
         return image.user
-    return ""
+    return "" if settings.allow_root else NOBODY
 
 
 def numeric_uid(user: str) -> int:
@@ -91,7 +113,7 @@ def numeric_uid(user: str) -> int:
 
 
 def uses_dep_cache(image: str, settings: ExecutorSettings) -> bool:
-    """Whether the dependency-cache volume is mounted for this image."""
+    """Whether python jobs on ``image`` get prebuilt environments (``executor.depcache``)."""
     return settings.dep_cache and image.startswith(PYTHON_IMAGE_PREFIX)
 
 
@@ -176,6 +198,8 @@ class SpecInputs:
     """Result paths that get a volume of their own (``OutputLayout.volumes``)."""
     network: str = "none"
     network_env: dict[str, str] = field(default_factory=dict)
+    env_volume: str | None = None
+    """The prebuilt environment, mounted read-only at ``ENV_MOUNT``."""
 
 
 def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> ContainerSpec:
@@ -183,11 +207,6 @@ def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> C
     params = docker_params(job)
     task = job.task
     env = {**params.env, **task.env, **found.network_env, **ca_env(settings)}
-    named = (
-        {settings.dep_cache_volume: DEP_CACHE_MOUNT}
-        if uses_dep_cache(params.image, settings)
-        else {}
-    )
     files = {str(settings.ca_bundle): CA_MOUNT} if settings.ca_bundle else {}
     tmp_size = min(task.resources.disk or settings.tmp_size, settings.tmp_size)
     return ContainerSpec(
@@ -204,10 +223,11 @@ def container_spec(job: Job, settings: ExecutorSettings, found: SpecInputs) -> C
         },
         volumes=volumes(found.input_roots, found.output_volumes),
         tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={tmp_size}"},
-        named_volumes=named,
+        read_only_volumes={found.env_volume: ENV_MOUNT} if found.env_volume else {},
         read_only_files=files,
         memory=found.limits.memory,
         nano_cpus=int(found.limits.cpu * 1_000_000_000),
         pids_limit=settings.pids_limit,
         network=found.network,
+        file_size_limit=settings.volume_limit,
     )

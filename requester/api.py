@@ -2,6 +2,8 @@
 
 Ops (``ApiRequest.op``): ``list`` (params ``state``, ``labels`` {k: v}, ``limit``),
 ``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per result name) and ``stop``.
+Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
+see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
 hands it out again and executors that see its compute message skip it (they learn it from the
 ``shoal.control`` message, or from ``describe``); stopping a running job sends the control
@@ -16,12 +18,14 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
+from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
 from shoal.model import TERMINAL_STATES, JobState
 from shoal.wire import ApiReply, ApiRequest, ControlMessage, JobEvent, WireError, decode
 
 from . import delivery
+from .access import Access
 from .replies import reply
 from .store import JobStore
 from .submissions import RetryPolicy
@@ -43,8 +47,10 @@ class Api:
         *,
         list_limit: int,
         retry: RetryPolicy,
+        access: Access,
     ) -> None:
         self._store = store
+        self._access = access
         self._replies = replies
         self._events = events
         self._control = control
@@ -59,8 +65,10 @@ class Api:
             return
         try:
             try:
+                limits.check_body(message.body, limits.MAX_API_REQUEST_BYTES, "API request")
                 request = decode(message.body, ApiRequest)
-                answer = ApiReply(result=await self.handle(request))
+                caller = self._access.caller(message.user_id)
+                answer = ApiReply(result=await self.handle(request, caller))
             except ShoalError as error:
                 answer = ApiReply(error=WireError.of(error))
             await reply(self._replies, message, answer)
@@ -70,22 +78,25 @@ class Api:
             return
         await delivery.ack(message)
 
-    async def handle(self, request: ApiRequest) -> Any:
-        """The result of ``request``; ``ShoalError`` for a bad one."""
+    async def handle(self, request: ApiRequest, caller: str) -> Any:
+        """The result of ``request`` by ``caller``; ``ShoalError`` for a bad one."""
         if request.op == "list":
-            return await self._list(request.params)
+            return await self._list(request.params, caller)
         job_id = request.job_id
         if not job_id:
             raise ProtocolError(f"api op {request.op!r} needs a job_id")
+        job = await self._store.resolve(job_id)
+        self._access.check_job(caller, job)
         if request.op == "describe":
             return await self._store.describe(job_id)
         if request.op == "logs":
             return await self._store.logs(job_id)
         if request.op == "get":
             return await self._store.outputs(job_id)
-        return await self._stop(job_id, str(request.params.get("reason") or "stopped by user"))
+        reason = str(request.params.get("reason") or "stopped by user")
+        return await self._stop(job, reason)
 
-    async def _list(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _list(self, params: dict[str, Any], caller: str) -> list[dict[str, Any]]:
         labels = params.get("labels") or {}
         state = params.get("state")
         limit = params.get("limit") or self._list_limit
@@ -99,18 +110,25 @@ class Api:
             )
         if not isinstance(limit, int) or not 0 < limit <= MAX_LIST:
             raise UsageError(f"limit must be an integer from 1 to {MAX_LIST}")
-        return await self._store.list_jobs(state=state, labels=labels, limit=limit)
+        return await self._store.list_jobs(
+            state=state, labels=labels, limit=limit, scope=self._access.scope(caller)
+        )
 
-    async def _stop(self, job_id: str, reason: str) -> dict[str, Any]:
-        job = await self._store.resolve(job_id)
+    async def _stop(self, job: dict[str, Any], reason: str) -> dict[str, Any]:
         job_id = job["id"]
         if JobState(job["state"]) in TERMINAL_STATES:
             return {"job_id": job_id, "state": job["state"], "stopping": False}
         stopped = await self._store.stop_if_waiting(job_id, reason)
         delivered = await self._tell_executors(ControlMessage(job_id=job_id, reason=reason))
         if stopped:
-            event = JobEvent(job_id=job_id, kind="state", state=JobState.STOPPED, error=reason)
-            await publish(self._events, event.routing_key, event)
+            event = JobEvent(
+                job_id=job_id,
+                owner=job["owner"],
+                kind="state",
+                state=JobState.STOPPED,
+                error=reason,
+            )
+            await publish(self._events, event.routing_key, event, user_id=self._access.requester)
             log.info("job.stopped", job_id=job_id, while_state=job["state"])
             return {"job_id": job_id, "state": JobState.STOPPED.value, "stopping": False}
         if not delivered:

@@ -1,10 +1,12 @@
 """``shoal serve requester``: wiring the consumers together, and a clean shutdown.
 
 Start: open the store (schema created), connect (robust), declare the topology, then consume
-``shoal.submit``, ``shoal.recorder`` and ``shoal.api``, each on its own channel and prefetch.
-Stop (SIGTERM/SIGINT, see :func:`run`): cancel the consumers, let in-flight deliveries finish
-within ``shutdown_grace`` (the rest are cancelled and go back to their queue), then close the
-connection and the store — the reverse of start. A second signal exits at once.
+``shoal.submit``, ``shoal.recorder``, ``shoal.api`` and ``shoal.dead``, each on its own
+channel and prefetch, and start the sweeper (jobs past their timeouts).
+Stop (SIGTERM/SIGINT, see :func:`run`): stop the sweeper, cancel the consumers, let in-flight
+deliveries finish within ``shutdown_grace`` (the rest are cancelled and go back to their
+queue), then close the connection and the store — the reverse of start. A second signal
+exits at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import structlog
 from aio_pika.abc import (
+    AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustChannel,
@@ -26,17 +29,31 @@ from aio_pika.abc import (
 
 from shoal.broker import connect
 from shoal.logs import configure
-from shoal.topology import API_QUEUE, RECORDER_QUEUE, SUBMIT_QUEUE, declare, work_queue_arguments
+from shoal.topology import (
+    API_QUEUE,
+    DEAD_QUEUE,
+    RECORDER_QUEUE,
+    SUBMIT_QUEUE,
+    Topology,
+    declare,
+    work_queue_arguments,
+)
 
+from .announce import Announcer
 from .api import Api
+from .deadletters import DeadLetters
 from .delivery import InFlight
 from .recorder import Recorder
 from .settings import RequesterSettings
 from .store import JobStore, Limits
 from .submissions import RetryPolicy, SubmissionPipeline
+from .sweeper import Sweeper
 from .translate import default_registry
 
 log = structlog.get_logger(__name__)
+
+DEAD_PREFETCH = 16
+"""Dead letters handled at once."""
 
 Handler = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
@@ -58,6 +75,7 @@ class Requester:
         self.connection: AbstractRobustConnection | None = None
         self.recorder: Recorder | None = None
         self.submissions: SubmissionPipeline | None = None
+        self.sweeper: Sweeper | None = None
         self._consumers: list[_Consumer] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
 
@@ -66,6 +84,7 @@ class Requester:
         s = self.settings
         registry = default_registry()
         retry = RetryPolicy(s.retry_base_delay, s.retry_max_delay)
+        access = s.access()
         self.store = await JobStore.open(
             s.database_url, Limits(log_bytes=s.log_limit_bytes, output_bytes=s.output_limit_bytes)
         )
@@ -80,14 +99,20 @@ class Requester:
         reply_channel = await self.connection.channel(publisher_confirms=False)
         replies = reply_channel.default_exchange
         self.submissions = submissions = SubmissionPipeline(
-            self.store, submit_channel, reply_channel, registry, retry, queue=SUBMIT_QUEUE
+            self.store,
+            submit_channel,
+            reply_channel,
+            registry,
+            retry,
+            access=access,
+            queue=SUBMIT_QUEUE,
         )
         if self._tune_gc:
             settle_heap()  # before the first delivery: the collection pauses here, not later
         await submissions.start()
         events_channel = await self._channel(s.events_prefetch)
         self.recorder = recorder = Recorder(
-            self.store, retry, await events_channel.get_exchange(topology.events.name)
+            self.store, retry, access, await events_channel.get_exchange(topology.events.name)
         )
         await self._consume(events_channel, RECORDER_QUEUE, recorder)
         api_channel = await self._channel(s.api_prefetch)
@@ -98,10 +123,30 @@ class Requester:
             await api_channel.get_exchange(topology.control.name),
             list_limit=s.list_limit,
             retry=retry,
+            access=access,
         )
         await self._consume(api_channel, API_QUEUE, api)
+        await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
         self._closers = [recorder.close]
         log.info("requester.started", name=s.name, store=self.store.dialect)
+
+    async def _watch_timeouts_and_dead_letters(
+        self, topology: Topology, replies: AbstractExchange, retry: RetryPolicy, account: str
+    ) -> None:
+        """Consume ``shoal.dead`` and start the sweeper, each on a channel of its own; both
+        announce what they end signed with the requester's ``account``."""
+        assert self.store is not None
+        assert self.connection is not None
+        dead_channel = await self._channel(DEAD_PREFETCH)
+        dead = DeadLetters(
+            self.store, replies, await _announcer(dead_channel, topology, account), retry
+        )
+        queue = await dead_channel.declare_queue(DEAD_QUEUE, passive=True)
+        tag = await queue.consume(self.inflight.wrap(dead))
+        self._consumers.append(_Consumer(queue, tag))
+        announcer = await _announcer(await self.connection.channel(), topology, account)
+        self.sweeper = Sweeper(self.store, announcer, interval=self.settings.sweep_interval)
+        self.sweeper.start()
 
     async def _channel(self, prefetch: int) -> AbstractRobustChannel:
         assert self.connection is not None
@@ -115,7 +160,9 @@ class Requester:
         self._consumers.append(_Consumer(queue, tag))
 
     async def stop(self) -> None:
-        """Stop consuming, drain in-flight deliveries, close broker then store."""
+        """Stop sweeping and consuming, drain in-flight deliveries, close broker then store."""
+        if self.sweeper is not None:
+            await self.sweeper.close()
         if self.submissions is not None:
             await self.submissions.cancel()
         for consumer in reversed(self._consumers):
@@ -136,6 +183,13 @@ class Requester:
         if self.store is not None:
             await self.store.close()
         log.info("requester.stopped", cut_short=cut)
+
+
+async def _announcer(channel: AbstractRobustChannel, topology: Topology, account: str) -> Announcer:
+    """An announcer on ``channel``'s events and control exchanges."""
+    events = await channel.get_exchange(topology.events.name)
+    control = await channel.get_exchange(topology.control.name)
+    return Announcer(events, control, account)
 
 
 async def serve(settings: RequesterSettings, stop: asyncio.Event, *, tune_gc: bool = False) -> None:

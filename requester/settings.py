@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import socket
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from shoal.broker import broker_user
 from shoal.settings import CommonSettings, data_dir
+
+from .access import Access, namespace_members, user_list
 
 
 def default_database_url() -> str:
@@ -46,3 +49,33 @@ class RequesterSettings(CommonSettings):
         default=0.2, ge=0, description="First delay before a transient failure is retried"
     )
     retry_max_delay: float = Field(default=5.0, ge=0)
+    sweep_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between sweeps for jobs past their timeouts"
+    )
+    operator_users: str = Field(
+        default="", description="Comma list of users who see every job (besides the requester)"
+    )
+    executor_users: str = Field(
+        default="",
+        description="Comma list of accounts whose job events are recorded (besides the "
+        "requester's own)",
+    )
+    namespace_members: str = Field(
+        default="",
+        description="Closed namespaces and their members: team=alice+bob,other=carol",
+    )
+
+    @field_validator("namespace_members")
+    @classmethod
+    def _members(cls, value: str) -> str:
+        namespace_members(value)
+        return value
+
+    def access(self) -> Access:
+        """The access rules these settings describe (the requester's account is trusted)."""
+        return Access(
+            requester=broker_user(self.broker_url.get_secret_value()),
+            operators=user_list(self.operator_users),
+            executors=user_list(self.executor_users),
+            namespaces=namespace_members(self.namespace_members),
+        )

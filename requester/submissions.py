@@ -36,12 +36,14 @@ import structlog
 from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
+from shoal import limits
 from shoal.errors import ProtocolError, ShoalError
 from shoal.model import JobState, derived_job_id
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
 
 from . import delivery
+from .access import Access
 from .batching import Batcher
 from .framebatch import FrameBatch, confirmed, properties
 from .store import JobStore, NewJob
@@ -50,17 +52,24 @@ from .translate import TranslatorRegistry, translate_job
 log = structlog.get_logger(__name__)
 
 
-def idempotent_id(key: str) -> str:
-    """The submitted job's ID for an ``--idempotency-key``: same key, same job."""
-    return derived_job_id(f"idem:{key}")
+def idempotent_id(owner: str, key: str) -> str:
+    """The submitted job's ID for an ``--idempotency-key``: same owner and key, same job."""
+    return derived_job_id(f"idem:{owner}:{key}")
 
 
-def prepare(body: bytes, registry: TranslatorRegistry) -> NewJob:
-    """Parse and translate a submission; raises ``ShoalError`` for a bad one."""
+def prepare(body: bytes, registry: TranslatorRegistry, owner: str | None, access: Access) -> NewJob:
+    """Parse and translate a submission of ``owner`` (the broker-checked ``user_id``);
+    raises ``ShoalError`` for a bad one. A body over ``shoal.limits.MAX_SUBMISSION_BYTES`` is
+    refused unparsed; a parsed job over the inline or ``meta`` limits is refused before
+    translation."""
+    limits.check_body(body, limits.MAX_SUBMISSION_BYTES, "submission")
     submission = decode(body, Submission)
-    update: dict[str, object] = {"state": JobState.PENDING}
+    limits.check_job(submission.job)
+    caller = access.caller(owner)
+    access.check_namespace(caller, submission.job.namespace)
+    update: dict[str, object] = {"state": JobState.PENDING, "owner": caller}
     if submission.idempotency_key:
-        update["id"] = idempotent_id(submission.idempotency_key)
+        update["id"] = idempotent_id(caller, submission.idempotency_key)
     translation = translate_job(submission.job.model_copy(update=update), registry)
     return NewJob(translation.original, translation.runnable, submission.idempotency_key)
 
@@ -108,6 +117,7 @@ class SubmissionPipeline:
         registry: TranslatorRegistry,
         retry: RetryPolicy,
         *,
+        access: Access,
         queue: str = SUBMIT_QUEUE,
         max_round: int = 256,
         max_rounds: int = 2,
@@ -117,6 +127,7 @@ class SubmissionPipeline:
         self._replies = replies
         self._registry = registry
         self._retry = retry
+        self._access = access
         self._queue = queue
         self._max_round = max_round
         self._slots = asyncio.Semaphore(max_rounds)
@@ -203,7 +214,9 @@ class SubmissionPipeline:
         refused: list[tuple[DeliveredMessage, ShoalError]] = []
         for message in messages:
             try:
-                items.append(_Item(message, prepare(message.body, self._registry)))
+                owner = message.header.properties.user_id
+                job = prepare(message.body, self._registry, owner, self._access)
+                items.append(_Item(message, job))
             except ShoalError as error:
                 refused.append((message, error))
             except Exception as error:  # a bug must not leave the delivery unsettled

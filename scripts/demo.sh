@@ -10,13 +10,20 @@ SHOAL=.venv/bin/shoal
 mkdir -p "$STATE"
 export SHOAL_DATABASE_URL="sqlite+aiosqlite:///$PWD/$STATE/jobs.sqlite3"
 
+# One broker account per role (shoal broker setup: random passwords in $STATE/secrets); the
+# examples run as the demo user, who sees only its own jobs.
+"$SHOAL" broker setup --secrets "$STATE/secrets" >/dev/null
+account() { echo "amqp://$1:$(cat "$STATE/secrets/$1.password")@127.0.0.1:5672/"; }
+export SHOAL_EXECUTOR_USERS=shoal-executor SHOAL_OPERATOR_USERS=shoal-operator
+
 start() {
     local role=$1 pidfile="$STATE/$1.pid"
     if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
         echo "demo: $role already running (pid $(cat "$pidfile"))"
         return
     fi
-    nohup "$SHOAL" serve "$role" >"$STATE/$role.log" 2>&1 &
+    SHOAL_BROKER_URL=$(account "shoal-$role") nohup "$SHOAL" serve "$role" \
+        >"$STATE/$role.log" 2>&1 &
     echo $! >"$pidfile"
     echo "demo: started $role (pid $!, log $STATE/$role.log)"
 }
@@ -58,6 +65,8 @@ start requester
 start executor
 ready requester requester.started
 ready executor executor.ready
+SHOAL_BROKER_URL=$(account demo)
+export SHOAL_BROKER_URL
 
 echo
 echo "== python: revenue per region from examples/sales.csv"
@@ -80,5 +89,7 @@ run job logs "$job"
 echo
 run job list
 echo
-echo "demo: done. Try: $SHOAL exec python --wait -f -- python -c \"import this\""
+echo "demo: done. Try, as the demo user:"
+echo "  export SHOAL_BROKER_URL=amqp://demo:\$(cat $STATE/secrets/demo.password)@127.0.0.1:5672/"
+echo "  $SHOAL exec python --wait -f -- python -c \"import this\""
 echo "demo: requester and executor keep running; stop them with: make stop"

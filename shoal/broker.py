@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
@@ -40,6 +41,11 @@ async def connect(
         )
     except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
         raise unreachable(url, error) from None
+
+
+def broker_user(url: str) -> str:
+    """The account an ``amqp://`` URL logs in as (RabbitMQ's default: ``guest``)."""
+    return unquote(urlsplit(url).username or "guest")
 
 
 def make_message(message: Message, **properties: Any) -> aio_pika.Message:

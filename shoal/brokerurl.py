@@ -32,3 +32,16 @@ def unreachable(url: str, error: BaseException) -> UnavailableError:
         f"cannot reach RabbitMQ at {redact(url)}: {reason}; {hint} "
         "(set SHOAL_BROKER_URL or --broker)"
     )
+
+
+def lost(url: str, error: BaseException | None) -> UnavailableError:
+    """The error for a broker connection that broke mid-command (a restart, a network cut)."""
+    if error is None:
+        reason = "the connection closed"
+    elif isinstance(error, OSError) and error.strerror:
+        reason = error.strerror  # aiormq's closes: errno is the AMQP reply code
+    else:
+        reason = str(error) or type(error).__name__
+    return UnavailableError(
+        f"lost the connection to RabbitMQ at {redact(url)}: {reason}; try again once it is back"
+    )

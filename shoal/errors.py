@@ -4,6 +4,7 @@
 
     ShoalError                    (exit 2 unless a subclass says otherwise)
     ├── UsageError                bad command line or bad input: fix and retry (exit 2)
+    │   ├── TooLargeError         a message, or a part of it, over its size limit
     │   ├── InvalidJobError       a job spec that fails validation
     │   ├── TemplateError         a job type's template cannot be found or rendered
     │   ├── CodeArchiveError      ``--code`` path missing, too large, or escaping its folder
@@ -12,6 +13,7 @@
     ├── ProtocolError             a wire message that cannot be parsed (exit 2)
     ├── NotFoundError             no job with that ID (exit 2)
     ├── JobFailedError            a job waited on ended failed or stopped (exit 1)
+    ├── WaitTimeoutError          ``--wait-timeout`` ran out; the job is left as it is (124)
     └── UnavailableError          the broker or the requester cannot be reached (exit 3)
 
 Every error travels over the wire as ``{"type": <class name>, "message": ...}`` and is rebuilt
@@ -28,6 +30,8 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_WAIT_TIMEOUT = 124
+"""As ``timeout(1)`` exits when its command ran out of time."""
 
 
 class ShoalError(Exception):
@@ -50,6 +54,10 @@ class UsageError(ShoalError):
 
 class InvalidJobError(UsageError):
     """A job spec that fails validation."""
+
+
+class TooLargeError(UsageError):
+    """A message, or a part of it, over its size limit (``shoal.limits``)."""
 
 
 class TemplateError(UsageError):
@@ -77,6 +85,10 @@ class ProtocolError(ShoalError):
     """A wire message that cannot be parsed."""
 
 
+class AccessError(UsageError):
+    """The caller has no right to this (no identity, or not a member of a namespace)."""
+
+
 class NotFoundError(ShoalError):
     """No job with that ID."""
 
@@ -85,6 +97,12 @@ class JobFailedError(ShoalError):
     """A job that was waited on did not complete."""
 
     exit_code: ClassVar[int] = EXIT_JOB_FAILED
+
+
+class WaitTimeoutError(ShoalError):
+    """A wait's deadline passed before the job ended; the job was not touched."""
+
+    exit_code: ClassVar[int] = EXIT_WAIT_TIMEOUT
 
 
 class UnavailableError(ShoalError):

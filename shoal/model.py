@@ -31,7 +31,7 @@ from shoal.units import parse_cpu, parse_duration, parse_memory
 
 JOB_ID = re.compile(r"j-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 NATIVE_ENGINES = frozenset({"docker", "wasm"})
@@ -107,7 +107,22 @@ def _optional(parse: Any) -> Any:
     return convert
 
 
-AbsolutePath = Annotated[str, BeforeValidator(_absolute_path)]
+RESERVED_ROOTS = frozenset({"proc", "sys", "dev"})
+"""Top-level folders of a container that never hold a job's inputs or outputs."""
+
+
+def _container_path(value: str) -> str:
+    normal = _absolute_path(value)
+    top = normal.strip("/").split("/")[0]
+    if not top:
+        raise ValueError("must be a folder or file below /, not / itself")
+    if top in RESERVED_ROOTS:
+        raise ValueError(f"must not be under /{top} (reserved by the container runtime)")
+    return normal
+
+
+ContainerPath = Annotated[str, BeforeValidator(_container_path)]
+"""Where an input is placed or an output read: absolute, no ``..``, under an allowed root."""
 Seconds = Annotated[float | None, BeforeValidator(_optional(parse_duration))]
 Bytes = Annotated[int | None, BeforeValidator(_optional(parse_memory))]
 Cores = Annotated[float | None, BeforeValidator(_optional(parse_cpu))]
@@ -144,7 +159,7 @@ class InputSource(_Model):
 
     source: SpecConfig
     alias: str | None = None
-    target: AbsolutePath
+    target: ContainerPath
 
     @model_validator(mode="after")
     def _source_known(self) -> InputSource:
@@ -159,18 +174,29 @@ class InputSource(_Model):
         return self
 
 
+def checked_output_name(value: str) -> str:
+    """``value`` if it can name an output: one path segment (never absolute, never ``..``).
+
+    Checked by the model, by the store when it records a ``result`` event, and by ``shoal job
+    get`` before it makes ``DIR/NAME``; ``ValueError`` otherwise.
+    """
+    if not _NAME.fullmatch(value):
+        raise ValueError(
+            "must start with a letter or digit and hold only [A-Za-z0-9_.-] (at most 128)"
+        )
+    return value
+
+
 class ResultPath(_Model):
     """A folder read back from the container after it exits."""
 
     name: str
-    path: AbsolutePath
+    path: ContainerPath
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not _NAME.fullmatch(value):
-            raise ValueError("must start with a letter or digit and hold only [A-Za-z0-9_.-]")
-        return value
+        return checked_output_name(value)
 
 
 class Resources(_Model):
@@ -269,6 +295,9 @@ class Job(_Model):
     id: str = Field(default_factory=new_job_id)
     name: str = ""
     namespace: str = "default"
+    owner: str = ""
+    """The submitting user: set by the requester from the submission's broker-checked
+    ``user_id``, whatever the client wrote here."""
     type: Literal["batch"] = "batch"
     labels: dict[str, str] = Field(default_factory=dict)
     meta: dict[str, str] = Field(default_factory=dict)

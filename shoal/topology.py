@@ -1,42 +1,70 @@
-"""RabbitMQ names and their idempotent declaration.
-
-::
-
-    shoal.submit   quorum queue   client → requester (reply_to + correlation_id)
-    shoal.compute  quorum queue   requester → executors
-    shoal.api      quorum queue   client → requester RPC over the job store
-    shoal.events   topic exchange job.<id>.<state|log|result> → shoal.recorder (quorum queue)
-                                  job.<id>.recorded (from the recorder) and all of the above
-                                  → private follower queues of ``--wait`` / ``--follow``
-    shoal.control  fanout exchange stop requests → every executor's private queue
-    shoal.dlx      fanout exchange dead letters → shoal.dead (quorum queue)
+"""Declaring the broker's exchanges and queues, idempotently (names: ``shoal.names``).
 
 Every work queue dead-letters to ``shoal.dlx`` after :data:`DELIVERY_LIMIT` redeliveries.
+``shoal.dead`` keeps at most :data:`DEAD_MAX_LENGTH` messages / :data:`DEAD_MAX_BYTES`
+bytes, dropping the oldest; the requester consumes it (``requester.deadletters``). A
+``shoal.dead`` declared unbounded by an older Shoal keeps its arguments (RabbitMQ refuses to
+change them): :func:`declare` then uses it as it is and logs how to bound it with a policy
+(``scripts/ensure-rabbitmq.sh`` sets that policy on the default vhost).
 ``consumer_timeout`` is broker-wide on RabbitMQ 3.10: the set-up raises it (see
 ``scripts/ensure-rabbitmq.sh``) so that a long job holding its delivery is not cut off.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+import aiormq
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustChannel
 from aiormq.abc import FieldTable
 
-SUBMIT_QUEUE = "shoal.submit"
-COMPUTE_QUEUE = "shoal.compute"
-API_QUEUE = "shoal.api"
-RECORDER_QUEUE = "shoal.recorder"
-DEAD_QUEUE = "shoal.dead"
-EVENTS_EXCHANGE = "shoal.events"
-CONTROL_EXCHANGE = "shoal.control"
-DEAD_LETTER_EXCHANGE = "shoal.dlx"
-DELIVERY_LIMIT = 5
+from shoal.names import (
+    API_QUEUE,
+    COMPUTE_QUEUE,
+    CONTROL_EXCHANGE,
+    DEAD_LETTER_EXCHANGE,
+    DEAD_QUEUE,
+    EVENTS_EXCHANGE,
+    RECORDED_KINDS,
+    RECORDER_QUEUE,
+    REQUEST_QUEUES,
+    REQUESTS_EXCHANGE,
+    SUBMIT_QUEUE,
+    WORK_QUEUES,
+    event_key,
+)
 
-WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
-RECORDED_KINDS = ("state", "log", "result")
-"""Event kinds the recorder stores; it publishes ``recorded`` itself."""
+DEAD_MAX_LENGTH = 10_000
+DEAD_MAX_BYTES = 256 * 1024 * 1024
+DEAD_POLICY = (
+    "rabbitmqctl set_policy --apply-to queues shoal-dead '^shoal\\.dead$' "
+    f'\'{{"max-length":{DEAD_MAX_LENGTH},"max-length-bytes":{DEAD_MAX_BYTES},'
+    '"overflow":"drop-head"}\''
+)
+"""The command that bounds an existing unbounded ``shoal.dead`` (add ``-p VHOST``)."""
+
+log = structlog.get_logger(__name__)
+
+__all__ = [
+    "API_QUEUE",
+    "COMPUTE_QUEUE",
+    "CONTROL_EXCHANGE",
+    "DEAD_LETTER_EXCHANGE",
+    "DEAD_QUEUE",
+    "EVENTS_EXCHANGE",
+    "RECORDER_QUEUE",
+    "SUBMIT_QUEUE",
+    "WORK_QUEUES",
+    "Topology",
+    "declare",
+    "declare_executor",
+    "work_queue_arguments",
+]
+
+DELIVERY_LIMIT = 5
 
 
 def work_queue_arguments() -> FieldTable:
@@ -46,6 +74,55 @@ def work_queue_arguments() -> FieldTable:
         "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
         "x-delivery-limit": DELIVERY_LIMIT,
     }
+
+
+def dead_queue_arguments() -> FieldTable:
+    """Arguments of ``shoal.dead``: quorum, bounded, the oldest dropped when full."""
+    return {
+        "x-queue-type": "quorum",
+        "x-max-length": DEAD_MAX_LENGTH,
+        "x-max-length-bytes": DEAD_MAX_BYTES,
+        "x-overflow": "drop-head",
+    }
+
+
+async def _declare_dead(channel: AbstractChannel) -> AbstractQueue:
+    """``shoal.dead`` bounded; an older unbounded one as it is, with a warning.
+
+    The refused declaration closes the channel: a robust channel reopens itself (waited for,
+    up to 10 s), a plain one is reopened here.
+    """
+    try:
+        return await channel.declare_queue(
+            DEAD_QUEUE, durable=True, arguments=dead_queue_arguments()
+        )
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        log.warning(
+            "topology.dead_queue_unbounded",
+            queue=DEAD_QUEUE,
+            note="declared without bounds by an older Shoal; bound it with a policy",
+            command=DEAD_POLICY,
+        )
+        await _reopened(channel)
+        return await channel.declare_queue(DEAD_QUEUE, passive=True)
+
+
+async def _reopened(channel: AbstractChannel) -> None:
+    """Once ``channel``, closed by the broker, is open again."""
+    if not isinstance(channel, AbstractRobustChannel):
+        await channel.reopen()
+        return
+    reopened = asyncio.Event()
+
+    def on_reopen(*_: object) -> None:
+        reopened.set()
+
+    channel.reopen_callbacks.add(on_reopen)
+    try:
+        if channel.is_closed:
+            await asyncio.wait_for(reopened.wait(), 10)
+    finally:
+        channel.reopen_callbacks.discard(on_reopen)
 
 
 @dataclass(frozen=True)
@@ -58,14 +135,32 @@ class Topology:
     queues: dict[str, AbstractQueue]
 
 
+async def declare_executor(channel: AbstractChannel) -> Topology:
+    """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``
+    and the dead-letter exchange — and nothing its account may not touch (``shoal.roles``)."""
+    dead_letter = await channel.declare_exchange(
+        DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    events = await channel.declare_exchange(
+        EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    control = await channel.declare_exchange(
+        CONTROL_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
+    )
+    compute = await channel.declare_queue(
+        COMPUTE_QUEUE, durable=True, arguments=work_queue_arguments()
+    )
+    return Topology(
+        events=events, control=control, dead_letter=dead_letter, queues={COMPUTE_QUEUE: compute}
+    )
+
+
 async def declare(channel: AbstractChannel) -> Topology:
     """Declare everything (idempotent: the same arguments every time)."""
     dead_letter = await channel.declare_exchange(
         DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
     )
-    dead = await channel.declare_queue(
-        DEAD_QUEUE, durable=True, arguments={"x-queue-type": "quorum"}
-    )
+    dead = await _declare_dead(channel)
     await dead.bind(dead_letter)
     events = await channel.declare_exchange(
         EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
@@ -78,6 +173,11 @@ async def declare(channel: AbstractChannel) -> Topology:
         for name in WORK_QUEUES
     }
     for kind in RECORDED_KINDS:
-        await queues[RECORDER_QUEUE].bind(events, routing_key=f"job.*.{kind}")
+        await queues[RECORDER_QUEUE].bind(events, routing_key=event_key("*", "*", kind))
+    requests = await channel.declare_exchange(
+        REQUESTS_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+    for name in REQUEST_QUEUES:
+        await queues[name].bind(requests, routing_key=name)
     queues[DEAD_QUEUE] = dead
     return Topology(events=events, control=control, dead_letter=dead_letter, queues=queues)

@@ -10,12 +10,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shoal.errors import ProtocolError, ShoalError
-from shoal.model import Job, JobState, describe_errors
+from shoal.model import Job, JobState, checked_output_name, describe_errors
+from shoal.names import event_key
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: owners (``Job.owner``, ``JobEvent.owner``, event keys ``job.<owner>.<id>.<kind>``)."""
 CONTENT_TYPE = "application/json"
 
 
@@ -71,7 +73,7 @@ EventKind = Literal["state", "log", "result", "recorded"]
 
 
 class JobEvent(Message):
-    """``shoal.events``, key ``job.<id>.<kind>``: what happened to a job.
+    """``shoal.events``, key ``job.<owner>.<id>.<kind>``: what happened to a job.
 
     Executors publish ``state``, ``log`` and ``result`` events, numbered by ``seq`` from 1 in
     each run; the terminal ``state`` event carries the run's last ``seq``, so the recorder
@@ -80,6 +82,8 @@ class JobEvent(Message):
 
     job_id: str
     kind: EventKind
+    owner: str = ""
+    """The job's owner (``Job.owner``): a word of the routing key, see ``shoal.names``."""
     at: datetime = Field(default_factory=utcnow)
     seq: int = 0
     """Per job and executor, increasing: orders log chunks recorded by several requesters."""
@@ -95,10 +99,20 @@ class JobEvent(Message):
     """Result name → base64 tar.gz of that folder (kind ``result``)."""
     truncated: bool = False
 
+    @field_validator("outputs")
+    @classmethod
+    def _output_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            try:
+                checked_output_name(name)
+            except ValueError as error:
+                raise ValueError(f"output name {name!r}: {error}") from None
+        return value
+
     @property
     def routing_key(self) -> str:
         """The topic key this event is published with."""
-        return f"job.{self.job_id}.{self.kind}"
+        return event_key(self.owner, self.job_id, self.kind)
 
 
 class ControlMessage(Message):

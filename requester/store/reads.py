@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select
+from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.model import STATE_ORDER, JobState
@@ -40,6 +40,8 @@ def summary(row: Row[Any]) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
+        "owner": row.owner,
+        "namespace": row.namespace,
         "job_type": row.job_type,
         "engine": row.engine,
         "state": row.state,
@@ -55,8 +57,10 @@ def summary(row: Row[Any]) -> dict[str, Any]:
 TERMINAL_RANK = STATE_ORDER[JobState.COMPLETED]
 
 
-async def fully_recorded(conn: AsyncConnection, job_ids: list[str]) -> Sequence[Row[Any, Any, Any]]:
-    """Rows (id, state, exit_code) of the jobs among ``job_ids`` that are terminal and whose
+async def fully_recorded(
+    conn: AsyncConnection, job_ids: list[str]
+) -> Sequence[Row[Any, Any, Any, Any]]:
+    """Rows (id, owner, state, exit_code) of the jobs among ``job_ids`` that are terminal and whose
     ended runs have every event recorded: what ``--wait`` may safely report on."""
     if not job_ids:
         return []
@@ -72,7 +76,7 @@ async def fully_recorded(conn: AsyncConnection, job_ids: list[str]) -> Sequence[
     )
     incomplete = select(ends.c.job_id).where(ends.c.job_id.in_(job_ids), counted < ends.c.final_seq)
     result = await conn.execute(
-        select(jobs.c.id, jobs.c.state, jobs.c.exit_code).where(
+        select(jobs.c.id, jobs.c.owner, jobs.c.state, jobs.c.exit_code).where(
             jobs.c.id.in_(job_ids),
             jobs.c.state_rank == TERMINAL_RANK,
             jobs.c.id.not_in(incomplete),
@@ -82,11 +86,20 @@ async def fully_recorded(conn: AsyncConnection, job_ids: list[str]) -> Sequence[
 
 
 async def list_jobs(
-    conn: AsyncConnection, *, state: str | None, labels: Mapping[str, str], limit: int
+    conn: AsyncConnection,
+    *,
+    state: str | None,
+    labels: Mapping[str, str],
+    limit: int,
+    scope: tuple[str, frozenset[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Newest first; translated originals are left out unless asked for by state."""
+    """Newest first; translated originals are left out unless asked for by state. ``scope``
+    (owner, namespaces) keeps that owner's jobs and the jobs in those namespaces."""
     jobs = schema.jobs
     query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
+    if scope is not None:
+        owner, namespaces = scope
+        query = query.where(or_(jobs.c.owner == owner, jobs.c.namespace.in_(sorted(namespaces))))
     if state:
         query = query.where(jobs.c.state == state)
     else:
@@ -103,7 +116,6 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
     """The whole record: spec, engine, the original spec, executions, log and output sizes."""
     record = summary(row)
     spec = json.loads(row.spec)
-    record["namespace"] = row.namespace
     record["error"] = row.error
     record["spec"] = spec
     record["engine_spec"] = spec["tasks"][0]["engine"]

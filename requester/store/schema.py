@@ -3,7 +3,8 @@
 ::
 
     jobs         one row per job: the submitted original and, when translated, the runnable
-                 job (``original_id`` / ``translated_id`` link them); spec JSON, state + rank
+                 job (``original_id`` / ``translated_id`` link them); spec JSON, state + rank,
+                 ``owner`` (the submitting user)
     job_labels   (job_id, key) → value, for ``job list -l k=v``
     executions   one row per (job, executor): state, exit code, error, started/ended
     log_chunks   (job_id, executor, seq) → one chunk of stdout/stderr; seq orders them
@@ -12,6 +13,13 @@
     event_marks  (job_id, executor, seq): every executor event recorded, whatever its kind
     run_ends     (job_id, executor) → the seq of that run's terminal event; the run is fully
                  recorded once event_marks holds every seq up to it
+    deadlines    (job_id, kind) → when the job's ``queue`` or ``total`` timeout runs out
+                 (``requester.store.deadlines``; a row is removed once handled)
+    run_accounts (job_id, executor) → the broker account whose event for that run was recorded
+                 first: only that account's events for it are recorded afterwards
+
+Tables are created when missing; columns added since a table was created are added by
+:func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed).
 
 Times are stored in UTC; SQLite gives them back naive, :func:`utc` puts the zone back.
 """
@@ -24,6 +32,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     Index,
     Integer,
     LargeBinary,
@@ -31,7 +40,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
+from sqlalchemy.engine import Connection
 
 metadata = MetaData()
 
@@ -43,6 +55,7 @@ jobs = Table(
     Column("id", _ID, primary_key=True),
     Column("name", String(256), nullable=False),
     Column("namespace", String(128), nullable=False),
+    Column("owner", String(64), nullable=False, server_default=""),
     Column("job_type", String(64), nullable=False),
     Column("engine", String(64), nullable=False),
     Column("state", String(16), nullable=False),
@@ -131,6 +144,47 @@ run_ends = Table(
     Column("executor", String(256), primary_key=True),
     Column("final_seq", Integer, nullable=False),
 )
+
+deadlines = Table(
+    "deadlines",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("seconds", Float, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Index("ix_deadlines_due", "due_at"),
+)
+
+
+run_accounts = Table(
+    "run_accounts",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("executor", String(256), primary_key=True),
+    Column("account", String(64), nullable=False),
+)
+
+ADDED_COLUMNS = {"jobs": ("owner",)}
+"""Columns of existing tables newer than the first schema, added by :func:`upgrade`."""
+
+
+def upgrade(conn: Connection) -> list[str]:
+    """Add the columns of :data:`ADDED_COLUMNS` missing from existing tables (idempotent);
+    the ``table.column`` names added."""
+    added = []
+    for table_name, columns in ADDED_COLUMNS.items():
+        present = {c["name"] for c in inspect(conn).get_columns(table_name)}
+        table = metadata.tables[table_name]
+        for name in columns:
+            if name in present:
+                continue
+            column = table.c[name]
+            kind = column.type.compile(dialect=conn.dialect)
+            default = getattr(column.server_default, "arg", None)
+            clause = f" NOT NULL DEFAULT '{default}'" if default is not None else ""
+            conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}{clause}"))
+            added.append(f"{table_name}.{name}")
+    return added
 
 
 def utc(value: datetime | None) -> datetime | None:

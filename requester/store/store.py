@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,18 @@ from shoal.errors import NotFoundError
 from shoal.model import STATE_ORDER, JobState
 from shoal.wire import JobEvent
 
-from . import reads, schema, writes
+from . import deadlines, reads, schema, writes
+from .deadlines import Expired
 from .dialect import tune_sqlite
 from .writes import Limits, NewJob
+
+
+async def _insert(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[str, JobState]:
+    """Insert submissions (idempotent) and the deadlines of the jobs still pending."""
+    states = await writes.insert_jobs(conn, items)
+    fresh = [item.runnable for item in items if states[item.runnable.id] is JobState.PENDING]
+    await deadlines.schedule(conn, fresh, datetime.now(UTC))
+    return states
 
 
 async def _create_schema(engine: AsyncEngine, attempts: int = 3) -> None:
@@ -33,6 +43,7 @@ async def _create_schema(engine: AsyncEngine, attempts: int = 3) -> None:
         try:
             async with engine.begin() as conn:
                 await conn.run_sync(schema.metadata.create_all)
+                await conn.run_sync(schema.upgrade)
             return
         except DBAPIError:
             if attempt == attempts:
@@ -88,7 +99,7 @@ class JobStore:
     async def add_jobs(self, items: Sequence[NewJob]) -> dict[str, JobState]:
         """Record submissions (idempotent); the current state of each runnable job."""
         async with self._write() as conn:
-            return await writes.insert_jobs(conn, items)
+            return await _insert(conn, items)
 
     async def write_round(
         self, new: Sequence[NewJob], queued: Sequence[str]
@@ -97,7 +108,7 @@ class JobStore:
         ones (see :meth:`add_jobs`). The submission pipeline's group commit."""
         async with self._write() as conn:
             await writes.advance_state(conn, queued, JobState.QUEUED)
-            return await writes.insert_jobs(conn, new) if new else {}
+            return await _insert(conn, new) if new else {}
 
     async def mark_queued(self, job_ids: Sequence[str]) -> list[str]:
         """Pending jobs whose compute message was confirmed become ``queued``."""
@@ -116,11 +127,42 @@ class JobStore:
             )
         return bool(moved)
 
-    async def record_events(self, events: Sequence[JobEvent]) -> None:
-        """Write job events in one transaction (each is idempotent and order-safe)."""
+    async def expire_due(self, now: datetime | None = None, limit: int = 500) -> list[Expired]:
+        """Fail jobs past their queue or total timeout by ``now`` (default: now); see
+        ``deadlines.expire_due``."""
         async with self._write() as conn:
-            for event in events:
+            return await deadlines.expire_due(conn, now or datetime.now(UTC), limit)
+
+    async def fail_unless_ended(
+        self, job_id: str, reason: str, *, before: JobState = JobState.COMPLETED
+    ) -> JobState | None:
+        """Mark a job ``failed`` unless it reached ``before`` (default: unless it ended); the
+        state it left, ``None`` if it did not move (or is unknown)."""
+        async with self._write() as conn:
+            row = await reads.job_row(conn, job_id)
+            moved = await writes.advance_state(
+                conn, [job_id], JobState.FAILED, error=reason, below_rank=STATE_ORDER[before]
+            )
+        return JobState(row.state) if moved and row is not None else None
+
+    async def record_events(
+        self, events: Sequence[JobEvent], accounts: Sequence[str] | None = None
+    ) -> list[bool]:
+        """Write job events in one transaction (each is idempotent and order-safe); whether
+        each was written. With ``accounts`` (the broker account that published each event),
+        an event is written only when its account runs that execution
+        (:func:`writes.claim_run`)."""
+        written = []
+        async with self._write() as conn:
+            for index, event in enumerate(events):
+                if accounts is not None and not await writes.claim_run(
+                    conn, event, accounts[index]
+                ):
+                    written.append(False)
+                    continue
                 await writes.record_event(conn, event, self.limits)
+                written.append(True)
+        return written
 
     # reads ----------------------------------------------------------------------------
 
@@ -131,7 +173,11 @@ class JobStore:
             rows = await reads.fully_recorded(conn, list(dict.fromkeys(job_ids)))
         return [
             JobEvent(
-                job_id=row.id, kind="recorded", state=JobState(row.state), exit_code=row.exit_code
+                job_id=row.id,
+                owner=row.owner,
+                kind="recorded",
+                state=JobState(row.state),
+                exit_code=row.exit_code,
             )
             for row in rows
         ]
@@ -145,11 +191,19 @@ class JobStore:
         return reads.summary(row)
 
     async def list_jobs(
-        self, *, state: str | None = None, labels: Mapping[str, str] | None = None, limit: int
+        self,
+        *,
+        state: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        limit: int,
+        scope: tuple[str, frozenset[str]] | None = None,
     ) -> list[dict[str, Any]]:
-        """Jobs newest first, filtered by state and labels."""
+        """Jobs newest first, filtered by state and labels; with ``scope`` (owner,
+        namespaces), only that owner's jobs and the jobs in those namespaces."""
         async with self._engine.connect() as conn:
-            return await reads.list_jobs(conn, state=state, labels=labels or {}, limit=limit)
+            return await reads.list_jobs(
+                conn, state=state, labels=labels or {}, limit=limit, scope=scope
+            )
 
     async def describe(self, job_id: str) -> dict[str, Any]:
         """The full record of a job (``NotFoundError`` if unknown)."""

@@ -3,7 +3,9 @@
 Every state change is one conditional ``UPDATE … WHERE state_rank < :rank``: whichever
 requester records it, a job only moves forward (``shoal.model.STATE_ORDER``), so a late
 ``running`` after ``completed`` changes nothing and a second terminal state is ignored.
-Log chunks and results are keyed so a redelivered event is a no-op.
+Log chunks and results are keyed so a redelivered event is a no-op. A result whose name is
+not one path segment (``shoal.model.checked_output_name``: absolute, ``..``) is refused
+(logged, not stored), whatever the event's sender checked.
 """
 
 from __future__ import annotations
@@ -16,14 +18,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from sqlalchemy import and_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shoal.model import STATE_ORDER, TERMINAL_STATES, Job, JobState
+from shoal.model import STATE_ORDER, TERMINAL_STATES, Job, JobState, checked_output_name
 from shoal.wire import JobEvent
 
 from . import schema
 from .dialect import insert_for
+
+log = structlog.get_logger("requester")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ def _job_row(job: Job, state: JobState, job_type: str, key: str | None) -> dict[
         "id": job.id,
         "name": job.name,
         "namespace": job.namespace,
+        "owner": job.owner,
         "job_type": job_type,
         "engine": job.engine_type,
         "state": state.value,
@@ -135,6 +141,24 @@ async def advance_state(
         .returning(jobs.c.id)
     )
     return [row.id for row in result]
+
+
+async def claim_run(conn: AsyncConnection, event: JobEvent, account: str) -> bool:
+    """Whether ``account`` runs the execution ``event`` belongs to: the first account whose
+    event for a (job, executor) run is recorded owns that run."""
+    executor = event.executor or ""
+    accounts = schema.run_accounts
+    await conn.execute(
+        insert_for(conn)(accounts)
+        .values(job_id=event.job_id, executor=executor, account=account)
+        .on_conflict_do_nothing()
+    )
+    owner = await conn.scalar(
+        select(accounts.c.account).where(
+            accounts.c.job_id == event.job_id, accounts.c.executor == executor
+        )
+    )
+    return owner == account
 
 
 async def record_event(conn: AsyncConnection, event: JobEvent, limits: Limits) -> None:
@@ -251,6 +275,11 @@ async def _record_log(conn: AsyncConnection, event: JobEvent, limit: int) -> Non
 async def _record_result(conn: AsyncConnection, event: JobEvent, limit: int) -> None:
     insert = insert_for(conn)
     for name, encoded in event.outputs.items():
+        try:
+            checked_output_name(name)
+        except ValueError as error:
+            log.warning("result.name_refused", job_id=event.job_id, name=name, error=str(error))
+            continue
         try:
             data: bytes | None = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):

@@ -3,7 +3,8 @@
 
 Usage (inside the ``shoal/python`` image)::
 
-    shoal-launch -- ARGV...
+    shoal-launch -- ARGV...      run a job
+    shoal-launch --install       build a prebuilt environment (the executor's install step)
 
 Steps, each a small function below:
 
@@ -23,37 +24,36 @@ Steps, each a small function below:
    the job's. When ``argv[0]`` starts with ``-`` or ends with ``.py``, ``python`` is put in front
    (``-- -c "import this"`` and ``-- app.py`` work).
 
-Dependency cache: when ``/shoal-cache`` is a writable directory, the docstring and
-``requirements.txt`` rules (third-party requirements only) are installed once into
-``/shoal-cache/envs/<key>``, ``key`` being the sha256 of the requirement text, the python version,
-the image revision and the pip index settings. The env is built in a temporary directory and
-renamed into place atomically; a later job with the same key uses it as it is (no pip run).
-Rules that install the job's own project (pyproject, setup.py, poetry) or requirement lines that
-point at local files are never cached as environments: they install per job, sharing only the pip
-download cache ``/shoal-cache/pip`` (and poetry's, ``/shoal-cache/poetry``).
+Prebuilt environments: jobs never write a shared cache. For the docstring and
+``requirements.txt`` rules (third-party requirements only), the executor reads the same rule from
+the job's code, builds the environment in a separate install container and mounts it read-only
+at ``/shoal-env``. The install container runs ``shoal-launch --install``: its only input is
+``/code/plan.json`` (``env_plan``: the rule, its ``pip install`` commands and the requirement
+files), it installs into ``/shoal-env`` and records the plan there (``.shoal-plan.json``); the
+executor alone writes the completion marker ``.shoal-complete`` once the install succeeded. A job
+uses ``/shoal-env`` only when the marker is there and the recorded plan equals its own; otherwise
+(and for rules that install the job's own project: pyproject, setup.py, poetry, local files) it
+installs into a per-job venv under ``/tmp``, with pip's and poetry's caches under ``/tmp`` too.
 
 Environment: ``HOME`` becomes ``/tmp`` unless it is writable; everything else (``HTTP(S)_PROXY``,
 ``PIP_INDEX_URL``, ``PIP_EXTRA_INDEX_URL``, ``PIP_TRUSTED_HOST``, ...) passes through to pip,
 poetry and the user's command.
 
 Exit codes of the launcher itself (otherwise the user's command's code passes through):
-2 usage (no command), 3 dependency install failed, 4 setup failed (staging, env creation),
+2 usage (no command or a bad plan), 3 dependency install failed, 4 setup failed (staging, env
+creation),
 126 command not executable, 127 command not found.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +67,13 @@ EXIT_NOT_FOUND = 127
 
 EXCLUDED = ("__pycache__", "*.pyc", ".git")
 COMPLETE_MARKER = ".shoal-complete"
-STALE_AFTER_SECONDS = 6 * 3600.0
+"""Written into a prebuilt env by the executor (never by the install step) once it succeeded."""
+PLAN_RECORD = ".shoal-plan.json"
+"""The plan a prebuilt env was installed from, written by the install step."""
+PLAN_FILE = "plan.json"
+"""The install step's input, in ``/code``."""
+ENV_RULES = ("docstring", "requirements")
 PIP_OPTIONS = ("--disable-pip-version-check", "--no-input")
-KEY_ENV_VARS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS")
 LOCAL_REQUIREMENT_PREFIXES = (
     "-e",
     "--editable",
@@ -99,7 +103,7 @@ class Layout:
     code: Path = Path("/code")
     work: Path = Path("/tmp/work")
     outputs: Path = Path("/outputs")
-    cache: Path = Path("/shoal-cache")
+    prebuilt: Path = Path("/shoal-env")
     job_env: Path = Path("/tmp/shoal-env")
     empty_env: Path = Path("/opt/jobenv")
     tools: Path = field(default_factory=lambda: Path(sys.executable).parent)
@@ -115,7 +119,8 @@ class Plan:
     """How to install a job's dependencies.
 
     ``installs`` are user-facing commands (``("pip", "install", "-r", "requirements.txt")``);
-    ``key_inputs`` are the texts the cache key is made of.
+    ``key_inputs`` are the texts the rule read; ``cacheable``: third-party requirements only
+    (an environment the executor may build once and share).
     """
 
     rule: str
@@ -199,7 +204,7 @@ def has_poetry_section(pyproject: str) -> bool:
 
 
 def requirements_are_local(lines: Sequence[str]) -> bool:
-    """Whether requirement lines refer to local files (which must not go into the cache)."""
+    """Whether requirement lines refer to local files (never part of a shared environment)."""
     for line in lines:
         stripped = line.strip()
         if stripped.startswith(LOCAL_REQUIREMENT_PREFIXES) or " @ file:" in stripped:
@@ -242,7 +247,7 @@ def find_plan(work: Path) -> Plan | None:
         )
     requirements = work / "requirements.txt"
     if requirements.is_file():
-        text = requirements.read_text(errors="replace")
+        text = read_text(requirements)
         return Plan(
             "requirements",
             "requirements.txt",
@@ -262,69 +267,64 @@ def find_plan(work: Path) -> Plan | None:
     return None
 
 
-# --- cache ------------------------------------------------------------------------------------
+# --- prebuilt environments -------------------------------------------------------------------
 
 
-def cache_key(plan: Plan, environ: Mapping[str, str]) -> str:
-    """The sha256 naming a plan's environment: inputs, python, image revision, index."""
-    material = {
-        "rule": plan.rule,
-        "inputs": sorted(plan.key_inputs),
-        "python": f"{platform.python_implementation()}-{platform.python_version()}",
-        "revision": environ.get("SHOAL_RUNTIME_REVISION", ""),
-        "index": {k: environ.get(k, "") for k in KEY_ENV_VARS},
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+def read_text(path: Path) -> str:
+    """A file's text as UTF-8 (undecodable bytes replaced), with universal newlines."""
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def usable_cache(cache: Path) -> Path | None:
-    """``cache/envs`` when the cache is a writable directory, else None."""
-    if not cache.is_dir() or not os.access(cache, os.W_OK | os.X_OK):
-        return None
-    envs = cache / "envs"
+def env_plan(plan: Plan) -> dict[str, object]:
+    """The install step's input for a cacheable plan (the executor builds the same dict)."""
+    files = dict(plan.key_inputs) if plan.rule == "requirements" else {}
+    return {"rule": plan.rule, "installs": [list(step) for step in plan.installs], "files": files}
+
+
+def prebuilt_fits(env: Path, plan: Plan) -> bool:
+    """Whether ``env`` is a complete prebuilt environment installed from ``plan``."""
     try:
-        envs.mkdir(exist_ok=True)
-    except OSError:
-        return None
-    return envs if os.access(envs, os.W_OK | os.X_OK) else None
+        if not (env / COMPLETE_MARKER).is_file():
+            return False
+        return bool(json.loads((env / PLAN_RECORD).read_text()) == env_plan(plan))
+    except (OSError, ValueError):
+        return False
 
 
-def sweep_stale(envs: Path, max_age: float = STALE_AFTER_SECONDS) -> None:
-    """Remove temporary envs left behind by jobs that died while installing."""
-    cutoff = time.time() - max_age
-    for entry in envs.glob(".tmp-*"):
-        try:
-            if entry.stat().st_mtime < cutoff:
-                shutil.rmtree(entry, ignore_errors=True)
-        except OSError:
-            continue
-
-
-def relocate_scripts(env: Path, old: Path, new: Path) -> None:
-    """Rewrite the absolute ``old`` env path to ``new`` in the text files of ``env/bin``."""
-    old_b, new_b = str(old).encode(), str(new).encode()
-    for script in (env / "bin").iterdir():
-        if script.is_symlink() or not script.is_file():
-            continue
-        data = script.read_bytes()
-        if old_b in data and b"\0" not in data[:1024]:
-            script.write_bytes(data.replace(old_b, new_b))
-
-
-def publish_env(tmp: Path, final: Path) -> Path:
-    """Atomically rename a built env into the cache; when another job won, use the winner's."""
-    relocate_scripts(tmp, tmp, final)
-    (tmp / COMPLETE_MARKER).write_text("ok\n")
+def plan_from_file(path: Path) -> Plan:
+    """The plan in ``path`` (``env_plan``'s shape); ``LaunchError`` when it is not one."""
     try:
-        os.rename(tmp, final)
-        return final
-    except OSError:
-        if (final / COMPLETE_MARKER).is_file():
-            shutil.rmtree(tmp, ignore_errors=True)
-            return final
-        (tmp / COMPLETE_MARKER).unlink()
-        relocate_scripts(tmp, final, tmp)
-        return tmp
+        data = json.loads(path.read_text())
+        rule, installs, files = data["rule"], data["installs"], data["files"]
+        steps = tuple(tuple(str(word) for word in step) for step in installs)
+        texts = {str(name): str(text) for name, text in files.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise LaunchError(f"cannot read the install plan {path}: {exc}", EXIT_USAGE) from exc
+    if rule not in ENV_RULES or not steps or any(s[:2] != ("pip", "install") for s in steps):
+        raise LaunchError(f"{path} is not an install plan of pip install steps", EXIT_USAGE)
+    if any("/" in name or name.startswith(".") for name in texts):
+        raise LaunchError(f"{path} names a file outside the work dir", EXIT_USAGE)
+    return Plan(rule, PLAN_FILE, steps, tuple(sorted(texts.items())), cacheable=True)
+
+
+def install_prebuilt(layout: Layout, environ: Mapping[str, str], runner: Runner) -> int:
+    """The install step: build ``layout.prebuilt`` from ``code/plan.json`` and record the plan."""
+    plan = plan_from_file(layout.code / PLAN_FILE)
+    try:
+        layout.work.mkdir(parents=True, exist_ok=True)
+        for name, text in plan.key_inputs:
+            (layout.work / name).write_text(text)
+        log = open_log(layout)
+    except OSError as exc:
+        raise LaunchError(f"cannot stage the install plan: {exc}", EXIT_SETUP_FAILED) from exc
+    with log:
+        write(log, f"rule: {plan.rule}; installing the shared environment {layout.prebuilt}\n")
+        make_env(layout.prebuilt)
+        install(plan, layout.prebuilt, layout, tool_environ(environ), log, runner)
+        record = json.dumps(env_plan(plan), sort_keys=True)
+        (layout.prebuilt / PLAN_RECORD).write_text(record)
+    return 0
 
 
 # --- installing -------------------------------------------------------------------------------
@@ -342,16 +342,13 @@ def job_environ(environ: Mapping[str, str], env: Path) -> dict[str, str]:
     return result
 
 
-def tool_environ(environ: Mapping[str, str], cache: Path | None) -> dict[str, str]:
-    """Extra settings for pip and poetry runs (caches, no prompts, no venv creation)."""
+def tool_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """Extra settings for pip and poetry runs (no prompts, no venv creation)."""
     result = dict(environ)
     result.setdefault("PIP_ROOT_USER_ACTION", "ignore")
     result["POETRY_VIRTUALENVS_CREATE"] = "false"
     result["POETRY_NO_INTERACTION"] = "1"
     result.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    if cache is not None:
-        result.setdefault("PIP_CACHE_DIR", str(cache / "pip"))
-        result.setdefault("POETRY_CACHE_DIR", str(cache / "poetry"))
     return result
 
 
@@ -412,34 +409,19 @@ def install(
 def prepare_env(
     plan: Plan | None, layout: Layout, environ: Mapping[str, str], log: BinaryIO, runner: Runner
 ) -> Path:
-    """The venv the user's command runs in, installing (or reusing) what ``plan`` needs."""
+    """The venv the user's command runs in: the prebuilt one when it fits, else a per-job one."""
     if plan is None:
         write(log, "no dependency rule applies; nothing to install\n")
         return layout.empty_env
     write(log, f"rule: {plan.rule} ({plan.source})\n")
-    envs = usable_cache(layout.cache)
-    tools_env = tool_environ(environ, layout.cache if envs is not None else None)
-    if envs is None or not plan.cacheable:
-        reason = "no writable cache" if envs is None else "installs local files"
-        write(log, f"cache not used ({reason})\n")
-        make_env(layout.job_env)
-        install(plan, layout.job_env, layout, tools_env, log, runner)
-        return layout.job_env
-    key = cache_key(plan, environ)
-    final = envs / key
-    if (final / COMPLETE_MARKER).is_file():
-        write(log, f"cache hit {key}\n")
-        return final
-    write(log, f"cache miss {key}\n")
-    sweep_stale(envs)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key[:12]}-", dir=envs))
-    try:
-        make_env(tmp)
-        install(plan, tmp, layout, tools_env, log, runner)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return publish_env(tmp, final)
+    if plan.cacheable and prebuilt_fits(layout.prebuilt, plan):
+        write(log, f"using the environment prebuilt by the executor ({layout.prebuilt})\n")
+        return layout.prebuilt
+    reason = "installs local files" if not plan.cacheable else "no prebuilt environment"
+    write(log, f"installing for this job only ({reason})\n")
+    make_env(layout.job_env)
+    install(plan, layout.job_env, layout, tool_environ(environ), log, runner)
+    return layout.job_env
 
 
 def make_env(path: Path) -> None:
@@ -539,14 +521,16 @@ def launch(
     with log:
         plan = find_plan(layout.work)
         env = prepare_env(plan, layout, environ, log, runner)
-    cache = layout.cache if usable_cache(layout.cache) is not None else None
-    return execute(command, job_environ(tool_environ(environ, cache), env))
+    return execute(command, job_environ(tool_environ(environ), env))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run the launcher, print its own failures as one line on stderr."""
+    args = sys.argv[1:] if argv is None else argv
     try:
-        return launch(sys.argv[1:] if argv is None else argv, Layout(), os.environ)
+        if list(args) == ["--install"]:
+            return install_prebuilt(Layout(), os.environ, run_logged)
+        return launch(args, Layout(), os.environ)
     except LaunchError as exc:
         print(f"shoal-launch: {exc}", file=sys.stderr)
         return exc.code

@@ -32,7 +32,7 @@ async def fake_executor(
         if gate is not None:
             await gate.wait()
         for event in script(job):
-            await publish(events, event.routing_key, event)
+            await publish(events, event.routing_key, event, user_id="guest")
         await message.ack()
 
     tag = await queue.consume(on_job)

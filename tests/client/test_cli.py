@@ -29,7 +29,7 @@ RUN = ("exec", "python", "--", "python", "-c", "pass")
 
 def _events(job: Job, *specs: dict[str, object]) -> list[JobEvent]:
     return [
-        JobEvent(job_id=job.id, executor="ex-1", seq=n, **spec)
+        JobEvent(job_id=job.id, owner=job.owner, executor="ex-1", seq=n, **spec)
         for n, spec in enumerate(specs, start=1)
     ]
 

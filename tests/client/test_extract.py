@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from client.extract import extract
+from client.extract import extract, output_folder
 from shoal.errors import UsageError
+from tests.bombs import zeros_bomb
 
 
 def archive(*members: tarfile.TarInfo, data: bytes = b"x") -> bytes:
@@ -68,3 +71,47 @@ def test_internal_links_are_fine(tmp_path: Path) -> None:
 def test_not_an_archive(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a readable archive"):
         extract(b"nope", tmp_path, "output x")
+
+
+def test_a_gzip_bomb_is_refused_in_little_memory(tmp_path: Path) -> None:
+    bomb = base64.b64decode(zeros_bomb({"zeros": 2 * 1024**3}))
+    tracemalloc.start()
+    try:
+        with pytest.raises(UsageError, match=r"unpacks to more than 64.0 MiB \(see --max-size\)"):
+            extract(bomb, tmp_path / "out", "output x", limit=64 * 1024**2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024**2
+    assert not (tmp_path / "out").exists()
+
+
+def test_many_members_over_the_limit_are_refused(tmp_path: Path) -> None:
+    data = archive(*(member(f"f{n}") for n in range(20)), data=b"y" * 1000)
+    with pytest.raises(UsageError, match="unpacks to more than"):
+        extract(data, tmp_path / "out", "output x", limit=10_000)
+    assert not (tmp_path / "out").exists()
+    assert len(extract(data, tmp_path / "out", "output x", limit=20_000)) == 20
+
+
+@pytest.mark.parametrize("name", ["/abs/path", "../../x", "..", "a/b", ""])
+def test_output_names_that_leave_the_folder_are_refused(name: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="refusing output"):
+        output_folder(tmp_path / "out", name)
+    assert output_folder(tmp_path / "out", "results.v2") == tmp_path / "out" / "results.v2"
+
+
+def test_nothing_is_written_outside_the_folder(tmp_path: Path) -> None:
+    """The attack: ``..``, absolute and link members in one archive, after a good one."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for bad in (
+        member("../outside/dotdot"),
+        member(str(outside / "absolute")),
+        member("link", tarfile.SYMTYPE, str(outside)),
+        member("hard", tarfile.LNKTYPE, str(outside / "x")),
+    ):
+        with pytest.raises(UsageError, match="refusing"):
+            extract(archive(member("good.txt"), bad), tmp_path / "out", "output x")
+    assert list(outside.iterdir()) == []
+    assert not (tmp_path / "out").exists()

@@ -38,13 +38,3 @@ def test_no_heavy_imports(argv: list[str]) -> None:
         check=True,
     )
     assert done.stderr.strip().splitlines()[-1] == "LOADED:"
-
-
-def test_client_names_match_the_topology() -> None:
-    """``client.blocking`` repeats a few of ``shoal.topology``'s names to stay off aio-pika."""
-    from client import blocking
-    from shoal import topology
-
-    assert blocking.SUBMIT_QUEUE == topology.SUBMIT_QUEUE
-    assert blocking.API_QUEUE == topology.API_QUEUE
-    assert blocking.EVENTS_EXCHANGE == topology.EVENTS_EXCHANGE

@@ -7,6 +7,7 @@ from datetime import UTC
 from hypothesis import strategies as st
 
 from shoal.model import (
+    RESERVED_ROOTS,
     InputSource,
     Job,
     Network,
@@ -21,7 +22,11 @@ from shoal.model import (
 
 names = st.from_regex(r"[a-z][a-z0-9_.-]{0,12}", fullmatch=True)
 texts = st.text(max_size=20)
-paths = st.lists(names, min_size=1, max_size=3).map(lambda parts: "/" + "/".join(parts))
+paths = (
+    st.lists(names, min_size=1, max_size=3)
+    .filter(lambda parts: parts[0] not in RESERVED_ROOTS)
+    .map(lambda parts: "/" + "/".join(parts))
+)
 env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,8}", fullmatch=True)
 
 engines = st.one_of(

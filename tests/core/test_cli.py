@@ -89,3 +89,15 @@ def test_help_does_not_import_the_services() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip().endswith("[]")
+
+
+def test_a_label_over_the_limit_is_refused_before_connecting() -> None:
+    label = "note=" + "x" * (64 * 1024 + 1)
+    done = shoal(
+        "--broker", "amqp://guest:guest@127.0.0.1:1/", "exec", "python", "-l", label, "--",
+        "python", "-c", "pass",
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr == (
+        "TooLargeError: labels 'note' is 65537 bytes; one value may hold at most 65536 bytes\n"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -143,3 +144,27 @@ def test_a_key_with_a_newline_is_quoted_in_one_line() -> None:
     with pytest.raises(InvalidJobError) as caught:
         parse_job({"meta": {"a\nb": 1}, "tasks": [task]})
     assert str(caught.value) == "invalid job: meta['a\\nb']: input should be a valid string"
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        ("target", "/inputs/../../etc/x", "must not contain '..'"),
+        ("target", "inputs/x", "must be an absolute path"),
+        ("target", "/", "not / itself"),
+        ("target", "/proc/self/x", "must not be under /proc"),
+        ("path", "/sys", "must not be under /sys"),
+        ("path", "/dev/shm", "must not be under /dev"),
+        ("name", "../../x", "must start with a letter or digit"),
+        ("name", "/abs/path", "must start with a letter or digit"),
+        ("name", "a/b", "hold only"),
+        ("name", "x" * 129, "at most 128"),
+    ],
+)
+def test_input_and_output_names_and_paths_stay_in_their_place(
+    where: str, value: str, message: str
+) -> None:
+    inputs = [{"source": url("a"), "target": value if where == "target" else "/inputs/a"}]
+    output = {"name": "out", "path": "/outputs"} | ({where: value} if where != "target" else {})
+    with pytest.raises(InvalidJobError, match=re.escape(message)):
+        parse_job(job_with(inputs=inputs, outputs=[output]))

@@ -125,8 +125,10 @@ async def system(vhost_url: str, tmp_path: Path) -> AsyncIterator[System]:
         "SHOAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'jobs.sqlite3'}",
         "SHOAL_NODE_ID": f"e2e-{uuid.uuid4().hex[:8]}",
         "SHOAL_LOG_FORMAT": "json",
-        # the test's package index runs on this host, which jobs may not reach by default
+        # the test's package index runs on this host, on a free port, which jobs may not
+        # reach by default
         "SHOAL_ALLOW_PRIVATE_ADDRESSES": "true",
+        "SHOAL_ALLOWED_PORTS": "1024-65535",
     }
     async with (
         _service("requester", env, "requester.started"),

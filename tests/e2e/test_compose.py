@@ -53,6 +53,7 @@ class Deployment:
         self.port = free_port()
         self.env = {**os.environ, "SHOAL_AMQP_PORT": str(self.port)}
         self.command = [*compose_command(), "-p", self.project, "-f", str(ROOT / "compose.yaml")]
+        self._user_url = ""
 
     def compose(self, *args: str, timeout: float = 180) -> str:
         done = subprocess.run(
@@ -67,8 +68,15 @@ class Deployment:
             raise AssertionError(f"compose {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
         return done.stdout
 
+    def user_url(self) -> str:
+        """The demo user's URL (``shoal broker setup`` ran in the rabbitmq service)."""
+        if not self._user_url:
+            password = self.compose("exec", "-T", "rabbitmq", "cat", "/secrets/demo.password")
+            self._user_url = f"amqp://demo:{password.strip()}@127.0.0.1:{self.port}/"
+        return self._user_url
+
     def shoal(self, *args: str) -> Done:
-        env = {**os.environ, "SHOAL_BROKER_URL": f"amqp://shoal:shoal@127.0.0.1:{self.port}/"}
+        env = {**os.environ, "SHOAL_BROKER_URL": self.user_url()}
         done = subprocess.run(
             [sys.executable, "-m", "client.main", *args],
             cwd=ROOT,

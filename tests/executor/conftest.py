@@ -125,12 +125,14 @@ async def broker(broker_url: str) -> AsyncIterator[Broker]:
 
 
 def executor_settings(broker_url: str, **overrides: Any) -> ExecutorSettings:
-    """Settings for a test executor: its own node id, private addresses allowed."""
+    """Settings for a test executor: its own node id, private addresses and the base image
+    allowed."""
     values: dict[str, Any] = {
         "broker_url": broker_url,
         "node_id": f"test-{uuid.uuid4().hex[:8]}",
         "slots": 2,
         "allow_private_addresses": True,
+        "allowed_images": [BASE_IMAGE],
         "log_flush_seconds": 0.05,
         "drain_timeout": 5.0,
         "pull_policy": "never",

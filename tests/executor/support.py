@@ -6,17 +6,21 @@ import base64
 import contextlib
 import gzip
 import io
+import socket
 import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import psutil
 from aiohttp import web
 
+from executor.addresses import is_internal
+from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.inline import inline_source
 from shoal.model import Job
 
 BASE_IMAGE = "shoal/base:bookworm"
-PYTHON_IMAGE = "shoal/python:3.11-r1"
+PYTHON_IMAGE = python_image(DEFAULT_PYTHON_VERSION)
 
 
 def docker_job(
@@ -62,6 +66,16 @@ def untar(data: str) -> dict[str, bytes]:
             if handle is not None:
                 found[member.name] = handle.read()
     return found
+
+
+def node_address() -> str:
+    """This host's own address on a non-loopback interface (eth0 here: outside the private
+    ranges), where a server on 0.0.0.0 answers."""
+    for name, entries in psutil.net_if_addrs().items():
+        for entry in entries:
+            if name != "lo" and entry.family == socket.AF_INET and not is_internal(entry.address):
+                return entry.address
+    raise AssertionError("this host has no non-private IPv4 address to attack")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

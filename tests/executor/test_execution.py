@@ -11,6 +11,7 @@ from typing import cast
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
+from yarl import URL
 
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, Outcome, execute
@@ -22,7 +23,15 @@ from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.wire import ComputeRequest, JobEvent, encode, utcnow
 
-from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job, inline_input, untar
+from .support import (
+    BASE_IMAGE,
+    PYTHON_IMAGE,
+    docker_job,
+    http_server,
+    inline_input,
+    node_address,
+    untar,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,6 +45,7 @@ def settings(tmp_path: Path) -> ExecutorSettings:
         allow_private_addresses=True,
         log_flush_seconds=0.05,
         pull_policy=PullPolicy.NEVER,
+        allowed_images=[BASE_IMAGE, "shoal/nope:*"],
     )
 
 
@@ -170,6 +180,13 @@ async def web_server() -> AsyncIterator[str]:
     await runner.cleanup()
 
 
+def open_port(node: Node, url: str) -> None:
+    """Let url inputs reach ``url``'s port (only 80 and 443 are open by default)."""
+    port = URL(url).port
+    assert port is not None
+    node.settings = node.settings.model_copy(update={"allowed_ports": [port]})
+
+
 def url_job(url: str) -> Job:
     return docker_job(
         "cat /inputs/data.csv",
@@ -178,6 +195,7 @@ def url_job(url: str) -> Job:
 
 
 async def test_url_input(node: Node, web_server: str) -> None:
+    open_port(node, web_server)
     job = url_job(f"{web_server}/redirect")
     outcome = await run(node, job)
     assert outcome.state is JobState.COMPLETED
@@ -185,6 +203,7 @@ async def test_url_input(node: Node, web_server: str) -> None:
 
 
 async def test_url_input_failures(node: Node, web_server: str) -> None:
+    open_port(node, web_server)
     node.settings = node.settings.model_copy(update={"input_limit": 1000})
     for path, expected in [("/big", "larger than the limit"), ("/missing", "HTTP 404")]:
         outcome = await run(node, url_job(web_server + path))
@@ -195,11 +214,38 @@ async def test_url_input_failures(node: Node, web_server: str) -> None:
 
 
 async def test_url_input_to_private_address_refused(node: Node, web_server: str) -> None:
+    open_port(node, web_server)
     node.settings = node.settings.model_copy(update={"allow_private_addresses": False})
     outcome = await run(node, url_job(f"{web_server}/data.csv"))
     assert outcome.error is not None
     assert outcome.error.startswith("input failed: ")
     assert "private" in outcome.error
+
+
+async def test_url_input_to_a_node_address_refused(node: Node) -> None:
+    """The attack: a url input fetched a host service on the node's eth0 address."""
+    address = node_address()
+
+    async def secret(request: web.Request) -> web.Response:
+        return web.Response(text="host secret")
+
+    async with http_server(secret, "0.0.0.0") as port:
+        update = {"allow_private_addresses": False, "allowed_ports": [port]}
+        node.settings = node.settings.model_copy(update=update)
+        outcome = await run(node, url_job(f"http://{address}:{port}/data.csv"))
+    assert outcome.error == (
+        f"input failed: url input http://{address}:{port}/data.csv: "
+        f"{address} is an address of this node (refused)"
+    )
+
+
+async def test_url_input_port_refused_unless_allowed(node: Node, web_server: str) -> None:
+    port = URL(web_server).port
+    outcome = await run(node, url_job(f"{web_server}/data.csv"))
+    assert outcome.error is not None
+    assert outcome.error.endswith(
+        f"port {port} is not open to jobs (80, 443 and SHOAL_ALLOWED_PORTS are)"
+    )
 
 
 async def test_execution_timeout_kills(node: Node) -> None:
@@ -271,6 +317,52 @@ async def test_image_missing(node: Node) -> None:
     assert kinds(sink(node).of(job.id)) == ["state:running", "state:failed"]
 
 
+async def test_native_job_with_an_image_not_allowed_refused(node: Node) -> None:
+    """The attack: a native docker job naming any image, which would be pulled."""
+    assert isinstance(node.runner, MemoryRunner)
+    node.runner.pullable = frozenset({"evil/miner:1"})
+    job = docker_job("true", image="evil/miner:1")
+    outcome = await run(node, job)
+    assert outcome.error is not None
+    assert outcome.error.startswith("image not allowed: evil/miner:1 is not an image this node")
+    assert "SHOAL_ALLOWED_IMAGES" in outcome.error
+    assert kinds(sink(node).of(job.id)) == ["state:failed"]
+    assert "evil/miner:1" not in node.runner.images, "never pulled"
+
+
+async def test_missing_allowed_image_not_pulled_by_default(node: Node) -> None:
+    assert isinstance(node.runner, MemoryRunner)
+    node.runner.pullable = frozenset({"shoal/nope:2"})
+    node.settings = ExecutorSettings(allowed_images=["shoal/nope:*"])
+    outcome = await run(node, docker_job("true", image="shoal/nope:2"))
+    assert outcome.error == (
+        "image missing: shoal/nope:2 is not on this node and the pull policy is 'never'"
+    )
+    assert "shoal/nope:2" not in node.runner.images
+
+
+async def test_root_image_runs_as_nobody_owning_its_folders(node: Node) -> None:
+    """The attack: a native docker job ran as uid 0 (its image's default user)."""
+    assert isinstance(node.runner, MemoryRunner)
+    job = docker_job(
+        "echo hi > /outputs/a.txt",
+        inputs=[inline_input("file", {"a": b"1"}, "/inputs/a")],
+        outputs=[{"name": "outputs", "path": "/outputs"}],
+    )
+    assert (await run(node, job)).state is JobState.COMPLETED
+    (box,) = node.runner.created.values()
+    assert box.spec.user == "65534:65534"
+    assert box.dirs == {"/code": 65534, "/outputs": 65534, "/inputs": 65534}
+
+
+async def test_root_only_when_the_operator_allows_it(node: Node) -> None:
+    assert isinstance(node.runner, MemoryRunner)
+    node.settings = node.settings.model_copy(update={"allow_root": True})
+    assert (await run(node, docker_job("true"))).state is JobState.COMPLETED
+    (box,) = node.runner.created.values()
+    assert (box.spec.user, box.dirs) == ("", {})
+
+
 async def test_full_network_refused(node: Node) -> None:
     job = docker_job("true", network={"type": "full"})
     outcome = await run(node, job)
@@ -294,15 +386,19 @@ async def test_untranslated_job_refused(node: Node) -> None:
     assert outcome.error.startswith("unsupported job: ")
 
 
-async def test_output_limit_truncates(node: Node) -> None:
-    node.settings = node.settings.model_copy(update={"job_output_limit": 1000})
+async def test_output_over_the_limit_fails_the_job(node: Node) -> None:
+    # /small is a volume of its own, owned by root: only a root job can write it
+    node.settings = node.settings.model_copy(update={"job_output_limit": 1000, "allow_root": True})
     job = docker_job(
         "cp /code/big /outputs/big; echo small > /small/s",
         inputs=[inline_input("file", {"big": b"x" * 200_000}, "/code/big")],
         outputs=[{"name": "outputs", "path": "/outputs"}, {"name": "small", "path": "/small"}],
     )
     outcome = await run(node, job)
-    assert outcome.state is JobState.COMPLETED
+    assert outcome.state is JobState.FAILED
+    assert outcome.error is not None
+    assert outcome.error.startswith("output too large: output 'outputs' (/outputs) left out")
+    assert "1000 B output limit" in outcome.error
     result = next(e for e in sink(node).of(job.id) if e.kind == "result")
     assert result.truncated
     assert set(result.outputs) == {"small"}
@@ -335,7 +431,7 @@ async def test_output_folder_below_outputs_made_for_the_job_user(node: Node) -> 
     result = next(e for e in sink(node).of(job.id) if e.kind == "result")
     assert untar(result.outputs["res"]) == {"a.txt": b"hi\n"}
     (box,) = node.runner.created.values()
-    assert box.dirs == {"/outputs/res": 1000}
+    assert box.dirs == {"/code": 1000, "/outputs": 1000, "/outputs/res": 1000}
     assert box.spec.volumes == ("/code", "/outputs")
 
 

@@ -63,6 +63,7 @@ async def spawn(broker_url: str) -> AsyncIterator[object]:
             "SHOAL_SLOTS": "1",
             "SHOAL_LOG_FORMAT": "json",
             "SHOAL_PULL_POLICY": "never",
+            "SHOAL_ALLOWED_IMAGES": BASE_IMAGE,
             "SHOAL_LOG_FLUSH_SECONDS": "0.05",
             **env,
         }

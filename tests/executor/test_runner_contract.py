@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+from datetime import UTC, datetime
 
 import pytest
 
@@ -131,3 +132,27 @@ async def test_missing_image(runner: ContainerRunner, policy: PullPolicy) -> Non
 async def test_image_info(runner: ContainerRunner) -> None:
     info = await runner.image(BASE_IMAGE, PullPolicy.NEVER)
     assert info.user == ""
+
+
+async def test_named_volumes(runner: ContainerRunner, test_label: str) -> None:
+    name = f"shoal-{test_label}"
+    assert await runner.volume(name) is None
+    await runner.create_volume(name, {"shoal.test": test_label})
+    try:
+        await runner.create_volume(name, {"shoal.test": "again"})  # nothing happens
+        info = await runner.volume(name)
+        assert info is not None
+        assert info.labels == {"shoal.test": test_label}
+        assert (datetime.now(UTC) - info.created).total_seconds() < 60
+    finally:
+        await runner.remove_volume(name)
+    await runner.remove_volume(name)  # idempotent
+    assert await runner.volume(name) is None
+
+
+async def test_unterminated_output_arrives_whole(runner: ContainerRunner, test_label: str) -> None:
+    container = await runner.create(spec("echo first; sleep 0.5; cat /code/digits", test_label))
+    await runner.put_archive(container, "/code", tar_of({"digits": b"0" * 9999 + b"7"}))
+    chunks, code = await run(runner, container)
+    assert code == 0
+    assert joined(chunks, "stdout") == b"first\n" + b"0" * 9999 + b"7"

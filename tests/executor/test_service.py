@@ -18,7 +18,7 @@ from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import JobEvent, utcnow
 
 from .conftest import Broker, StartExecutor
-from .support import PYTHON_IMAGE, docker_job, inline_input, untar
+from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job, inline_input, untar
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(90)]
 
@@ -62,7 +62,7 @@ async def test_each_input_kind(
     allowed.mkdir()
     (allowed / "local.txt").write_text("local\n")
     (tmp_path / "secret.txt").write_text("secret\n")
-    await start_executor(allowed_local_dirs=[allowed])
+    await start_executor(allowed_local_dirs=[allowed], allowed_ports=[host_http_server])
     job = docker_job(
         "cat /code/app.txt /data/sub/b.txt /inputs/web.txt /inputs/local/local.txt",
         inputs=[
@@ -199,7 +199,11 @@ async def test_hardening_read_back_from_docker(
         assert "SSL_CERT_FILE=/etc/shoal/ca-bundle.crt" in config["Env"]
         mounts = {m["Destination"]: m for m in info["Mounts"]}
         assert mounts["/etc/shoal/ca-bundle.crt"]["RW"] is False
-        assert mounts["/shoal-cache"]["Name"] == "shoal-depcache"
+        assert "/shoal-env" not in mounts, "no prebuilt environment for a job without deps"
+        assert all(
+            m["Type"] != "volume" or not m.get("Name", "").startswith("shoal-")
+            for m in info["Mounts"]
+        ), "no named volume of the node is mounted in a job"
         assert {"/code", "/outputs"} <= set(mounts)
         assert not any("docker.sock" in m["Source"] for m in info["Mounts"])
     finally:
@@ -212,7 +216,7 @@ async def test_python_runtime_job_with_dep_cache(
     broker: Broker, start_executor: StartExecutor
 ) -> None:
     await start_executor()
-    code = b'import os\nprint("hello from", os.getuid(), os.access("/shoal-cache", os.W_OK))\n'
+    code = b'import os\nprint("hello from", os.getuid(), os.path.exists("/shoal-cache"))\n'
     job = docker_job(
         "",
         image=PYTHON_IMAGE,
@@ -223,7 +227,7 @@ async def test_python_runtime_job_with_dep_cache(
     await broker.submit(job)
     final = await broker.events.terminal(job.id, within=60)
     assert final.state is JobState.COMPLETED, logs(broker.events.of(job.id), "stderr")
-    assert logs(broker.events.of(job.id), "stdout") == "hello from 1000 True\n"
+    assert logs(broker.events.of(job.id), "stdout") == "hello from 1000 False\n"
 
 
 async def test_extra_output_paths_for_a_uid_1000_job(
@@ -274,3 +278,38 @@ async def test_duplicate_compute_message_runs_once(
         JobState.COMPLETED,
     ]
     assert logs(events, "stdout") == "once\n"
+
+
+async def test_native_job_attacks_refused(broker: Broker, start_executor: StartExecutor) -> None:
+    """The attacks: a native docker job named any image (a missing one would be pulled) and ran
+    as uid 0, its image's default user."""
+    await start_executor(allowed_images=[BASE_IMAGE, "shoal/not-here:*"])
+    root = docker_job(
+        "id -u; id -g; echo written > /outputs/o.txt; touch /etc/x 2>&1 || true",
+        outputs=[{"name": "outputs", "path": "/outputs"}],
+    )
+    other = docker_job("true", image="alpine:3")
+    missing = docker_job("true", image="shoal/not-here:1")
+    for job in (root, other, missing):
+        await broker.submit(job)
+
+    assert (await broker.events.terminal(root.id)).state is JobState.COMPLETED
+    assert logs(broker.events.of(root.id), "stdout").splitlines()[:2] == ["65534", "65534"]
+    result = next(e for e in broker.events.of(root.id) if e.kind == "result")
+    assert untar(result.outputs["outputs"]) == {"o.txt": b"written\n"}
+
+    refused = await broker.events.terminal(other.id)
+    assert refused.error is not None
+    assert refused.error.startswith("image not allowed: alpine:3 is not an image this node runs")
+    not_pulled = await broker.events.terminal(missing.id)
+    assert not_pulled.error == (
+        "image missing: shoal/not-here:1 is not on this node and the pull policy is 'never'"
+    )
+    docker = aiodocker.Docker()
+    try:
+        for image in ("alpine:3", "shoal/not-here:1"):
+            with pytest.raises(aiodocker.DockerError) as absent:
+                await docker.images.inspect(image)
+            assert absent.value.status == 404, f"{image} was pulled"
+    finally:
+        await docker.close()

@@ -1,4 +1,4 @@
-"""The container spec: limits, user, volumes, environment, labels, dependency cache."""
+"""The container spec: limits, user, volumes, environment, labels, prebuilt environment."""
 
 from __future__ import annotations
 
@@ -12,14 +12,18 @@ from executor.settings import ExecutorSettings
 from executor.spec import (
     OutputLayout,
     SpecInputs,
+    check_image,
     container_spec,
     job_user,
     limits,
     network_type,
     output_layout,
 )
+from shoal.errors import InvalidJobError
+from shoal.images import duckdb_image, python_image
+from shoal.model import parse_job
 
-from .support import PYTHON_IMAGE, docker_job
+from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job
 
 
 @pytest.fixture
@@ -49,17 +53,60 @@ def test_limits_defaults_and_maxima(settings: ExecutorSettings) -> None:
 
 
 @pytest.mark.parametrize(
-    ("image_user", "setting", "expected"),
+    ("image_user", "setting", "allow_root", "expected"),
     [
-        ("1000:1000", "auto", "1000:1000"),
-        ("", "auto", ""),
-        ("root", "auto", ""),
-        ("", "65534:65534", "65534:65534"),
+        ("1000:1000", "auto", False, "1000:1000"),
+        ("1000", "auto", False, "1000"),
+        ("", "auto", False, "65534:65534"),
+        ("root", "auto", False, "65534:65534"),
+        ("0:0", "auto", False, "65534:65534"),
+        ("toor", "auto", False, "65534:65534"),  # a name could be uid 0
+        ("", "auto", True, ""),
+        ("root", "auto", True, ""),
+        ("", "2000:2000", False, "2000:2000"),
     ],
 )
-def test_job_user(settings: ExecutorSettings, image_user: str, setting: str, expected: str) -> None:
-    chosen = settings.model_copy(update={"job_user": setting})
+def test_job_user_never_root_unless_allowed(
+    settings: ExecutorSettings, image_user: str, setting: str, allow_root: bool, expected: str
+) -> None:
+    chosen = settings.model_copy(update={"job_user": setting, "allow_root": allow_root})
     assert job_user(ImageInfo(user=image_user), chosen) == expected
+
+
+@pytest.mark.parametrize("user", ["0:0", "root", "", "someone"])
+def test_a_root_job_user_needs_allow_root(user: str) -> None:
+    with pytest.raises(ValueError, match="SHOAL_ALLOW_ROOT"):
+        ExecutorSettings(job_user=user)
+    assert ExecutorSettings(job_user=user, allow_root=True).job_user == user
+
+
+def test_native_images_refused_unless_allowed(settings: ExecutorSettings) -> None:
+    """The attack: a native docker job naming any image (pulled if missing)."""
+    for image in (python_image("3.10"), PYTHON_IMAGE, duckdb_image()):
+        check_image(image, settings)
+    for image in (BASE_IMAGE, "alpine", "docker.io/library/alpine:3", "shoal/python:evil"):
+        with pytest.raises(JobError, match=rf"^image not allowed: {image} is not an image"):
+            check_image(image, settings)
+    allowing = settings.model_copy(update={"allowed_images": ["shoal/base:*", "docker.io/*"]})
+    for image in (BASE_IMAGE, "docker.io/library/alpine:3"):
+        check_image(image, allowing)
+    with pytest.raises(JobError, match="^image not allowed: "):
+        check_image("alpine", allowing)
+
+
+def test_comma_list_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_ALLOWED_IMAGES", "busybox:*, ghcr.io/acme/*")
+    monkeypatch.setenv("SHOAL_ALLOWED_PORTS", "8080, 9000-9002")
+    loaded = ExecutorSettings()
+    assert loaded.allowed_images == ["busybox:*", "ghcr.io/acme/*"]
+    assert loaded.allowed_ports == [8080, 9000, 9001, 9002]
+    monkeypatch.setenv("SHOAL_ALLOWED_PORTS", "70000")
+    with pytest.raises(ValueError, match="allowed_ports"):
+        ExecutorSettings()
+
+
+def test_images_are_never_pulled_by_default() -> None:
+    assert ExecutorSettings().pull_policy.value == "never"
 
 
 def test_network_modes(settings: ExecutorSettings) -> None:
@@ -84,6 +131,7 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
         output_volumes=("/results",),
         network="shoal-http",
         network_env={"HTTP_PROXY": "http://p"},
+        env_volume="shoal-env-abc",
     )
     spec = container_spec(job, settings, found)
     assert spec.entrypoint == ["/usr/local/bin/shoal-launch"]
@@ -94,7 +142,8 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
     assert spec.env["A"] == "1"
     assert spec.env["HTTP_PROXY"] == "http://p"
     assert spec.env["PIP_CERT"] == spec.env["SSL_CERT_FILE"] == "/etc/shoal/ca-bundle.crt"
-    assert spec.named_volumes == {"shoal-depcache": "/shoal-cache"}
+    assert spec.named_volumes == {}, "a job never mounts a named volume writable"
+    assert spec.read_only_volumes == {"shoal-env-abc": "/shoal-env"}
     assert spec.read_only_files == {
         "/etc/ssl/certs/ca-certificates.crt": "/etc/shoal/ca-bundle.crt"
     }
@@ -102,10 +151,11 @@ def test_spec_for_a_python_job(settings: ExecutorSettings) -> None:
     assert spec.nano_cpus == 1_000_000_000
 
 
-def test_no_dep_cache_for_other_images(settings: ExecutorSettings) -> None:
+def test_no_shared_volume_without_a_prebuilt_environment(settings: ExecutorSettings) -> None:
     job = docker_job("true")
     found = SpecInputs(executor_id="x", image=ImageInfo(user=""), limits=limits(job.task, settings))
-    assert container_spec(job, settings, found).named_volumes == {}
+    spec = container_spec(job, settings, found)
+    assert spec.named_volumes == spec.read_only_volumes == {}
 
 
 def outputs_of(*paths: str) -> list[dict[str, str]]:
@@ -136,3 +186,10 @@ def test_output_of_its_own_needs_root() -> None:
         "output not writable: /results would be owned by root but the job runs as 1000; "
         "collect it under /outputs instead, e.g. -o results:/outputs/results"
     )
+
+
+def test_a_job_cannot_ask_for_a_user() -> None:
+    """A job has no way to ask for root: its docker params have no user field."""
+    params = {"image": BASE_IMAGE, "user": "0:0"}
+    with pytest.raises(InvalidJobError, match=r"engine\.params\.user: extra inputs"):
+        parse_job({"tasks": [{"engine": {"type": "docker", "params": params}}]})

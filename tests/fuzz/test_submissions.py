@@ -1,6 +1,7 @@
 """Submissions as the requester receives them: every body is a typed refusal or a valid job.
 
-``requester.submissions.prepare`` (parse → translate) is called directly, without a broker.
+``requester.submissions.prepare`` (limits → parse → access → translate) is called directly,
+without a broker, for one user.
 A refusal must be a ``ShoalError`` whose reply encodes and comes back as the same type; an
 accepted job must be native and survive the wire and the store unchanged (``NaN`` or an
 infinite number would not).
@@ -13,17 +14,20 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from requester.access import Access
 from requester.store import NewJob
 from requester.submissions import prepare
 from requester.translate.registry import TranslatorRegistry, default_registry
 from shoal.errors import ShoalError, from_wire
 from shoal.model import NATIVE_ENGINES, Job
-from shoal.wire import ComputeRequest, SubmitReply, WireError, decode, encode
+from shoal.wire import SCHEMA_VERSION, ComputeRequest, SubmitReply, WireError, decode, encode
 from tests.core.strategies import jobs
 from tests.fuzz.jsonvalues import dumps, json_values, mutated
 from tests.fuzz.profiles import fuzz
 
 REGISTRY: TranslatorRegistry = default_registry()
+ACCESS = Access(requester="shoal-requester")
+OWNER = "alice"
 
 _TRANSLATED = {
     "python": {"command": "python", "arguments": ["main.py"], "version": "3.11"},
@@ -40,7 +44,7 @@ def _documents() -> st.SearchStrategy[dict[str, Any]]:
         if job_type is not None or engine["type"] != "docker":
             job_type = job_type or "python"
             data["tasks"][0]["engine"] = {"type": job_type, "params": _TRANSLATED[job_type]}
-        return {"schema_version": 1, "job": data, "idempotency_key": key}
+        return {"schema_version": SCHEMA_VERSION, "job": data, "idempotency_key": key}
 
     return st.builds(
         as_submission,
@@ -53,7 +57,7 @@ def _documents() -> st.SearchStrategy[dict[str, Any]]:
 def _check(body: bytes) -> None:
     """The contract of ``prepare`` for one body."""
     try:
-        accepted = prepare(body, REGISTRY)
+        accepted = prepare(body, REGISTRY, OWNER, ACCESS)
     except ShoalError as error:
         _check_refusal(error)
         return
@@ -90,13 +94,13 @@ def test_random_bytes_are_refused_with_a_typed_error(body: bytes) -> None:
 @given(json_values)
 def test_random_json_is_refused_or_valid(value: Any) -> None:
     _check(dumps(value))
-    _check(dumps({"schema_version": 1, "job": value}))
+    _check(dumps({"schema_version": SCHEMA_VERSION, "job": value}))
 
 
 @fuzz()
 @given(_documents())
 def test_valid_submissions_are_accepted(document: dict[str, Any]) -> None:
-    accepted = prepare(dumps(document), REGISTRY)
+    accepted = prepare(dumps(document), REGISTRY, OWNER, ACCESS)
     _check_accepted(accepted)
 
 

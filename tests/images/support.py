@@ -164,12 +164,12 @@ def run_job(
     code: Mapping[str, str | bytes] | None = None,
     inputs: Mapping[str, str | bytes] | None = None,
     env: Mapping[str, str] | None = None,
-    cache_volume: str | None = None,
+    volumes: Mapping[str, str] | None = None,
     timeout: float = 180,
 ) -> JobResult:
     """Run a job the way the executor does: read-only root, no capabilities, uid 1000, files
     copied into anonymous ``/code`` (and ``/inputs``) volumes before start, ``/outputs`` read
-    back after exit."""
+    back after exit; ``volumes``: named volume → ``target[:ro]``."""
     create = [
         "create",
         "--read-only",
@@ -190,8 +190,8 @@ def run_job(
         create += ["-v", "/code"]
     if inputs is not None:
         create += ["-v", "/inputs"]
-    if cache_volume is not None:
-        create += ["-v", f"{cache_volume}:/shoal-cache"]
+    for name, target in (volumes or {}).items():
+        create += ["-v", f"{name}:{target}"]
     for key, value in (env or {}).items():
         create += ["-e", f"{key}={value}"]
     cid = docker(*create, image, *argv).stdout.strip()

@@ -12,13 +12,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import pytest
 
-from shoal.images import DEFAULT_PYTHON_VERSION, duckdb_image, python_image
+from shoal.images import DEFAULT_PYTHON_VERSION, ENV_MOUNT, duckdb_image, python_image
 
 from .support import BUILD_SCRIPT, JobResult, bridge_gateway, docker, make_tinydep, run_job
 from .support import serve_directory as serve
@@ -87,9 +87,9 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
 
 
 @pytest.fixture
-def cache_volume() -> Iterator[str]:
-    """A fresh named volume for /shoal-cache."""
-    name = f"shoal-test-cache-{uuid.uuid4().hex[:12]}"
+def env_volume() -> Iterator[str]:
+    """A fresh named volume for /shoal-env."""
+    name = f"shoal-test-env-{uuid.uuid4().hex[:12]}"
     docker("volume", "create", name)
     yield name
     docker("volume", "rm", "-f", name, check=False)
@@ -100,10 +100,11 @@ def run_python(
     *,
     code: Mapping[str, str | bytes] | None = None,
     env: Mapping[str, str] | None = None,
-    cache_volume: str | None = None,
+    env_volume: str | None = None,
 ) -> JobResult:
-    """Run a job in the python image through its launcher."""
-    return run_job(PYTHON, ["--", *argv], code=code, env=env, cache_volume=cache_volume)
+    """Run a job in the python image through its launcher (``env_volume`` read-only)."""
+    volumes = {env_volume: ENV_MOUNT + ":ro"} if env_volume else None
+    return run_job(PYTHON, ["--", *argv], code=code, env=env, volumes=volumes)
 
 
 def assert_ok(result: JobResult) -> None:
@@ -207,42 +208,37 @@ def test_failed_install_stops_the_job(index: Index) -> None:
     assert "[exit 1]" in result.log()
 
 
-def test_cache_hit_on_second_run(index: Index, cache_volume: str) -> None:
-    code = {"requirements.txt": "tinydep==1.0\n"}
-    first = run_python(
-        ["tinydep-hello", "one"], code=code, env=index.env, cache_volume=cache_volume
-    )
-    second = run_python(
-        ["tinydep-hello", "two"], code=code, env=index.env, cache_volume=cache_volume
-    )
-    assert_ok(first)
-    assert_ok(second)
-    assert (first.stdout, second.stdout) == ("hello from tinydep one\n", "hello from tinydep two\n")
-    assert "cache miss " in first.log()
-    assert "$ pip install" in first.log()
-    key = first.log().split("cache miss ")[1].split()[0]
-    assert f"cache hit {key}\n" in second.log()
-    assert "$ pip" not in second.log()
+def install_step(plan: dict[str, Any], index: Index, volume: str) -> JobResult:
+    """Run the image's install step (``shoal-launch --install``) into ``volume``."""
+    code = {"plan.json": json.dumps(plan)}
+    return run_job(PYTHON, ["--install"], code=code, env=index.env, volumes={volume: ENV_MOUNT})
 
 
-def test_concurrent_misses_share_one_cache_entry(index: Index, cache_volume: str) -> None:
-    """Two jobs installing the same requirements at once: both run, one env is kept."""
+def test_install_step_then_jobs_on_the_read_only_env(index: Index, env_volume: str) -> None:
+    plan = {
+        "rule": "requirements",
+        "installs": [["pip", "install", "-r", "requirements.txt"]],
+        "files": {"requirements.txt": "tinydep==1.0\n"},
+    }
+    built = install_step(plan, index, env_volume)
+    assert_ok(built)
+    assert "$ pip install -r requirements.txt" in built.log()
     code = {"requirements.txt": "tinydep==1.0\n"}
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = [
-            pool.submit(run_python, ["tinydep-hello", str(n)], code=code, env=index.env,
-                        cache_volume=cache_volume)
-            for n in range(2)
-        ]  # fmt: skip
-        results = [run.result(timeout=240) for run in runs]
-    for n, result in enumerate(results):
-        assert_ok(result)
-        assert result.stdout == f"hello from tinydep {n}\n"
-    show = "import json, os; print(json.dumps(sorted(os.listdir('/shoal-cache/envs'))))"
-    listing = run_python(["-c", show], cache_volume=cache_volume)
-    entries = json.loads(listing.stdout)
-    assert len(entries) == 1
-    assert not entries[0].startswith(".tmp-")
+    unmarked = run_python(["tinydep-hello", "x"], code=code, env=index.env, env_volume=env_volume)
+    assert_ok(unmarked)
+    assert "installing for this job only (no prebuilt environment)" in unmarked.log()
+    marker = "from pathlib import Path; Path('/shoal-env/.shoal-complete').write_text('k')"
+    docker("run", "--rm", "-v", f"{env_volume}:{ENV_MOUNT}", "--entrypoint", "python", PYTHON,
+           "-c", marker)  # fmt: skip
+    hostile = "open('/shoal-env/planted', 'w')"
+    refused = run_python(["python", "-c", hostile], env_volume=env_volume)
+    assert refused.code == 1
+    assert "Read-only file system" in refused.stderr
+    result = run_python(["tinydep-hello", "y"], code=code, env=index.env, env_volume=env_volume)
+    assert_ok(result)
+    assert result.stdout == "hello from tinydep y\n"
+    assert "using the environment prebuilt by the executor" in result.log()
+    assert "$ pip" not in result.log()
 
 
 # --- python: argv and exit codes --------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -17,15 +18,13 @@ from .support import make_tinydep
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def layout(launcher: ModuleType, root: Path, *, cache: bool = True) -> Any:
+def layout(launcher: ModuleType, root: Path) -> Any:
     """A launcher Layout rooted in a temporary directory."""
-    if cache:
-        (root / "cache").mkdir(exist_ok=True)
     return launcher.Layout(
         code=root / "code",
         work=root / "work",
         outputs=root / "outputs",
-        cache=root / "cache",
+        prebuilt=root / "prebuilt",
         job_env=root / "jobenv",
         empty_env=root / "emptyenv",
         tools=Path(sys.executable).parent,
@@ -285,40 +284,14 @@ def test_shebang_fallback(launcher: ModuleType, tmp_path: Path) -> None:
     assert launcher.shebang_argv(["tool"], None) is None
 
 
-# --- cache key --------------------------------------------------------------------------------
-
-
-def test_cache_key_is_stable_and_sensitive(launcher: ModuleType) -> None:
-    plan = launcher.Plan(
-        "requirements",
-        "requirements.txt",
-        (("pip", "install", "-r", "requirements.txt"),),
-        (("requirements.txt", "a\n"), ("x", "y")),
-        True,
-    )
-    swapped = launcher.Plan(
-        plan.rule, plan.source, plan.installs, (("x", "y"), ("requirements.txt", "a\n")), True
-    )
-    env = {"SHOAL_RUNTIME_REVISION": "r1", "PIP_INDEX_URL": "http://i/simple", "OTHER": "1"}
-    key = launcher.cache_key(plan, env)
-    assert len(key) == 64
-    assert key == launcher.cache_key(swapped, {**env, "OTHER": "2"})
-    changed = launcher.Plan(
-        plan.rule, plan.source, plan.installs, (("requirements.txt", "b\n"), ("x", "y")), True
-    )
-    assert launcher.cache_key(changed, env) != key
-    assert launcher.cache_key(plan, {**env, "SHOAL_RUNTIME_REVISION": "r2"}) != key
-    assert launcher.cache_key(plan, {**env, "PIP_INDEX_URL": "http://j/simple"}) != key
-
-
-# --- launch: logging, failures, cache ---------------------------------------------------------
+# --- launch: logging, failures, prebuilt environments ----------------------------------------
 
 
 def test_launch_logs_steps_and_execs_in_job_env(
     launcher: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    lay = layout(launcher, tmp_path, cache=False)
+    lay = layout(launcher, tmp_path)
     write(lay.code, {"requirements.txt": "tinydep\n", "main.py": ""})
     runner, execute = FakeRunner(), FakeExec()
     launcher.launch(
@@ -345,7 +318,8 @@ def test_launch_logs_steps_and_execs_in_job_env(
     log = lay.log.read_text()
     assert "rule: requirements (requirements.txt)" in log
     assert "$ pip install -r requirements.txt\nfake tool output\n[exit 0]\n" in log
-    assert "cache not used (no writable cache)" in log
+    assert "installing for this job only (no prebuilt environment)" in log
+    assert "PIP_CACHE_DIR" not in execute.env, "pip's cache stays in the job's own /tmp"
     assert Path.cwd() == lay.work
 
 
@@ -377,65 +351,107 @@ def test_failed_install_exits_3_with_one_line(
     )
     assert execute.argv == []
     assert "[exit 1]" in lay.log.read_text()
-    assert [p.name for p in (lay.cache / "envs").iterdir()] == []
 
 
-def test_cache_miss_then_hit(
+def install_step(launcher: ModuleType, root: Path, plan: dict[str, Any], runner: Any) -> Any:
+    """Run the install step on ``plan`` (as the executor's install container does)."""
+    lay = layout(launcher, root)
+    write(lay.code, {launcher.PLAN_FILE: json.dumps(plan)})
+    assert launcher.install_prebuilt(lay, {"PATH": os.environ["PATH"]}, runner) == 0
+    return lay
+
+
+def test_install_step_builds_and_records_the_plan_not_the_marker(
     launcher: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    plan = {"rule": "docstring", "installs": [["pip", "install", "tinydep"]], "files": {}}
+    runner = FakeRunner()
+    lay = install_step(launcher, tmp_path, plan, runner)
+    assert runner.calls[0][3:5] == ["--python", str(lay.prebuilt / "bin" / "python")]
+    assert runner.calls[0][-1] == "tinydep"
+    assert json.loads((lay.prebuilt / launcher.PLAN_RECORD).read_text()) == plan
+    assert not (lay.prebuilt / launcher.COMPLETE_MARKER).exists(), "only the executor marks it"
+    assert "installing the shared environment" in lay.log.read_text()
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"rule": "docstring", "installs": [["sh", "-c", "x"]], "files": {}},
+        {"rule": "poetry", "installs": [["pip", "install", "x"]], "files": {}},
+        {"rule": "requirements", "installs": [], "files": {}},
+        {"rule": "requirements", "installs": [["pip", "install", "x"]], "files": {"../x": ""}},
+        {"installs": []},
+    ],
+)
+def test_install_step_refuses_what_is_not_a_pip_plan(
+    launcher: ModuleType, tmp_path: Path, plan: dict[str, Any]
+) -> None:
     lay = layout(launcher, tmp_path)
-    write(lay.code, {"app.py": '"""pip install tinydep"""\n'})
-    first, second = FakeRunner(), FakeRunner()
-    execute = FakeExec()
-    launcher.launch(["--", "app.py"], lay, {"PATH": "/usr/bin"}, first, execute)
-    [entry] = (lay.cache / "envs").iterdir()
-    assert (entry / launcher.COMPLETE_MARKER).is_file()
-    assert execute.env["VIRTUAL_ENV"] == str(entry)
-    assert first.calls
-    assert first.calls[0][-1] == "tinydep"
-    launcher.launch(["--", "app.py"], lay, {"PATH": "/usr/bin"}, second, execute)
-    assert second.calls == []
-    assert execute.env["VIRTUAL_ENV"] == str(entry)
-    log = lay.log.read_text()
-    assert f"cache miss {entry.name}\n" in log
-    assert f"cache hit {entry.name}\n" in log
-    assert "PIP_CACHE_DIR" in execute.env
+    write(lay.code, {launcher.PLAN_FILE: json.dumps(plan)})
+    with pytest.raises(launcher.LaunchError) as caught:
+        launcher.install_prebuilt(lay, {}, FakeRunner())
+    assert caught.value.code == launcher.EXIT_USAGE
 
 
-def test_publish_env_uses_the_winner_of_a_race(launcher: ModuleType, tmp_path: Path) -> None:
-    winner, loser = tmp_path / "key", tmp_path / ".tmp-key"
-    for env in (winner, loser):
-        write(env, {"bin/tool": f"#!{env}/bin/python\n"})
-    (winner / launcher.COMPLETE_MARKER).write_text("ok\n")
-    assert launcher.publish_env(loser, winner) == winner
-    assert not loser.exists()
-
-
-def test_real_pip_install_is_cached_and_relocated(
+def test_prebuilt_env_used_only_when_marked_and_its_plan_is_the_jobs(
     launcher: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """pip for real, offline (--no-index, a hand-made wheel): the cached console script runs."""
     monkeypatch.chdir(tmp_path)
-    lay = layout(launcher, tmp_path)
+    plan = {
+        "rule": "requirements",
+        "installs": [["pip", "install", "-r", "requirements.txt"]],
+        "files": {"requirements.txt": "tinydep\n"},
+    }
+    lay = install_step(launcher, tmp_path, plan, FakeRunner())
+    write(lay.code, {"requirements.txt": "tinydep\r\n", "main.py": ""})
+    runner, execute = FakeRunner(), FakeExec()
+    launcher.launch(["--", "main.py"], lay, {"PATH": "/usr/bin"}, runner, execute)
+    assert execute.env["VIRTUAL_ENV"] == str(lay.job_env), "not marked complete: not used"
+    (lay.prebuilt / launcher.COMPLETE_MARKER).write_text("key\n")
+    runner = FakeRunner()
+    launcher.launch(["--", "main.py"], lay, {"PATH": "/usr/bin"}, runner, execute)
+    assert runner.calls == []
+    assert execute.env["VIRTUAL_ENV"] == str(lay.prebuilt)
+    assert "using the environment prebuilt by the executor" in lay.log.read_text()
+    write(lay.code, {"requirements.txt": "tinydep\nother\n"})
+    launcher.launch(["--", "main.py"], lay, {"PATH": "/usr/bin"}, runner, execute)
+    assert execute.env["VIRTUAL_ENV"] == str(lay.job_env), "another plan: installed per job"
+    assert runner.calls
+
+
+def test_real_pip_install_step_then_job(
+    launcher: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip for real, offline (--no-index, a hand-made wheel): the prebuilt console script runs."""
+    monkeypatch.chdir(tmp_path)
     wheels = tmp_path / "wheels"
     make_tinydep(wheels)
-    write(lay.code, {"requirements.txt": "tinydep==1.0\n"})
     environ = {
         "PATH": os.environ["PATH"],
         "PIP_NO_INDEX": "1",
         "PIP_FIND_LINKS": str(wheels),
         "PIP_CONFIG_FILE": os.devnull,
     }
+    lay = layout(launcher, tmp_path)
+    plan = {
+        "rule": "requirements",
+        "installs": [["pip", "install", "-r", "requirements.txt"]],
+        "files": {"requirements.txt": "tinydep==1.0\n"},
+    }
+    write(lay.code, {launcher.PLAN_FILE: json.dumps(plan)})
+    launcher.install_prebuilt(lay, environ, launcher.run_logged)
+    (lay.prebuilt / launcher.COMPLETE_MARKER).write_text("key\n")
+    (lay.code / launcher.PLAN_FILE).unlink()
+    write(lay.code, {"requirements.txt": "tinydep==1.0\n"})
     execute = FakeExec()
     launcher.launch(["--", "tinydep-hello", "a b"], lay, environ, launcher.run_logged, execute)
-    env = Path(execute.env["VIRTUAL_ENV"])
-    assert env.parent == lay.cache / "envs"
+    assert execute.env["VIRTUAL_ENV"] == str(lay.prebuilt)
     result = subprocess.run(
         execute.argv, env=execute.env, capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout == "hello from tinydep a b\n"
-    assert str(env) in (env / "bin" / "tinydep-hello").read_text()
 
 
 def test_run_logged_appends_output(launcher: ModuleType, tmp_path: Path) -> None:
@@ -449,24 +465,3 @@ def test_run_logged_appends_output(launcher: ModuleType, tmp_path: Path) -> None
         )
     assert code == 1
     assert (tmp_path / "log").read_text() == "before\nout\nerr\n"
-
-
-def test_sweep_stale_removes_only_old_temporary_envs(launcher: ModuleType, tmp_path: Path) -> None:
-    old, fresh, done = tmp_path / ".tmp-old", tmp_path / ".tmp-new", tmp_path / "abc"
-    for path in (old, fresh, done):
-        path.mkdir()
-    os.utime(old, (0, 0))
-    os.utime(done, (0, 0))
-    launcher.sweep_stale(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".tmp-new", "abc"]
-
-
-def test_unwritable_cache_is_not_used(launcher: ModuleType, tmp_path: Path) -> None:
-    (tmp_path / "envs").mkdir()
-    (tmp_path / "envs").chmod(0o555)
-    try:
-        expected = None if os.geteuid() != 0 else tmp_path / "envs"
-        assert launcher.usable_cache(tmp_path) == expected
-        assert launcher.usable_cache(tmp_path / "absent") is None
-    finally:
-        (tmp_path / "envs").chmod(0o755)

@@ -6,13 +6,19 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractIncomingMessage,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
 
 from shoal.broker import connect
-from shoal.topology import SUBMIT_QUEUE
+from shoal.topology import DEAD_LETTER_EXCHANGE, SUBMIT_QUEUE
 from shoal.wire import Message, SubmitReply, decode, encode
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
@@ -39,11 +45,20 @@ class Client:
             future.set_result(message.body)
 
     async def send(
-        self, body: bytes | Message, *, queue: str = SUBMIT_QUEUE, reply: bool = True
+        self,
+        body: bytes | Message,
+        *,
+        queue: str = SUBMIT_QUEUE,
+        reply: bool = True,
+        user_id: str | None = "guest",
     ) -> asyncio.Future[bytes] | None:
-        """Publish (confirmed); a future of the reply body when ``reply``."""
+        """Publish (confirmed) as ``user_id`` (the connection's user, or none); a future of
+        the reply body when ``reply``."""
         data = encode(body) if isinstance(body, Message) else body
-        properties: dict[str, Any] = {"delivery_mode": aio_pika.DeliveryMode.PERSISTENT}
+        properties: dict[str, Any] = {
+            "delivery_mode": aio_pika.DeliveryMode.PERSISTENT,
+            "user_id": user_id,
+        }
         future: asyncio.Future[bytes] | None = None
         if reply:
             correlation = uuid.uuid4().hex
@@ -90,7 +105,30 @@ class Collector:
 async def collect(connection: AbstractRobustConnection, queue: str) -> AsyncIterator[Collector]:
     """Consume ``queue`` into a :class:`Collector` while inside."""
     channel = await connection.channel()
-    declared = await channel.get_queue(queue)
+    async with _collect(channel, await channel.get_queue(queue)) as collector:
+        yield collector
+
+
+@contextlib.asynccontextmanager
+async def bound(
+    connection: AbstractRobustConnection, exchange: str, key: str = ""
+) -> AsyncIterator[Collector]:
+    """What ``exchange`` routes with ``key`` while inside, through a private queue."""
+    channel = await connection.channel()
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key=key)
+    async with _collect(channel, queue) as collector:
+        yield collector
+
+
+def collect_dead(connection: AbstractRobustConnection) -> AbstractAsyncContextManager[Collector]:
+    """Every message dead-lettered while inside (bound to ``shoal.dlx``: a running requester
+    consumes ``shoal.dead`` itself)."""
+    return bound(connection, DEAD_LETTER_EXCHANGE)
+
+
+@contextlib.asynccontextmanager
+async def _collect(channel: AbstractChannel, declared: AbstractQueue) -> AsyncIterator[Collector]:
     collector = Collector()
     tag = await declared.consume(collector.on_message)
     try:

@@ -76,3 +76,15 @@ def result(job_id: str, archives: dict[str, bytes], **fields: Any) -> JobEvent:
         outputs={name: base64.b64encode(data).decode() for name, data in archives.items()},
         **fields,
     )
+
+
+def timed_job(**timeouts: float) -> Job:
+    """A native docker job with task ``timeouts`` (seconds: queue, total, execution)."""
+    return parse_job(
+        {
+            "name": "timed",
+            "tasks": [
+                {"engine": {"type": "docker", "params": {"image": "busybox"}}, "timeouts": timeouts}
+            ],
+        }
+    )

@@ -14,11 +14,12 @@ from aio_pika.abc import AbstractRobustConnection
 
 from requester.service import Requester
 from shoal.broker import publish
+from shoal.limits import MAX_API_REQUEST_BYTES
 from shoal.model import JobState
-from shoal.topology import API_QUEUE, CONTROL_EXCHANGE, DEAD_QUEUE, EVENTS_EXCHANGE
+from shoal.topology import API_QUEUE, CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from shoal.wire import ApiOp, ApiReply, ApiRequest, ControlMessage, JobEvent, Submission, decode
 
-from .amqp import Client, collect
+from .amqp import Client, collect, collect_dead
 from .jobs import log, python_job, result, state, tar_gz
 
 pytestmark = pytest.mark.rabbitmq
@@ -47,7 +48,7 @@ class Events:
         channel = await self._connection.channel()
         exchange = await channel.get_exchange(EVENTS_EXCHANGE)
         for event in events:
-            await publish(exchange, event.routing_key, event)
+            await publish(exchange, event.routing_key, event, user_id="guest")
         await channel.close()
         async with asyncio.timeout(10), self._changed:
             await self._changed.wait_for(lambda: all(e in self._recorded for e in events))
@@ -94,8 +95,8 @@ async def test_poison_event_is_dead_lettered(
 ) -> None:
     channel = await connection.channel()
     exchange = await channel.get_exchange(EVENTS_EXCHANGE)
-    async with collect(connection, DEAD_QUEUE) as dead:
-        await exchange.publish(aio_pika.Message(b"garbage"), routing_key="job.x.state")
+    async with collect_dead(connection) as dead:
+        await exchange.publish(aio_pika.Message(b"garbage"), routing_key="job.guest.x.state")
         [message] = await dead.count(1)
     assert message.body == b"garbage"
 
@@ -119,6 +120,10 @@ async def test_list_describe_logs_get(client: Client, events: Events) -> None:
     bad = await api(client, "list", state="bogus")
     assert bad.error is not None
     assert bad.error.type == "UsageError"
+    huge = await api(client, "list", labels={"color": "r" * MAX_API_REQUEST_BYTES})
+    assert huge.error is not None
+    assert huge.error.type == "TooLargeError"
+    assert huge.error.message.startswith("the API request is 64.1 KiB; the limit is 64.0 KiB")
 
     record = (await api(client, "describe", blue)).result
     assert record["state"] == "failed"

@@ -187,3 +187,30 @@ async def test_replicas_opening_a_new_store_together_all_start(
         assert (await stores[3].describe(item.runnable.id))["id"] == item.runnable.id
         for opened in stores:
             await opened.close()
+
+
+async def test_a_store_from_before_owners_gains_the_column(store: JobStore) -> None:
+    from sqlalchemy import text
+
+    from requester.store import schema
+
+    async with store._engine.begin() as conn:  # the jobs table as it was before owners
+        await conn.execute(text("ALTER TABLE jobs DROP COLUMN owner"))
+        assert await conn.run_sync(schema.upgrade) == ["jobs.owner"]
+        assert await conn.run_sync(schema.upgrade) == []
+    item = translated()
+    await store.add_jobs([NewJob(item.original, item.runnable.model_copy(update={"owner": "al"}))])
+    assert (await store.describe(item.runnable.id))["owner"] == "al"
+
+
+async def test_runs_belong_to_the_account_that_reported_first(store: JobStore) -> None:
+    item = translated()
+    await store.add_jobs([item])
+    job_id = item.runnable.id
+    first = [state(job_id, JobState.RUNNING, seq=1)]
+    assert await store.record_events(first, ["exec-a"]) == [True]
+    forged = state(job_id, JobState.COMPLETED, exit_code=0, seq=2)
+    assert await store.record_events([forged], ["exec-b"]) == [False]
+    assert (await store.describe(job_id))["state"] == JobState.RUNNING.value
+    assert await store.record_events([forged], ["exec-a"]) == [True]
+    assert (await store.describe(job_id))["state"] == JobState.COMPLETED.value

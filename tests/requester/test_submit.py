@@ -14,11 +14,13 @@ from requester.framebatch import FrameBatch
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from requester.submissions import idempotent_id
+from shoal.inline import inline_source
+from shoal.limits import MAX_META_VALUE_BYTES, MiB
 from shoal.model import JobState, derived_job_id
-from shoal.topology import COMPUTE_QUEUE, DEAD_QUEUE, SUBMIT_QUEUE
+from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
 
-from .amqp import Client, collect
+from .amqp import Client, collect, collect_dead
 from .jobs import docker_job, python_job
 
 pytestmark = pytest.mark.rabbitmq
@@ -82,7 +84,7 @@ async def test_idempotency_key_names_the_job(
     )
     ids = [r.job_id for r in replies]
     assert ids[0] == ids[1] == ids[2] != ids[3]
-    assert replies[0].original_id == idempotent_id("k1")
+    assert replies[0].original_id == idempotent_id("guest", "k1")
     assert await queue_depth(connection, COMPUTE_QUEUE) == 2
 
 
@@ -96,6 +98,16 @@ def _with(**changes: Any) -> bytes:
     return json.dumps(body).encode()
 
 
+def _with_task(**changes: Any) -> bytes:
+    body = _job_json()
+    body["job"]["tasks"][0].update(changes)
+    return json.dumps(body).encode()
+
+
+def _inline(chars: int) -> list[dict[str, Any]]:
+    return [{"source": inline_source("file", "A" * chars), "target": "/code/blob"}]
+
+
 def _with_engine(engine: dict[str, Any]) -> bytes:
     body = _job_json()
     body["job"]["tasks"][0]["engine"] = engine
@@ -103,6 +115,21 @@ def _with_engine(engine: dict[str, Any]) -> bytes:
 
 
 BAD = {
+    "body-over-the-limit": (
+        _with_task(inputs=_inline(20 * MiB)),
+        "TooLargeError",
+        "the submission is 20.0 MiB; the limit is 14.3 MiB",
+    ),
+    "inline-over-the-limit": (
+        _with_task(inputs=_inline(14 * MiB)),
+        "TooLargeError",
+        "the files sent with the job are 10.5 MiB packed; the limit is 10.0 MiB",
+    ),
+    "meta-over-the-limit": (
+        _with_task(meta={"blob": "m" * (MAX_META_VALUE_BYTES + 1)}),
+        "TooLargeError",
+        "task meta 'blob' is 65537 bytes; one value may hold at most 65536 bytes",
+    ),
     "not-json": (b"{nope", "ProtocolError", "not valid JSON"),
     "schema-version": (_with(schema_version=99), "ProtocolError", "unsupported schema version 99"),
     "invalid-job": (_with(job={"tasks": []}), "ProtocolError", "exactly one task"),
@@ -137,7 +164,7 @@ async def test_bad_submission_without_reply_to_is_dead_lettered(
     kind: str, requester: Requester, client: Client, connection: AbstractRobustConnection
 ) -> None:
     body, _, _ = BAD[kind]
-    async with collect(connection, DEAD_QUEUE) as dead:
+    async with collect_dead(connection) as dead:
         await client.send(body, reply=False)
         [message] = await dead.count(1)
     assert message.body == body
@@ -156,7 +183,7 @@ async def test_one_round_settles_good_bad_and_repeated_submissions(
     await client.send(BAD["not-json"][0], reply=False)
     async with (
         collect(connection, COMPUTE_QUEUE) as computed,
-        collect(connection, DEAD_QUEUE) as dead,
+        collect_dead(connection) as dead,
     ):
         requester = Requester(requester_settings)
         await requester.start()
@@ -169,7 +196,7 @@ async def test_one_round_settles_good_bad_and_repeated_submissions(
     replies = [decode(b, SubmitReply) for b in bodies]
     assert [r.job_id for r in replies[:30]] == [derived_job_id(s.job.id) for s in good]
     key_ids = {r.job_id for r in replies[30:33]}
-    assert key_ids == {derived_job_id(idempotent_id("round-key"))}
+    assert key_ids == {derived_job_id(idempotent_id("guest", "round-key"))}
     assert [r.error.type if r.error else None for r in replies[33:]] == [
         error_type for _, error_type, _ in BAD.values()
     ]
@@ -184,7 +211,7 @@ async def test_unexpected_error_reading_a_submission_is_answered(
     connection: AbstractRobustConnection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def broken(body: bytes, registry: Any) -> Any:
+    def broken(*args: Any) -> Any:
         raise RuntimeError("bug")
 
     monkeypatch.setattr(submissions, "prepare", broken)
@@ -192,7 +219,7 @@ async def test_unexpected_error_reading_a_submission_is_answered(
     assert reply.error is not None
     assert reply.error.type == "ProtocolError"
     assert "could not read this submission: RuntimeError" in reply.error.message
-    async with collect(connection, DEAD_QUEUE) as dead:
+    async with collect_dead(connection) as dead:
         await client.send(Submission(job=python_job()), reply=False)
         await dead.count(1)
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import aio_pika
+import aiormq
 import pytest
 
+from shoal import limits
 from shoal.broker import connect, publish
 from shoal.errors import UnavailableError
 from shoal.wire import ControlMessage, decode
@@ -45,3 +47,18 @@ async def test_unreachable_broker_is_one_clear_error() -> None:
         UnavailableError, match=r"cannot reach RabbitMQ at amqp://\*\*\*@127\.0\.0\.1:1/"
     ):
         await connect("amqp://guest:secret@127.0.0.1:1/", connect_timeout=5)
+
+
+async def test_the_broker_refuses_a_message_over_the_limit(private_broker_url: str) -> None:
+    """The set-up (``scripts/ensure-rabbitmq.sh``) sets ``max_message_size``."""
+    connection = await connect(private_broker_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(exclusive=True)
+        fits = aio_pika.Message(b"x" * limits.MAX_MESSAGE_BYTES)
+        await channel.default_exchange.publish(fits, routing_key=queue.name)
+        too_big = aio_pika.Message(b"x" * (limits.MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(aiormq.exceptions.ChannelClosed, match="larger than configured max"):
+            await channel.default_exchange.publish(too_big, routing_key=queue.name)
+    finally:
+        await connection.close()

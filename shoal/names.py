@@ -1,0 +1,54 @@
+"""The broker's names and keys: one definition, importable without an AMQP library.
+
+::
+
+    shoal.requests  direct exchange  client → requester: key ``shoal.submit`` or ``shoal.api``
+                                     routes to the queue of that name (the only way in for
+                                     clients, who may not publish to the default exchange)
+    shoal.submit    quorum queue     submissions (reply_to + correlation_id)
+    shoal.compute   quorum queue     requester → executors
+    shoal.api       quorum queue     client → requester RPC over the job store
+    shoal.events    topic exchange   ``job.<owner>.<job id>.<kind>``: the owner is a word of the
+                                     key so the broker's topic permissions can let a user bind
+                                     only their own jobs' events
+    shoal.control   fanout exchange  stop requests → every executor's private queue
+    shoal.dlx       fanout exchange  dead letters → shoal.dead (quorum queue, bounded)
+
+A user name is also a word of a routing key and is expanded into a permission regexp
+(``{username}``), so it is restricted to :data:`USERNAME` (no dots, no regexp characters).
+"""
+
+from __future__ import annotations
+
+import re
+
+SUBMIT_QUEUE = "shoal.submit"
+COMPUTE_QUEUE = "shoal.compute"
+API_QUEUE = "shoal.api"
+RECORDER_QUEUE = "shoal.recorder"
+DEAD_QUEUE = "shoal.dead"
+REQUESTS_EXCHANGE = "shoal.requests"
+EVENTS_EXCHANGE = "shoal.events"
+CONTROL_EXCHANGE = "shoal.control"
+DEAD_LETTER_EXCHANGE = "shoal.dlx"
+EXECUTOR_QUEUE_PREFIX = "shoal.executor."
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
+REQUEST_QUEUES = (SUBMIT_QUEUE, API_QUEUE)
+"""Queues clients reach through ``shoal.requests`` (routing key = queue name)."""
+RECORDED_KINDS = ("state", "log", "result")
+"""Event kinds the recorder stores; it publishes ``recorded`` itself."""
+
+USERNAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""What a Shoal user (a RabbitMQ account) may be called."""
+
+
+def event_key(owner: str, job_id: str, kind: str) -> str:
+    """The routing key of a job event on ``shoal.events``."""
+    return f"job.{owner}.{job_id}.{kind}"
+
+
+def valid_username(name: str) -> bool:
+    """Whether ``name`` can be a Shoal user (see :data:`USERNAME`)."""
+    return USERNAME.fullmatch(name) is not None
