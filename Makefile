@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services test-services images service-image demo stop test lint typecheck unit bench clean
+.PHONY: install services test-services images service-image demo stop test lint typecheck unit fuzz bench clean
 
 install: $(STAMP)
 
@@ -50,6 +50,10 @@ stop:
 		kill "$$pid" 2>/dev/null && echo "stopped $$(basename "$$f" .pid) (pid $$pid)"; \
 		rm -f "$$f"; \
 	done
+
+# The fuzz tier (tests/fuzz) with many more cases than make test runs; no services needed.
+fuzz: install
+	SHOAL_FUZZ_PROFILE=thorough $(BIN)/pytest tests/fuzz --timeout=3600
 
 bench: install services images
 	$(BIN)/python -m bench.run
