@@ -8,7 +8,10 @@ total timeout gets "timed out" and its executor a stop. Several requesters sweep
 store safely: a job moves to ``failed`` once, and only the requester that moved it
 announces it. With a ``compute`` exchange a second step republishes the compute message of
 each job whose retry is due (``requester.store.retries``); two requesters may both publish
-it, and the executors' claims run it once.
+it, and the executors' claims run it once. Before it, a step makes due the compute message
+of each run whose claim's lease lapsed or was handed back while its job had not ended
+(``requester.store.lapses``): the executor that held it may have been the only one to get
+the message, so without a resend no executor would ever run it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class Sweeper:
         self._task: asyncio.Task[None] | None = None
         self.steps: list[Step] = [self.expire_timeouts]
         if compute is not None:
-            self.steps.append(self.republish_retries)
+            self.steps += [self.resend_lapsed, self.republish_retries]
         """Run in order on every sweep."""
 
     def start(self) -> None:
@@ -81,6 +84,16 @@ class Sweeper:
                 log.info("job.expired", job_id=job.job_id, timeout=job.kind, was=job.state)
                 await self._announcer.failed(job.job_id, job.owner, job.reason)
             if len(expired) < BATCH:
+                return
+
+    async def resend_lapsed(self) -> None:
+        """Make due the compute message of each run whose lease lapsed or was handed back
+        while its job had not ended (``requester.store.lapses``); the next step publishes."""
+        while True:
+            marked = await self._store.mark_lapsed(limit=BATCH)
+            for job_id in marked:
+                log.info("job.lapsed", job_id=job_id)
+            if len(marked) < BATCH:
                 return
 
     async def republish_retries(self) -> None:

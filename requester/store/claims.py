@@ -8,7 +8,8 @@ whose executor is gone (``requester.claims`` asks the broker), is taken over by 
 ``UPDATE … WHERE attempt = <old>``, so two takers cannot both win either. A stop before any
 run inserts (or takes over a lapsed lease as) ``STOP_ATTEMPT``: every later claim answers
 ``stopped``. Events of an attempt that no longer holds its row are refused
-(:func:`holders`).
+(:func:`holders`). A lease that ended while its job did not has its compute message resent
+by the sweeper (``store.lapses``); ``RELEASED`` marks a lease whose end was handled so.
 """
 
 from __future__ import annotations
@@ -134,13 +135,14 @@ async def renew(
     return bool(moved.rowcount)
 
 
-async def release(conn: AsyncConnection, job_id: str, attempt: str) -> bool:
-    """End the lease of ``attempt`` now (its run was handed back): the next claim takes it."""
+async def release(conn: AsyncConnection, job_id: str, attempt: str, now: datetime) -> bool:
+    """End the lease of ``attempt`` at ``now`` (its run was handed back): the next claim takes
+    it, and the sweeper resends its compute message (``store.lapses``)."""
     claims = schema.claims
     moved = await conn.execute(
         update(claims)
         .where(and_(claims.c.job_id == job_id, claims.c.attempt == attempt))
-        .values(expires_at=RELEASED)
+        .values(expires_at=now)
     )
     return bool(moved.rowcount)
 

@@ -17,7 +17,8 @@ redelivering a dead executor's message) are not counted as attempts.
 
 Each attempt is its own execution: attempt ``n > 1`` of a run on executor ``E`` is keyed
 ``E#n`` in the tables keyed by executor (:func:`run_key`, :func:`split_key`). The final
-failure's error says how many attempts were made. A job without retries is never touched.
+failure's error says how many attempts were made. A job without retries is never retried; its
+row here only makes a lapsed run's compute message due again (``store.lapses``, attempt kept).
 """
 
 from __future__ import annotations
@@ -184,12 +185,13 @@ async def requeue(
 
 
 async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Job]:
-    """The queued jobs whose next attempt is due by ``now`` (oldest first)."""
+    """The jobs not ended whose compute message is due by ``now`` (oldest first): a next
+    attempt, or a run whose lease lapsed (``store.lapses``)."""
     r, jobs = schema.retries, schema.jobs
     rows = await conn.execute(
         select(jobs.c.spec)
         .join(jobs, jobs.c.id == r.c.job_id)
-        .where(r.c.due_at <= now, jobs.c.state == JobState.QUEUED.value)
+        .where(r.c.due_at <= now, jobs.c.state_rank < STATE_ORDER[JobState.COMPLETED])
         .order_by(r.c.due_at)
         .limit(limit)
     )
@@ -198,9 +200,9 @@ async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Job]:
 
 async def sent(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> None:
     """The compute messages of ``job_ids`` were published: they are due no more; so are the
-    due jobs that are no longer queued (stopped or expired while waiting)."""
+    due jobs that ended (stopped or expired while waiting)."""
     r, jobs = schema.retries, schema.jobs
     if job_ids:
         await conn.execute(update(r).where(r.c.job_id.in_(list(job_ids))).values(due_at=None))
-    left = select(jobs.c.id).where(jobs.c.state != JobState.QUEUED.value)
+    left = select(jobs.c.id).where(jobs.c.state_rank >= STATE_ORDER[JobState.COMPLETED])
     await conn.execute(update(r).where(r.c.due_at <= now, r.c.job_id.in_(left)).values(due_at=None))

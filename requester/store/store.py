@@ -22,7 +22,7 @@ from shoal.errors import NotFoundError
 from shoal.model import STATE_ORDER, Job, JobState
 from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
-from . import claims, deadlines, reads, retries, schema, writes
+from . import claims, deadlines, lapses, reads, retries, schema, writes
 from .claims import Claimed
 from .deadlines import Expired
 from .dialect import tune_sqlite
@@ -198,7 +198,7 @@ class JobStore:
                 if op == "renew":
                     held = await claims.renew(conn, item.job_id, item.attempt, lease, now)
                 else:
-                    held = await claims.release(conn, item.job_id, item.attempt)
+                    held = await claims.release(conn, item.job_id, item.attempt, now)
                 verdicts.append(Claimed("granted" if held else "expired"))
         return verdicts
 
@@ -227,6 +227,12 @@ class JobStore:
         """The jobs whose next attempt is due by ``now`` (default: now; ``store.retries``)."""
         async with self._engine.connect() as conn:
             return await retries.due(conn, now or utcnow(), limit)
+
+    async def mark_lapsed(self, limit: int = 500, now: datetime | None = None) -> list[str]:
+        """Make due now the compute messages of runs whose lease ended by ``now`` (default:
+        now) while their jobs did not (``store.lapses``); the job IDs marked."""
+        async with self._write() as conn:
+            return await lapses.mark_lapsed(conn, now or utcnow(), limit)
 
     async def retries_sent(self, job_ids: Sequence[str]) -> None:
         """The compute messages of ``job_ids``' next attempts were published."""

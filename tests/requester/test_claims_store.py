@@ -108,3 +108,54 @@ async def test_stop_waits_for_a_live_claim_but_takes_a_lapsed_one(store: JobStor
     assert not await store.stop_if_waiting(live, "stopped by user")
     assert await store.stop_if_waiting(lapsed, "stopped by user")
     assert await claim(store, lapsed, "a3") == "stopped"
+
+
+async def due_ids(store: JobStore, at: datetime) -> list[str]:
+    """Mark the runs lapsed by ``at``, then the jobs whose compute message is due by ``at``."""
+    await store.mark_lapsed(now=at)
+    return [job.id for job in await store.due_retries(now=at)]
+
+
+async def test_a_released_run_is_resent_at_once_and_once(store: JobStore) -> None:
+    job_id = await queued_job(store)
+    mine = [ClaimItem(job_id=job_id, attempt="a1")]
+    assert await claim(store, job_id, "a1") == "granted"
+    await store.record_events([state(job_id, JobState.RUNNING, attempt="a1", seq=1)])
+    now = datetime.now(UTC)
+    assert await due_ids(store, now) == []
+    await store.claim_runs("release", "ex-a1", mine, 30.0)
+    after = datetime.now(UTC)
+    assert await due_ids(store, after) == [job_id]
+    await store.retries_sent([job_id])
+    assert await due_ids(store, after + timedelta(minutes=5)) == []
+    assert await claim(store, job_id, "a2") == "granted"
+
+
+async def test_a_lapsed_lease_is_resent_once_per_lapse(store: JobStore) -> None:
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "a1", lease=30.0) == "granted"
+    now = datetime.now(UTC)
+    assert await due_ids(store, now + timedelta(seconds=10)) == []
+    marked = await asyncio.gather(
+        *(store.mark_lapsed(now=now + timedelta(seconds=31)) for _ in range(4))
+    )
+    assert [ids for ids in marked if ids] == [[job_id]]  # several requesters: one marks it
+    assert await due_ids(store, now + timedelta(seconds=31)) == [job_id]
+    await store.retries_sent([job_id])
+    assert await due_ids(store, now + timedelta(minutes=5)) == []
+    assert await claim(store, job_id, "a2", lease=0.05) == "granted"
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    assert await due_ids(store, later) == [job_id]  # the takeover's lease lapsed: once more
+    await store.record_events([state(job_id, JobState.RUNNING, attempt="a2")])
+    runs = (await store.describe(job_id))["executions"]
+    assert [r["attempt"] for r in runs] == [1]  # a lapse is not a retry attempt
+
+
+async def test_an_ended_job_is_never_resent(store: JobStore) -> None:
+    ran, stopped = await queued_job(store), await queued_job(store)
+    mine = [ClaimItem(job_id=ran, attempt="a1")]
+    assert await claim(store, ran, "a1") == "granted"
+    await store.record_events([state(ran, JobState.COMPLETED, attempt="a1")])
+    await store.claim_runs("release", "ex-a1", mine, 30.0)
+    assert await store.stop_if_waiting(stopped, "stopped by user")
+    assert await due_ids(store, datetime.now(UTC) + timedelta(days=1)) == []
