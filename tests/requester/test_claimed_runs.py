@@ -1,7 +1,9 @@
 """Claimed runs end to end: a requester and executors (real RabbitMQ, in-memory containers).
 
 A stopped queued job never runs, even on an executor started afterwards, and a compute
-message published twice runs once, whichever executors get the copies.
+message published twice runs once, whichever executors get the copies. A run handed back or
+left to lapse by an executor after another executor skipped its compute message ("claimed")
+is resent by the sweeper and completes.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from aio_pika.abc import AbstractRobustConnection
 
+from executor.claims import Claims, amqp_claims
 from executor.memory_runner import MemoryRunner
 from executor.runner import LABEL_JOB, ImageInfo
 from executor.service import Executor, serve
 from executor.settings import ExecutorSettings
 from requester.service import Requester
+from requester.settings import RequesterSettings
 from shoal.broker import publish
+from shoal.liveness import executor_queue
 from shoal.model import TERMINAL_STATES, Job, JobState
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import ComputeRequest, JobEvent, Submission
@@ -30,6 +36,12 @@ from .test_recorder_api import api
 pytestmark = pytest.mark.rabbitmq
 
 Start = Callable[[], Awaitable[tuple[Executor, MemoryRunner]]]
+
+
+@pytest.fixture
+def requester_settings(requester_settings: RequesterSettings) -> RequesterSettings:
+    """The suite's requester, sweeping often (lapsed runs are resent by the sweeper)."""
+    return requester_settings.model_copy(update={"sweep_interval": 0.2})
 
 
 class Recorded:
@@ -132,3 +144,70 @@ async def test_a_compute_message_published_twice_runs_once(
     record = (await api(client, "describe", job_id)).result
     assert record["state"] == "completed"
     assert len(record["executions"]) == 1
+
+
+class Verdicts:
+    """Claim verdicts as the requester's store gives them (observed, not changed)."""
+
+    def __init__(self, requester: Requester) -> None:
+        store = requester.store
+        assert store is not None
+        self.seen: list[tuple[str, str, str]] = []
+        self._changed = asyncio.Event()
+        claim_runs = store.claim_runs
+
+        async def observed(op: Any, executor: str, items: Any, lease: float) -> Any:
+            found = await claim_runs(op, executor, items, lease)
+            self.seen += [
+                (executor, i.job_id, c.verdict) for i, c in zip(items, found, strict=True)
+            ]
+            self._changed.set()
+            return found
+
+        store.claim_runs = observed  # type: ignore[method-assign]
+
+    async def wait_for(self, executor: str, job_id: str, verdict: str) -> None:
+        async with asyncio.timeout(20):
+            while (executor, job_id, verdict) not in self.seen:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def hand_held_executor(
+    connection: AbstractRobustConnection, url: str, lease: float
+) -> Claims:
+    """A claims client for an executor that is alive (it holds its control queue) but runs
+    nothing: the holder of a run whose compute message another executor skipped."""
+    settings = ExecutorSettings(broker_url=url, node_id="hand", claim_lease=lease)
+    executor_id = f"hand-{uuid.uuid4().hex[:8]}"
+    channel = await connection.channel()
+    await channel.declare_queue(executor_queue(executor_id), exclusive=True, auto_delete=True)
+    return await amqp_claims(connection, settings, executor_id)
+
+
+@pytest.mark.parametrize("hand_back", ["release", "lapse"])
+async def test_a_run_handed_back_after_its_message_was_skipped_is_resent(
+    hand_back: str,
+    requester: Requester,
+    client: Client,
+    connection: AbstractRobustConnection,
+    start_executor: Start,
+) -> None:
+    recorded, verdicts = Recorded(requester), Verdicts(requester)
+    url = requester.settings.broker_url.get_secret_value()
+    holder = await hand_held_executor(connection, url, lease=2.0)
+    job_id = await submit(client, docker_job("echo resent"))
+    assert (await holder.claim(job_id))[0] == "granted"
+    holder.renew_every = 0.2
+    renewing = asyncio.create_task(holder.keep(lambda _: None))  # alive until B skipped
+    executor, runner = await start_executor()
+    assert executor.claims is not None
+    await verdicts.wait_for(executor.claims.executor_id, job_id, "claimed")  # skipped, acked
+    renewing.cancel()
+    if hand_back == "release":
+        await holder.release(job_id)  # a drain's hand-back; "lapse": the holder went silent
+    await recorded.ended(job_id)
+    assert runs_of([runner], job_id) == 1
+    record = (await api(client, "describe", job_id)).result
+    assert record["state"] == "completed"
+    assert [run["attempt"] for run in record["executions"]] == [1]
