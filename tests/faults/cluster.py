@@ -190,6 +190,13 @@ class Cluster:
         self.expected[job.id] = expect or completed_ok
         return future
 
+    async def publish(self, job: Job) -> str:
+        """Publish a submission (confirmed by the broker) nobody waits on; the job's ID (a
+        docker job runs under its own ID)."""
+        await (await self.client()).send(Submission(job=job), reply=False)
+        self.expected[job.id] = completed_ok
+        return job.id
+
     async def accepted(self, replies: list[asyncio.Future[bytes]], within: float) -> list[str]:
         """The job IDs the requester answered with (every reply must come)."""
         async with asyncio.timeout(within):
