@@ -104,6 +104,7 @@ class Audit:
     untruthful: list[str] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -118,8 +119,15 @@ def shell_job(script: str, **task: Any) -> Job:
 class Cluster:
     """A requester and executors in child processes on one vhost and one SQLite store."""
 
-    def __init__(self, broker_url: str, folder: Path, service_url: str | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        folder: Path,
+        service_url: str | None = None,
+        docker_url: str | None = None,
+    ) -> None:
         self.broker_url = broker_url
+        self.docker_url = docker_url
         self.service_url = service_url or broker_url
         self.database = folder / "jobs.sqlite3"
         self.tag = uuid.uuid4().hex[:8]
@@ -139,6 +147,7 @@ class Cluster:
             "SHOAL_PULL_POLICY": "never",
             "SHOAL_ALLOWED_IMAGES": BASE_IMAGE,
             "SHOAL_SHUTDOWN_GRACE": "5",
+            **({"DOCKER_HOST": self.docker_url} if self.docker_url else {}),
             **extra,
         }
 
@@ -252,7 +261,7 @@ class Cluster:
 
     async def leftovers(self) -> list[str]:
         """Containers still labelled for this cluster's nodes."""
-        docker = aiodocker.Docker()
+        docker = aiodocker.Docker(url=self.docker_url)
         try:
             found: set[str] = set()
             for node in self.executors:
@@ -265,7 +274,7 @@ class Cluster:
             await docker.close()
 
     async def remove_leftovers(self, containers: list[str]) -> None:
-        docker = aiodocker.Docker()
+        docker = aiodocker.Docker(url=self.docker_url)
         try:
             for container in containers:
                 with contextlib.suppress(aiodocker.DockerError):
@@ -287,6 +296,9 @@ class Cluster:
                 report.lost.append(job_id)
                 continue
             report.states[row["state"]] = report.states.get(row["state"], 0) + 1
+            if row["state"] in ("failed", "stopped"):
+                reason = f"{row['state']}: {str(row['error'])[:160]}"
+                report.reasons[reason] = report.reasons.get(reason, 0) + 1
             if row["state"] not in TERMINAL:
                 report.stuck.append(job_id)
             elif not truthful(row, self.expected.get(job_id, completed_ok)):

@@ -30,6 +30,7 @@ class Case:
     untruthful: int = 0
     leaked: int = 0
     states: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
 
     def judged(self, audit: Audit) -> Case:
         self.accepted = audit.accepted
@@ -39,6 +40,7 @@ class Case:
         self.untruthful = len(audit.untruthful)
         self.leaked = len(audit.leaked)
         self.states = dict(audit.states)
+        self.reasons = dict(audit.reasons)
         return self
 
 
