@@ -4,10 +4,14 @@
    ``shoal.compute`` and run by an in-process executor with ``slots = C``, timed from the first
    publish to the last terminal event; against the same N containers run by a raw aiodocker
    loop (create, start, wait, logs, delete) with the same concurrency C. Rounds alternate.
+   The same executor again with execution claims (each run claimed from a requester
+   running in-process, as in a deployment) against itself without: the claims' cost. A
+   requester runs during both, so its recorder's work weighs on both alike.
 2. Latency: one such job end to end (publish → terminal event) against
    ``docker run --rm`` of the same image and command; median of R runs each.
 
-Targets (issue 4): throughput ≥ 85% of raw; single-job overhead ≤ 1.3x.
+Targets (issue 4): throughput ≥ 85% of raw; single-job overhead ≤ 1.3x. Issue 13: with
+claims ≥ 0.95x the throughput without, measured in the same run.
 
 Usage: python -m bench.bench_executor [--jobs 40] [--concurrency C] [--rounds 3] [--runs 5]
 Needs RabbitMQ, Docker and the base image (``bash runtime-images/build.sh``).
@@ -17,11 +21,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -31,6 +38,9 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from bench.vhost import private_vhost
 from executor.service import Executor, serve
 from executor.settings import ExecutorSettings
+from requester.service import Requester
+from requester.settings import RequesterSettings
+from requester.store import JobStore, NewJob
 from shoal.broker import publish
 from shoal.logs import configure
 from shoal.model import TERMINAL_STATES, Job, JobState
@@ -66,9 +76,11 @@ class Terminals:
             await self.changed.wait_for(lambda: ids <= self.done.keys())
 
 
-async def shoal_batch(channel: AbstractChannel, terminals: Terminals, jobs: int) -> float:
-    """Seconds for ``jobs`` jobs through queue, executor and events."""
-    batch = [trivial_job() for _ in range(jobs)]
+async def shoal_batch(
+    channel: AbstractChannel, terminals: Terminals, jobs: int, batch: list[Job] | None = None
+) -> float:
+    """Seconds for ``jobs`` jobs (``batch``, or new ones) through queue, executor and events."""
+    batch = batch or [trivial_job() for _ in range(jobs)]
     began = time.perf_counter()
     await asyncio.gather(
         *(publish(channel.default_exchange, COMPUTE_QUEUE, ComputeRequest(job=j)) for j in batch)
@@ -133,17 +145,57 @@ async def docker_run_once() -> float:
     return time.perf_counter() - began
 
 
-async def measure(args: argparse.Namespace, broker: str) -> dict[str, Any]:
-    """Every timing, with an executor served in-process on the vhost ``broker`` names."""
+@contextlib.asynccontextmanager
+async def served(settings: ExecutorSettings) -> AsyncIterator[None]:
+    """An executor served in-process while the block runs."""
+    stopping = asyncio.Event()
+    ready: asyncio.Future[Executor] = asyncio.get_running_loop().create_future()
+    started: Callable[[Executor], None] = ready.set_result
+    server = asyncio.create_task(serve(settings, stopping, ready=started))
+    await asyncio.wait_for(ready, 30)
+    try:
+        yield
+    finally:
+        stopping.set()
+        await server
+
+
+async def stored_batch(
+    channel: AbstractChannel, terminals: Terminals, store: JobStore, jobs: int
+) -> float:
+    """:func:`shoal_batch` for jobs that the requester's store knows (as submitted ones are),
+    so that a claiming executor may run them; storing them is not timed."""
+    batch = [trivial_job() for _ in range(jobs)]
+    await store.add_jobs([NewJob(job, job) for job in batch])
+    await store.mark_queued([job.id for job in batch])
+    return await shoal_batch(channel, terminals, jobs, batch)
+
+
+async def measure(args: argparse.Namespace, broker: str, folder: Path) -> dict[str, Any]:
+    """Every timing, with executors served in-process on the vhost ``broker`` names and a
+    requester (store in ``folder``) answering the claims of the executor that makes them."""
     settings = ExecutorSettings(
         broker_url=broker,
         node_id=f"bench-{uuid.uuid4().hex[:8]}",
         slots=args.concurrency,
+        claims=False,
         pull_policy="never",
         allowed_images=[IMAGE],
         log_level="warning",
         log_format="json",
     )
+    claiming = settings.model_copy(update={"claims": True})
+    requester = Requester(
+        RequesterSettings(
+            broker_url=broker,
+            database_url=f"sqlite+aiosqlite:///{folder / 'jobs.sqlite3'}",
+            log_level="warning",
+            log_format="json",
+        )
+    )
+    await requester.start()
+    assert requester.store is not None
+    store = requester.store
     connection = await aio_pika.connect_robust(broker)
     channel = await connection.channel(publisher_confirms=True)
     topology = await declare(channel)
@@ -153,27 +205,24 @@ async def measure(args: argparse.Namespace, broker: str) -> dict[str, Any]:
     await events.bind(topology.events, routing_key="job.#")
     await events.consume(terminals.on_message, no_ack=True)
 
-    stopping = asyncio.Event()
-    ready: asyncio.Future[Executor] = asyncio.get_running_loop().create_future()
-    started: Callable[[Executor], None] = ready.set_result
-    server = asyncio.create_task(serve(settings, stopping, ready=started))
-    await asyncio.wait_for(ready, 30)
     docker = aiodocker.Docker()
-    results: dict[str, Any] = {"shoal": [], "raw": [], "single": [], "docker_run": []}
+    results: dict[str, Any] = {k: [] for k in ("shoal", "claims", "raw", "single", "docker_run")}
     try:
-        await shoal_batch(channel, terminals, args.concurrency)  # warm-up
-        await raw_batch(docker, args.concurrency, args.concurrency)
+        await raw_batch(docker, args.concurrency, args.concurrency)  # warm-up
         for _ in range(args.rounds):
             results["raw"].append(await raw_batch(docker, args.jobs, args.concurrency))
-            results["shoal"].append(await shoal_batch(channel, terminals, args.jobs))
-        for _ in range(args.runs):
-            results["docker_run"].append(await docker_run_once())
-            results["single"].append(await shoal_batch(channel, terminals, 1))
+            for mode, executor in (("shoal", settings), ("claims", claiming)):
+                async with served(executor):
+                    await stored_batch(channel, terminals, store, args.concurrency)  # warm-up
+                    results[mode].append(await stored_batch(channel, terminals, store, args.jobs))
+        async with served(settings):
+            for _ in range(args.runs):
+                results["docker_run"].append(await docker_run_once())
+                results["single"].append(await shoal_batch(channel, terminals, 1))
     finally:
-        stopping.set()
-        await server
         await docker.close()
         await connection.close()
+        await requester.stop()
     return results
 
 
@@ -185,6 +234,8 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
     docker_run = statistics.median(results["docker_run"])
     ratio = raw / shoal
     overhead = single / docker_run
+    claims = statistics.median(results["claims"])
+    kept = shoal / claims
     lines = [
         "## Executor",
         "",
@@ -200,6 +251,9 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
         f"| one job end to end, s (publish → terminal event vs `docker run --rm`) "
         f"| {single:.3f} | {docker_run:.3f} | {overhead:.2f}x | ≤ 1.3x "
         f"{'✅' if overhead <= 1.3 else '❌'} |",
+        f"| throughput with execution claims, jobs/s (each run claimed from the requester "
+        f"first vs the same executor without claims) | {args.jobs / claims:.2f} "
+        f"| {args.jobs / shoal:.2f} | {kept:.2f}x | ≥ 0.95x {'✅' if kept >= 0.95 else '❌'} |",
         "",
         "Shoal's jobs run hardened (read-only root, tmpfs /tmp, volumes for /code and "
         "/outputs, no capabilities, limits), stream their logs and publish every event with "
@@ -217,8 +271,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     configure("json", "warning")
-    with private_vhost() as broker:
-        print(report(args, asyncio.run(measure(args, broker))))
+    with private_vhost() as broker, tempfile.TemporaryDirectory() as folder:
+        print(report(args, asyncio.run(measure(args, broker, Path(folder)))))
 
 
 if __name__ == "__main__":

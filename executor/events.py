@@ -1,6 +1,7 @@
 """Publishing job events: the sink port (AMQP and in-memory) and per-job sequence numbers.
 
-Every event of one job run carries an increasing ``seq`` (1, 2, …) and the executor's ID.
+Every event of one job run carries an increasing ``seq`` (1, 2, …), the executor's ID and the
+run's claimed attempt (when the executor claims runs).
 Order: ``state running`` → ``log``… → ``result`` → terminal ``state`` (jobs that never
 start — queue timeout, stopped while queued, not runnable — get only the terminal state).
 """
@@ -70,11 +71,19 @@ class MemoryEventSink:
 class JobEvents:
     """One job run's events with their sequence numbers."""
 
-    def __init__(self, sink: EventSink, job_id: str, executor: str, owner: str = "") -> None:
+    def __init__(
+        self,
+        sink: EventSink,
+        job_id: str,
+        executor: str,
+        owner: str = "",
+        attempt: str | None = None,
+    ) -> None:
         self._sink = sink
         self.job_id = job_id
         self.executor = executor
         self.owner = owner
+        self.attempt = attempt
         self._seq = 0
 
     async def _send(self, **fields: Any) -> None:
@@ -85,6 +94,7 @@ class JobEvents:
                 owner=self.owner,
                 executor=self.executor,
                 seq=self._seq,
+                attempt=self.attempt,
                 **fields,
             )
         )

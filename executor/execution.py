@@ -68,6 +68,8 @@ class JobControl:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str | None = None
     requeue: bool = False
+    attempt: str | None = None
+    """The run's execution claim (``executor.claims``), carried by its events."""
 
     def stop(self, reason: str, *, requeue: bool = False) -> None:
         """Ask the job to stop (kill its container)."""
@@ -128,7 +130,7 @@ class _Run:
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
     """Run ``job`` and publish its events; never raises for a job's own failure."""
-    events = JobEvents(node.sink, job.id, node.executor_id, job.owner)
+    events = JobEvents(node.sink, job.id, node.executor_id, job.owner, control.attempt)
     image = str(job.task.engine.params.get("image", ""))
     waited = max((utcnow() - submitted_at).total_seconds(), 0.0)
     try:

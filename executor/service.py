@@ -14,17 +14,21 @@ this node, only those whose executor (label ``shoal.executor``) is gone are remo
 same holds for the proxy rules (``executor.network``). Several executors may share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
-duplicate check → stop list → ``execution.execute`` → ack once the terminal event is confirmed,
-or ``nack(requeue)`` when the job was handed back at shutdown. One summary log line per job.
+duplicate check → stop list → wait for a slot → claim the run (``executor.claims``) →
+``execution.execute`` → ack once the terminal event is confirmed, or ``nack(requeue)`` when the
+job was handed back at shutdown. One summary log line per job.
 
-Duplicates: the requester may publish a job twice (same job ID, AMQP ``message_id`` = job ID)
-when it crashed between the broker's confirm and its store commit. A compute message whose job
-ID is already running (or waiting for a slot) on this executor is acked and dropped, with a
-``compute.duplicate`` warning; nothing is published for it. Not covered: a duplicate that
-reaches a *different* executor, or this one after the first run ended, runs again. Both runs
-publish events for the same job ID, told apart by their ``executor`` field (each with its own
-``seq``). Catching that needs a record of started jobs shared by all executors (e.g. the
-requester's store refusing a second run, or a broker-side deduplication on ``message_id``).
+Claims: before a job starts, the executor claims its run from the requester's store under a
+new attempt ID (claims of slots that free up together share one request). Only the first
+claim of a job wins; a claim answered ``claimed`` (another executor holds or ran it),
+``stopped`` (stopped while queued, durably), ``expired`` or ``unknown`` acks the delivery and
+publishes nothing. So a compute message published twice (the requester crashed between the
+broker's confirm and its store commit) runs once, and a stop reaches executors that start
+later. While no requester answers, the claim is retried (the delivery is held). The lease is
+renewed in the background; a run whose lease another attempt took (it lapsed) is handed back,
+and its late events carry the old attempt, which the recorder refuses. With
+``SHOAL_CLAIMS=false`` (no requester: tests, benchmarks) only this executor's own duplicate
+check applies: a job ID already running here is acked and dropped.
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
 ``drain_timeout`` → stop the rest, which requeues their deliveries → close the gateway, the
@@ -46,10 +50,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage, AbstractQueue
-from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from executor.addresses import NodeAddresses
+from executor.claims import Claims, amqp_claims, new_attempt
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
@@ -59,7 +63,8 @@ from executor.removal import REMOVE_DEADLINE, remove_within
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
 from shoal.broker import broker_user, connect
-from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, UnavailableError
+from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, ShoalError, UnavailableError
+from shoal.liveness import executor_alive, executor_queue
 from shoal.logs import configure
 from shoal.topology import COMPUTE_QUEUE, declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode
@@ -69,6 +74,9 @@ log = structlog.get_logger("executor")
 SHUTDOWN_REASON = "executor shutting down"
 KILL_GRACE = 30.0
 """Seconds stopped jobs get to be killed and cleaned up after the drain deadline."""
+LOST_REASON = "its execution claim went to another attempt"
+CLAIM_RETRY_DELAY = 0.5
+CLAIM_RETRY_MAX = 10.0
 
 
 def new_executor_id(node_id: str) -> str:
@@ -78,30 +86,6 @@ def new_executor_id(node_id: str) -> str:
 
 Alive = Callable[[str], Awaitable[bool]]
 """Whether the executor with this ID is running (connected to the broker)."""
-
-
-def executor_queue(executor_id: str) -> str:
-    """The name of an executor's control queue: exclusive, so it lives as long as it does."""
-    return f"shoal.executor.{executor_id}"
-
-
-async def executor_alive(connection: AbstractConnection, executor_id: str) -> bool:
-    """Whether ``executor_id`` holds its control queue; True when that cannot be told."""
-    channel = await connection.channel()
-    try:
-        await channel.declare_queue(executor_queue(executor_id), passive=True)
-    except ChannelLockedResource:
-        return True  # exclusive to another open connection: the executor runs
-    except ChannelNotFoundEntity:
-        return False
-    except Exception as error:  # unsure: keep its containers
-        log.warning("liveness.unknown", executor=executor_id, error=str(error))
-        return True
-    finally:
-        if not channel.is_closed:
-            await channel.close()
-    log.warning("liveness.unknown", executor=executor_id, error="its queue is not exclusive")
-    return True
 
 
 @dataclass
@@ -146,10 +130,17 @@ class Jobs:
 class Executor:
     """One executor: a node context plus the bookkeeping of its deliveries."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, claims: Claims | None = None) -> None:
         self.node = node
+        self.claims = claims
         settings = node.settings
         self.jobs = Jobs(slots=asyncio.Semaphore(settings.slots), remember=settings.stopped_memory)
+
+    def lost(self, job_id: str) -> None:
+        """A running job's claim went to another attempt: hand the run back."""
+        control = self.jobs.running.get(job_id)
+        if control is not None:
+            control.stop(LOST_REASON, requeue=True)
 
     async def on_compute(self, message: AbstractIncomingMessage) -> None:
         """Consumer callback: start the job's task and return."""
@@ -198,17 +189,49 @@ class Executor:
             return
         job = request.job
         structlog.contextvars.bind_contextvars(job_id=job.id)
+        if self.claims is not None and not await self._claim(message, job.id, control):
+            return
         began = monotonic()
         outcome: Outcome | None = None
         try:
             outcome = await execute(job, request.submitted_at, self.node, control)
         except Exception as error:
             log.exception("job.crashed", error=f"{type(error).__name__}: {error}")
+        if self.claims is not None:
+            if outcome is None or outcome.state is None:
+                await self.claims.release(job.id)
+            self.claims.forget(job.id)
         if outcome is None or outcome.state is None:
             await _settle(message.nack(requeue=True))
         else:
             await _settle(message.ack())
         _summary(job.id, outcome, monotonic() - began, bool(message.redelivered))
+
+    async def _claim(
+        self, message: AbstractIncomingMessage, job_id: str, control: JobControl
+    ) -> bool:
+        """Claim the run (retrying while no requester answers); True when it may start.
+        A refused claim acks the delivery, a shutdown meanwhile hands it back."""
+        assert self.claims is not None
+        delay, attempt = CLAIM_RETRY_DELAY, new_attempt()
+        while True:
+            if self.jobs.draining:
+                await _settle(message.nack(requeue=True))
+                return False
+            try:
+                verdict, _ = await self.claims.claim(job_id, attempt)
+                break
+            except ShoalError as error:
+                log.warning("claim.retry", error=error.message, delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CLAIM_RETRY_MAX)
+        if verdict == "granted":
+            control.attempt = attempt
+            return True
+        log.info("compute.skipped", verdict=verdict, redelivered=bool(message.redelivered))
+        await _settle(message.ack())
+        structlog.contextvars.unbind_contextvars("job_id")
+        return False
 
     async def drain(self, deadline: float) -> None:
         """Let running jobs finish until ``deadline`` seconds, then hand the rest back."""
@@ -303,13 +326,14 @@ async def serve(
     refresher: asyncio.Task[None] | None = None
     connection = None
     executor: Executor | None = None
+    keeper: asyncio.Task[None] | None = None
     try:
         connection = await connect(
             settings.broker_url.get_secret_value(), name=f"shoal-executor {executor_id}"
         )
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare_executor(channel)
+        topology = await declare_executor(channel, claims=settings.claims)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )
@@ -328,7 +352,10 @@ async def serve(
         refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
         sink = AmqpEventSink(topology.events, broker_user(settings.broker_url.get_secret_value()))
         node = Node(settings, runner, sink, gateway, executor_id, addresses)
-        executor = Executor(node)
+        claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
+        executor = Executor(node, claims)
+        if claims is not None:
+            keeper = asyncio.create_task(claims.keep(executor.lost))
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
         compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]
@@ -346,6 +373,9 @@ async def serve(
         if executor is not None:
             await executor.cancel_all()
             await executor.node.leftovers.close()
+        if keeper is not None:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
         await gateway.close()
         if connection is not None:
             await connection.close()

@@ -233,6 +233,21 @@ class ExecutorSettings(CommonSettings):
     drain_timeout: Duration = Field(
         default=30.0, description="On SIGTERM, how long running jobs may finish"
     )
+    claims: bool = Field(
+        default=True,
+        description="Claim each run from the requester before starting it (shoal.claims), "
+        "so a job runs once and a stopped job never starts; off only for an executor "
+        "without a requester (tests, benchmarks)",
+    )
+    claim_lease: Duration = Field(
+        default=30.0, gt=0, description="How long a claim lasts unless renewed"
+    )
+    claim_renew_every: Duration = Field(
+        default=5.0, gt=0, description="Seconds between lease renewals (one request for all)"
+    )
+    claim_timeout: Duration = Field(
+        default=10.0, gt=0, description="How long to wait for a requester to answer a claim"
+    )
     stopped_memory: int = Field(
         default=10_000, ge=1, description="Stop requests for unseen jobs remembered"
     )

@@ -5,9 +5,10 @@ Ops (``ApiRequest.op``): ``list`` (params ``state``, ``labels`` {k: v}, ``limit`
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
-hands it out again and executors that see its compute message skip it (they learn it from the
-``shoal.control`` message, or from ``describe``); stopping a running job sends the control
-message, and the executor running it kills it and reports the end.
+hands it out again and executors that see its compute message skip it (their claim of the run
+is answered ``stopped``, see ``requester.claims``); stopping a running job (or one a live
+claim holds) sends the control message, and the executor running it kills it and reports
+the end.
 """
 
 from __future__ import annotations

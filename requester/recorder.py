@@ -8,7 +8,8 @@ are written in rounds (group commit) to keep up with chatty logs.
 Only events published by executor accounts are recorded (``requester.access``: the broker
 checks the ``user_id`` an executor signs its events with), and only for the runs that
 account runs: the first account whose event for a (job, executor) run is recorded owns the
-run, and another account's events for it are refused. A refused event is logged and acked.
+run, and another account's events for it are refused; so are the events of an attempt that
+no longer holds its job's claim (``store.claims``). A refused event is logged and acked.
 
 After each round, every job of the round that is terminal and has all the events of its
 ended run in the store gets a ``job.<id>.recorded`` event: ``--wait`` returns on it, so a
@@ -105,7 +106,8 @@ class Recorder:
                 job_id=event.job_id,
                 user=message.user_id,
                 executor=event.executor,
-                error="another account runs this execution",
+                attempt=event.attempt,
+                error="a stale attempt, or another account runs this execution",
             )
             return
         for observe in self.observers:

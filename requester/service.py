@@ -1,8 +1,8 @@
 """``shoal serve requester``: wiring the consumers together, and a clean shutdown.
 
 Start: open the store (schema created), connect (robust), declare the topology, then consume
-``shoal.submit``, ``shoal.recorder``, ``shoal.api`` and ``shoal.dead``, each on its own
-channel and prefetch, and start the sweeper (jobs past their timeouts).
+``shoal.submit``, ``shoal.recorder``, ``shoal.api``, ``shoal.claims`` and ``shoal.dead``, each
+on its own channel and prefetch, and start the sweeper (jobs past their timeouts).
 Stop (SIGTERM/SIGINT, see :func:`run`): stop the sweeper, cancel the consumers, let in-flight
 deliveries finish within ``shutdown_grace`` (the rest are cancelled and go back to their
 queue), then close the connection and the store — the reverse of start. A second signal
@@ -28,9 +28,11 @@ from aio_pika.abc import (
 )
 
 from shoal.broker import connect
+from shoal.liveness import executor_alive
 from shoal.logs import configure
 from shoal.topology import (
     API_QUEUE,
+    CLAIMS_QUEUE,
     DEAD_QUEUE,
     RECORDER_QUEUE,
     SUBMIT_QUEUE,
@@ -41,6 +43,7 @@ from shoal.topology import (
 
 from .announce import Announcer
 from .api import Api
+from .claims import Claims
 from .deadletters import DeadLetters
 from .delivery import InFlight
 from .recorder import Recorder
@@ -126,9 +129,18 @@ class Requester:
             access=access,
         )
         await self._consume(api_channel, API_QUEUE, api)
+        await self._consume(
+            await self._channel(s.api_prefetch),
+            CLAIMS_QUEUE,
+            Claims(self.store, replies, self._executor_alive, retry, access),
+        )
         await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
         self._closers = [recorder.close]
         log.info("requester.started", name=s.name, store=self.store.dialect)
+
+    async def _executor_alive(self, executor_id: str) -> bool:
+        assert self.connection is not None
+        return await executor_alive(self.connection, executor_id)
 
     async def _watch_timeouts_and_dead_letters(
         self, topology: Topology, replies: AbstractExchange, retry: RetryPolicy, account: str

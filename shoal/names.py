@@ -8,6 +8,11 @@
     shoal.submit    quorum queue     submissions (reply_to + correlation_id)
     shoal.compute   quorum queue     requester → executors
     shoal.api       quorum queue     client → requester RPC over the job store
+    shoal.fleet     direct exchange  executor → requester: key ``claims`` routes to
+                                     shoal.claims (executors may not write to
+                                     ``shoal.requests``, which would let them submit jobs)
+    shoal.claims    quorum queue     executor → requester RPC: claim, renew, release runs
+                                     (direct reply-to, signed with the executor's user_id)
     shoal.events    topic exchange   ``job.<owner>.<job id>.<kind>``: the owner is a word of the
                                      key so the broker's topic permissions can let a user bind
                                      only their own jobs' events
@@ -25,16 +30,19 @@ import re
 SUBMIT_QUEUE = "shoal.submit"
 COMPUTE_QUEUE = "shoal.compute"
 API_QUEUE = "shoal.api"
+CLAIMS_QUEUE = "shoal.claims"
 RECORDER_QUEUE = "shoal.recorder"
 DEAD_QUEUE = "shoal.dead"
 REQUESTS_EXCHANGE = "shoal.requests"
+FLEET_EXCHANGE = "shoal.fleet"
+CLAIMS_KEY = "claims"
 EVENTS_EXCHANGE = "shoal.events"
 CONTROL_EXCHANGE = "shoal.control"
 DEAD_LETTER_EXCHANGE = "shoal.dlx"
 EXECUTOR_QUEUE_PREFIX = "shoal.executor."
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
-WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE)
+WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE, CLAIMS_QUEUE)
 REQUEST_QUEUES = (SUBMIT_QUEUE, API_QUEUE)
 """Queues clients reach through ``shoal.requests`` (routing key = queue name)."""
 RECORDED_KINDS = ("state", "log", "result")

@@ -6,7 +6,9 @@ requester  everything in its vhost (declares the topology, reads submissions, AP
            events, publishes compute jobs, replies and ``recorded`` events)
 executor   declares and consumes ``shoal.compute``; its own control queue
            (``shoal.executor.<id>``) bound to ``shoal.control``; publishes to
-           ``shoal.events``. Never reads submissions, API calls or other queues.
+           ``shoal.events`` and claim requests to ``shoal.fleet`` (routed to ``shoal.claims``,
+           answered by direct reply-to). Never reads submissions, API calls, claims or
+           other queues.
 client     publishes to ``shoal.requests`` only (submissions and API calls, each signed with
            its ``user_id``); reads direct replies and its own server-named queues
            (``amq.gen-…``), which it may bind to ``shoal.events`` only with keys
@@ -66,8 +68,8 @@ class Permissions:
 PERMISSIONS: dict[Role, Permissions] = {
     "requester": Permissions(".*", ".*", ".*"),
     "executor": Permissions(
-        configure=rf"^(shoal\.(compute|events|control|dlx)|{_EXECUTOR_QUEUE})$",
-        write=rf"^(shoal\.(events|dlx)|{_EXECUTOR_QUEUE})$",
+        configure=rf"^(shoal\.(compute|events|control|dlx|fleet)|{_EXECUTOR_QUEUE})$",
+        write=rf"^(shoal\.(events|dlx|fleet)|{_EXECUTOR_QUEUE})$",
         read=rf"^(shoal\.(compute|control)|{_EXECUTOR_QUEUE})$",
     ),
     "client": Permissions(

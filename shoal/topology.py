@@ -23,11 +23,14 @@ from aiormq.abc import FieldTable
 
 from shoal.names import (
     API_QUEUE,
+    CLAIMS_KEY,
+    CLAIMS_QUEUE,
     COMPUTE_QUEUE,
     CONTROL_EXCHANGE,
     DEAD_LETTER_EXCHANGE,
     DEAD_QUEUE,
     EVENTS_EXCHANGE,
+    FLEET_EXCHANGE,
     RECORDED_KINDS,
     RECORDER_QUEUE,
     REQUEST_QUEUES,
@@ -50,11 +53,14 @@ log = structlog.get_logger(__name__)
 
 __all__ = [
     "API_QUEUE",
+    "CLAIMS_KEY",
+    "CLAIMS_QUEUE",
     "COMPUTE_QUEUE",
     "CONTROL_EXCHANGE",
     "DEAD_LETTER_EXCHANGE",
     "DEAD_QUEUE",
     "EVENTS_EXCHANGE",
+    "FLEET_EXCHANGE",
     "RECORDER_QUEUE",
     "SUBMIT_QUEUE",
     "WORK_QUEUES",
@@ -133,11 +139,21 @@ class Topology:
     control: AbstractExchange
     dead_letter: AbstractExchange
     queues: dict[str, AbstractQueue]
+    fleet: AbstractExchange | None = None
+    """``shoal.fleet`` (claims); declared by an executor only when it claims runs."""
 
 
-async def declare_executor(channel: AbstractChannel) -> Topology:
-    """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``
-    and the dead-letter exchange — and nothing its account may not touch (``shoal.roles``)."""
+async def _declare_fleet(channel: AbstractChannel) -> AbstractExchange:
+    return await channel.declare_exchange(
+        FLEET_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+    )
+
+
+async def declare_executor(channel: AbstractChannel, *, claims: bool = False) -> Topology:
+    """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``,
+    the dead-letter exchange, and with ``claims`` ``shoal.fleet`` — and nothing its account
+    may not touch (``shoal.roles``). ``shoal.claims`` and its binding are the requester's:
+    until a requester declared them, a claim request comes back unrouted."""
     dead_letter = await channel.declare_exchange(
         DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
     )
@@ -150,8 +166,13 @@ async def declare_executor(channel: AbstractChannel) -> Topology:
     compute = await channel.declare_queue(
         COMPUTE_QUEUE, durable=True, arguments=work_queue_arguments()
     )
+    fleet = await _declare_fleet(channel) if claims else None
     return Topology(
-        events=events, control=control, dead_letter=dead_letter, queues={COMPUTE_QUEUE: compute}
+        events=events,
+        control=control,
+        dead_letter=dead_letter,
+        queues={COMPUTE_QUEUE: compute},
+        fleet=fleet,
     )
 
 
@@ -179,5 +200,9 @@ async def declare(channel: AbstractChannel) -> Topology:
     )
     for name in REQUEST_QUEUES:
         await queues[name].bind(requests, routing_key=name)
+    fleet = await _declare_fleet(channel)
+    await queues[CLAIMS_QUEUE].bind(fleet, routing_key=CLAIMS_KEY)
     queues[DEAD_QUEUE] = dead
-    return Topology(events=events, control=control, dead_letter=dead_letter, queues=queues)
+    return Topology(
+        events=events, control=control, dead_letter=dead_letter, queues=queues, fleet=fleet
+    )

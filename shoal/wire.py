@@ -98,6 +98,9 @@ class JobEvent(Message):
     outputs: dict[str, str] = Field(default_factory=dict)
     """Result name → base64 tar.gz of that folder (kind ``result``)."""
     truncated: bool = False
+    attempt: str | None = None
+    """The execution claim this run holds (``executor.claims``); the recorder refuses the
+    events of an attempt that no longer holds its job's claim."""
 
     @field_validator("outputs")
     @classmethod
@@ -121,6 +124,38 @@ class ControlMessage(Message):
     job_id: str
     action: Literal["stop"] = "stop"
     reason: str = "stopped by user"
+
+
+ClaimOp = Literal["claim", "renew", "release"]
+Verdict = Literal["granted", "claimed", "stopped", "expired", "unknown"]
+"""A claim's answer: ``granted`` (run it), ``claimed`` (another attempt holds or ran it),
+``stopped`` (stopped before it ran), ``expired`` (it ended without running, or a renewal
+came after the lease was taken), ``unknown`` (no such job in the store)."""
+
+
+class ClaimItem(BaseModel):
+    """One run to claim, renew or release: the job and this executor's attempt ID for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    attempt: str
+
+
+class ClaimRequest(Message):
+    """``shoal.claims``: an executor claims (renews, releases) runs, answered by a requester."""
+
+    op: ClaimOp
+    executor: str
+    lease: float = Field(gt=0)
+    items: list[ClaimItem]
+
+
+class ClaimReply(Message):
+    """One verdict per item, in order (for ``release``: ``granted`` when it was held)."""
+
+    verdicts: list[Verdict] = Field(default_factory=list)
+    error: WireError | None = None
 
 
 ApiOp = Literal["list", "describe", "logs", "get", "stop"]

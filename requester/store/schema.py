@@ -13,6 +13,8 @@
     event_marks  (job_id, executor, seq): every executor event recorded, whatever its kind
     run_ends     (job_id, executor) → the seq of that run's terminal event; the run is fully
                  recorded once event_marks holds every seq up to it
+    claims       job_id → the attempt that holds the job's run, its executor and lease end
+                 (``store.claims``); a stop before any run holds it as ``STOP_ATTEMPT``
     deadlines    (job_id, kind) → when the job's ``queue`` or ``total`` timeout runs out
                  (``requester.store.deadlines``; a row is removed once handled)
     run_accounts (job_id, executor) → the broker account whose event for that run was recorded
@@ -143,6 +145,16 @@ run_ends = Table(
     Column("job_id", _ID, primary_key=True),
     Column("executor", String(256), primary_key=True),
     Column("final_seq", Integer, nullable=False),
+)
+
+claims = Table(
+    "claims",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("attempt", String(64), nullable=False),
+    Column("executor", String(256), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
 )
 
 deadlines = Table(

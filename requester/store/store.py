@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shoal.errors import NotFoundError
 from shoal.model import STATE_ORDER, JobState
-from shoal.wire import JobEvent
+from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
-from . import deadlines, reads, schema, writes
+from . import claims, deadlines, reads, schema, writes
+from .claims import Claimed
 from .deadlines import Expired
 from .dialect import tune_sqlite
 from .writes import Limits, NewJob
@@ -116,8 +117,14 @@ class JobStore:
             return await writes.advance_state(conn, job_ids, JobState.QUEUED)
 
     async def stop_if_waiting(self, job_id: str, reason: str) -> bool:
-        """Mark a job that has not started ``stopped``; ``False`` if it already runs or ended."""
+        """Mark a job that has not started ``stopped``; ``False`` if it already runs or ended,
+        or a live execution claim holds it. Durable: its claims are answered ``stopped``."""
         async with self._write() as conn:
+            state = await claims.job_state(conn, job_id)
+            if state is None or STATE_ORDER[state] >= STATE_ORDER[JobState.RUNNING]:
+                return False
+            if not await claims.hold_for_stop(conn, job_id, utcnow()):
+                return False
             moved = await writes.advance_state(
                 conn,
                 [job_id],
@@ -126,6 +133,58 @@ class JobStore:
                 below_rank=STATE_ORDER[JobState.RUNNING],
             )
         return bool(moved)
+
+    async def record_events(
+        self, events: Sequence[JobEvent], accounts: Sequence[str] | None = None
+    ) -> list[bool]:
+        """Write job events in one transaction (each is idempotent and order-safe); whether
+        each was written. An event of an attempt that no longer holds its job's claim is
+        refused (``store.claims``). With ``accounts`` (the broker account that published each
+        event), an event is written only when its account runs that execution
+        (:func:`writes.claim_run`)."""
+        written = []
+        async with self._write() as conn:
+            held = await claims.holders(conn, [e.job_id for e in events if e.attempt])
+            for index, event in enumerate(events):
+                stale = event.attempt and held.get(event.job_id, event.attempt) != event.attempt
+                if stale or (
+                    accounts is not None
+                    and not await writes.claim_run(conn, event, accounts[index])
+                ):
+                    written.append(False)
+                    continue
+                await writes.record_event(conn, event, self.limits)
+                written.append(True)
+        return written
+
+    async def claim_runs(
+        self, op: ClaimOp, executor: str, items: Sequence[ClaimItem], lease: float
+    ) -> list[Claimed]:
+        """Claim, renew or release runs in one transaction (``store.claims``)."""
+        now = utcnow()
+        verdicts: list[Claimed] = []
+        async with self._write() as conn:
+            for item in items:
+                if op == "claim":
+                    verdicts.append(
+                        await claims.claim(conn, item.job_id, item.attempt, executor, lease, now)
+                    )
+                    continue
+                if op == "renew":
+                    held = await claims.renew(conn, item.job_id, item.attempt, lease, now)
+                else:
+                    held = await claims.release(conn, item.job_id, item.attempt)
+                verdicts.append(Claimed("granted" if held else "expired"))
+        return verdicts
+
+    async def take_over(
+        self, job_id: str, attempt: str, executor: str, old_attempt: str, lease: float
+    ) -> bool:
+        """Give a run whose holder is gone to ``attempt``; False if the claim changed."""
+        now = utcnow()
+        async with self._write() as conn:
+            ends = now + timedelta(seconds=lease)
+            return await claims.take_over(conn, job_id, attempt, executor, old_attempt, ends, now)
 
     async def expire_due(self, now: datetime | None = None, limit: int = 500) -> list[Expired]:
         """Fail jobs past their queue or total timeout by ``now`` (default: now); see
@@ -144,25 +203,6 @@ class JobStore:
                 conn, [job_id], JobState.FAILED, error=reason, below_rank=STATE_ORDER[before]
             )
         return JobState(row.state) if moved and row is not None else None
-
-    async def record_events(
-        self, events: Sequence[JobEvent], accounts: Sequence[str] | None = None
-    ) -> list[bool]:
-        """Write job events in one transaction (each is idempotent and order-safe); whether
-        each was written. With ``accounts`` (the broker account that published each event),
-        an event is written only when its account runs that execution
-        (:func:`writes.claim_run`)."""
-        written = []
-        async with self._write() as conn:
-            for index, event in enumerate(events):
-                if accounts is not None and not await writes.claim_run(
-                    conn, event, accounts[index]
-                ):
-                    written.append(False)
-                    continue
-                await writes.record_event(conn, event, self.limits)
-                written.append(True)
-        return written
 
     # reads ----------------------------------------------------------------------------
 

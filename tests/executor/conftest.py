@@ -131,6 +131,7 @@ def executor_settings(broker_url: str, **overrides: Any) -> ExecutorSettings:
         "broker_url": broker_url,
         "node_id": f"test-{uuid.uuid4().hex[:8]}",
         "slots": 2,
+        "claims": False,
         "allow_private_addresses": True,
         "allowed_images": [BASE_IMAGE],
         "log_flush_seconds": 0.05,

@@ -61,6 +61,7 @@ async def spawn(broker_url: str) -> AsyncIterator[object]:
             "SHOAL_BROKER_URL": broker_url,
             "SHOAL_NODE_ID": node,
             "SHOAL_SLOTS": "1",
+            "SHOAL_CLAIMS": "false",
             "SHOAL_LOG_FORMAT": "json",
             "SHOAL_PULL_POLICY": "never",
             "SHOAL_ALLOWED_IMAGES": BASE_IMAGE,

@@ -11,7 +11,8 @@ import pytest
 from executor.memory_runner import MemoryRunner
 from executor.network import iptables
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.service import executor_alive, reap_orphans
+from executor.service import reap_orphans
+from shoal.liveness import executor_alive
 from shoal.model import JobState
 
 from .conftest import Broker, StartExecutor

@@ -14,10 +14,11 @@ from pydantic import SecretStr
 
 from client.session import Session, open_session
 from client.settings import ClientSettings, Secret
+from executor.claims import AmqpClaimTransport, Claims
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from shoal.broker import connect, publish
-from shoal.errors import NotFoundError
+from shoal.errors import AccessError, NotFoundError
 from shoal.model import JobState
 from shoal.names import EVENTS_EXCHANGE
 from shoal.wire import JobEvent, Submission
@@ -134,3 +135,27 @@ async def test_forged_completion_is_refused(requester: Requester, accounts: Acco
         assert record["state"] == JobState.RUNNING.value
         assert record["exit_code"] is None
         assert [run["state"] for run in record["executions"]] == [JobState.RUNNING.value]
+
+
+async def claims_of(accounts: Accounts, name: str) -> tuple[Claims, Any]:
+    """A claims client signed by account ``name`` (its connection, to close)."""
+    connection = await connect(accounts.url(name))
+    transport = AmqpClaimTransport(
+        await connection.channel(publisher_confirms=True), 10.0, accounts.users[name]
+    )
+    await transport.start()
+    return Claims(transport, f"exec-{name}", lease=30, renew_every=5), connection
+
+
+async def test_only_executor_accounts_may_claim(requester: Requester, accounts: Accounts) -> None:
+    async with session_of(accounts, "alice") as alice:
+        job_id = await submit(alice)
+    rogue, rogue_connection = await claims_of(accounts, "rogue")
+    executor, executor_connection = await claims_of(accounts, "executor")
+    try:
+        with pytest.raises(AccessError, match="not an executor account"):
+            await rogue.claim(job_id)
+        assert (await executor.claim(job_id))[0] == "granted"
+    finally:
+        await rogue_connection.close()
+        await executor_connection.close()

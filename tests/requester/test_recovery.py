@@ -9,12 +9,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from requester.service import Requester
 from requester.settings import RequesterSettings
+from requester.store import JobStore
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
 
@@ -51,6 +53,21 @@ async def until_line(process: asyncio.subprocess.Process, text: bytes) -> None:
     async with asyncio.timeout(20):
         while text not in await process.stdout.readline():
             assert not process.stdout.at_eof(), "the process ended first"
+
+
+async def settled(store: JobStore, count: int, deadline: float = 20.0) -> list[dict[str, Any]]:
+    """The stored jobs once ``count`` are stored and none is ``pending``.
+
+    The requester marks a job ``queued`` after the broker confirmed its compute message, and
+    the broker may deliver that message to a consumer before the confirm reaches the
+    requester: seeing every compute message does not mean the last commit is done.
+    """
+    async with asyncio.timeout(deadline):
+        while True:
+            stored = await store.list_jobs(limit=max(count, 1000))
+            if len(stored) >= count and all(j["state"] != "pending" for j in stored):
+                return stored
+            await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager
@@ -121,7 +138,7 @@ async def test_dropped_connections_lose_nothing(
                 )
         finally:
             await fresh.close()
-        stored = await requester.store.list_jobs(limit=1000)
+        stored = await settled(requester.store, count)
     assert {m.message_id for m in messages} == {
         decode(m.body, ComputeRequest).job.id for m in messages
     }
@@ -158,7 +175,7 @@ async def test_broker_restarted_mid_stream_loses_nothing(
         messages = await computed.wait_for(
             lambda ms: len({m.message_id for m in ms}) >= count, deadline=90
         )
-        stored = await requester.store.list_jobs(limit=1000)
+        stored = await settled(requester.store, count)
     assert {m.message_id for m in messages} == {j["id"] for j in stored}
     assert len(stored) == count
     assert {j["state"] for j in stored} == {"queued"}

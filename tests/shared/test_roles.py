@@ -22,10 +22,13 @@ from client.main import main
 from shoal.broker import connect
 from shoal.names import (
     API_QUEUE,
+    CLAIMS_KEY,
+    CLAIMS_QUEUE,
     COMPUTE_QUEUE,
     CONTROL_EXCHANGE,
     DIRECT_REPLY_TO,
     EVENTS_EXCHANGE,
+    FLEET_EXCHANGE,
     RECORDER_QUEUE,
     REQUESTS_EXCHANGE,
     SUBMIT_QUEUE,
@@ -134,6 +137,19 @@ REFUSED: dict[str, tuple[str, Action]] = {
         lambda ch, a: publish(ch, REQUESTS_EXCHANGE, SUBMIT_QUEUE, user_id=a.users["bob"]),
     ),
     "client deletes shoal.submit": ("alice", lambda ch, _: ch.queue_delete(SUBMIT_QUEUE)),
+    "client consumes shoal.claims": ("alice", consume(CLAIMS_QUEUE)),
+    "client publishes to shoal.fleet (a claim request)": (
+        "alice",
+        lambda ch, a: publish(ch, FLEET_EXCHANGE, CLAIMS_KEY, user_id=a.users["alice"]),
+    ),
+    "client claims through shoal.requests": (
+        "alice",
+        lambda ch, _: ch.queue_bind(CLAIMS_QUEUE, REQUESTS_EXCHANGE, routing_key=CLAIMS_QUEUE),
+    ),
+    "operator publishes to shoal.fleet": (
+        "operator",
+        lambda ch, _: publish(ch, FLEET_EXCHANGE, CLAIMS_KEY),
+    ),
     "operator consumes shoal.submit": ("operator", consume(SUBMIT_QUEUE)),
     "operator publishes to shoal.events": (
         "operator",
@@ -142,6 +158,11 @@ REFUSED: dict[str, tuple[str, Action]] = {
     "executor consumes shoal.submit": ("executor", consume(SUBMIT_QUEUE)),
     "executor consumes shoal.api": ("executor", consume(API_QUEUE)),
     "executor consumes shoal.recorder": ("executor", consume(RECORDER_QUEUE)),
+    "executor consumes shoal.claims": ("executor", consume(CLAIMS_QUEUE)),
+    "executor binds shoal.submit to shoal.fleet": (
+        "executor",
+        lambda ch, _: ch.queue_bind(SUBMIT_QUEUE, FLEET_EXCHANGE, routing_key=SUBMIT_QUEUE),
+    ),
     "executor publishes to shoal.requests": (
         "executor",
         lambda ch, _: publish(ch, REQUESTS_EXCHANGE, SUBMIT_QUEUE),
@@ -213,6 +234,41 @@ async def test_executor_declares_consumes_obeys_and_reports(accounts: Accounts) 
             await other.declare_queue("shoal.executor.gone", passive=True)
     finally:
         await connection.close()
+
+
+async def test_executor_sends_a_claim_and_reads_the_direct_reply(accounts: Accounts) -> None:
+    """The executor's account publishes a signed claim to ``shoal.fleet`` (routed to
+    ``shoal.claims``) and receives the answer on direct reply-to, with no read permission on
+    any queue but its own."""
+    executor = accounts.users["executor"]
+    async with channel_of(accounts.url("executor")) as channel:
+        declaring = await connect(accounts.url("executor"))
+        try:
+            topology = await declare_executor(await declaring.channel(), claims=True)
+            assert topology.fleet is not None
+        finally:
+            await declaring.close()
+        replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def on_reply(message: Any) -> None:
+            replies.put_nowait(message.body)
+
+        await channel.basic_consume(DIRECT_REPLY_TO, on_reply, no_ack=True)
+        confirmed = await channel.basic_publish(
+            b"{}",
+            exchange=FLEET_EXCHANGE,
+            routing_key=CLAIMS_KEY,
+            properties=Basic.Properties(user_id=executor, reply_to=DIRECT_REPLY_TO),
+            mandatory=True,
+        )
+        assert isinstance(confirmed, Basic.Ack)
+        async with channel_of(accounts.url("requester")) as requester:
+            got = await requester.basic_get(CLAIMS_QUEUE, no_ack=True)
+            assert got.header.properties.user_id == executor
+            reply_to = got.header.properties.reply_to
+            assert reply_to is not None
+            await requester.basic_publish(b"answer", routing_key=reply_to)
+        assert await asyncio.wait_for(replies.get(), 10) == b"answer"
 
 
 def test_password_files_are_private_and_setup_is_idempotent(

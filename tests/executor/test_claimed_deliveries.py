@@ -1,0 +1,104 @@
+"""The executor's deliveries under execution claims, on the in-memory twins (fast tier)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import cast
+
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+
+from executor.claims import Claims, MemoryClaimBook, MemoryClaimTransport
+from executor.events import MemoryEventSink
+from executor.execution import Node
+from executor.gateway import MemoryGateway
+from executor.memory_runner import MemoryRunner
+from executor.runner import ImageInfo
+from executor.service import Executor
+from executor.settings import ExecutorSettings, PullPolicy
+from shoal.model import Job, JobState
+from shoal.wire import ComputeRequest, encode
+
+from .support import BASE_IMAGE, docker_job
+
+
+@dataclass
+class Delivery:
+    """A compute delivery as the executor sees it; records how it was settled."""
+
+    body: bytes
+    redelivered: bool = False
+    delivery_tag: int = 1
+    settled: list[str] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _settle(self, how: str) -> None:
+        self.settled.append(how)
+        self.done.set()
+
+    async def ack(self) -> None:
+        await self._settle("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        await self._settle("requeue" if requeue else "nack")
+
+    async def reject(self, requeue: bool = False) -> None:
+        await self._settle("reject")
+
+
+@dataclass
+class Setup:
+    executor: Executor
+    book: MemoryClaimBook
+    runner: MemoryRunner
+    sink: MemoryEventSink
+
+    async def deliver(self, job: Job) -> Delivery:
+        delivery = Delivery(encode(ComputeRequest(job=job)))
+        await self.executor.on_compute(cast(AbstractIncomingMessage, delivery))
+        await asyncio.wait_for(delivery.done.wait(), 10)
+        return delivery
+
+
+@pytest.fixture
+async def setup() -> AsyncIterator[Setup]:
+    settings = ExecutorSettings(
+        node_id="unit", slots=2, pull_policy=PullPolicy.NEVER, allowed_images=[BASE_IMAGE]
+    )
+    runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
+    sink = MemoryEventSink()
+    node = Node(settings, runner, sink, MemoryGateway(), "exec-unit")
+    book = MemoryClaimBook()
+    claims = Claims(MemoryClaimTransport(book), "exec-unit", lease=30, renew_every=5)
+    executor = Executor(node, claims)
+    yield Setup(executor, book, runner, sink)
+    await executor.cancel_all()
+
+
+async def test_a_granted_run_carries_its_attempt(setup: Setup) -> None:
+    job = docker_job("echo hi")
+    setup.book.add(job.id)
+    assert (await setup.deliver(job)).settled == ["ack"]
+    events = setup.sink.of(job.id)
+    assert events[-1].state is JobState.COMPLETED
+    assert {e.attempt for e in events} == {setup.book.holds[job.id].attempt}
+    assert setup.executor.claims is not None
+    assert setup.executor.claims.held == {}
+
+
+@pytest.mark.parametrize("verdict", ["stopped", "claimed", "unknown"])
+async def test_a_refused_claim_acks_and_runs_nothing(setup: Setup, verdict: str) -> None:
+    job = docker_job("echo never")
+    if verdict != "unknown":
+        setup.book.add(job.id)
+    if verdict == "stopped":
+        assert setup.book.stop(job.id)
+    if verdict == "claimed":
+        await Claims(MemoryClaimTransport(setup.book), "exec-other", lease=30, renew_every=5).claim(
+            job.id
+        )
+    assert (await setup.deliver(job)).settled == ["ack"]
+    assert setup.runner.created == {}
+    assert setup.sink.of(job.id) == []

@@ -1,0 +1,110 @@
+"""The store's execution claims (``requester.store.claims``), on SQLite and on Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from requester.store import JobStore, NewJob
+from shoal.model import JobState
+from shoal.wire import ClaimItem
+
+from .jobs import docker_job, state, timed_job
+
+
+async def queued_job(store: JobStore) -> str:
+    job = docker_job()
+    await store.add_jobs([NewJob(job, job)])
+    await store.mark_queued([job.id])
+    return job.id
+
+
+async def claim(store: JobStore, job_id: str, attempt: str, lease: float = 30.0) -> str:
+    item = ClaimItem(job_id=job_id, attempt=attempt)
+    return (await store.claim_runs("claim", f"ex-{attempt}", [item], lease))[0].verdict
+
+
+async def test_racing_claims_have_one_winner(store: JobStore) -> None:
+    job_id = await queued_job(store)
+    verdicts = await asyncio.gather(*(claim(store, job_id, f"a{n}") for n in range(8)))
+    assert sorted(verdicts) == ["claimed"] * 7 + ["granted"]
+
+
+async def test_a_claim_is_idempotent_for_its_attempt(store: JobStore) -> None:
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "a1") == "granted"
+    assert await claim(store, job_id, "a1") == "granted"
+    assert await claim(store, job_id, "a2") == "claimed"
+
+
+async def test_stop_and_claim_race_one_wins(store: JobStore) -> None:
+    for _ in range(5):
+        job_id = await queued_job(store)
+        stopped, verdict = await asyncio.gather(
+            store.stop_if_waiting(job_id, "stopped by user"), claim(store, job_id, "a1")
+        )
+        state_now = (await store.describe(job_id))["state"]
+        if stopped:
+            assert (verdict, state_now) == ("stopped", "stopped")
+        else:
+            assert (verdict, state_now) == ("granted", "queued")
+
+
+async def test_ended_jobs_are_not_granted(store: JobStore) -> None:
+    ran, expired = await queued_job(store), await queued_job(store)
+    assert await claim(store, ran, "a1") == "granted"
+    await store.record_events([state(ran, JobState.COMPLETED, attempt="a1")])
+    await store.record_events([state(expired, JobState.FAILED, error="expired in the queue")])
+    assert await claim(store, ran, "a2") == "claimed"
+    assert await claim(store, expired, "a3") == "expired"
+    assert await claim(store, "j-nobody", "a4") == "unknown"
+
+
+async def test_a_job_the_sweeper_failed_is_answered_expired_and_stays_failed(
+    store: JobStore,
+) -> None:
+    job = timed_job(queue=5)
+    await store.add_jobs([NewJob(job, job)])
+    await store.mark_queued([job.id])
+    [expired] = await store.expire_due(datetime.now(UTC) + timedelta(seconds=6))
+    assert expired.job_id == job.id
+    assert await claim(store, job.id, "a1") == "expired"
+    await store.record_events([state(job.id, JobState.RUNNING, attempt="a1")], ["exec-a"])
+    assert (await store.describe(job.id))["state"] == JobState.FAILED
+
+
+async def test_events_of_a_replaced_attempt_are_refused(store: JobStore) -> None:
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "old", lease=0.05) == "granted"
+    await store.record_events([state(job_id, JobState.RUNNING, attempt="old", seq=1)])
+    await asyncio.sleep(0.1)  # the old lease lapses: time passing is what is tested
+    assert await claim(store, job_id, "new") == "granted"
+    stale = state(job_id, JobState.FAILED, attempt="old", seq=2, error="late")
+    fresh = state(job_id, JobState.COMPLETED, attempt="new", seq=1, exit_code=0)
+    assert await store.record_events([stale, fresh]) == [False, True]
+    record = await store.describe(job_id)
+    assert (record["state"], record["exit_code"], record["error"]) == ("completed", 0, None)
+
+
+async def test_renew_and_release(store: JobStore) -> None:
+    job_id = await queued_job(store)
+    mine = [ClaimItem(job_id=job_id, attempt="a1")]
+    assert await claim(store, job_id, "a1") == "granted"
+    renewed = await store.claim_runs("renew", "ex-a1", mine, 30.0)
+    assert [c.verdict for c in renewed] == ["granted"]
+    assert await claim(store, job_id, "a2") == "claimed"
+    released = await store.claim_runs("release", "ex-a1", mine, 30.0)
+    assert [c.verdict for c in released] == ["granted"]
+    assert await claim(store, job_id, "a2") == "granted"
+    again = await store.claim_runs("renew", "ex-a1", mine, 30.0)
+    assert [c.verdict for c in again] == ["expired"]
+
+
+async def test_stop_waits_for_a_live_claim_but_takes_a_lapsed_one(store: JobStore) -> None:
+    live, lapsed = await queued_job(store), await queued_job(store)
+    assert await claim(store, live, "a1") == "granted"
+    assert await claim(store, lapsed, "a2", lease=0.05) == "granted"
+    await asyncio.sleep(0.1)  # the lease of a2 lapses
+    assert not await store.stop_if_waiting(live, "stopped by user")
+    assert await store.stop_if_waiting(lapsed, "stopped by user")
+    assert await claim(store, lapsed, "a3") == "stopped"
