@@ -105,6 +105,7 @@ class Audit:
     leaked: list[str] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -249,6 +250,22 @@ class Cluster:
             await asyncio.sleep(0.05)
         return None
 
+    def story(self, job_ids: list[str]) -> list[str]:
+        """What the services logged about ``job_ids`` and the runs the store holds: the
+        evidence for a failed audit."""
+        services = [self.requester, *self.executors.values()]
+        lines = [
+            f"{s.role}: {json.dumps(e)[:300]}"
+            for s in services
+            if s is not None
+            for e in s.events
+            if e.get("job_id") in job_ids or job_ids[0] in json.dumps(e)
+        ]
+        for job_id in job_ids:
+            runs = self.rows("SELECT * FROM executions WHERE job_id = ?", job_id)
+            lines += [f"run: {dict(r)}" for r in runs]
+        return lines
+
     async def shutdown(self) -> None:
         """SIGTERM every service still running (executors first)."""
         for service in self.executors.values():
@@ -305,6 +322,8 @@ class Cluster:
                 report.untruthful.append(f"{job_id}: {row['state']} {row['error']!r}")
             if finished.get(job_id, 0) > 1:
                 report.run_twice.append(job_id)
+        troubled = (report.stuck + report.run_twice + report.untruthful)[:2]
+        report.evidence = self.story([t.split(":")[0] for t in troubled]) if troubled else []
         report.leaked = await self.leftovers()
         await self.remove_leftovers(report.leaked)
         return report
