@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services test-services images service-image demo stop test lint typecheck unit faults reliability bench clean
+.PHONY: install services test-services images service-image demo stop test lint typecheck unit faults reliability fuzz bench clean
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ faults: install test-services images
 # Runs the long fault suite (and the fuzzers, when present) and writes RELIABILITY.md.
 reliability: install test-services images
 	$(BIN)/python scripts/reliability.py
+
+# The fuzz tier (tests/fuzz) with many more cases than make test runs; no services needed.
+fuzz: install
+	SHOAL_FUZZ_PROFILE=thorough $(BIN)/pytest tests/fuzz --timeout=3600
 
 bench: install services images
 	$(BIN)/python -m bench.run

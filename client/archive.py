@@ -2,7 +2,8 @@
 
 A file becomes a one-member archive placed at ``<target>``; a folder becomes an archive of
 its contents placed under ``<target>``. The archive is a gzipped tar, base64 in the message.
-``__pycache__``, ``*.pyc`` and ``.git`` are left out; links that leave the folder are refused;
+``__pycache__``, ``*.pyc`` and ``.git`` are left out; links that leave the folder are refused,
+and so are hard links with a name outside it (their content is packed as a file otherwise);
 the total size of all packed files is capped (``shoal.limits.MAX_INLINE_BYTES``, the
 requester's limit too) before anything is sent.
 """
@@ -14,6 +15,7 @@ import gzip
 import io
 import os
 import tarfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,11 +51,36 @@ def _members(root: Path) -> list[Path]:
 
 
 def _check_link(path: Path, root: Path) -> None:
-    target = (path.parent / os.readlink(path)).resolve()
+    try:
+        target = (path.parent / os.readlink(path)).resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a link loop (Python 3.11)
+        raise CodeArchiveError(f"{path} is a link that never ends (a loop); remove it") from None
     if target != root and root not in target.parents:
         raise CodeArchiveError(
             f"{path} is a link to {target}, outside {root}; copy the file in instead"
         )
+
+
+def _check_entries(entries: list[Path], root: Path) -> int:
+    """The bytes of content to pack; ``CodeArchiveError`` for a link leaving ``root``, a hard
+    link whose other names are not all in the folder, or anything but files and folders."""
+    total = 0
+    files: list[tuple[Path, os.stat_result]] = []
+    for entry in entries:
+        if entry.is_symlink():
+            _check_link(entry, root)
+        elif entry.is_file():
+            files.append((entry, entry.stat()))
+            total += files[-1][1].st_size
+        elif not entry.is_dir():
+            raise CodeArchiveError(f"{entry} is not a regular file or folder")
+    names = Counter((stat.st_dev, stat.st_ino) for _, stat in files)
+    for entry, stat in files:
+        if root.is_dir() and stat.st_nlink > names[stat.st_dev, stat.st_ino]:
+            raise CodeArchiveError(
+                f"{entry} is a hard link to a file outside {root}; copy the file in instead"
+            )
+    return total
 
 
 def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
@@ -61,6 +88,8 @@ def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
         info = tar.gettarinfo(str(path), arcname=arcname)
         info.uid = info.gid = 0
         info.uname = info.gname = ""
+        if info.islnk():  # a second hard link to a file already packed: packed again
+            info.type, info.linkname, info.size = tarfile.REGTYPE, "", path.stat().st_size
         if info.isfile():
             with path.open("rb") as handle:
                 tar.addfile(info, handle)
@@ -79,15 +108,10 @@ def pack(source: str | Path, *, budget: int = MAX_INLINE_BYTES, what: str = "--c
     if path.is_symlink():
         raise CodeArchiveError(f"{what} {source}: is a link; name the file it points to")
     root = path.resolve()
+    if not root.is_file() and not root.is_dir():
+        raise CodeArchiveError(f"{what} {source}: not a regular file or folder")
     entries = [root] if root.is_file() else _members(root)
-    total = 0
-    for entry in entries:
-        if entry.is_symlink():
-            _check_link(entry, root)
-        elif entry.is_file():
-            total += entry.stat().st_size
-        elif not entry.is_dir():
-            raise CodeArchiveError(f"{entry} is not a regular file or folder")
+    total = _check_entries(entries, root)
     if total > budget:
         raise CodeArchiveError(
             f"{what} {source} is {format_bytes(total)}; the limit for files sent with a job "

@@ -55,6 +55,8 @@ def check_member(member: tarfile.TarInfo, label: str) -> None:
     name = member.name
     if _escapes(name):
         raise UsageError(f"{label}: refusing {name!r}: it would be written outside the folder")
+    if posixpath.normpath(name) == "." and not member.isdir():
+        raise UsageError(f"{label}: refusing {name!r}: it names the folder itself")
     if member.isdev() or member.isfifo():
         raise UsageError(f"{label}: refusing {name!r}: device or FIFO")
     if member.issym() or member.islnk():
@@ -72,8 +74,15 @@ def check_archive(data: bytes, label: str, limit: int) -> None:
     unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), 2 * limit + 1024**2, too_big)
     total = 0
     with tarfile.open(fileobj=io.BufferedReader(unpacked, 1024**2), mode="r|") as tar:
+        seen: set[str] = set()
         for member in tar:
             check_member(member, label)
+            if member.islnk() and posixpath.normpath(member.linkname) not in seen:
+                raise UsageError(
+                    f"{label}: refusing hard link {member.name!r} -> {member.linkname!r}: "
+                    "no member of that name before it"
+                )
+            seen.add(posixpath.normpath(member.name))
             total += member.size if member.isfile() else 0
             if total > limit:
                 raise too_big
@@ -100,3 +109,7 @@ def extract(data: bytes, destination: Path, label: str, limit: int = DEFAULT_LIM
         raise UsageError(f"{label}: refusing archive: {error}") from None
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise UsageError(f"{label}: not a readable archive: {error}") from None
+    except OSError as error:  # e.g. a file member named "a/." or a file where a folder goes
+        raise UsageError(
+            f"{label}: refusing archive: cannot write {error.filename!r}: {error.strerror}"
+        ) from None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shoal.errors import UsageError
+from shoal.errors import TemplateError, UsageError
 from shoal.model import Job, parse_job
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
@@ -192,10 +192,36 @@ def _apply_task_flags(task: dict[str, Any], options: ExecOptions) -> None:
         task["network"] = {"type": network_type, "domains": list(options.domains)}
 
 
+def _check_text(value: Any) -> None:
+    """``UsageError`` for a string that is not text (argv bytes that are not UTF-8 become
+    lone surrogates in Python, which no JSON message can carry)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(
+                f"{value!r} is not UTF-8 text (bytes the terminal could not decode); "
+                "give it as UTF-8"
+            ) from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text(item)
+
+
 def prepare_job(options: ExecOptions, template_dirs: Iterable[Path] = ()) -> Job:
     """The job ``shoal exec`` would submit for ``options``; raises ``UsageError`` subclasses."""
     path = templates.lookup(options.job_type, template_dirs)
     job_type = path.stem.lower()
+    reserved = sorted(templates.CLI_VARIABLES & set(options.variables))
+    if reserved:
+        raise TemplateError(
+            f"--{reserved[0]}=... is set by shoal exec itself (the job's name, command and "
+            "arguments); use --name NAME before the job type, and put arguments after it"
+        )
     variables: dict[str, Any] = {
         **options.variables,
         "name": options.name or job_type,
@@ -208,4 +234,5 @@ def prepare_job(options: ExecOptions, template_dirs: Iterable[Path] = ()) -> Job
         raise UsageError(f"template {path.name} must define exactly one task")
     _apply_task_flags(tasks[0], options)
     job["labels"] = {**job.get("labels", {}), **dict(_pairs(x, "-l") for x in options.labels)}
+    _check_text(job)
     return parse_job(job)

@@ -222,7 +222,11 @@ def _inline_members(data: str, limit: int, what: str) -> Iterator[tuple[tarfile.
 
 
 def place_inline(item: InputSource, uid: int, limit: int, what: str) -> Placement:
-    """An inline input: one file at the target, or a folder's members under it."""
+    """An inline input: one file at the target, or a folder's members under it.
+
+    A folder input places only files, folders and symbolic links, never through a link
+    placed before, and never replaces its target with anything but a folder.
+    """
     params = item.source.params
     if params.get("kind", "dir") == "file":
         builder = _TarBuilder(_file_root(item.target, what), uid, limit, what)
@@ -237,15 +241,36 @@ def place_inline(item: InputSource, uid: int, limit: int, what: str) -> Placemen
             raise JobError(INPUT_FAILED, f"{what}: a file input holds {files or 'no'} files")
         return builder.finish()
     builder = _TarBuilder(_checked_root(item.target, what), uid, limit, what)
+    links: set[str] = set()
     for member, handle in _inline_members(str(params["data"]), limit, what):
         path = posixpath.normpath(posixpath.join(item.target, _safe_member(member.name, what)))
+        if path == item.target and not member.isdir():
+            raise JobError(INPUT_FAILED, f"{what}: archive member {member.name!r} is not a folder")
+        _not_through_link(path, links, what)
+        links.discard(path)
         if member.isdir():
             builder.add_dir(path, member.mode)
         elif handle is not None:
             builder.add_file(path, handle, member.size, member.mode)
         elif member.issym():
             builder.add_link(path, member.linkname)
+            links.add(path)
+        else:
+            raise JobError(
+                INPUT_FAILED,
+                f"{what}: archive member {member.name!r} is not a file, folder or symbolic link",
+            )
     return builder.finish()
+
+
+def _not_through_link(path: str, links: set[str], what: str) -> None:
+    parent = posixpath.dirname(path)
+    while parent not in ("/", ""):
+        if parent in links:
+            raise JobError(
+                INPUT_FAILED, f"{what}: archive member {path!r} would be written through a link"
+            )
+        parent = posixpath.dirname(parent)
 
 
 def place_local(item: InputSource, allowed: list[Path], uid: int, limit: int) -> Placement:

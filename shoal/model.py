@@ -32,6 +32,7 @@ from shoal.units import parse_cpu, parse_duration, parse_memory
 JOB_ID = re.compile(r"j-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 NATIVE_ENGINES = frozenset({"docker", "wasm"})
 """Engines an executor runs as they are; every other engine type is translated."""
@@ -86,7 +87,9 @@ STATE_ORDER = {
 """Rank of each state: a recorded state never moves to a lower or equal terminal rank."""
 
 
-def _absolute_path(value: str) -> str:
+def _absolute_path(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
     if not value.startswith("/"):
         raise ValueError("must be an absolute path")
     normal = posixpath.normpath(value)
@@ -333,7 +336,10 @@ def describe_errors(error: ValidationError) -> str:
     for item in error.errors(include_url=False):
         path = ""
         for part in item["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            if isinstance(part, int) or not _PLAIN_KEY.fullmatch(part):
+                path += f"[{part!r}]"  # quoted: a key may hold dots, quotes or newlines
+            else:
+                path += f".{part}" if path else part
         message = str(item["msg"]).removeprefix("Value error, ")
         message = message[:1].lower() + message[1:]
         lines.append(f"{path}: {message}" if path else message)

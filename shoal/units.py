@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -32,14 +33,35 @@ _MEMORY_UNITS = {
     "ti": 1024**4,
     "tib": 1024**4,
 }
+MAX_MEMORY = 2**63 - 1
+"""The largest memory size a container engine takes (a signed 64-bit count of bytes)."""
 _MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([a-z]*)")
 _CPU = re.compile(r"(\d+(?:\.\d+)?)(m?)")
 
 
+def _check_type(value: object, kind: str) -> None:
+    """``ValueError`` unless ``value`` is a string or a number (JSON ``true`` is neither)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"invalid {kind} {value!r}: must be a string or a number")
+
+
+def _as_float(value: str | float, kind: str) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond a float's range
+        raise ValueError(f"invalid {kind} {value!r}: too large") from None
+
+
+def _check_positive(amount: float, value: object, kind: str) -> None:
+    if (isinstance(amount, float) and not math.isfinite(amount)) or amount <= 0:
+        raise ValueError(f"invalid {kind} {value!r}: must be a finite number greater than zero")
+
+
 def parse_duration(value: str | float) -> float:
     """Seconds in ``value``; a bare number means seconds. Raises ``ValueError``."""
+    _check_type(value, "duration")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _as_float(value, "duration")
     else:
         text = value.strip().lower()
         if re.fullmatch(r"\d+(?:\.\d+)?", text):
@@ -52,15 +74,16 @@ def parse_duration(value: str | float) -> float:
                     "ms, s, m, h, d (e.g. 90s, 5m, 1h30m)"
                 )
             seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {value!r}: must be greater than zero")
+    _check_positive(seconds, value, "duration")
     return seconds
 
 
 def parse_memory(value: str | int) -> int:
     """Bytes in ``value``; a bare number means bytes. Raises ``ValueError``."""
-    if isinstance(value, int):
-        size = value
+    _check_type(value, "memory size")
+    if isinstance(value, int | float):
+        _check_positive(value, value, "memory size")
+        size = int(value)
     else:
         match = _MEMORY.fullmatch(value.strip().lower())
         if match is None or match.group(2) not in _MEMORY_UNITS:
@@ -68,23 +91,26 @@ def parse_memory(value: str | int) -> int:
                 f"invalid memory size {value!r}: use a number of bytes or a unit "
                 "like 512Mi, 2Gi, 500MB, 2GB"
             )
-        size = int(float(match.group(1)) * _MEMORY_UNITS[match.group(2)])
-    if size <= 0:
-        raise ValueError(f"invalid memory size {value!r}: must be greater than zero")
+        amount = float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+        _check_positive(amount, value, "memory size")
+        size = int(amount)
+    _check_positive(size, value, "memory size")
+    if size > MAX_MEMORY:
+        raise ValueError(f"invalid memory size {value!r}: more than {format_bytes(MAX_MEMORY)}")
     return size
 
 
 def parse_cpu(value: str | float) -> float:
     """CPU cores in ``value``: ``1.5`` cores or ``500m`` millicores. Raises ``ValueError``."""
+    _check_type(value, "CPU amount")
     if isinstance(value, int | float):
-        cores = float(value)
+        cores = _as_float(value, "CPU amount")
     else:
         match = _CPU.fullmatch(value.strip().lower())
         if match is None:
             raise ValueError(f"invalid CPU amount {value!r}: use cores (1.5) or millicores (500m)")
         cores = float(match.group(1)) / (1000 if match.group(2) else 1)
-    if cores <= 0:
-        raise ValueError(f"invalid CPU amount {value!r}: must be greater than zero")
+    _check_positive(cores, value, "CPU amount")
     return cores
 
 

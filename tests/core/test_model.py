@@ -132,6 +132,20 @@ def test_not_json() -> None:
         parse_job("{nope")
 
 
+def test_a_path_of_another_type_is_an_invalid_job() -> None:
+    output = {"name": "a", "path": {"not": "a path"}}
+    task = {"engine": {"type": "docker", "params": {"image": "x"}}, "outputs": [output]}
+    with pytest.raises(InvalidJobError, match=r"tasks\[0\]\.outputs\[0\]\.path: must be a string"):
+        parse_job({"tasks": [task]})
+
+
+def test_a_key_with_a_newline_is_quoted_in_one_line() -> None:
+    task = {"engine": {"type": "docker", "params": {"image": "x"}}}
+    with pytest.raises(InvalidJobError) as caught:
+        parse_job({"meta": {"a\nb": 1}, "tasks": [task]})
+    assert str(caught.value) == "invalid job: meta['a\\nb']: input should be a valid string"
+
+
 @pytest.mark.parametrize(
     ("where", "value", "message"),
     [

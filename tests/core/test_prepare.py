@@ -217,3 +217,25 @@ def test_template_needing_a_variable_says_which(tmp_path: Path) -> None:
     (tmp_path / "needs.tpl").write_text('{"name": {{ name }}, "x": {{ region }}, "tasks": []}')
     with pytest.raises(TemplateError, match="needs a value: 'region' is undefined"):
         prepare_job(ExecOptions(job_type="needs"), [tmp_path])
+
+
+@pytest.mark.parametrize("variable", ["name", "command", "arguments"])
+def test_a_variable_shoal_exec_sets_itself_is_refused_not_dropped(variable: str) -> None:
+    with pytest.raises(TemplateError, match=f"--{variable}=... is set by shoal exec itself"):
+        prepare(["python", f"--{variable}=mine", "app.py"])
+
+
+@pytest.mark.parametrize(
+    ("before", "flags"),
+    [
+        (["python", "--version=\udcff", "app.py"], {}),
+        (["python", "app\udcff.py"], {}),
+        (["python", "app.py"], {"env": ["A=\udcff"]}),
+        (["python", "app.py"], {"name": "\udcff"}),
+    ],
+)
+def test_argv_bytes_that_are_not_utf8_are_a_usage_error(
+    before: list[str], flags: dict[str, Any]
+) -> None:
+    with pytest.raises(UsageError, match="is not UTF-8 text"):
+        prepare(before, **flags)

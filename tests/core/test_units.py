@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from shoal.units import format_bytes, parse_cpu, parse_duration, parse_memory
@@ -49,3 +52,21 @@ def test_bad_cpu(text: str) -> None:
 def test_format_bytes() -> None:
     assert format_bytes(10 * 1024 * 1024) == "10.0 MiB"
     assert format_bytes(12) == "12 B"
+
+
+@pytest.mark.parametrize(
+    ("parse", "kind"),
+    [(parse_duration, "duration"), (parse_memory, "memory size"), (parse_cpu, "CPU amount")],
+)
+@pytest.mark.parametrize(
+    "value", [["1"], {"a": 1}, None, True, float("nan"), float("inf"), "9" * 400, 10**400]
+)
+def test_values_of_another_type_or_not_finite_are_value_errors(
+    parse: Callable[[Any], object], kind: str, value: object
+) -> None:
+    with pytest.raises(ValueError, match=f"invalid {kind}"):
+        parse(value)
+
+
+def test_memory_as_a_json_float_is_bytes() -> None:
+    assert parse_memory(1.5e3) == 1500  # type: ignore[arg-type]

@@ -1,0 +1,110 @@
+"""Submissions as the requester receives them: every body is a typed refusal or a valid job.
+
+``requester.submissions.prepare`` (limits → parse → access → translate) is called directly,
+without a broker, for one user.
+A refusal must be a ``ShoalError`` whose reply encodes and comes back as the same type; an
+accepted job must be native and survive the wire and the store unchanged (``NaN`` or an
+infinite number would not).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from requester.access import Access
+from requester.store import NewJob
+from requester.submissions import prepare
+from requester.translate.registry import TranslatorRegistry, default_registry
+from shoal.errors import ShoalError, from_wire
+from shoal.model import NATIVE_ENGINES, Job
+from shoal.wire import SCHEMA_VERSION, ComputeRequest, SubmitReply, WireError, decode, encode
+from tests.core.strategies import jobs
+from tests.fuzz.jsonvalues import dumps, json_values, mutated
+from tests.fuzz.profiles import fuzz
+
+REGISTRY: TranslatorRegistry = default_registry()
+ACCESS = Access(requester="shoal-requester")
+OWNER = "alice"
+
+_TRANSLATED = {
+    "python": {"command": "python", "arguments": ["main.py"], "version": "3.11"},
+    "duckdb": {"command": "duckdb", "arguments": ["-c", "select 1"]},
+}
+
+
+def _documents() -> st.SearchStrategy[dict[str, Any]]:
+    """Valid submissions as JSON documents: native jobs and jobs of the built-in types."""
+
+    def as_submission(job: Job, key: str | None, job_type: str | None) -> dict[str, Any]:
+        data = job.model_dump(mode="json")
+        engine = data["tasks"][0]["engine"]
+        if job_type is not None or engine["type"] != "docker":
+            job_type = job_type or "python"
+            data["tasks"][0]["engine"] = {"type": job_type, "params": _TRANSLATED[job_type]}
+        return {"schema_version": SCHEMA_VERSION, "job": data, "idempotency_key": key}
+
+    return st.builds(
+        as_submission,
+        jobs,
+        st.one_of(st.none(), st.text(max_size=8)),
+        st.one_of(st.none(), st.sampled_from(sorted(_TRANSLATED))),
+    )
+
+
+def _check(body: bytes) -> None:
+    """The contract of ``prepare`` for one body."""
+    try:
+        accepted = prepare(body, REGISTRY, OWNER, ACCESS)
+    except ShoalError as error:
+        _check_refusal(error)
+        return
+    _check_accepted(accepted)
+
+
+def _check_refusal(error: ShoalError) -> None:
+    message = str(error)
+    assert message
+    assert "\n" not in message, f"not a one-line error: {message!r}"
+    reply = decode(encode(SubmitReply(error=WireError.of(error))), SubmitReply)
+    assert reply.error is not None
+    again = from_wire(reply.error.model_dump())
+    assert type(again) is type(error)
+    assert str(again) == message
+
+
+def _check_accepted(accepted: NewJob) -> None:
+    runnable = accepted.runnable
+    assert runnable.engine_type in NATIVE_ENGINES
+    request = ComputeRequest(job=runnable)
+    assert decode(encode(request), ComputeRequest) == request
+    for job in (accepted.original, runnable):
+        assert Job.model_validate_json(job.model_dump_json()) == job
+
+
+@fuzz(weight=2)
+@given(st.binary(max_size=512))
+def test_random_bytes_are_refused_with_a_typed_error(body: bytes) -> None:
+    _check(body)
+
+
+@fuzz(weight=2)
+@given(json_values)
+def test_random_json_is_refused_or_valid(value: Any) -> None:
+    _check(dumps(value))
+    _check(dumps({"schema_version": SCHEMA_VERSION, "job": value}))
+
+
+@fuzz()
+@given(_documents())
+def test_valid_submissions_are_accepted(document: dict[str, Any]) -> None:
+    accepted = prepare(dumps(document), REGISTRY, OWNER, ACCESS)
+    _check_accepted(accepted)
+
+
+@fuzz(weight=2)
+@given(_documents().flatmap(mutated))
+def test_near_valid_submissions_are_refused_or_valid(document: Any) -> None:
+    _check(dumps(document))
