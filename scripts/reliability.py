@@ -47,12 +47,13 @@ def fault_suite(long: bool) -> dict[str, Any]:
     return {"code": code, "seconds": seconds, "command": shown, "cases": cases, "tail": tail}
 
 
-def fuzzers() -> dict[str, Any] | None:
+def fuzzers(profile: str) -> dict[str, Any] | None:
     """Run scripts/fuzz-report.py --json when the fuzz tier exists; None when it does not."""
     script = ROOT / "scripts" / "fuzz-report.py"
     if not (script.exists() and (ROOT / "tests" / "fuzz").is_dir()):
         return None
-    code, seconds, output = run([sys.executable, str(script), "--json"], dict(os.environ))
+    command = [sys.executable, str(script), "--json", "--profile", profile]
+    code, seconds, output = run(command, dict(os.environ))
     try:
         report = json.loads(output[output.index("{") : output.rindex("}") + 1])
     except ValueError:
@@ -60,7 +61,7 @@ def fuzzers() -> dict[str, Any] | None:
     return {
         "code": code,
         "seconds": seconds,
-        "command": ".venv/bin/python scripts/fuzz-report.py --json",
+        "command": f".venv/bin/python scripts/fuzz-report.py --json --profile {profile}",
         "targets": report.get("targets", {}),
     }
 
@@ -139,10 +140,11 @@ def render(suite: dict[str, Any], fuzz: dict[str, Any] | None, commit: str) -> s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="the short fault suite")
+    parser.add_argument("--fuzz-profile", choices=["quick", "thorough"], default="thorough")
     parser.add_argument("--output", type=Path, default=ROOT / "RELIABILITY.md")
     args = parser.parse_args()
     suite = fault_suite(long=not args.short)
-    fuzz = fuzzers()
+    fuzz = fuzzers(args.fuzz_profile)
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()

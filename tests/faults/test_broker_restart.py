@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .cluster import Cluster, shell_job
-from .figures import LONG, Case, Figures
+from .figures import CLAIMS_HOLE, LONG, Case, Figures
 from .rabbitnode import RabbitNode, private_rabbit
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
@@ -34,6 +34,7 @@ async def stored(cluster: Cluster, at_least: int, within: float) -> int:
     return count
 
 
+@CLAIMS_HOLE
 @pytest.mark.timeout(1200 if LONG else 300)
 async def test_broker_restart_during_a_burst(
     rabbit_node: RabbitNode, tmp_path: Path, figures: Figures
@@ -49,7 +50,7 @@ async def test_broker_restart_during_a_burst(
         await asyncio.to_thread(rabbit_node.stop)
         await asyncio.to_thread(rabbit_node.start)
         assert before < count, "the restart came after every submission was handled"
-        await cluster.settle(ids, 900 if LONG else 240)
+        await cluster.settle(ids, 420 if LONG else 150)
         await cluster.shutdown()
         audit = await cluster.audit(ids)
     finally:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from .cluster import Cluster, shell_job
-from .figures import LONG, Case, Figures
+from .figures import CLAIMS_HOLE, LONG, Case, Figures
 from .proxy import ChaosProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
@@ -45,6 +45,7 @@ async def proxied(vhost_url: str, proxy: ChaosProxy, tmp_path: Path) -> AsyncIte
         await made.remove_leftovers(await made.leftovers())
 
 
+@CLAIMS_HOLE
 @pytest.mark.timeout(1200 if LONG else 240)
 async def test_drops_and_stalls_lose_and_double_nothing(
     proxied: Cluster, proxy: ChaosProxy, figures: Figures
@@ -61,7 +62,7 @@ async def test_drops_and_stalls_lose_and_double_nothing(
         await asyncio.sleep(rng.uniform(0, 2 * storm / count))
     await proxy.calm()
     ids = await proxied.accepted(replies, 120)
-    await proxied.settle(ids, 300 if LONG else 120)
+    await proxied.settle(ids, 180 if LONG else 90)
     await proxied.shutdown()
     audit = await proxied.audit(ids)
     faults = {"connection drops": proxy.drops, "connection stalls": proxy.stalls}
