@@ -44,7 +44,15 @@ def fault_suite(long: bool) -> dict[str, Any]:
         cases = json.loads(report.read_text())["cases"] if report.exists() else []
     shown = f"SHOAL_FAULTS={version} .venv/bin/pytest -m faults tests/faults"
     tail = output.strip().splitlines()[-1] if output.strip() else ""
-    return {"code": code, "seconds": seconds, "command": shown, "cases": cases, "tail": tail}
+    failures = [line[:300] for line in output.splitlines() if line.startswith(("FAILED", "E  "))]
+    return {
+        "code": code,
+        "seconds": seconds,
+        "command": shown,
+        "cases": cases,
+        "tail": tail,
+        "failures": failures[:12],
+    }
 
 
 def fuzzers(profile: str) -> dict[str, Any] | None:
@@ -92,6 +100,8 @@ def fault_section(suite: dict[str, Any]) -> list[str]:
     injected = sum(n for c in cases for n in c["faults"].values())
     lines.append(f"| **all** | **{injected}** | " + " | ".join(f"**{totals[f]}**" for f in FIGURES))
     lines[-1] += " | |"
+    if suite["failures"]:
+        lines += ["", "Failures, as pytest reported them:", "", "```", *suite["failures"], "```"]
     if not cases:
         lines.append("")
         lines.append("No case reported its figures (the suite did not get that far).")
