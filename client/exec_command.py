@@ -84,6 +84,24 @@ class ExecCommand(click.Command):
     metavar="DURATION",
     help="Fail the job if it has not started within this, e.g. 30s (executor or not).",
 )
+@click.option(
+    "--retries",
+    metavar="N",
+    help="Run the job again, up to N more times, when a run fails through no fault of its "
+    "own (see --retry-on). Each attempt shows as an execution in 'shoal job describe'.",
+)
+@click.option(
+    "--retry-on",
+    metavar="KINDS",
+    help="Failures to retry, comma-separated: lost (executor lost), engine (executor or "
+    "Docker error), exit (non-zero exit: only when listed). Default: lost,engine.",
+)
+@click.option(
+    "--retry-backoff",
+    metavar="DURATION",
+    help="Wait before the first retry, doubled for each next one (at most 5m, plus up to "
+    "25% jitter). Default: 5s.",
+)
 @click.option("--cpu", metavar="CORES", help="CPU limit, e.g. 1.5 or 500m.")
 @click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 512Mi, 2GB.")
 @click.option(

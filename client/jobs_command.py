@@ -126,8 +126,10 @@ def human_view(record: dict[str, Any]) -> list[str]:
     lines.append("Executions:" + ("" if record["executions"] else "  none yet"))
     for run in record["executions"]:
         exit_code = "" if run["exit_code"] is None else f" exit {run['exit_code']}"
+        attempt = run.get("attempt") or 1
+        where = (run["executor"] or "?") + (f" (attempt {attempt})" if attempt > 1 else "")
         lines.append(
-            f"  {run['executor'] or '?'}: {run['state']}{exit_code}, "
+            f"  {where}: {run['state']}{exit_code}, "
             f"started {run['started_at'] or '-'}, ended {run['ended_at'] or '-'}"
             + (f", error: {run['error']}" if run["error"] else "")
         )

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.errors import TemplateError, UsageError
-from shoal.model import Job, parse_job
+from shoal.model import MAX_RETRIES, RETRY_KINDS, Job, parse_job
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
 from . import templates
@@ -49,6 +49,9 @@ class ExecOptions:
     network: str | None = None
     domains: Sequence[str] = ()
     name: str | None = None
+    retries: str | None = None
+    retry_on: str | None = None
+    retry_backoff: str | None = None
 
 
 def split_argv(
@@ -185,11 +188,47 @@ def _apply_task_flags(task: dict[str, Any], options: ExecOptions) -> None:
         seconds = _flag_value(flag, parse_duration, value)
         if seconds is not None:
             task["timeouts"] = {**task.get("timeouts", {}), key: seconds}
+    _apply_retry_flags(task, options)
     if options.network or options.domains:
         network_type = options.network or "http"
         if options.domains and network_type != "http":
             raise UsageError(f"--domain needs --network http, not --network {network_type}")
         task["network"] = {"type": network_type, "domains": list(options.domains)}
+
+
+def _attempts(value: str) -> int:
+    if not value.strip().isdigit() or int(value) > MAX_RETRIES:
+        raise ValueError(f"expected a whole number from 0 to {MAX_RETRIES}, got {value!r}")
+    return int(value)
+
+
+def _kinds(value: str) -> list[str]:
+    kinds = [kind.strip().lower() for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in RETRY_KINDS]
+    if unknown or not kinds:
+        raise ValueError(f"expected a list of {', '.join(RETRY_KINDS)}, got {value!r}")
+    return kinds
+
+
+def _apply_retry_flags(task: dict[str, Any], options: ExecOptions) -> None:
+    """``--retries N``, ``--retry-on KINDS``, ``--retry-backoff DURATION`` into the task."""
+    retries = dict(task.get("retries", {}))
+    for key, flag, parse, value in (
+        ("attempts", "--retries", _attempts, options.retries),
+        ("on", "--retry-on", _kinds, options.retry_on),
+        ("backoff", "--retry-backoff", parse_duration, options.retry_backoff),
+    ):
+        parsed = _flag_value(flag, parse, value)
+        if parsed is not None:
+            retries[key] = parsed
+    if retries == task.get("retries", {}):
+        return
+    if not retries.get("attempts"):
+        raise UsageError("--retry-on and --retry-backoff need --retries N (N from 1)")
+    backoff = retries.get("backoff")
+    if backoff is not None and "backoff_max" not in retries:
+        retries["backoff_max"] = max(float(backoff), 300.0)
+    task["retries"] = retries
 
 
 def _check_text(value: Any) -> None:

@@ -3,7 +3,8 @@
 Where a message died and why come from its ``x-death`` header (the newest death first):
 
 - a compute message (``shoal.compute``): its job ends ``failed`` with the reason, e.g.
-  "delivery limit reached", and executors are told to stop it;
+  "delivery limit reached", and executors are told to stop it — unless its retry policy
+  lists ``lost`` and attempts remain: then it is queued again (``requester.store.retries``);
 - a submission (``shoal.submit``): if its job was stored and never queued, the job ends
   ``failed``; a caller waiting on ``reply_to`` is answered with the job (when it was queued
   after all) or with the error; a submission that never became a job is only logged;
@@ -125,7 +126,12 @@ class DeadLetters:
         except ShoalError as error:
             log.warning("dead_letter.unreadable", queue=death.queue, error=error.message)
             return
-        reason = f"{death.why} (dead-lettered from {death.queue})"
+        reason = await self._store.retry_lost(
+            job.id, f"{death.why} (dead-lettered from {death.queue})"
+        )
+        if reason is None:
+            log.warning("dead_letter.retried", job_id=job.id, reason=death.reason)
+            return
         left = await self._store.fail_unless_ended(job.id, reason)
         log.warning("dead_letter.compute", job_id=job.id, reason=death.reason, was=left)
         if left is not None:

@@ -156,8 +156,14 @@ class Requester:
         queue = await dead_channel.declare_queue(DEAD_QUEUE, passive=True)
         tag = await queue.consume(self.inflight.wrap(dead))
         self._consumers.append(_Consumer(queue, tag))
-        announcer = await _announcer(await self.connection.channel(), topology, account)
-        self.sweeper = Sweeper(self.store, announcer, interval=self.settings.sweep_interval)
+        sweep_channel = await self.connection.channel()
+        announcer = await _announcer(sweep_channel, topology, account)
+        self.sweeper = Sweeper(
+            self.store,
+            announcer,
+            interval=self.settings.sweep_interval,
+            compute=sweep_channel.default_exchange,
+        )
         self.sweeper.start()
 
     async def _channel(self, prefetch: int) -> AbstractRobustChannel:

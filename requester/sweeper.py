@@ -6,7 +6,9 @@ deadline passed (``requester.store.deadlines``) and announces each end
 (``requester.announce``): a job still waiting gets "expired in the queue", a job past its
 total timeout gets "timed out" and its executor a stop. Several requesters sweep the same
 store safely: a job moves to ``failed`` once, and only the requester that moved it
-announces it.
+announces it. With a ``compute`` exchange a second step republishes the compute message of
+each job whose retry is due (``requester.store.retries``); two requesters may both publish
+it, and the executors' claims run it once.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ import contextlib
 from collections.abc import Awaitable, Callable
 
 import structlog
+from aio_pika.abc import AbstractExchange
+
+from shoal.broker import publish
+from shoal.topology import COMPUTE_QUEUE
+from shoal.wire import ComputeRequest
 
 from .announce import Announcer
 from .store import JobStore
@@ -37,12 +44,16 @@ class Sweeper:
         announcer: Announcer,
         *,
         interval: float,
+        compute: AbstractExchange | None = None,
     ) -> None:
         self._store = store
+        self._compute = compute
         self._announcer = announcer
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self.steps: list[Step] = [self.expire_timeouts]
+        if compute is not None:
+            self.steps.append(self.republish_retries)
         """Run in order on every sweep."""
 
     def start(self) -> None:
@@ -70,6 +81,21 @@ class Sweeper:
                 log.info("job.expired", job_id=job.job_id, timeout=job.kind, was=job.state)
                 await self._announcer.failed(job.job_id, job.owner, job.reason)
             if len(expired) < BATCH:
+                return
+
+    async def republish_retries(self) -> None:
+        """Publish the compute message of each job whose next attempt is due (confirmed),
+        then note them sent; a publish that fails is tried again next sweep."""
+        assert self._compute is not None
+        while True:
+            due = await self._store.due_retries(limit=BATCH)
+            for job in due:
+                await publish(
+                    self._compute, COMPUTE_QUEUE, ComputeRequest(job=job), message_id=job.id
+                )
+                log.info("job.retried", job_id=job.id)
+            await self._store.retries_sent([job.id for job in due])
+            if len(due) < BATCH:
                 return
 
     async def close(self) -> None:

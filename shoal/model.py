@@ -21,8 +21,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -237,6 +239,53 @@ class Timeouts(_Model):
     total: Seconds = None
 
 
+RETRY_KINDS = ("lost", "engine", "exit")
+"""Failures a job may ask to be retried on: its executor was lost, the executor or Docker
+engine failed (``executor error``), or its command exited non-zero."""
+MAX_RETRIES = 10
+
+
+class Retries(_Model):
+    """How often a failed run is tried again, on which failures, after how long.
+
+    ``attempts`` more runs at most (0: none, the default). ``on`` names the failure kinds of
+    :data:`RETRY_KINDS`; a non-zero exit is retried only when ``exit`` is listed. The n-th
+    retry waits ``backoff * 2**(n-1)`` seconds, at most ``backoff_max``, with up to a quarter
+    of it added at random (jitter).
+    """
+
+    attempts: int = Field(default=0, ge=0, le=MAX_RETRIES)
+    on: list[str] = Field(default_factory=lambda: ["lost", "engine"])
+    backoff: Seconds = 5.0
+    backoff_max: Seconds = 300.0
+
+    @field_validator("on")
+    @classmethod
+    def _kinds(cls, value: list[str]) -> list[str]:
+        kinds = [kind.strip().lower() for kind in value]
+        unknown = sorted(set(kinds) - set(RETRY_KINDS))
+        if unknown:
+            raise ValueError(
+                f"unknown failure kind {', '.join(unknown)}: use {', '.join(RETRY_KINDS)}"
+            )
+        return list(dict.fromkeys(kinds))
+
+    @model_validator(mode="after")
+    def _backoff_cap(self) -> Retries:
+        if self.backoff is None or self.backoff_max is None:
+            raise ValueError("backoff and backoff_max need a duration")
+        if self.backoff_max < self.backoff:
+            raise ValueError("backoff_max must not be below backoff")
+        return self
+
+    def delay(self, retry: int, jitter: float) -> float:
+        """Seconds before retry number ``retry`` (1 for the first); ``jitter`` in [0, 1)."""
+        assert self.backoff is not None
+        assert self.backoff_max is not None
+        base: float = min(self.backoff * 2.0 ** (retry - 1), self.backoff_max)
+        return base * (1 + jitter / 4)
+
+
 def _default_outputs() -> list[ResultPath]:
     return [ResultPath(name="outputs", path="/outputs")]
 
@@ -260,6 +309,7 @@ class Task(_Model):
     network: Network | None = None
     """``None`` leaves the choice to the job type (the translator); native jobs get none."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    retries: Retries = Field(default_factory=Retries)
 
     @field_validator("env")
     @classmethod
@@ -287,6 +337,15 @@ class Task(_Model):
             except ValidationError as error:
                 raise ValueError(f"engine.params.{describe_errors(error)}") from None
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused_retries(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``retries`` out while it asks for none: jobs read the same as before it
+        existed, to components that do not know it."""
+        data = handler(self)
+        if isinstance(data, dict) and self.retries.attempts == 0 and self.retries == Retries():
+            data.pop("retries", None)
+        return data
 
 
 class Job(_Model):

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from shoal.model import STATE_ORDER, JobState
 
 from . import schema
+from .retries import split_key
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -123,20 +124,7 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
     if row.original_id:
         original = await job_row(conn, row.original_id)
         record["original"] = json.loads(original.spec) if original is not None else None
-    runs = schema.executions
-    record["executions"] = [
-        {
-            "executor": run.executor or None,
-            "state": run.state,
-            "exit_code": run.exit_code,
-            "error": run.error,
-            "started_at": _iso(run.started_at),
-            "ended_at": _iso(run.ended_at),
-        }
-        for run in await conn.execute(
-            select(runs).where(runs.c.job_id == row.id).order_by(runs.c.started_at)
-        )
-    ]
+    record["executions"] = await executions(conn, row.id)
     streams = schema.log_streams
     record["logs"] = {
         s.stream: {"bytes": s.bytes, "truncated": s.truncated}
@@ -151,6 +139,26 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
     }
     record["recorded"] = bool(await fully_recorded(conn, [row.id]))
     return record
+
+
+async def executions(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]:
+    """The job's runs, one per attempt (``store.retries``), in attempt then start order."""
+    runs = schema.executions
+    found = []
+    for run in await conn.execute(select(runs).where(runs.c.job_id == job_id)):
+        executor, attempt = split_key(run.executor)
+        found.append(
+            {
+                "executor": executor or None,
+                "attempt": attempt,
+                "state": run.state,
+                "exit_code": run.exit_code,
+                "error": run.error,
+                "started_at": _iso(run.started_at),
+                "ended_at": _iso(run.ended_at),
+            }
+        )
+    return sorted(found, key=lambda r: (r["attempt"], r["started_at"] or "", r["executor"] or ""))
 
 
 async def logs(conn: AsyncConnection, job_id: str) -> dict[str, Any]:

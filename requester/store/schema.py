@@ -17,6 +17,8 @@
                  (``store.claims``); a stop before any run holds it as ``STOP_ATTEMPT``
     deadlines    (job_id, kind) → when the job's ``queue`` or ``total`` timeout runs out
                  (``requester.store.deadlines``; a row is removed once handled)
+    retries      job_id → the number of the job's current attempt (2 once retried) and when its
+                 compute message is due again (``requester.store.retries``; NULL once sent)
     run_accounts (job_id, executor) → the broker account whose event for that run was recorded
                  first: only that account's events for it are recorded afterwards
 
@@ -167,6 +169,14 @@ deadlines = Table(
     Index("ix_deadlines_due", "due_at"),
 )
 
+retries = Table(
+    "retries",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("attempt", Integer, nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=True),
+    Index("ix_retries_due", "due_at"),
+)
 
 run_accounts = Table(
     "run_accounts",

@@ -19,10 +19,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shoal.errors import NotFoundError
-from shoal.model import STATE_ORDER, JobState
+from shoal.model import STATE_ORDER, Job, JobState
 from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
-from . import claims, deadlines, reads, schema, writes
+from . import claims, deadlines, reads, retries, schema, writes
 from .claims import Claimed
 from .deadlines import Expired
 from .dialect import tune_sqlite
@@ -145,17 +145,42 @@ class JobStore:
         written = []
         async with self._write() as conn:
             held = await claims.holders(conn, [e.job_id for e in events if e.attempt])
+            attempts = await retries.current(conn, [e.job_id for e in events])
             for index, event in enumerate(events):
                 stale = event.attempt and held.get(event.job_id, event.attempt) != event.attempt
+                number = attempts.get(event.job_id, 1)
+                run = event.model_copy(
+                    update={"executor": retries.run_key(event.executor or "", number)}
+                )
                 if stale or (
-                    accounts is not None
-                    and not await writes.claim_run(conn, event, accounts[index])
+                    accounts is not None and not await writes.claim_run(conn, run, accounts[index])
                 ):
                     written.append(False)
                     continue
-                await writes.record_event(conn, event, self.limits)
+                retried = await self._record(conn, run, number)
+                if retried:
+                    held[event.job_id] = retries.placeholder(number + 1)
+                    attempts[event.job_id] = number + 1
                 written.append(True)
         return written
+
+    async def _record(self, conn: AsyncConnection, event: JobEvent, attempt: int) -> bool:
+        """Write ``event`` of attempt number ``attempt``; True when its failure is retried
+        (``store.retries``): the run is recorded, the job goes back to the queue. Only the
+        runs of claimed attempts are retried (an unclaimed event may be a redelivery)."""
+        claimed = bool(event.executor and event.attempt)  # attempts are told apart by claims
+        if event.kind != "state" or event.state is not JobState.FAILED or not claimed:
+            await writes.record_event(conn, event, self.limits)
+            return False
+        now = utcnow()
+        decision = await retries.decide(conn, event, attempt, now)
+        if decision.retry_at is not None and await retries.requeue(
+            conn, event.job_id, decision.next_attempt, decision.retry_at, now
+        ):
+            await writes.record_event(conn, event, self.limits, advance_job=False)
+            return True
+        await writes.record_event(conn, decision.event, self.limits)
+        return False
 
     async def claim_runs(
         self, op: ClaimOp, executor: str, items: Sequence[ClaimItem], lease: float
@@ -191,6 +216,22 @@ class JobStore:
         ``deadlines.expire_due``."""
         async with self._write() as conn:
             return await deadlines.expire_due(conn, now or datetime.now(UTC), limit)
+
+    async def retry_lost(self, job_id: str, reason: str) -> str | None:
+        """A job whose compute message was dead-lettered: requeued when its policy retries
+        ``lost`` runs (``None``), else the reason to fail it with (``store.retries``)."""
+        async with self._write() as conn:
+            return await retries.retry_lost(conn, job_id, reason, utcnow())
+
+    async def due_retries(self, limit: int = 500, now: datetime | None = None) -> list[Job]:
+        """The jobs whose next attempt is due by ``now`` (default: now; ``store.retries``)."""
+        async with self._engine.connect() as conn:
+            return await retries.due(conn, now or utcnow(), limit)
+
+    async def retries_sent(self, job_ids: Sequence[str]) -> None:
+        """The compute messages of ``job_ids``' next attempts were published."""
+        async with self._write() as conn:
+            await retries.sent(conn, job_ids, utcnow())
 
     async def fail_unless_ended(
         self, job_id: str, reason: str, *, before: JobState = JobState.COMPLETED

@@ -161,10 +161,13 @@ async def claim_run(conn: AsyncConnection, event: JobEvent, account: str) -> boo
     return owner == account
 
 
-async def record_event(conn: AsyncConnection, event: JobEvent, limits: Limits) -> None:
-    """Write one job event: a state change, a log chunk or results, and its mark."""
+async def record_event(
+    conn: AsyncConnection, event: JobEvent, limits: Limits, *, advance_job: bool = True
+) -> None:
+    """Write one job event: a state change, a log chunk or results, and its mark. Without
+    ``advance_job`` a state event moves only its execution (a run that will be retried)."""
     if event.kind == "state":
-        await _record_state(conn, event)
+        await _record_state(conn, event, advance_job=advance_job)
     elif event.kind == "log":
         await _record_log(conn, event, limits.log_bytes)
     elif event.kind == "result":
@@ -193,12 +196,13 @@ async def _mark(conn: AsyncConnection, event: JobEvent) -> None:
         )
 
 
-async def _record_state(conn: AsyncConnection, event: JobEvent) -> None:
+async def _record_state(conn: AsyncConnection, event: JobEvent, *, advance_job: bool) -> None:
     if event.state is None or event.state in (JobState.PENDING, JobState.TRANSLATED):
         return
-    await advance_state(
-        conn, [event.job_id], event.state, exit_code=event.exit_code, error=event.error
-    )
+    if advance_job:
+        await advance_state(
+            conn, [event.job_id], event.state, exit_code=event.exit_code, error=event.error
+        )
     executor = event.executor or ""
     runs = schema.executions
     await conn.execute(

@@ -168,3 +168,39 @@ def test_input_and_output_names_and_paths_stay_in_their_place(
     output = {"name": "out", "path": "/outputs"} | ({where: value} if where != "target" else {})
     with pytest.raises(InvalidJobError, match=re.escape(message)):
         parse_job(job_with(inputs=inputs, outputs=[output]))
+
+
+@pytest.mark.parametrize(
+    ("retries", "message"),
+    [
+        ({"attempts": 11}, r"tasks\[0\]\.retries\.attempts: input should be less than or equal"),
+        ({"attempts": -1}, r"tasks\[0\]\.retries\.attempts: input should be greater than"),
+        ({"on": ["oom"]}, r"tasks\[0\]\.retries\.on: unknown failure kind oom: use lost, engine"),
+        ({"backoff": "soon"}, r"tasks\[0\]\.retries\.backoff: invalid duration"),
+        ({"backoff": "1m", "backoff_max": "10s"}, "backoff_max must not be below backoff"),
+    ],
+)
+def test_invalid_retries_say_what_to_fix(retries: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidJobError, match=message):
+        parse_job(job_with(retries=retries))
+
+
+def test_retries_default_to_none_and_exits_are_retried_only_when_asked() -> None:
+    policy = parse_job(job_with()).task.retries
+    assert (policy.attempts, policy.on) == (0, ["lost", "engine"])
+    asked = parse_job(job_with(retries={"attempts": 3, "on": ["Exit", "exit"]})).task.retries
+    assert asked.on == ["exit"]
+
+
+def test_retry_backoff_doubles_up_to_its_cap_with_bounded_jitter() -> None:
+    policy = parse_job(job_with(retries={"backoff": "2s", "backoff_max": "10s"})).task.retries
+    assert [policy.delay(n, 0.0) for n in (1, 2, 3, 4)] == [2.0, 4.0, 8.0, 10.0]
+    assert 10.0 <= policy.delay(9, 0.999) < 12.5
+
+
+def test_a_job_without_retries_serializes_as_before_they_existed() -> None:
+    plain = parse_job(job_with())
+    assert "retries" not in plain.model_dump(mode="json")["tasks"][0]
+    asked = parse_job(job_with(retries={"attempts": 1}))
+    assert asked.model_dump(mode="json")["tasks"][0]["retries"]["attempts"] == 1
+    assert parse_job(asked.model_dump_json()) == asked

@@ -139,6 +139,11 @@ def test_inputs_plus_code(app: Path, tmp_path: Path) -> None:
         ({"cpu": "fast"}, "--cpu: invalid CPU amount"),
         ({"network": "none", "domains": ["pypi.org"]}, "--domain needs --network http"),
         ({"outputs": ["res:relative"]}, "must be an absolute path"),
+        ({"retries": "many"}, "--retries: expected a whole number from 0 to 10"),
+        ({"retries": "11"}, "--retries: expected a whole number from 0 to 10"),
+        ({"retries": "2", "retry_on": "oom"}, "--retry-on: expected a list of lost, engine"),
+        ({"retries": "2", "retry_backoff": "soon"}, "--retry-backoff: invalid duration"),
+        ({"retry_on": "exit"}, "--retry-on and --retry-backoff need --retries N"),
     ],
 )
 def test_bad_flags_get_one_clear_line(flags: dict[str, Any], message: str) -> None:
@@ -217,6 +222,18 @@ def test_template_needing_a_variable_says_which(tmp_path: Path) -> None:
     (tmp_path / "needs.tpl").write_text('{"name": {{ name }}, "x": {{ region }}, "tasks": []}')
     with pytest.raises(TemplateError, match="needs a value: 'region' is undefined"):
         prepare_job(ExecOptions(job_type="needs"), [tmp_path])
+
+
+def test_retry_flags_make_the_policy() -> None:
+    job = prepare(["python"], ["a.py"], retries="3", retry_on="engine, exit", retry_backoff="10m")
+    policy = job.task.retries
+    assert (policy.attempts, policy.on, policy.backoff, policy.backoff_max) == (
+        3,
+        ["engine", "exit"],
+        600.0,
+        600.0,
+    )
+    assert prepare(["python"], ["a.py"]).task.retries.attempts == 0
 
 
 @pytest.mark.parametrize("variable", ["name", "command", "arguments"])
