@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services test-services images service-image demo stop test lint typecheck unit fuzz bench clean
+.PHONY: install services test-services images service-image demo stop test lint typecheck unit faults reliability fuzz bench clean
 
 install: $(STAMP)
 
@@ -50,6 +50,14 @@ stop:
 		kill "$$pid" 2>/dev/null && echo "stopped $$(basename "$$f" .pid) (pid $$pid)"; \
 		rm -f "$$f"; \
 	done
+
+# The fault suite alone (SHOAL_FAULTS=long for the long version; `make test` runs the short one).
+faults: install test-services images
+	$(BIN)/pytest -m faults tests/faults
+
+# Runs the long fault suite (and the fuzzers, when present) and writes RELIABILITY.md.
+reliability: install test-services images
+	$(BIN)/python scripts/reliability.py
 
 # The fuzz tier (tests/fuzz) with many more cases than make test runs; no services needed.
 fuzz: install

@@ -1,0 +1,341 @@
+"""A whole Shoal system in processes for the fault suite, and the audit that judges a case.
+
+:class:`Cluster` runs ``shoal serve requester`` and ``shoal serve executor`` as child processes
+on a private vhost and a fresh SQLite store, submits jobs over a direct broker connection, and
+reads the store (read-only) to see what became of them. :meth:`Cluster.audit` checks every
+accepted job: in the store (else *lost*), in a terminal state (else *stuck*), with a truthful
+reason (a completed job exited as its script says, a failed or stopped one says why), its
+script run to its end at most once (else *run twice*), and no container left on the test's
+nodes (else *leaked*).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+
+from executor.runner import LABEL_NODE
+from shoal.broker import connect
+from shoal.model import Job
+from shoal.wire import Submission, SubmitReply, decode
+from tests.executor.support import BASE_IMAGE, docker_job
+from tests.requester.amqp import Client
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"completed", "failed", "stopped"}
+
+
+@dataclass
+class Service:
+    """One ``shoal serve ROLE`` child process and the JSON log events it wrote."""
+
+    role: str
+    process: asyncio.subprocess.Process
+    events: list[dict[str, Any]] = field(default_factory=list)
+    changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    reader: asyncio.Task[None] | None = None
+
+    async def read(self) -> None:
+        assert self.process.stderr is not None
+        async for raw in self.process.stderr:
+            with contextlib.suppress(ValueError):
+                event = json.loads(raw)
+                async with self.changed:
+                    self.events.append(event if isinstance(event, dict) else {})
+                    self.changed.notify_all()
+
+    async def logged(self, name: str, within: float) -> None:
+        """Wait until the service logged event ``name``; fails if it exits first."""
+
+        def seen() -> bool:
+            return self.process.returncode is not None or any(
+                e.get("event") == name for e in self.events
+            )
+
+        async with asyncio.timeout(within), self.changed:
+            await self.changed.wait_for(seen)
+        if not any(e.get("event") == name for e in self.events):
+            raise AssertionError(f"{self.role} exited before {name}: {self.events[-5:]}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def kill(self) -> None:
+        """SIGKILL: no chance to clean up."""
+        if self.alive:
+            self.process.kill()
+        await self.process.wait()
+
+    async def stop(self, within: float = 60) -> None:
+        """SIGTERM and wait (SIGKILL when it takes longer than ``within``)."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.process.wait(), within)
+            except TimeoutError:
+                await self.kill()
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
+
+
+@dataclass
+class Audit:
+    """What became of the accepted jobs of one case."""
+
+    accepted: int = 0
+    lost: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    run_twice: list[str] = field(default_factory=list)
+    untruthful: list[str] = field(default_factory=list)
+    leaked: list[str] = field(default_factory=list)
+    states: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.lost or self.stuck or self.run_twice or self.untruthful or self.leaked)
+
+
+def shell_job(script: str, **task: Any) -> Job:
+    """A ``sh -c SCRIPT`` job on the test base image."""
+    return docker_job(script, **task)
+
+
+class Cluster:
+    """A requester and executors in child processes on one vhost and one SQLite store."""
+
+    def __init__(
+        self,
+        broker_url: str,
+        folder: Path,
+        service_url: str | None = None,
+        docker_url: str | None = None,
+    ) -> None:
+        self.broker_url = broker_url
+        self.docker_url = docker_url
+        self.service_url = service_url or broker_url
+        self.database = folder / "jobs.sqlite3"
+        self.tag = uuid.uuid4().hex[:8]
+        self.requester: Service | None = None
+        self.executors: dict[str, Service] = {}
+        self.expected: dict[str, Callable[[dict[str, Any]], bool]] = {}
+        self._client: Client | None = None
+        self._connection: Any = None
+
+    def _env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "SHOAL_BROKER_URL": self.service_url,
+            "SHOAL_DATABASE_URL": f"sqlite+aiosqlite:///{self.database}",
+            "SHOAL_LOG_FORMAT": "json",
+            "SHOAL_PULL_POLICY": "never",
+            "SHOAL_ALLOWED_IMAGES": BASE_IMAGE,
+            "SHOAL_SHUTDOWN_GRACE": "5",
+            **({"DOCKER_HOST": self.docker_url} if self.docker_url else {}),
+            **extra,
+        }
+
+    async def _spawn(self, role: str, ready: str, env: dict[str, str]) -> Service:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "client.main",
+            "serve",
+            role,
+            cwd=ROOT,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        service = Service(role, process)
+        service.reader = asyncio.create_task(service.read())
+        await service.logged(ready, 90)
+        return service
+
+    async def start_requester(self) -> Service:
+        self.requester = await self._spawn("requester", "requester.started", self._env())
+        return self.requester
+
+    def node(self, index: int) -> str:
+        return f"faults-{self.tag}-{index}"
+
+    async def start_executor(self, index: int, slots: int = 2, **extra: str) -> Service:
+        """Start (or restart: the same node reaps its predecessor's containers) executor
+        ``index``."""
+        env = self._env(SHOAL_NODE_ID=self.node(index), SHOAL_SLOTS=str(slots), **extra)
+        service = await self._spawn("executor", "executor.ready", env)
+        self.executors[self.node(index)] = service
+        return service
+
+    async def client(self) -> Client:
+        if self._client is None:
+            self._connection = await connect(self.broker_url, name="faults-client")
+            self._client = await Client.open(self._connection)
+        return self._client
+
+    async def submit(
+        self, job: Job, expect: Callable[[dict[str, Any]], bool] | None = None
+    ) -> asyncio.Future[bytes]:
+        """Publish a submission (confirmed by the broker); a future of the reply body.
+        ``expect`` judges the finished job's row (default: completed with exit code 0)."""
+        future = await (await self.client()).send(Submission(job=job))
+        assert future is not None
+        self.expected[job.id] = expect or completed_ok
+        return future
+
+    async def publish(self, job: Job) -> str:
+        """Publish a submission (confirmed by the broker) nobody waits on; the job's ID (a
+        docker job runs under its own ID)."""
+        await (await self.client()).send(Submission(job=job), reply=False)
+        self.expected[job.id] = completed_ok
+        return job.id
+
+    async def accepted(self, replies: list[asyncio.Future[bytes]], within: float) -> list[str]:
+        """The job IDs the requester answered with (every reply must come)."""
+        async with asyncio.timeout(within):
+            bodies = await asyncio.gather(*replies)
+        ids = [decode(body, SubmitReply).job_id for body in bodies]
+        assert all(ids), [
+            decode(b, SubmitReply) for b in bodies if not decode(b, SubmitReply).job_id
+        ]
+        return [str(i) for i in ids]
+
+    def rows(self, query: str, *args: object) -> list[sqlite3.Row]:
+        if not self.database.exists():
+            return []
+        with contextlib.closing(
+            sqlite3.connect(f"file:{self.database}?mode=ro", uri=True, timeout=10)
+        ) as db:
+            db.row_factory = sqlite3.Row
+            return list(db.execute(query, args))
+
+    def states(self) -> dict[str, str]:
+        return {r["id"]: r["state"] for r in self.rows("SELECT id, state FROM jobs")}
+
+    async def settle(self, ids: list[str], within: float) -> None:
+        """Wait until every job of ``ids`` is terminal in the store (or the deadline)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            states = self.states()
+            if all(states.get(i) in TERMINAL for i in ids):
+                return
+            await asyncio.sleep(0.5)
+
+    async def wait_state(self, job_id: str, wanted: set[str], within: float) -> str | None:
+        """The job's state once it is one of ``wanted`` (None on the deadline)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while loop.time() < end:
+            found = self.states().get(job_id)
+            if found in wanted:
+                return found
+            await asyncio.sleep(0.05)
+        return None
+
+    def story(self, job_ids: list[str]) -> list[str]:
+        """What the services logged about ``job_ids`` and the runs the store holds: the
+        evidence for a failed audit."""
+        services = [self.requester, *self.executors.values()]
+        lines = [
+            f"{s.role}: {json.dumps(e)[:300]}"
+            for s in services
+            if s is not None
+            for e in s.events
+            if e.get("job_id") in job_ids or job_ids[0] in json.dumps(e)
+        ]
+        for job_id in job_ids:
+            runs = self.rows("SELECT * FROM executions WHERE job_id = ?", job_id)
+            lines += [f"run: {dict(r)}" for r in runs]
+        return lines
+
+    async def shutdown(self) -> None:
+        """SIGTERM every service still running (executors first)."""
+        for service in self.executors.values():
+            await service.stop()
+        if self.requester is not None:
+            await self.requester.stop()
+        if self._connection is not None:
+            await self._connection.close()
+            self._connection = None
+
+    async def leftovers(self) -> list[str]:
+        """Containers still labelled for this cluster's nodes."""
+        docker = aiodocker.Docker(url=self.docker_url)
+        try:
+            found: set[str] = set()
+            for node in self.executors:
+                labelled = await docker.containers.list(
+                    all=True, filters={"label": [f"{LABEL_NODE}={node}"]}
+                )
+                found |= {str(c.id) for c in labelled}
+            return sorted(found)
+        finally:
+            await docker.close()
+
+    async def remove_leftovers(self, containers: list[str]) -> None:
+        docker = aiodocker.Docker(url=self.docker_url)
+        try:
+            for container in containers:
+                with contextlib.suppress(aiodocker.DockerError):
+                    await docker.containers.container(container).delete(force=True)
+        finally:
+            await docker.close()
+
+    async def audit(self, ids: list[str]) -> Audit:
+        """Judge every accepted job (call after :meth:`shutdown`)."""
+        report = Audit(accepted=len(ids))
+        jobs = {r["id"]: dict(r) for r in self.rows("SELECT * FROM jobs")}
+        finished: dict[str, int] = {}
+        for run in self.rows("SELECT job_id, exit_code, state FROM executions"):
+            if run["exit_code"] is not None:
+                finished[run["job_id"]] = finished.get(run["job_id"], 0) + 1
+        for job_id in ids:
+            row = jobs.get(job_id)
+            if row is None:
+                report.lost.append(job_id)
+                continue
+            report.states[row["state"]] = report.states.get(row["state"], 0) + 1
+            if row["state"] in ("failed", "stopped"):
+                reason = f"{row['state']}: {str(row['error'])[:160]}"
+                report.reasons[reason] = report.reasons.get(reason, 0) + 1
+            if row["state"] not in TERMINAL:
+                report.stuck.append(job_id)
+            elif not truthful(row, self.expected.get(job_id, completed_ok)):
+                report.untruthful.append(f"{job_id}: {row['state']} {row['error']!r}")
+            if finished.get(job_id, 0) > 1:
+                report.run_twice.append(job_id)
+        troubled = (report.stuck + report.run_twice + report.untruthful)[:2]
+        report.evidence = self.story([t.split(":")[0] for t in troubled]) if troubled else []
+        report.leaked = await self.leftovers()
+        await self.remove_leftovers(report.leaked)
+        return report
+
+
+def completed_ok(row: dict[str, Any]) -> bool:
+    """The default expectation: the job completed with exit code 0."""
+    return bool(row["state"] == "completed" and row["exit_code"] == 0)
+
+
+def truthful(row: dict[str, Any], expect: Callable[[dict[str, Any]], bool]) -> bool:
+    """A terminal row tells the truth: as expected, or failed/stopped with a reason."""
+    if expect(row):
+        return True
+    return row["state"] in ("failed", "stopped") and bool(row["error"])

@@ -1,0 +1,116 @@
+"""A RabbitMQ node of the test's own, beside the system one, that a test may stop and start.
+
+The node runs as the ``rabbitmq`` user (the system node's Erlang cookie, so ``rabbitmqctl -n``
+reaches it) from a folder of its own: its name, AMQP and distribution ports, database, logs,
+pid file and (empty) plugin list are all private, so restarting it never touches the shared
+broker. :func:`private_rabbit` stops it and removes its folder at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+CONFIG = """listeners.tcp.local = 127.0.0.1:{port}
+consumer_timeout = 90000000
+max_message_size = 67108864
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class RabbitNode:
+    """One private node: start, stop, and its AMQP URL."""
+
+    folder: Path
+    name: str
+    port: int
+    dist_port: int
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    def ctl(self, *args: str, timeout: float = 120) -> str:
+        done = subprocess.run(
+            ["rabbitmqctl", "-q", "-n", self.name, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def start(self, within: float = 120) -> None:
+        """Start the node and wait until it takes AMQP connections."""
+        f = self.folder
+        env = [
+            "HOME=/var/lib/rabbitmq",
+            f"RABBITMQ_CONF_ENV_FILE={f / 'env.conf'}",
+            f"RABBITMQ_NODENAME={self.name}",
+            f"RABBITMQ_CONFIG_FILE={f / 'rabbitmq.conf'}",
+            f"RABBITMQ_DIST_PORT={self.dist_port}",
+            f"RABBITMQ_MNESIA_BASE={f / 'mnesia'}",
+            f"RABBITMQ_LOG_BASE={f / 'log'}",
+            f"RABBITMQ_PID_FILE={f / 'pid'}",
+            f"RABBITMQ_ENABLED_PLUGINS_FILE={f / 'enabled_plugins'}",
+            "ERL_EPMD_ADDRESS=127.0.0.1",
+        ]
+        command = ["runuser", "-u", "rabbitmq", "--", "env", *env, SERVER, "-detached"]
+        subprocess.run(command, check=True, timeout=60, capture_output=True)
+        end = time.monotonic() + within
+        while not _port_open(self.port):
+            if time.monotonic() > end:
+                log = (f / "log" / f"{self.name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"private RabbitMQ node did not start:\n{log}")
+            time.sleep(0.5)
+        self.ctl("await_startup")
+
+    def stop(self) -> None:
+        """Stop the whole node (its Erlang VM too)."""
+        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            self.ctl("stop", timeout=120)
+
+
+@contextlib.contextmanager
+def private_rabbit() -> Iterator[RabbitNode]:
+    """A started private node; stopped and its folder removed at the end."""
+    folder = Path(tempfile.mkdtemp(prefix="shoal-rabbit-"))
+    node = RabbitNode(folder, f"shoalfaults{uuid.uuid4().hex[:8]}@localhost", free_port(), 0)
+    node.dist_port = free_port()
+    for sub in ("mnesia", "log"):
+        (folder / sub).mkdir()
+    (folder / "rabbitmq.conf").write_text(CONFIG.format(port=node.port))
+    (folder / "enabled_plugins").write_text("[].\n")
+    (folder / "env.conf").write_text("")
+    shutil.chown(folder, "rabbitmq", "rabbitmq")
+    for path in folder.rglob("*"):
+        shutil.chown(path, "rabbitmq", "rabbitmq")
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,59 @@
+"""A broker restart during a burst of submissions, on a RabbitMQ node of the test's own: every
+confirmed submission becomes one job that runs once and ends."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .cluster import Cluster, shell_job
+from .figures import CLAIMS_HOLE, LONG, Case, Figures
+from .rabbitnode import RabbitNode, private_rabbit
+
+pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
+
+
+@pytest.fixture
+def rabbit_node() -> Iterator[RabbitNode]:
+    """A private RabbitMQ node (never the shared one), stopped at the end."""
+    with private_rabbit() as node:
+        yield node
+
+
+async def stored(cluster: Cluster, at_least: int, within: float) -> int:
+    """How many jobs the store holds once it holds ``at_least`` (or at the deadline)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    count = len(cluster.states())
+    while count < at_least and loop.time() < end:
+        await asyncio.sleep(0.05)
+        count = len(cluster.states())
+    return count
+
+
+@CLAIMS_HOLE
+@pytest.mark.timeout(1200 if LONG else 300)
+async def test_broker_restart_during_a_burst(
+    rabbit_node: RabbitNode, tmp_path: Path, figures: Figures
+) -> None:
+    count = 500 if LONG else 100
+    cluster = Cluster(rabbit_node.url, tmp_path)
+    try:
+        await cluster.start_requester()
+        for index in range(2):
+            await cluster.start_executor(index, slots=3)
+        ids = [await cluster.publish(shell_job("true")) for _ in range(count)]
+        before = await stored(cluster, count // 10, 60)
+        await asyncio.to_thread(rabbit_node.stop)
+        await asyncio.to_thread(rabbit_node.start)
+        assert before < count, "the restart came after every submission was handled"
+        await cluster.settle(ids, 420 if LONG else 150)
+        await cluster.shutdown()
+        audit = await cluster.audit(ids)
+    finally:
+        await cluster.shutdown()
+    figures.add(Case("broker restart", {"broker restart": 1}, submitted=count).judged(audit))
+    assert audit.clean, audit
