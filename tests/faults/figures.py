@@ -11,20 +11,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import pytest
-
 from .cluster import Audit
 
 LONG = os.environ.get("SHOAL_FAULTS", "short") == "long"
-
-CLAIMS_HOLE = pytest.mark.xfail(
-    strict=False,
-    reason="known bug (found by this suite): a compute delivery redelivered after a broker "
-    "connection drop is answered 'claimed' (the first attempt still holds the lease) and "
-    "acked; when that attempt then cannot publish its terminal event it hands the run back "
-    "with nack/release on a dead channel, so no message is left and the job stays "
-    "running/queued for ever",
-)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from .cluster import Cluster, shell_job
-from .figures import CLAIMS_HOLE, LONG, Case, Figures
+from .figures import LONG, Case, Figures
 from .rabbitnode import RabbitNode, private_rabbit
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
@@ -34,7 +34,6 @@ async def stored(cluster: Cluster, at_least: int, within: float) -> int:
     return count
 
 
-@CLAIMS_HOLE
 @pytest.mark.timeout(1200 if LONG else 300)
 async def test_broker_restart_during_a_burst(
     rabbit_node: RabbitNode, tmp_path: Path, figures: Figures

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from .cluster import Cluster, shell_job
-from .figures import CLAIMS_HOLE, LONG, Case, Figures
+from .figures import LONG, Case, Figures
 from .proxy import ChaosProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
@@ -45,7 +45,6 @@ async def proxied(vhost_url: str, proxy: ChaosProxy, tmp_path: Path) -> AsyncIte
         await made.remove_leftovers(await made.leftovers())
 
 
-@CLAIMS_HOLE
 @pytest.mark.timeout(1200 if LONG else 240)
 async def test_drops_and_stalls_lose_and_double_nothing(
     proxied: Cluster, proxy: ChaosProxy, figures: Figures
