@@ -194,7 +194,11 @@ class AmqpClaimTransport:
             raise UnavailableError(
                 f"no requester answered a claim within {self._timeout:g}s"
             ) from None
-        except (aiormq.exceptions.AMQPError, ConnectionError) as error:
+        except (
+            aiormq.exceptions.AMQPError,
+            aiormq.exceptions.ChannelInvalidStateError,  # closed, not yet reopened
+            ConnectionError,
+        ) as error:
             raise UnavailableError(f"claim request failed: {error}") from None
         finally:
             self._waiting.pop(correlation, None)

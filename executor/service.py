@@ -178,6 +178,9 @@ class Executor:
         try:
             async with self.jobs.slots:
                 await self._run(message, request, control)
+        except Exception as error:  # never leave a delivery unsettled: it would hold a slot
+            log.exception("delivery.failed", job_id=job.id, error=f"{type(error).__name__}")
+            await _settle(message.nack(requeue=True))
         finally:
             self.jobs.running.pop(job.id, None)
 

@@ -19,7 +19,7 @@ from executor.runner import ImageInfo
 from executor.service import Executor
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
-from shoal.wire import ComputeRequest, encode
+from shoal.wire import ClaimReply, ClaimRequest, ComputeRequest, encode
 
 from .support import BASE_IMAGE, docker_job
 
@@ -102,3 +102,19 @@ async def test_a_refused_claim_acks_and_runs_nothing(setup: Setup, verdict: str)
     assert (await setup.deliver(job)).settled == ["ack"]
     assert setup.runner.created == {}
     assert setup.sink.of(job.id) == []
+
+
+async def test_a_claim_failing_unexpectedly_still_settles_the_delivery(setup: Setup) -> None:
+    """An unforeseen error (say, the claims channel closed mid-reconnect) hands the delivery
+    back instead of leaving it unsettled, where it would hold a prefetch slot for good."""
+
+    class Broken(MemoryClaimTransport):
+        async def call(self, request: ClaimRequest) -> ClaimReply:
+            raise RuntimeError("channel closed")
+
+    setup.executor.claims = Claims(Broken(setup.book), "exec-unit", lease=30, renew_every=5)
+    job = docker_job("echo never")
+    setup.book.add(job.id)
+    assert (await setup.deliver(job)).settled == ["requeue"]
+    assert setup.runner.created == {}
+    assert job.id not in setup.executor.jobs.running

@@ -13,7 +13,12 @@ from .cluster import Cluster, shell_job
 from .figures import LONG, Case, Figures
 from .rabbitnode import RabbitNode, private_rabbit
 
-pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.broker_loss,
+    pytest.mark.docker,
+    pytest.mark.rabbitmq,
+]
 
 
 @pytest.fixture

@@ -15,7 +15,12 @@ from .cluster import Cluster, shell_job
 from .figures import LONG, Case, Figures
 from .proxy import ChaosProxy
 
-pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.broker_loss,
+    pytest.mark.docker,
+    pytest.mark.rabbitmq,
+]
 
 SEED = 1315
 
