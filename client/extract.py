@@ -16,34 +16,14 @@ import posixpath
 import tarfile
 import zlib
 from pathlib import Path
-from typing import Any
 
+from shoal.bounded import BoundedGzip
 from shoal.errors import UsageError
 from shoal.model import checked_output_name
 from shoal.units import format_bytes
 
 DEFAULT_LIMIT = 1024**3
 """Bytes an output may unpack to unless ``shoal job get --max-size`` says otherwise."""
-
-
-class _Bounded(io.RawIOBase):
-    """A decompressed stream that raises ``too_big`` once more than ``limit`` bytes came out."""
-
-    def __init__(self, raw: gzip.GzipFile, limit: int, too_big: UsageError) -> None:
-        self._raw = raw
-        self._limit = limit
-        self._too_big = too_big
-        self.total = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self._raw.readinto(buffer)
-        self.total += count
-        if self.total > self._limit:
-            raise self._too_big
-        return count
 
 
 def _escapes(name: str) -> bool:
@@ -71,7 +51,7 @@ def check_archive(data: bytes, label: str, limit: int) -> None:
     too_big = UsageError(
         f"{label}: refusing archive: it unpacks to more than {format_bytes(limit)} (see --max-size)"
     )
-    unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(data)), 2 * limit + 1024**2, too_big)
+    unpacked = BoundedGzip(gzip.GzipFile(fileobj=io.BytesIO(data)), 2 * limit + 1024**2, too_big)
     total = 0
     with tarfile.open(fileobj=io.BufferedReader(unpacked, 1024**2), mode="r|") as tar:
         seen: set[str] = set()

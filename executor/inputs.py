@@ -42,6 +42,7 @@ from yarl import URL
 from executor.addresses import DestinationPolicy, is_ip
 from executor.failures import INPUT_FAILED, JobError
 from executor.settings import ExecutorSettings
+from shoal.bounded import BoundedGzip
 from shoal.model import InputSource
 from shoal.units import format_bytes
 
@@ -179,26 +180,6 @@ def _safe_member(name: str, what: str) -> str:
     return normal
 
 
-class _Bounded(io.RawIOBase):
-    """A decompressed stream that raises ``too_big`` once more than ``limit`` bytes came out."""
-
-    def __init__(self, raw: gzip.GzipFile, limit: int, too_big: JobError) -> None:
-        self._raw = raw
-        self._limit = limit
-        self._too_big = too_big
-        self.total = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        count = self._raw.readinto(buffer)
-        self.total += count
-        if self.total > self._limit:
-            raise self._too_big
-        return count
-
-
 def _inline_members(data: str, limit: int, what: str) -> Iterator[tuple[tarfile.TarInfo, Any]]:
     """Each member of an inline archive with a stream of its data, read once, in order.
 
@@ -209,7 +190,7 @@ def _inline_members(data: str, limit: int, what: str) -> Iterator[tuple[tarfile.
     too_big = JobError(INPUT_FAILED, f"{what} is larger than the limit of {format_bytes(limit)}")
     try:
         raw = base64.b64decode(data, validate=True)
-        unpacked = _Bounded(gzip.GzipFile(fileobj=io.BytesIO(raw)), 2 * limit + MiB, too_big)
+        unpacked = BoundedGzip(gzip.GzipFile(fileobj=io.BytesIO(raw)), 2 * limit + MiB, too_big)
         with tarfile.open(fileobj=io.BufferedReader(unpacked, MiB), mode="r|") as archive:
             declared = 0
             for member in archive:
