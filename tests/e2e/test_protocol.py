@@ -68,7 +68,7 @@ class BareClient:
 
     async def call(self, queue: str, request: dict[str, Any]) -> bytes:
         correlation = uuid.uuid4().hex
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.waiting[correlation] = future
         confirm = await self.channel.basic_publish(
             json.dumps(request).encode(),
