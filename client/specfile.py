@@ -27,7 +27,7 @@ def read_spec(source: str) -> Job:
     """The job in file ``source`` (``-``: standard input); ``InvalidJobError`` naming the
     file and the field for a bad spec, ``UsageError`` for a file that cannot be read."""
     name = "<stdin>" if source == "-" else source
-    data = parse_spec(_read(source), name)
+    data = parse_spec(read_source(source, limits.MAX_SUBMISSION_BYTES), name)
     try:
         return parse_job(data)
     except InvalidJobError as error:
@@ -51,8 +51,8 @@ def parse_spec(text: bytes, name: str) -> dict[str, Any]:
     return data
 
 
-def _read(source: str) -> bytes:
-    cap = limits.MAX_SUBMISSION_BYTES
+def read_source(source: str, cap: int) -> bytes:
+    """The bytes of file ``source`` (``-``: standard input), at most ``cap`` of them."""
     if source == "-":
         text = sys.stdin.buffer.read(cap + 1)
     else:
@@ -67,5 +67,5 @@ def _read(source: str) -> bytes:
         except OSError as error:
             raise UsageError(f"cannot read {source}: {error.strerror}") from None
     if len(text) > cap:
-        raise TooLargeError(f"{source}: a job spec is at most {cap} bytes")
+        raise TooLargeError(f"{source}: at most {cap} bytes are read")
     return text
