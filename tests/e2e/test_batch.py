@@ -81,3 +81,25 @@ async def test_bad_lines_refuse_the_whole_file_and_a_refused_job_not_the_others(
     )
     jobs = await wait_all(system, batch, 2)
     assert sorted(str(j["id"]) for j in jobs) == sorted(ids)
+
+
+async def test_each_fans_out_one_job_per_matching_file(system: System, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for n in range(20):
+        (data / f"part-{n:02d}.csv").write_text("value\n" + "1\n" * n)
+    (data / "notes.txt").write_text("not matched\n")
+    code = tmp_path / "count.py"
+    code.write_text("import sys\nprint(sys.argv[1], sum(1 for _ in open(sys.argv[1])) - 1)\n")
+    done = await system.shoal(
+        "exec", "python", "--code", str(code), "--each", str(data / "*.csv"),
+        "--", "python", "count.py", "{}",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    batch, *ids = done.out.split()
+    assert len(ids) == 20
+    jobs = await wait_all(system, batch, 20)
+    assert {j["state"] for j in jobs} == {"completed"}
+    for n in (0, 13, 19):
+        logs = await system.shoal("job", "logs", ids[n])
+        assert logs.out == f"/inputs/part-{n:02d}.csv {n}\n"
