@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import FORMATS
+
+if TYPE_CHECKING:
+    from shoal.model import Job
 
 EXAMPLES = (
     "shoal exec python --code app.py -- python app.py",
@@ -112,7 +115,12 @@ class ExecCommand(click.Command):
 @click.option("--domain", "domains", multiple=True, help="Domain allowed with --network http.")
 @click.option("--name", help="Job name (default: the job type).")
 @click.option("--idempotency-key", metavar="KEY", help="Same key, same job: safe to retry.")
-@click.option("--dry-run", is_flag=True, help="Print the job instead of submitting it.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check and print the job instead of submitting it (the same checks as a submit, "
+    "and the job type's translation as a requester would do it).",
+)
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
 @click.option(
@@ -150,9 +158,7 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
     )
     job = prepare_job(options, settings.template_dirs)
     if flags["dry_run"]:
-        from .output import echo_data
-
-        echo_data(job.model_dump(mode="json"), flags["output_format"])
+        dry_run(job, flags)
         return
     from .submit import submit_and_report
 
@@ -165,3 +171,21 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
         id_only=flags["id_only"],
         wait_timeout=flags["wait_timeout"],
     )
+
+
+def dry_run(job: Job, flags: dict[str, Any]) -> None:
+    """Print ``job`` after the checks a submit runs here and the requester's translation."""
+    from .output import echo_data
+    from .submit import checked_submission, translate_here
+
+    checked_submission(
+        job,
+        idempotency_key=flags["idempotency_key"],
+        wait=flags["wait"],
+        follow=flags["follow"],
+        wait_timeout=flags["wait_timeout"],
+    )
+    note = translate_here(job)
+    echo_data(job.model_dump(mode="json"), flags["output_format"])
+    if note:
+        click.echo(f"Note: {note}; the requester checks it on submit", err=True)

@@ -10,13 +10,17 @@ from typing import NoReturn
 
 import click
 
-from shoal.errors import EXIT_USAGE, ShoalError
+from .failures import report
+
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, as a shell reports a program killed by a closed pipe."""
 
 COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
     "exec": ("client.exec_command", "exec_command"),
     "job": ("client.jobs_command", "job_group"),
     "serve": ("client.serve_command", "serve_group"),
+    "version": ("client.version_command", "version_command"),
 }
 """Command name → (module, attribute): each imported only when its command runs (or for
 ``--help``), so ``shoal exec`` does not pay for the job and serve commands' imports."""
@@ -58,13 +62,19 @@ class LazyGroup(click.Group):
 @click.option(
     "--broker", metavar="URL", envvar=None, help="AMQP URL of RabbitMQ (default $SHOAL_BROKER_URL)."
 )
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="Broker URL of this profile of the config file (default $SHOAL_PROFILE).",
+)
 @click.version_option(package_name="shoal")
-def cli(broker: str | None) -> None:
+def cli(broker: str | None, profile: str | None) -> None:
     """Shoal runs code, not containers: submit a job of some type and get its results."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; ``ShoalError`` becomes ``Type: message`` on stderr and its exit code.
+    """Run the CLI; every error becomes one line ``Type: message`` on stderr and its exit
+    code (``client.failures``).
 
     Run as a program (``argv`` is ``None``), ``exec`` and ``job`` end with ``os._exit``
     once their output is flushed: tearing down the interpreter (pydantic, jinja2, click)
@@ -87,18 +97,25 @@ def _quick_exit(code: int) -> NoReturn:
 def _run(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="shoal", standalone_mode=False)
-    except ShoalError as error:
-        click.echo(f"{type(error).__name__}: {error.message}", err=True)
-        return error.exit_code
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        return EXIT_USAGE if error.exit_code == 2 else error.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
+    except click.exceptions.NoArgsIsHelpError as bare:
+        click.echo(bare.ctx.get_help())  # ``shoal`` or ``shoal job`` alone: help, not an error
+        return 0
+    except BrokenPipeError:
+        return _reader_gone()
+    except Exception as error:  # the last resort: one line, never a traceback
+        return report(error)
+    except KeyboardInterrupt as error:
+        return report(error)
     return 0
+
+
+def _reader_gone() -> int:
+    """stdout's reader left (``shoal job list | head``): quiet, as ``cat`` is, exit 141."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
