@@ -12,9 +12,6 @@ import click
 
 from .failures import report
 
-EXIT_BROKEN_PIPE = 141
-"""128 + SIGPIPE, as a shell reports a program killed by a closed pipe."""
-
 COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
     "exec": ("client.exec_command", "exec_command"),
@@ -102,20 +99,9 @@ def _run(argv: list[str] | None) -> int:
     except click.exceptions.NoArgsIsHelpError as bare:
         click.echo(bare.ctx.get_help())  # ``shoal`` or ``shoal job`` alone: help, not an error
         return 0
-    except BrokenPipeError:
-        return _reader_gone()
-    except Exception as error:  # the last resort: one line, never a traceback
-        return report(error)
-    except KeyboardInterrupt as error:
+    except (Exception, KeyboardInterrupt) as error:  # the last resort: one line, no traceback
         return report(error)
     return 0
-
-
-def _reader_gone() -> int:
-    """stdout's reader left (``shoal job list | head``): quiet, as ``cat`` is, exit 141."""
-    with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":
