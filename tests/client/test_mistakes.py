@@ -368,3 +368,22 @@ async def test_dry_run_refuses_what_a_submit_refuses(
     assert submitted.code == dry.code == USAGE
     assert dry.err == submitted.err
     assert dry.out == submitted.out == ""
+
+
+def test_the_readme_error_examples_are_what_the_cli_prints(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Errors and exit codes", 1)[1].split("```console\n", 1)[1]
+    lines = section.split("```", 1)[0].splitlines()
+    examples = list(zip(lines[::2], lines[1::2], strict=True))
+    assert examples
+    for command, line in examples:
+        done = subprocess.run(
+            [sys.executable, "-m", "client.main", *shlex.split(command.removeprefix("$ shoal "))],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(ROOT), "HOME": str(tmp_path)},
+            timeout=60,
+            check=False,
+        )
+        assert done.stderr == line + "\n"
