@@ -29,12 +29,29 @@ def _load(module: str, name: str) -> Any:
         ) from None
 
 
-def _with_broker(ctx: click.Context, settings: S) -> S:
-    from pydantic import SecretStr
+def _settings(ctx: click.Context, settings_class: type[S]) -> S:
+    """The service's settings from ``SHOAL_*`` variables and ``--broker``; a bad value is a
+    ``UsageError`` naming its variable, a broker URL that is not AMQP one naming its source."""
+    from pydantic import SecretStr, ValidationError
 
+    from .profiles import BrokerChoice, checked
+
+    try:
+        settings = settings_class()
+    except ValidationError as error:
+        raise UsageError(
+            "; ".join(
+                f"SHOAL_{str(problem['loc'][0]).upper()}: {problem['msg']}, "
+                f"got {problem.get('input')!r}"
+                for problem in error.errors(include_url=False)
+            )
+        ) from None
     broker = (ctx.find_root().params or {}).get("broker")
+    source = "SHOAL_BROKER_URL"
     if broker:
-        return settings.model_copy(update={"broker_url": SecretStr(broker)})
+        settings = settings.model_copy(update={"broker_url": SecretStr(broker)})
+        source = "--broker"
+    checked(BrokerChoice(settings.broker_url.get_secret_value(), source))
     return settings
 
 
@@ -55,7 +72,7 @@ def serve_requester(ctx: click.Context) -> None:
     from requester.service import run
     from requester.settings import RequesterSettings
 
-    ctx.exit(run(_with_broker(ctx, RequesterSettings())))
+    ctx.exit(run(_settings(ctx, RequesterSettings)))
 
 
 @serve_group.command("executor")
@@ -64,4 +81,4 @@ def serve_executor(ctx: click.Context) -> None:
     """Consume the compute queue and run jobs in Docker (configured by SHOAL_* variables)."""
     settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
     run: Callable[[CommonSettings], int] = _load("executor.service", "run")
-    ctx.exit(run(_with_broker(ctx, settings_class())))
+    ctx.exit(run(_settings(ctx, settings_class)))
