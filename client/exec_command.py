@@ -149,14 +149,15 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
     from .settings import load_client_settings
 
     settings = load_client_settings(ctx)
-    job_type, arguments, variables = split_argv(list(words), ctx.meta["shoal.after"])
-    options = ExecOptions(
+    options = [name for param in ctx.command.params for name in param.opts if name[:2] == "--"]
+    job_type, arguments, variables = split_argv(list(words), ctx.meta["shoal.after"], options)
+    exec_options = ExecOptions(
         job_type=job_type,
         arguments=arguments,
         variables=variables,
         **{k: v for k, v in flags.items() if k in ExecOptions.__dataclass_fields__},
     )
-    job = prepare_job(options, settings.template_dirs)
+    job = prepare_job(exec_options, settings.template_dirs)
     if flags["dry_run"]:
         dry_run(job, flags)
         return

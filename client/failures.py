@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import traceback
 
 import click
 
@@ -75,6 +74,8 @@ def report(error: BaseException) -> int:
         )
         code = EXIT_INTERNAL
     if debugging() and not isinstance(error, click.ClickException):
+        import traceback
+
         traceback.print_exception(error)
     click.echo(line, err=True)
     return code

@@ -65,9 +65,10 @@ class ExecOptions:
 
 
 def split_argv(
-    before: Sequence[str], after: Sequence[str]
+    before: Sequence[str], after: Sequence[str], options: Sequence[str] = ()
 ) -> tuple[str, list[str], dict[str, str]]:
-    """``(job_type, arguments, template_variables)`` from the words around ``--``."""
+    """``(job_type, arguments, template_variables)`` from the words around ``--``; an unknown
+    option's error suggests the closest of ``options`` (the command's own)."""
     if not before:
         raise UsageError("missing job type: shoal exec TYPE [ARGS...] [-- ARGS...]")
     job_type, *rest = before
@@ -80,14 +81,23 @@ def split_argv(
         if match:
             variables[match.group(1).replace("-", "_")] = match.group(2)
         elif word.startswith("-") and word != "-":
-            variable = "; a template variable takes the form --key=value" * word.startswith("--")
-            raise UsageError(
-                f"unknown option {word}: put the program's own flags after --, "
-                f"e.g. shoal exec {job_type} -- ... {word}{variable}"
-            )
+            raise _unknown_option(job_type, word, options)
         else:
             positional.append(word)
     return job_type, [*positional, *after], variables
+
+
+def _unknown_option(job_type: str, word: str, options: Sequence[str]) -> UsageError:
+    import difflib
+
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+    if close:
+        return UsageError(f"unknown option {word} — did you mean {close[0]}?")
+    variable = "; a template variable takes the form --key=value" * word.startswith("--")
+    return UsageError(
+        f"unknown option {word}: put the program's own flags after --, "
+        f"e.g. shoal exec {job_type} -- ... {word}{variable}"
+    )
 
 
 def _pairs(text: str, flag: str, sep: str = "=") -> tuple[str, str]:

@@ -84,6 +84,8 @@ OFFLINE = [
     Mistake("exec python -v -- python a.py", "UsageError", USAGE, "unknown option -v"),
     Mistake("exec python -c pass", "UsageError", USAGE, "put the program's own flags after --"),
     Mistake("exec python --verbose -- x", "UsageError", USAGE, "unknown option --verbose"),
+    Mistake("exec python --dryrun -- x", "UsageError", USAGE, "did you mean --dry-run?"),
+    Mistake("exec python --netwrok none -- x", "UsageError", USAGE, "did you mean --network?"),
     Mistake("exec python --arguments=x -- x", "TemplateError", USAGE, "is set by shoal exec"),
     Mistake("exec duckdb --version=1 -- -c 'select 1'", "TemplateError", USAGE, "no option"),
     Mistake("exec python --domain pypi.org --network none -- x", "UsageError", USAGE, "--domain"),
