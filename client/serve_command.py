@@ -7,6 +7,7 @@ never loads SQLAlchemy or aiodocker.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,29 +31,31 @@ def _load(module: str, name: str) -> Any:
 
 
 def _settings(ctx: click.Context, settings_class: type[S]) -> S:
-    """The service's settings from ``SHOAL_*`` variables and ``--broker``; a bad value is a
-    ``UsageError`` naming its variable, a broker URL that is not AMQP one naming its source."""
+    """The service's settings from ``SHOAL_*`` variables, the broker URL chosen as for every
+    command (``client.profiles``); a bad value is a ``UsageError`` naming its variable."""
     from pydantic import SecretStr, ValidationError
 
-    from .profiles import BrokerChoice, checked
+    from .profiles import choose_broker
 
     try:
         settings = settings_class()
     except ValidationError as error:
         raise UsageError(
             "; ".join(
-                f"SHOAL_{str(problem['loc'][0]).upper()}: {problem['msg']}, "
-                f"got {problem.get('input')!r}"
+                f"{_variable(problem['loc'])}: {problem['msg']}, got {problem.get('input')!r}"
                 for problem in error.errors(include_url=False)
             )
         ) from None
-    broker = (ctx.find_root().params or {}).get("broker")
-    source = "SHOAL_BROKER_URL"
-    if broker:
-        settings = settings.model_copy(update={"broker_url": SecretStr(broker)})
-        source = "--broker"
-    checked(BrokerChoice(settings.broker_url.get_secret_value(), source))
+    root = ctx.find_root().params or {}
+    choice = choose_broker(root.get("broker"), root.get("profile"), os.environ)
+    if choice.url is not None:
+        settings = settings.model_copy(update={"broker_url": SecretStr(choice.url)})
     return settings
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The ``SHOAL_*`` variable a settings field is read from."""
+    return f"SHOAL_{str(loc[0]).upper()}" if loc else "SHOAL_* settings"
 
 
 @click.group("serve", short_help="Run a requester or an executor.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 
 import click
 
@@ -28,7 +28,15 @@ def version_command(ctx: click.Context) -> None:
 
     root = ctx.find_root().params or {}
     choice = choose_broker(root.get("broker"), root.get("profile"), os.environ)
-    click.echo(f"shoal {version('shoal')}")
+    click.echo(f"shoal {client_version()}")
     click.echo(f"wire schema: {SCHEMA_VERSION}")
     click.echo(f"python: {platform.python_version()}")
     click.echo(f"broker: {redact(choice.url or DEFAULT_BROKER_URL)} ({choice.source})")
+
+
+def client_version() -> str:
+    """The installed package's version, or a note when Shoal runs from a source tree."""
+    try:
+        return version("shoal")
+    except PackageNotFoundError:
+        return "unknown (run from a source tree, not installed)"

@@ -137,6 +137,14 @@ OFFLINE = [
         env={"SHOAL_SWEEP_INTERVAL": "-1"},
     ),
     Mistake("--broker rabbit serve executor", "UsageError", USAGE, "--broker: 'rabbit' is not"),
+    Mistake(
+        "--profile lbs serve requester",
+        "UsageError",
+        USAGE,
+        "no profile 'lbs' in config.toml",
+        files={"config.toml": CONFIG},
+        env={"SHOAL_CONFIG": "config.toml"},
+    ),
     Mistake("broker add-user", "UsageError", USAGE, "missing argument"),
     Mistake("broker setup --secrets-dir s", "UsageError", USAGE, "did you mean '--secrets'?"),
     Mistake(
