@@ -199,9 +199,9 @@ OFFLINE = [
     ),
     Mistake(f"{DEAD} job list", "UnavailableError", UNAVAILABLE, "cannot reach RabbitMQ at"),
     Mistake(f"{DEAD} exec python -- x", "UnavailableError", UNAVAILABLE, "cannot reach RabbitMQ"),
-    Mistake(f"{DEAD} job wait j-1", "UnavailableError", UNAVAILABLE, "is it running?"),
+    Mistake(f"{DEAD} job wait {NO_JOB}", "UnavailableError", UNAVAILABLE, "is it running?"),
     Mistake(
-        "--profile lab job describe j-1",
+        f"--profile lab job describe {NO_JOB}",
         "UnavailableError",
         UNAVAILABLE,
         "cannot reach RabbitMQ at amqp://***@127.0.0.1:1/",
@@ -216,8 +216,8 @@ ONLINE = [
     Mistake("exec python -- x", "UnavailableError", UNAVAILABLE, "no Shoal queues", needs="empty"),
     # the topology, but no requester answering
     Mistake(
-        "job describe j-1", "UnavailableError", UNAVAILABLE, "no requester answered within 1s",
-        env={"SHOAL_RPC_TIMEOUT": "1"}, needs="topology",
+        f"job describe {NO_JOB}", "UnavailableError", UNAVAILABLE,
+        "no requester answered within 1s", env={"SHOAL_RPC_TIMEOUT": "1"}, needs="topology",
     ),
     Mistake(
         "--broker amqp://guest:wrong@127.0.0.1:5672/ job list", "UnavailableError", UNAVAILABLE,
