@@ -57,12 +57,17 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--broker", metavar="URL", envvar=None, help="AMQP URL of RabbitMQ (default $SHOAL_BROKER_URL)."
+    "--broker",
+    metavar="URL",
+    envvar=None,
+    help="AMQP URL of RabbitMQ (default: --profile, $SHOAL_BROKER_URL, $SHOAL_PROFILE, the "
+    "config file's default_profile, amqp://guest:guest@127.0.0.1:5672/).",
 )
 @click.option(
     "--profile",
     metavar="NAME",
-    help="Broker URL of this profile of the config file (default $SHOAL_PROFILE).",
+    help="Use the broker URL of [profiles.NAME] in ~/.config/shoal/config.toml "
+    "($SHOAL_CONFIG names another file).",
 )
 @click.version_option(package_name="shoal")
 def cli(broker: str | None, profile: str | None) -> None:
