@@ -10,6 +10,8 @@ import click
 from .output import FORMATS
 
 if TYPE_CHECKING:
+    from shoal.model import Job
+
     from .prepare import ExecOptions
     from .settings import ClientSettings
 
@@ -123,7 +125,12 @@ class ExecCommand(click.Command):
     "at /inputs/<its name> and {} in the arguments becomes that path. Prints the batch ID, "
     "then one job ID a line.",
 )
-@click.option("--dry-run", is_flag=True, help="Print the job instead of submitting it.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check and print the job instead of submitting it (the same checks as a submit, "
+    "and the job type's translation as a requester would do it).",
+)
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
 @click.option(
@@ -152,21 +159,20 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
     from .settings import load_client_settings
 
     settings = load_client_settings(ctx)
-    job_type, arguments, variables = split_argv(list(words), ctx.meta["shoal.after"])
-    options = ExecOptions(
+    options = [name for param in ctx.command.params for name in param.opts if name[:2] == "--"]
+    job_type, arguments, variables = split_argv(list(words), ctx.meta["shoal.after"], options)
+    exec_options = ExecOptions(
         job_type=job_type,
         arguments=arguments,
         variables=variables,
         **{k: v for k, v in flags.items() if k in ExecOptions.__dataclass_fields__},
     )
     if flags["each"] is not None:
-        _fan_out(settings, options, flags)
+        _fan_out(settings, exec_options, flags)
         return
-    job = prepare_job(options, settings.template_dirs)
+    job = prepare_job(exec_options, settings.template_dirs)
     if flags["dry_run"]:
-        from .output import echo_data
-
-        echo_data(job.model_dump(mode="json"), flags["output_format"])
+        dry_run(job, flags)
         return
     from .submit import submit_and_report
 
@@ -207,3 +213,21 @@ def _fan_out(settings: ClientSettings, options: ExecOptions, flags: dict[str, An
         origins=[str(one.each) for one in each],
         idempotency_key=flags["idempotency_key"],
     )
+
+
+def dry_run(job: Job, flags: dict[str, Any]) -> None:
+    """Print ``job`` after the checks a submit runs here and the requester's translation."""
+    from .output import echo_data
+    from .submit import checked_submission, translate_here
+
+    checked_submission(
+        job,
+        idempotency_key=flags["idempotency_key"],
+        wait=flags["wait"],
+        follow=flags["follow"],
+        wait_timeout=flags["wait_timeout"],
+    )
+    note = translate_here(job)
+    echo_data(job.model_dump(mode="json"), flags["output_format"])
+    if note:
+        click.echo(f"Note: {note}; the requester checks it on submit", err=True)

@@ -77,12 +77,24 @@ def output_folder(target: Path, name: str) -> Path:
     return target / name
 
 
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents; ``UsageError`` naming it if that fails."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        where = error.filename or folder
+        raise UsageError(
+            f"cannot create folder {str(where)!r} for the outputs: {error.strerror or error} "
+            "(choose another with --output-dir)"
+        ) from None
+
+
 def extract(data: bytes, destination: Path, label: str, limit: int = DEFAULT_LIMIT) -> list[str]:
     """Extract a tar.gz into ``destination`` (created); the names of the files written."""
     try:
         check_archive(data, label, limit)
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            destination.mkdir(parents=True, exist_ok=True)
+            make_folder(destination)
             tar.extractall(destination, filter="data")
             return [m.name for m in tar.getmembers() if m.isfile()]
     except tarfile.FilterError as error:

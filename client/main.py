@@ -10,7 +10,7 @@ from typing import NoReturn
 
 import click
 
-from shoal.errors import EXIT_USAGE, ShoalError
+from .failures import report
 
 COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
@@ -18,6 +18,7 @@ COMMANDS = {
     "job": ("client.jobs_command", "job_group"),
     "schema": ("client.schema_command", "schema_command"),
     "serve": ("client.serve_command", "serve_group"),
+    "version": ("client.version_command", "version_command"),
 }
 """Command name → (module, attribute): each imported only when its command runs (or for
 ``--help``), so ``shoal exec`` does not pay for the job and serve commands' imports."""
@@ -57,15 +58,26 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--broker", metavar="URL", envvar=None, help="AMQP URL of RabbitMQ (default $SHOAL_BROKER_URL)."
+    "--broker",
+    metavar="URL",
+    envvar=None,
+    help="AMQP URL of RabbitMQ (default: --profile, $SHOAL_BROKER_URL, $SHOAL_PROFILE, the "
+    "config file's default_profile, amqp://guest:guest@127.0.0.1:5672/).",
+)
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="Use the broker URL of [profiles.NAME] in ~/.config/shoal/config.toml "
+    "($SHOAL_CONFIG names another file).",
 )
 @click.version_option(package_name="shoal")
-def cli(broker: str | None) -> None:
+def cli(broker: str | None, profile: str | None) -> None:
     """Shoal runs code, not containers: submit a job of some type and get its results."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; ``ShoalError`` becomes ``Type: message`` on stderr and its exit code.
+    """Run the CLI; every error becomes one line ``Type: message`` on stderr and its exit
+    code (``client.failures``).
 
     Run as a program (``argv`` is ``None``), ``exec`` and ``job`` end with ``os._exit``
     once their output is flushed: tearing down the interpreter (pydantic, jinja2, click)
@@ -88,17 +100,13 @@ def _quick_exit(code: int) -> NoReturn:
 def _run(argv: list[str] | None) -> int:
     try:
         cli.main(args=argv, prog_name="shoal", standalone_mode=False)
-    except ShoalError as error:
-        click.echo(f"{type(error).__name__}: {error.message}", err=True)
-        return error.exit_code
     except click.exceptions.Exit as done:
         return int(done.exit_code)
-    except click.ClickException as error:
-        error.show()
-        return EXIT_USAGE if error.exit_code == 2 else error.exit_code
-    except click.Abort:
-        click.echo("Aborted.", err=True)
-        return 130
+    except click.exceptions.NoArgsIsHelpError as bare:
+        click.echo(bare.ctx.get_help())  # ``shoal`` or ``shoal job`` alone: help, not an error
+        return 0
+    except (Exception, KeyboardInterrupt) as error:  # the last resort: one line, no traceback
+        return report(error)
     return 0
 
 

@@ -5,8 +5,9 @@ The argv rules, fixing those of the original ``bacalhau exec``:
 - ``TYPE`` is the first word; the job's ``command`` is ``TYPE`` and its ``arguments`` are the
   other words before ``--`` followed by every word after ``--``, exactly as typed (no shell
   quoting is added or removed).
-- Before ``--``, ``--key=value`` is a template variable (``--version=3.12``); any other unknown
-  ``--flag`` is an error. After ``--`` nothing is interpreted.
+- Before ``--``, ``--key=value`` is a template variable (``--version=3.12``); any other word
+  starting with ``-`` that ``shoal exec`` does not know (``--flag``, ``-v``) is an error, never
+  silently an argument. After ``--`` nothing is interpreted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,16 @@ from shoal.units import parse_cpu, parse_duration, parse_memory
 from . import templates
 
 _VARIABLE = re.compile(r"--([A-Za-z][A-Za-z0-9_-]*)=(.*)", re.DOTALL)
-_INPUT_KEYS = {"src": "src", "source": "src", "dst": "dst", "target": "dst", "alias": "alias"}
+_INPUT_KEYS = {
+    "src": "src",
+    "source": "src",
+    "dst": "dst",
+    "dest": "dst",
+    "destination": "dst",
+    "target": "dst",
+    "alias": "alias",
+}
+_INPUT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 CODE_ROOT = "/code"
 INPUTS_ROOT = "/inputs"
 
@@ -57,9 +67,10 @@ class ExecOptions:
 
 
 def split_argv(
-    before: Sequence[str], after: Sequence[str]
+    before: Sequence[str], after: Sequence[str], options: Sequence[str] = ()
 ) -> tuple[str, list[str], dict[str, str]]:
-    """``(job_type, arguments, template_variables)`` from the words around ``--``."""
+    """``(job_type, arguments, template_variables)`` from the words around ``--``; an unknown
+    option's error suggests the closest of ``options`` (the command's own)."""
     if not before:
         raise UsageError("missing job type: shoal exec TYPE [ARGS...] [-- ARGS...]")
     job_type, *rest = before
@@ -71,14 +82,24 @@ def split_argv(
         match = _VARIABLE.fullmatch(word)
         if match:
             variables[match.group(1).replace("-", "_")] = match.group(2)
-        elif word.startswith("--"):
-            raise UsageError(
-                f"unknown option {word}: template options take the form --key=value; "
-                "put the program's own flags after --"
-            )
+        elif word.startswith("-") and word != "-":
+            raise _unknown_option(job_type, word, options)
         else:
             positional.append(word)
     return job_type, [*positional, *after], variables
+
+
+def _unknown_option(job_type: str, word: str, options: Sequence[str]) -> UsageError:
+    import difflib
+
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.75)
+    if close:
+        return UsageError(f"unknown option {word} — did you mean {close[0]}?")
+    variable = "; a template variable takes the form --key=value" * word.startswith("--")
+    return UsageError(
+        f"unknown option {word}: put the program's own flags after --, "
+        f"e.g. shoal exec {job_type} -- ... {word}{variable}"
+    )
 
 
 def _pairs(text: str, flag: str, sep: str = "=") -> tuple[str, str]:
@@ -89,23 +110,40 @@ def _pairs(text: str, flag: str, sep: str = "=") -> tuple[str, str]:
     return key, value
 
 
+INPUT_FORMS = (
+    "use src=PATH|URL[,dst=/inputs/NAME][,alias=NAME] (keys: src or source; dst, dest, "
+    "destination or target; alias), or just PATH or URL"
+)
+
+
 def _input_fields(spec: str) -> dict[str, str]:
-    if "=" not in spec.split(",", 1)[0]:
-        return {"src": spec}
+    """``{"src": ..., "dst": ..., "alias": ...}`` from ``-i``'s ``src=URI,dst=PATH`` form (or a
+    bare path or URL, then more ``key=value`` parts); a comma inside a path or a URL's query
+    stays part of it."""
     fields: dict[str, str] = {}
     last = ""
-    for part in spec.split(","):
+    for index, part in enumerate(spec.split(",")):
         key, found, value = part.partition("=")
-        if found and key.strip().lower() in _INPUT_KEYS:
-            last = _INPUT_KEYS[key.strip().lower()]
-            fields[last] = value
-        elif last:
-            fields[last] += "," + part  # a comma inside a URL
+        name = _INPUT_KEYS.get(key.strip().lower()) if found else None
+        if name is not None:
+            if name in fields:
+                raise UsageError(f"-i {spec!r}: {key.strip()}= given twice; {INPUT_FORMS}")
+            fields[name] = value
+            last = name
+        elif found and _INPUT_KEY.fullmatch(key.strip()) and not _in_query(fields, last):
+            raise UsageError(f"-i {spec!r}: unknown key {key.strip()!r}; {INPUT_FORMS}")
+        elif index == 0:
+            fields["src"], last = part, "src"  # a bare path or URL
         else:
-            raise UsageError(f"-i {spec!r}: expected src=URI,dst=PATH")
+            fields[last] += "," + part
     if not fields.get("src"):
-        raise UsageError(f"-i {spec!r}: missing src=URI")
+        raise UsageError(f"-i {spec!r}: missing src=PATH|URL; {INPUT_FORMS}")
     return fields
+
+
+def _in_query(fields: dict[str, str], last: str) -> bool:
+    """Whether the part being read continues a URL's query string (``?a=1,b=2``)."""
+    return last == "src" and "://" in fields["src"] and "?" in fields["src"]
 
 
 class _Inputs:

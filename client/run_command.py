@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .output import FORMATS, echo_data
+from .output import FORMATS
 from .settings import load_client_settings
 
 EPILOG = """\b
@@ -58,8 +58,6 @@ def run_job(
     output_format: str,
 ) -> None:
     """Submit the job in FILE (YAML or JSON; - reads standard input)."""
-    from shoal import limits
-
     from .specfile import read_spec
     from .submit import submit_and_report
 
@@ -67,9 +65,13 @@ def run_job(
         _run_batch(ctx, source, idempotency_key, dry_run, wait or follow or id_only)
         return
     job = read_spec(source)
-    limits.check_job(job)
     if dry_run:
-        echo_data(job.model_dump(mode="json"), output_format)
+        from .exec_command import dry_run as check_and_print
+
+        flags = {"idempotency_key": idempotency_key, "wait": wait, "follow": follow}
+        check_and_print(
+            job, {**flags, "wait_timeout": wait_timeout, "output_format": output_format}
+        )
         return
     submit_and_report(
         load_client_settings(ctx),

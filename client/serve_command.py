@@ -7,6 +7,7 @@ never loads SQLAlchemy or aiodocker.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -29,13 +30,32 @@ def _load(module: str, name: str) -> Any:
         ) from None
 
 
-def _with_broker(ctx: click.Context, settings: S) -> S:
-    from pydantic import SecretStr
+def _settings(ctx: click.Context, settings_class: type[S]) -> S:
+    """The service's settings from ``SHOAL_*`` variables, the broker URL chosen as for every
+    command (``client.profiles``); a bad value is a ``UsageError`` naming its variable."""
+    from pydantic import SecretStr, ValidationError
 
-    broker = (ctx.find_root().params or {}).get("broker")
-    if broker:
-        return settings.model_copy(update={"broker_url": SecretStr(broker)})
+    from .profiles import choose_broker
+
+    try:
+        settings = settings_class()
+    except ValidationError as error:
+        raise UsageError(
+            "; ".join(
+                f"{_variable(problem['loc'])}: {problem['msg']}, got {problem.get('input')!r}"
+                for problem in error.errors(include_url=False)
+            )
+        ) from None
+    root = ctx.find_root().params or {}
+    choice = choose_broker(root.get("broker"), root.get("profile"), os.environ)
+    if choice.url is not None:
+        settings = settings.model_copy(update={"broker_url": SecretStr(choice.url)})
     return settings
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The ``SHOAL_*`` variable a settings field is read from."""
+    return f"SHOAL_{str(loc[0]).upper()}" if loc else "SHOAL_* settings"
 
 
 @click.group("serve", short_help="Run a requester or an executor.")
@@ -55,7 +75,7 @@ def serve_requester(ctx: click.Context) -> None:
     from requester.service import run
     from requester.settings import RequesterSettings
 
-    ctx.exit(run(_with_broker(ctx, RequesterSettings())))
+    ctx.exit(run(_settings(ctx, RequesterSettings)))
 
 
 @serve_group.command("executor")
@@ -64,4 +84,4 @@ def serve_executor(ctx: click.Context) -> None:
     """Consume the compute queue and run jobs in Docker (configured by SHOAL_* variables)."""
     settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
     run: Callable[[CommonSettings], int] = _load("executor.service", "run")
-    ctx.exit(run(_with_broker(ctx, settings_class())))
+    ctx.exit(run(_settings(ctx, settings_class)))

@@ -4,7 +4,8 @@ The services use pydantic-settings (``shoal.settings.CommonSettings``); the CLI 
 five variables itself, because importing pydantic-settings costs every ``shoal exec`` about
 50 ms. The semantics are the same: the ``SHOAL_`` prefix, names matched case-insensitively,
 ``SHOAL_TEMPLATE_DIRS`` a JSON list (or, for convenience, ``os.pathsep``-separated paths),
-a bad value an error naming the variable, and ``--broker`` wins over ``SHOAL_BROKER_URL``.
+a bad value an error naming the variable. The broker URL may also come from ``--broker`` or
+a profile of the config file (``client.profiles``).
 """
 
 from __future__ import annotations
@@ -108,10 +109,17 @@ def _positive(name: str, text: str) -> float:
     return value
 
 
-def load_client_settings(ctx: click.Context) -> ClientSettings:
-    """Settings from the environment, with the ``--broker`` flag applied."""
-    settings = ClientSettings.from_env()
-    broker = (ctx.find_root().params or {}).get("broker")
-    if broker:
-        settings = replace(settings, broker_url=Secret(broker))
+def load_client_settings(
+    ctx: click.Context, environ: Mapping[str, str] | None = None
+) -> ClientSettings:
+    """Settings from the environment, the broker URL chosen by ``client.profiles`` from
+    ``--broker``, ``--profile``, ``SHOAL_BROKER_URL``, ``SHOAL_PROFILE`` and the config file."""
+    from .profiles import choose_broker
+
+    source = os.environ if environ is None else environ
+    settings = ClientSettings.from_env(source)
+    root = ctx.find_root().params or {}
+    choice = choose_broker(root.get("broker"), root.get("profile"), source)
+    if choice.url is not None:
+        settings = replace(settings, broker_url=Secret(choice.url))
     return settings

@@ -34,18 +34,50 @@ def submit_and_report(
     when a waited-on job fails or is stopped, ``WaitTimeoutError`` (exit 124) when it has not
     ended within ``wait_timeout`` of waiting (it is left as it is).
     """
-    deadline = wait_deadline(wait_timeout)
-    if deadline is not None and not (wait or follow):
-        raise UsageError("--wait-timeout needs --wait or --follow")
-    submission = Submission(job=job, idempotency_key=idempotency_key)
-    limits.check_job(job)
-    limits.check_body(encode(submission), limits.MAX_SUBMISSION_BYTES, "submission")
+    submission, deadline = checked_submission(
+        job, idempotency_key=idempotency_key, wait=wait, follow=follow, wait_timeout=wait_timeout
+    )
     if not (wait or follow):
         report(submit_blocking(settings, submission), id_only=id_only, wait=False)
         return
     import asyncio
 
     asyncio.run(_submit(settings, submission, follow, id_only, deadline))
+
+
+def checked_submission(
+    job: Job,
+    *,
+    idempotency_key: str | None,
+    wait: bool,
+    follow: bool,
+    wait_timeout: str | None,
+) -> tuple[Submission, float | None]:
+    """The submission of ``job`` and the wait's deadline, after every check the client makes
+    before sending: ``--dry-run`` runs it too, so it accepts no job a submit would refuse
+    here."""
+    deadline = wait_deadline(wait_timeout)
+    if deadline is not None and not (wait or follow):
+        raise UsageError("--wait-timeout needs --wait or --follow")
+    submission = Submission(job=job, idempotency_key=idempotency_key)
+    limits.check_job(job)
+    limits.check_body(encode(submission), limits.MAX_SUBMISSION_BYTES, "submission")
+    return submission, deadline
+
+
+def translate_here(job: Job) -> str | None:
+    """Translate ``job`` as a requester would (``--dry-run``'s last check), raising its typed
+    error; a note instead when this installation has no translator for the job's type (a
+    requester's plug-in may have one)."""
+    from requester.translate import default_registry, translate_job
+    from shoal.model import NATIVE_ENGINES
+
+    registry = default_registry()
+    job_type = job.engine_type
+    if job_type not in NATIVE_ENGINES and job_type.lower() not in registry.job_types():
+        return f"job type {job_type!r} is not translated here: no translator for it is installed"
+    translate_job(job, registry)
+    return None
 
 
 def wait_deadline(value: str | None) -> float | None:

@@ -35,13 +35,19 @@ def unreachable(url: str, error: BaseException) -> UnavailableError:
 
 
 def lost(url: str, error: BaseException | None) -> UnavailableError:
-    """The error for a broker connection that broke mid-command (a restart, a network cut)."""
+    """The error for a broker connection that broke mid-command (a restart, a network cut), or
+    for a broker that closed it because Shoal's exchanges and queues are not there."""
     if error is None:
         reason = "the connection closed"
     elif isinstance(error, OSError) and error.strerror:
         reason = error.strerror  # aiormq's closes: errno is the AMQP reply code
     else:
         reason = str(error) or type(error).__name__
+    if "NOT_FOUND - no exchange" in reason or "NOT_FOUND - no queue" in reason:
+        return UnavailableError(
+            f"RabbitMQ at {redact(url)} has no Shoal queues ({reason}): no requester has "
+            "started on this broker and vhost (shoal serve requester)"
+        )
     return UnavailableError(
         f"lost the connection to RabbitMQ at {redact(url)}: {reason}; try again once it is back"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shoal.brokerurl import redact, unreachable
+from shoal.brokerurl import lost, redact, unreachable
 
 
 def test_password_never_shown() -> None:
@@ -29,3 +29,12 @@ def test_one_line_with_a_hint(reason: BaseException, hint: str) -> None:
     assert error.message.startswith("cannot reach RabbitMQ at amqp://***@h:5672/: ")
     assert hint in error.message
     assert "\n" not in error.message
+
+
+def test_a_vhost_without_the_topology_says_no_requester_started() -> None:
+    error = lost("amqp://u:secret@h/", Exception("NOT_FOUND - no exchange 'shoal.requests'"))
+    assert error.exit_code == 3
+    assert error.message.startswith("RabbitMQ at amqp://***@h/ has no Shoal queues")
+    assert error.message.endswith(
+        "no requester has started on this broker and vhost (shoal serve requester)"
+    )

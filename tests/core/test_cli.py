@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from shoal.model import Job
+from shoal.wire import SCHEMA_VERSION
 
 
 def shoal(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -101,3 +104,55 @@ def test_a_label_over_the_limit_is_refused_before_connecting() -> None:
     assert done.stderr == (
         "TooLargeError: labels 'note' is 65537 bytes; one value may hold at most 65536 bytes\n"
     )
+
+
+def test_version_names_the_client_and_its_broker(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text('[profiles.lab]\nbroker_url = "amqp://me:secret@lab:5672/"\n')
+    done = subprocess.run(
+        [sys.executable, "-m", "client.main", "--profile", "lab", "version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SHOAL_CONFIG": str(config)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"shoal {version('shoal')}"
+    assert lines[1] == f"wire schema: {SCHEMA_VERSION}"
+    assert lines[3] == f"broker: amqp://***@lab:5672/ (profile 'lab' in {config})"
+
+
+def test_shell_completion_as_the_readme_says() -> None:
+    script = subprocess.run(
+        [sys.executable, "-m", "client.main"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "_SHOAL_COMPLETE": "bash_source"},
+        timeout=60,
+        check=True,
+    )
+    assert "complete -o nosort -F _shoal_completion shoal" in script.stdout
+    words = subprocess.run(
+        [sys.executable, "-m", "client.main"],
+        capture_output=True,
+        text=True,
+        env={
+            **os.environ,
+            "_SHOAL_COMPLETE": "bash_complete",
+            "COMP_WORDS": "shoal job li",
+            "COMP_CWORD": "2",
+        },
+        timeout=60,
+        check=True,
+    )
+    assert words.stdout.split() == ["plain,list"]
+
+
+@pytest.mark.parametrize("args", [[], ["job"]])
+def test_a_bare_group_prints_its_help(args: list[str]) -> None:
+    done = shoal(*args)
+    assert done.returncode == 0
+    assert done.stdout.startswith("Usage: shoal")
+    assert done.stderr == ""

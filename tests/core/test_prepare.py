@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,16 @@ def test_duckdb_query_with_spaces_is_one_argv_item() -> None:
 
 
 def test_words_before_and_after_dashes_are_joined_verbatim() -> None:
-    job = prepare(["duckdb", "-c", "select 1"], ["--not-ours", "'quoted' \"x\"", "$HOME"])
-    assert params(job)["arguments"] == ["-c", "select 1", "--not-ours", "'quoted' \"x\"", "$HOME"]
+    job = prepare(["duckdb", "db.duckdb", "-"], ["--not-ours", "-c", "'quoted' \"x\"", "$HOME"])
+    assert params(job)["arguments"] == [
+        "db.duckdb", "-", "--not-ours", "-c", "'quoted' \"x\"", "$HOME",
+    ]  # fmt: skip
 
 
-def test_unknown_double_dash_flag_before_dashes_is_refused() -> None:
-    with pytest.raises(UsageError, match="unknown option --verbose"):
-        prepare(["python", "--verbose"])
+@pytest.mark.parametrize("word", ["--verbose", "-v", "-c", "-1"])
+def test_unknown_flag_before_dashes_is_refused_not_an_argument(word: str) -> None:
+    with pytest.raises(UsageError, match=f"unknown option {word}: put the program's own flags"):
+        prepare(["python", word], ["python", "app.py"])
 
 
 def test_unknown_template_variable_is_refused() -> None:
@@ -124,6 +128,40 @@ def test_inputs_plus_code(app: Path, tmp_path: Path) -> None:
         (None, "/inputs/ref.parquet", "local"),
     ]
     assert job.task.inputs[2].source.params["url"] == "https://example.org/x.csv?a=1,2"
+
+
+@pytest.mark.parametrize(
+    ("spec", "target"),
+    [
+        ("src={data},dst=/inputs/a.csv", "/inputs/a.csv"),
+        ("src={data},dest=/inputs/a.csv", "/inputs/a.csv"),  # Bacalhau's spelling
+        ("source={data},destination=/inputs/a.csv", "/inputs/a.csv"),
+        ("src={data},target=/inputs/a.csv", "/inputs/a.csv"),
+        ("{data},dst=/inputs/a.csv", "/inputs/a.csv"),  # a bare path, then keys
+        ("{data}", "/inputs/d,1.csv"),  # a comma in a file name
+        ("src={data}", "/inputs/d,1.csv"),
+    ],
+)
+def test_input_forms(tmp_path: Path, spec: str, target: str) -> None:
+    data = tmp_path / "d,1.csv"
+    data.write_text("a\n")
+    [given] = prepare(["python"], ["python", "a.py"], inputs=[spec.format(data=data)]).task.inputs
+    assert given.target == target
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("src=a.csv,dset=/inputs/a.csv", "unknown key 'dset'; use src=PATH|URL"),
+        ("src=s3://b/k,opt=region=eu", "unknown key 'opt'"),
+        ("from=a.csv", "unknown key 'from'"),
+        ("src=a.csv,src=b.csv", "src= given twice"),
+        ("dst=/inputs/a", "missing src=PATH|URL"),
+    ],
+)
+def test_bad_input_forms_name_the_accepted_ones(spec: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        prepare(["python"], ["python", "a.py"], inputs=[spec])
 
 
 @pytest.mark.parametrize(

@@ -68,7 +68,7 @@ def _sent(job: Job) -> Job:
 @given(
     value=values,
     other=values,
-    arguments=st.lists(words.filter(lambda w: not w.startswith("--")), max_size=3),
+    arguments=st.lists(words.filter(lambda w: w == "-" or not w.startswith("-")), max_size=3),
 )
 def test_values_are_carried_verbatim(
     probe_dir: Path, value: str, other: str, arguments: list[str]
