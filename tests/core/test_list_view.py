@@ -53,3 +53,12 @@ def test_since_is_a_duration_back_or_a_time() -> None:
     assert since_time("2026-12-01T10:00", NOW) == local
     with pytest.raises(UsageError, match="neither a duration"):
         since_time("soon", NOW)
+
+
+def test_the_cli_knows_every_job_state() -> None:
+    from client.jobs_command import STATES
+    from client.listing import SUMMARY_STATES
+    from shoal.model import JobState
+
+    assert sorted(STATES) == sorted(state.value for state in JobState)
+    assert set(SUMMARY_STATES) == {state.value for state in JobState} - {"translated"}
