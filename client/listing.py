@@ -44,24 +44,25 @@ def since_time(value: str, now: datetime | None = None) -> str:
     return moment.astimezone(UTC).isoformat()
 
 
+def _chunk(limit: int | None, have: int) -> int | None:
+    """The page size to ask for next (see :func:`fetch`)."""
+    if limit is None:
+        return None
+    return PAGE_MOST if limit == 0 else min(limit - have, PAGE_MOST)
+
+
 async def fetch(
     session: Session, params: dict[str, Any], limit: int | None, after: str | None
 ) -> dict[str, Any]:
     """The first ``limit`` jobs after ``after`` (``None``: the requester's default count;
     ``0``: all), asking page by page: ``{"jobs", "total", "skipped", "next"}``."""
-    jobs: list[dict[str, Any]] = []
-    first: dict[str, Any] | None = None
-    while True:
-        want = None if limit is None else PAGE_MOST if limit == 0 else limit - len(jobs)
-        page: dict[str, Any] = await session.api(
-            "page", limit=None if want is None else min(want, PAGE_MOST), after=after, **params
-        )
-        first = first or page
+    first: dict[str, Any] = await session.api("page", limit=_chunk(limit, 0), after=after, **params)
+    jobs: list[dict[str, Any]] = first["jobs"]
+    after = first["next"]
+    while after is not None and limit is not None and (limit == 0 or len(jobs) < limit):
+        page = await session.api("page", limit=_chunk(limit, len(jobs)), after=after, **params)
         jobs += page["jobs"]
         after = page["next"]
-        if after is None or limit is None or (limit and len(jobs) >= limit):
-            break
-    assert first is not None
     return {"jobs": jobs, "total": first["total"], "skipped": first["skipped"], "next": after}
 
 
