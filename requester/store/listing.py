@@ -150,7 +150,9 @@ def id_prefix(text: str) -> str:
 
 async def by_prefix(conn: AsyncConnection, prefix: str, scope: Scope, most: int) -> list[str]:
     """Up to ``most`` runnable job IDs whose own ID, or whose original's, starts with
-    ``prefix``, among the jobs in ``scope``."""
+    ``prefix``, among the jobs in ``scope``. Its cost: a look at the owner's jobs (through
+    ``ix_jobs_owner_created``); for an operator, at every job (a ``LIKE`` uses the primary
+    key's index only under SQLite's or a C collation)."""
     jobs = schema.jobs
     query = (
         select(jobs.c.id, jobs.c.translated_id)
