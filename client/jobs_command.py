@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,45 +45,105 @@ def job_group() -> None:
 job_group.add_command(run_job)
 
 
-@job_group.command("list")
-@click.option("--state", help="Only jobs in this state (queued, running, completed, ...).")
-@click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Only jobs with it.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
-@click.option("--output-format", type=click.Choice(("table", *FORMATS)), default="table")
-@click.pass_context
-def list_jobs(
-    ctx: click.Context, state: str | None, labels: tuple[str, ...], limit: int, output_format: str
-) -> None:
-    """Jobs, newest first."""
+STATES = ("pending", "queued", "running", "completed", "failed", "stopped", "translated")
+
+
+def _labels(labels: tuple[str, ...]) -> dict[str, str]:
     wanted: dict[str, str] = {}
     for label in labels:
         key, sep, value = label.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{label!r} is not k=v", param_hint="--label")
         wanted[key] = value
-    jobs = _run(ctx, lambda s: s.api("list", state=state, labels=wanted, limit=limit))
+    return wanted
+
+
+def _filters(states: tuple[str, ...], labels: tuple[str, ...], since: str | None) -> dict[str, Any]:
+    from .listing import since_time
+
+    params: dict[str, Any] = {"labels": _labels(labels)}
+    if states:
+        params["states"] = list(dict.fromkeys(states))
+    if since is not None:
+        params["since"] = since_time(since)
+    return params
+
+
+@job_group.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES),
+    help="Only jobs in this state; repeat for several.",
+)
+@click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Only jobs with it.")
+@click.option(
+    "--since", metavar="DURATION|TIME", help="Only jobs created since: 2h, 3d, 2026-12-07T06:00."
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Show this many jobs (default: the requester's, 50).",
+)
+@click.option("--all", "every", is_flag=True, help="Show every matching job.")
+@click.option("--after", metavar="ID", help="Start after this job (the footer's next cursor).")
+@click.option("-q", "--quiet", is_flag=True, help="Print job IDs only.")
+@click.option("--output-format", type=click.Choice(("table", *FORMATS)), default="table")
+@click.pass_context
+def list_jobs(
+    ctx: click.Context,
+    states: tuple[str, ...],
+    labels: tuple[str, ...],
+    since: str | None,
+    limit: int | None,
+    every: bool,
+    after: str | None,
+    quiet: bool,
+    output_format: str,
+) -> None:
+    """Jobs, newest first; a footer on stderr says when there are more
+    ("showing 50 of 844 (next: --after ID)")."""
+    import sys
+    from datetime import UTC, datetime
+
+    from .listing import LIST_HEADER, fetch, footer, list_rows, table
+
+    params = _filters(states, labels, since)
+    page = _run(ctx, lambda s: fetch(s, params, 0 if every else limit, after))
     if output_format != "table":
-        echo_data(jobs, output_format)
+        echo_data(page, output_format)
         return
-    rows = [
-        (
-            j["id"],
-            j["job_type"],
-            j["state"],
-            "" if j["exit_code"] is None else str(j["exit_code"]),
-            (j["created_at"] or "")[:19].replace("T", " "),
-            j["name"],
-            ",".join(f"{k}={v}" for k, v in sorted(j["labels"].items())),
-        )
-        for j in jobs
-    ]
-    _table(("ID", "TYPE", "STATE", "EXIT", "CREATED", "NAME", "LABELS"), rows)
+    if quiet:
+        for job in page["jobs"]:
+            click.echo(job["id"])
+    else:
+        now = datetime.now(UTC)
+        table(LIST_HEADER, list_rows(page["jobs"], now, relative=sys.stdout.isatty()))
+    note = footer(page)
+    if note:
+        click.echo(note, err=True)
 
 
-def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
-    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
-    for row in (header, *rows):
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+@job_group.command("summary")
+@click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Only jobs with it.")
+@click.option(
+    "--since", metavar="DURATION|TIME", help="Only jobs created since: 2h, 3d, 2026-12-07T06:00."
+)
+@click.option("--output-format", type=click.Choice(("table", *FORMATS)), default="table")
+@click.pass_context
+def summary(
+    ctx: click.Context, labels: tuple[str, ...], since: str | None, output_format: str
+) -> None:
+    """How many jobs are in each state, by job type (counted by the requester's store)."""
+    from .listing import summary_rows, table
+
+    params = _filters((), labels, since)
+    counts = _run(ctx, lambda s: s.api("summary", **params))
+    if output_format != "table":
+        echo_data(counts, output_format)
+        return
+    table(*summary_rows(counts))
 
 
 @job_group.command("describe")
@@ -127,7 +187,7 @@ def human_view(record: dict[str, Any]) -> list[str]:
     if record.get("error"):
         lines.append(f"Error:       {record['error']}")
     lines += [f"Created:     {record['created_at']}", f"Updated:     {record['updated_at']}"]
-    lines.append("Executions:" + ("" if record["executions"] else "  none yet"))
+    lines.append("Executions:" + ("" if record["executions"] else _no_runs(record["state"])))
     for run in record["executions"]:
         exit_code = "" if run["exit_code"] is None else f" exit {run['exit_code']}"
         attempt = run.get("attempt") or 1
@@ -159,18 +219,34 @@ def human_view(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _no_runs(state: str) -> str:
+    if state == "stopped":
+        return "  none: stopped before it started"
+    if state in ("completed", "failed"):
+        return "  none: it ended before it started"
+    return "  none yet"
+
+
 @job_group.command("logs")
 @click.argument("job_id")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
 @click.pass_context
 def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
     """A job's stdout and stderr (as kept by the store)."""
-    from .follow import LogPrinter, wait_for_end
+    from .follow import LogPrinter
 
     if follow:
-        _run(ctx, lambda s: wait_for_end(s, job_id, follow=True, spin=False))
+        _run(ctx, lambda s: _follow(s, job_id))
         return
     LogPrinter().stored(_run(ctx, lambda s: s.api("logs", job_id)))
+
+
+async def _follow(session: Session, job_id: str) -> str:
+    from .follow import wait_for_end
+    from .listing import full_ids
+
+    [full_id] = await full_ids(session, [job_id])
+    return await wait_for_end(session, full_id, follow=True, spin=False)
 
 
 @job_group.command("get")
@@ -250,7 +326,9 @@ async def _wait_all(
     import asyncio
 
     from .follow import wait_for_end, within
+    from .listing import full_ids
 
+    job_ids = list(dict.fromkeys(await full_ids(session, job_ids)))
     seen = dict.fromkeys(job_ids, "state unknown")
 
     async def one(job_id: str) -> dict[str, Any]:

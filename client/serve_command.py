@@ -15,6 +15,8 @@ import click
 
 from shoal.errors import UsageError
 
+from .settings_help import SettingsCommand
+
 if TYPE_CHECKING:  # pydantic-settings is loaded only when a service starts
     from shoal.settings import CommonSettings
 
@@ -63,14 +65,16 @@ def serve_group() -> None:
     """Run one of Shoal's services until SIGTERM/SIGINT (a second signal exits at once)."""
 
 
-@serve_group.command("requester")
+@serve_group.command(
+    "requester", cls=SettingsCommand, settings="requester.settings:RequesterSettings"
+)
 @click.pass_context
 def serve_requester(ctx: click.Context) -> None:
     """Consume submissions, record job events, answer `shoal job` queries.
 
-    Configured by SHOAL_* variables: SHOAL_DATABASE_URL (default SQLite in the data
-    directory; postgresql+asyncpg://... for several requesters), SHOAL_LOG_LIMIT_BYTES,
-    SHOAL_OUTPUT_LIMIT_BYTES, SHOAL_SUBMIT_PREFETCH, ...
+    Configured by the SHOAL_* variables below. SHOAL_DATABASE_URL picks the job store:
+    SQLite (the default, one requester) or postgresql+asyncpg://USER@HOST/DB (several
+    requesters).
     """
     from requester.service import run
     from requester.settings import RequesterSettings
@@ -78,10 +82,15 @@ def serve_requester(ctx: click.Context) -> None:
     ctx.exit(run(_settings(ctx, RequesterSettings)))
 
 
-@serve_group.command("executor")
+@serve_group.command("executor", cls=SettingsCommand, settings="executor.settings:ExecutorSettings")
 @click.pass_context
 def serve_executor(ctx: click.Context) -> None:
-    """Consume the compute queue and run jobs in Docker (configured by SHOAL_* variables)."""
+    """Consume the compute queue and run jobs in Docker (configured by the SHOAL_* variables
+    below).
+
+    A second stack on the same Docker host needs its own SHOAL_NODE_ID, SHOAL_HTTP_NETWORK
+    and SHOAL_PROXY_PORT (or 0, any free port).
+    """
     settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
     run: Callable[[CommonSettings], int] = _load("executor.service", "run")
     ctx.exit(run(_settings(ctx, settings_class)))

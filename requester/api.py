@@ -1,7 +1,11 @@
 """``shoal.api``: queries answered from the job store, and ``stop``.
 
-Ops (``ApiRequest.op``): ``list`` (params ``state``, ``labels`` {k: v}, ``limit``),
-``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per result name) and ``stop``.
+Ops (``ApiRequest.op``): ``list`` (params ``states`` or ``state``, ``labels`` {k: v},
+``since``, ``limit``, ``after``: the jobs), ``page`` (the same, with the counts and the next
+cursor, ``requester.store.listing``), ``summary`` (counts by state and job type), and per
+job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per
+result name) and ``stop``. A job is named by its ID or by a unique prefix of it (at least
+six characters after ``j-``), looked up among the caller's jobs only.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
@@ -13,6 +17,7 @@ the end.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -22,18 +27,53 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
-from shoal.model import TERMINAL_STATES, JobState
+from shoal.model import JOB_ID, TERMINAL_STATES, JobState
 from shoal.wire import ApiReply, ApiRequest, ControlMessage, JobEvent, WireError, decode
 
 from . import delivery
 from .access import Access
 from .replies import reply
-from .store import JobStore
+from .store import JobFilter, JobStore
+from .store.listing import Scope
 from .submissions import RetryPolicy
 
 log = structlog.get_logger(__name__)
 
 MAX_LIST = 1000
+"""The most jobs one ``list`` or ``page`` answer holds; the CLI pages for more."""
+
+
+def job_filter(params: dict[str, Any], scope: Scope) -> JobFilter:
+    """The jobs a ``list``, ``page`` or ``summary`` request asks for: ``states`` (or one
+    ``state``), ``labels`` {k: v}, ``since`` (ISO 8601 with a zone); ``UsageError`` if bad."""
+    labels = params.get("labels") or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise UsageError("labels must be a map of strings")
+    states = params.get("states") or ([params["state"]] if params.get("state") else [])
+    known = {s.value for s in JobState}
+    if not isinstance(states, list) or not all(isinstance(s, str) for s in states):
+        raise UsageError("states must be a list of state names")
+    for state in states:
+        if state not in known:
+            raise UsageError(f"unknown state {state!r}; one of {', '.join(sorted(known))}")
+    return JobFilter(
+        states=tuple(dict.fromkeys(states)), labels=labels, since=_since(params), scope=scope
+    )
+
+
+def _since(params: dict[str, Any]) -> datetime | None:
+    value = params.get("since")
+    if value is None:
+        return None
+    try:
+        since = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None:
+        raise UsageError(f"since must be an ISO 8601 time with a zone, not {value!r}")
+    return since.astimezone(UTC)
 
 
 class Api:
@@ -81,13 +121,20 @@ class Api:
 
     async def handle(self, request: ApiRequest, caller: str) -> Any:
         """The result of ``request`` by ``caller``; ``ShoalError`` for a bad one."""
+        scope = self._access.scope(caller)
         if request.op == "list":
-            return await self._list(request.params, caller)
-        job_id = request.job_id
-        if not job_id:
+            return (await self._page(request.params, scope))["jobs"]
+        if request.op == "page":
+            return await self._page(request.params, scope)
+        if request.op == "summary":
+            return await self._store.counts(job_filter(request.params, scope))
+        if not request.job_id:
             raise ProtocolError(f"api op {request.op!r} needs a job_id")
+        job_id = await self._store.match(request.job_id, scope)
         job = await self._store.resolve(job_id)
         self._access.check_job(caller, job)
+        if request.op == "resolve":
+            return job
         if request.op == "describe":
             return await self._store.describe(job_id)
         if request.op == "logs":
@@ -97,23 +144,16 @@ class Api:
         reason = str(request.params.get("reason") or "stopped by user")
         return await self._stop(job, reason)
 
-    async def _list(self, params: dict[str, Any], caller: str) -> list[dict[str, Any]]:
-        labels = params.get("labels") or {}
-        state = params.get("state")
+    async def _page(self, params: dict[str, Any], scope: Scope) -> dict[str, Any]:
         limit = params.get("limit") or self._list_limit
-        if not isinstance(labels, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
-        ):
-            raise UsageError("labels must be a map of strings")
-        if state is not None and state not in {s.value for s in JobState}:
-            raise UsageError(
-                f"unknown state {state!r}; one of {', '.join(sorted(s.value for s in JobState))}"
-            )
         if not isinstance(limit, int) or not 0 < limit <= MAX_LIST:
             raise UsageError(f"limit must be an integer from 1 to {MAX_LIST}")
-        return await self._store.list_jobs(
-            state=state, labels=labels, limit=limit, scope=self._access.scope(caller)
-        )
+        after = params.get("after")
+        if after is not None and not isinstance(after, str):
+            raise UsageError("after must be a job ID")
+        if after is not None and not JOB_ID.fullmatch(after):
+            after = await self._store.match(after, scope)
+        return await self._store.page(job_filter(params, scope), limit, after)
 
     async def _stop(self, job: dict[str, Any], reason: str) -> dict[str, Any]:
         job_id = job["id"]

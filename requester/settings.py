@@ -24,8 +24,15 @@ class RequesterSettings(CommonSettings):
     or ``postgresql+asyncpg://USER@HOST/DB`` (several requester replicas).
     """
 
-    database_url: str = Field(default_factory=default_database_url)
-    name: str = Field(default_factory=lambda: f"requester@{socket.gethostname()}")
+    database_url: str = Field(
+        default_factory=default_database_url,
+        description="The job store: sqlite+aiosqlite:///PATH (one requester) or "
+        "postgresql+asyncpg://USER@HOST/DB (several requesters)",
+    )
+    name: str = Field(
+        default_factory=lambda: f"requester@{socket.gethostname()}",
+        description="This requester's name in its logs and broker connection",
+    )
     submit_prefetch: int = Field(default=256, ge=1, description="Submissions handled at once")
     events_prefetch: int = Field(default=128, ge=1, description="Job events recorded at once")
     api_prefetch: int = Field(default=16, ge=1, description="API queries answered at once")
@@ -37,8 +44,8 @@ class RequesterSettings(CommonSettings):
         ge=0,
         description="Bytes of one result archive (tar.gz) kept per job and result name",
     )
-    list_limit: int = Field(default=50, ge=1, description="Default row count of `job list`")
-    connect_timeout: float = Field(default=10.0, gt=0)
+    list_limit: int = Field(default=50, ge=1, description="Jobs `job list` shows by default")
+    connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to reach the broker")
     reconnect_interval: float = Field(
         default=1.0, gt=0, description="Seconds between reconnection attempts after a drop"
     )
@@ -48,7 +55,9 @@ class RequesterSettings(CommonSettings):
     retry_base_delay: float = Field(
         default=0.2, ge=0, description="First delay before a transient failure is retried"
     )
-    retry_max_delay: float = Field(default=5.0, ge=0)
+    retry_max_delay: float = Field(
+        default=5.0, ge=0, description="Longest delay before a transient failure is retried"
+    )
     sweep_interval: float = Field(
         default=2.0, gt=0, description="Seconds between sweeps for jobs past their timeouts"
     )

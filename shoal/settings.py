@@ -30,4 +30,4 @@ class CommonSettings(BaseSettings):
         default=SecretStr(DEFAULT_BROKER_URL), description="AMQP URL of RabbitMQ"
     )
     log_format: str = Field(default="auto", description="auto (console on a TTY), json or console")
-    log_level: str = "info"
+    log_level: str = Field(default="info", description="debug, info, warning or error")

@@ -158,7 +158,7 @@ class ClaimReply(Message):
     error: WireError | None = None
 
 
-ApiOp = Literal["list", "describe", "logs", "get", "stop"]
+ApiOp = Literal["list", "page", "summary", "resolve", "describe", "logs", "get", "stop"]
 
 
 class ApiRequest(Message):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.model import STATE_ORDER, JobState
@@ -17,7 +17,8 @@ from . import schema
 from .retries import split_key
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """``value`` as ISO 8601 with its UTC zone, or ``None``."""
     value = schema.utc(value)
     return value.isoformat() if value is not None else None
 
@@ -50,8 +51,8 @@ def summary(row: Row[Any]) -> dict[str, Any]:
         "original_id": row.original_id,
         "translated_id": row.translated_id,
         "exit_code": row.exit_code,
-        "created_at": _iso(row.created_at),
-        "updated_at": _iso(row.updated_at),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
     }
 
 
@@ -86,33 +87,6 @@ async def fully_recorded(
     return result.all()
 
 
-async def list_jobs(
-    conn: AsyncConnection,
-    *,
-    state: str | None,
-    labels: Mapping[str, str],
-    limit: int,
-    scope: tuple[str, frozenset[str]] | None = None,
-) -> list[dict[str, Any]]:
-    """Newest first; translated originals are left out unless asked for by state. ``scope``
-    (owner, namespaces) keeps that owner's jobs and the jobs in those namespaces."""
-    jobs = schema.jobs
-    query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit)
-    if scope is not None:
-        owner, namespaces = scope
-        query = query.where(or_(jobs.c.owner == owner, jobs.c.namespace.in_(sorted(namespaces))))
-    if state:
-        query = query.where(jobs.c.state == state)
-    else:
-        query = query.where(jobs.c.translated_id.is_(None))
-    for key, value in labels.items():
-        tag = schema.job_labels.alias()
-        query = query.join(
-            tag, and_(tag.c.job_id == jobs.c.id, tag.c.key == key, tag.c.value == value)
-        )
-    return [summary(row) for row in await conn.execute(query)]
-
-
 async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
     """The whole record: spec, engine, the original spec, executions, log and output sizes."""
     record = summary(row)
@@ -142,10 +116,13 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
 
 
 async def executions(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]:
-    """The job's runs, one per attempt (``store.retries``), in attempt then start order."""
+    """The job's runs, one per attempt (``store.retries``), in attempt then start order.
+    Rows without an executor (the requester's own verdicts, which earlier versions recorded
+    as runs) are not runs and are left out."""
     runs = schema.executions
     found = []
-    for run in await conn.execute(select(runs).where(runs.c.job_id == job_id)):
+    query = select(runs).where(runs.c.job_id == job_id, runs.c.executor != "")
+    for run in await conn.execute(query):
         executor, attempt = split_key(run.executor)
         found.append(
             {
@@ -154,8 +131,8 @@ async def executions(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]
                 "state": run.state,
                 "exit_code": run.exit_code,
                 "error": run.error,
-                "started_at": _iso(run.started_at),
-                "ended_at": _iso(run.ended_at),
+                "started_at": iso(run.started_at),
+                "ended_at": iso(run.ended_at),
             }
         )
     return sorted(found, key=lambda r: (r["attempt"], r["started_at"] or "", r["executor"] or ""))

@@ -75,6 +75,7 @@ jobs = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_jobs_created", "created_at"),
     Index("ix_jobs_state", "state"),
+    Index("ix_jobs_owner_created", "owner", "created_at"),
 )
 
 job_labels = Table(
@@ -189,10 +190,13 @@ run_accounts = Table(
 ADDED_COLUMNS = {"jobs": ("owner",)}
 """Columns of existing tables newer than the first schema, added by :func:`upgrade`."""
 
+ADDED_INDEXES = {"jobs": ("ix_jobs_owner_created",)}
+"""Indexes of existing tables newer than the first schema, created by :func:`upgrade`."""
+
 
 def upgrade(conn: Connection) -> list[str]:
-    """Add the columns of :data:`ADDED_COLUMNS` missing from existing tables (idempotent);
-    the ``table.column`` names added."""
+    """Add the columns of :data:`ADDED_COLUMNS` and the indexes of :data:`ADDED_INDEXES`
+    missing from existing tables (idempotent); the ``table.column`` names added."""
     added = []
     for table_name, columns in ADDED_COLUMNS.items():
         present = {c["name"] for c in inspect(conn).get_columns(table_name)}
@@ -206,6 +210,10 @@ def upgrade(conn: Connection) -> list[str]:
             clause = f" NOT NULL DEFAULT '{default}'" if default is not None else ""
             conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}{clause}"))
             added.append(f"{table_name}.{name}")
+    for table_name, names in ADDED_INDEXES.items():
+        for index in metadata.tables[table_name].indexes:
+            if index.name in names:
+                index.create(conn, checkfirst=True)
     return added
 
 

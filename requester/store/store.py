@@ -18,14 +18,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from shoal.errors import NotFoundError
-from shoal.model import STATE_ORDER, Job, JobState
+from shoal.errors import NotFoundError, UsageError
+from shoal.model import JOB_ID, STATE_ORDER, Job, JobState
 from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
-from . import claims, deadlines, lapses, reads, retries, schema, writes
+from . import claims, deadlines, lapses, listing, reads, retries, schema, writes
 from .claims import Claimed
 from .deadlines import Expired
 from .dialect import tune_sqlite
+from .listing import JobFilter, Scope
 from .writes import Limits, NewJob
 
 
@@ -283,14 +284,54 @@ class JobStore:
         state: str | None = None,
         labels: Mapping[str, str] | None = None,
         limit: int,
-        scope: tuple[str, frozenset[str]] | None = None,
+        scope: Scope = None,
     ) -> list[dict[str, Any]]:
-        """Jobs newest first, filtered by state and labels; with ``scope`` (owner,
-        namespaces), only that owner's jobs and the jobs in those namespaces."""
+        """The first ``limit`` jobs newest first, filtered by state and labels (see
+        :meth:`page`)."""
+        wanted = JobFilter(states=(state,) if state else (), labels=labels or {}, scope=scope)
+        jobs: list[dict[str, Any]] = (await self.page(wanted, limit))["jobs"]
+        return jobs
+
+    async def page(self, wanted: JobFilter, limit: int, after: str | None = None) -> dict[str, Any]:
+        """A page of ``limit`` jobs matching ``wanted``, newest first, after the job
+        ``after`` (an ID in ``wanted.scope``; ``NotFoundError`` otherwise), with the counts
+        and the next cursor (``listing.page``)."""
         async with self._engine.connect() as conn:
-            return await reads.list_jobs(
-                conn, state=state, labels=labels or {}, limit=limit, scope=scope
+            cursor = None
+            if after is not None:
+                cursor = await listing.visible_row(conn, after, wanted.scope)
+                if cursor is None:
+                    raise NotFoundError(f"no job {after!r} to list after")
+            return await listing.page(conn, wanted, limit, cursor)
+
+    async def counts(self, wanted: JobFilter) -> dict[str, Any]:
+        """Jobs matching ``wanted`` counted by state and by job type (``listing.counts``)."""
+        async with self._engine.connect() as conn:
+            return await listing.counts(conn, wanted)
+
+    async def match(self, text: str, scope: Scope = None) -> str:
+        """The runnable job's ID for ``text``: a job ID, or a prefix of at least
+        :data:`listing.MIN_PREFIX` characters after ``j-`` (which may be left out) unique
+        among the jobs in ``scope``. ``NotFoundError`` when none matches, ``UsageError``
+        when the prefix is too short or names several jobs."""
+        prefix = listing.id_prefix(text)
+        if JOB_ID.fullmatch(prefix):
+            async with self._engine.connect() as conn:
+                row = await listing.visible_row(conn, prefix, scope)
+            if row is None:
+                raise NotFoundError(f"no job {text!r}")
+            return str(row.translated_id or row.id)
+        async with self._engine.connect() as conn:
+            found = await listing.by_prefix(conn, prefix, scope, most=3)
+        if not found:
+            raise NotFoundError(f"no job matches {text!r}")
+        if len(found) > 1:
+            more = " and more" if len(found) > 2 else ""
+            raise UsageError(
+                f"job ID prefix {text!r} is ambiguous: it matches {found[0]}, {found[1]}{more};"
+                " give more characters"
             )
+        return found[0]
 
     async def describe(self, job_id: str) -> dict[str, Any]:
         """The full record of a job (``NotFoundError`` if unknown)."""

@@ -203,7 +203,9 @@ async def _record_state(conn: AsyncConnection, event: JobEvent, *, advance_job: 
         await advance_state(
             conn, [event.job_id], event.state, exit_code=event.exit_code, error=event.error
         )
-    executor = event.executor or ""
+    executor = event.executor
+    if not executor:  # the requester's verdict (a stop, a deadline): the job's, not a run's
+        return
     runs = schema.executions
     await conn.execute(
         insert_for(conn)(runs)

@@ -17,9 +17,10 @@ from client.settings import ClientSettings, Secret
 from executor.claims import AmqpClaimTransport, Claims
 from requester.service import Requester
 from requester.settings import RequesterSettings
+from requester.store import NewJob
 from shoal.broker import connect, publish
 from shoal.errors import AccessError, NotFoundError
-from shoal.model import JobState
+from shoal.model import Job, JobState
 from shoal.names import EVENTS_EXCHANGE
 from shoal.wire import JobEvent, Submission
 from tests.shared.accounts import Accounts, role_accounts
@@ -80,6 +81,28 @@ async def test_another_users_job_is_not_found(requester: Requester, accounts: Ac
         assert [job["id"] for job in await alice.api("list")] == [job_id]
         assert await bob.api("list") == []
         assert (await alice.api("describe", job_id))["state"] == JobState.QUEUED.value
+
+
+async def test_prefixes_and_pages_consider_only_the_callers_jobs(
+    requester: Requester, accounts: Accounts
+) -> None:
+    def owned(name: str, n: int) -> Job:
+        job = python_job().model_copy(update={"owner": accounts.users[name]})
+        return job.model_copy(update={"id": f"j-c0ffee0{n}-{job.id[11:]}"})
+
+    mine, theirs = owned("alice", 1), owned("bob", 2)
+    assert requester.store is not None
+    await requester.store.add_jobs([NewJob(job, job) for job in (mine, theirs)])
+    async with session_of(accounts, "alice") as alice, session_of(accounts, "bob") as bob:
+        assert (await alice.api("describe", "c0ffee"))["id"] == mine.id
+        assert (await bob.api("resolve", "j-c0ffee"))["id"] == theirs.id
+        with pytest.raises(NotFoundError, match="no job matches 'c0ffee02'"):
+            await alice.api("logs", "c0ffee02")
+        page = await alice.api("page", limit=1)
+        assert (page["total"], [job["id"] for job in page["jobs"]]) == (1, [mine.id])
+        with pytest.raises(NotFoundError, match="to list after"):
+            await alice.api("page", after=theirs.id)
+        assert (await bob.api("summary"))["total"] == 1
 
 
 async def test_idempotency_keys_are_per_user(requester: Requester, accounts: Accounts) -> None:

@@ -190,14 +190,17 @@ async def test_replicas_opening_a_new_store_together_all_start(
 
 
 async def test_a_store_from_before_owners_gains_the_column(store: JobStore) -> None:
-    from sqlalchemy import text
+    from sqlalchemy import inspect, text
 
     from requester.store import schema
 
     async with store._engine.begin() as conn:  # the jobs table as it was before owners
+        await conn.execute(text("DROP INDEX ix_jobs_owner_created"))
         await conn.execute(text("ALTER TABLE jobs DROP COLUMN owner"))
         assert await conn.run_sync(schema.upgrade) == ["jobs.owner"]
         assert await conn.run_sync(schema.upgrade) == []
+        indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
+        assert "ix_jobs_owner_created" in {index["name"] for index in indexes}
     item = translated()
     await store.add_jobs([NewJob(item.original, item.runnable.model_copy(update={"owner": "al"}))])
     assert (await store.describe(item.runnable.id))["owner"] == "al"

@@ -1,0 +1,78 @@
+"""The README's reference and the services' ``--help`` say what the code does: every
+setting with its default, the job states and the launcher's exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from client.settings import ClientSettings
+from client.settings_help import settings_rows
+from executor.settings import ExecutorSettings
+from requester.settings import RequesterSettings
+from shoal.model import JobState
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+REFERENCE = README[README.index("## Reference") :]
+
+
+def test_the_settings_tables_are_generated_from_the_classes() -> None:
+    done = subprocess.run(
+        [sys.executable, "scripts/settings-reference.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_cli_setting_is_in_the_reference() -> None:
+    for field in dataclasses.fields(ClientSettings):
+        assert f"| `SHOAL_{field.name.upper()}` |" in REFERENCE
+
+
+@pytest.mark.parametrize(
+    ("service", "settings_class"),
+    [("requester", RequesterSettings), ("executor", ExecutorSettings)],
+)
+def test_serve_help_lists_every_setting_with_its_default(
+    service: str, settings_class: type[RequesterSettings | ExecutorSettings]
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "client.main", "serve", service, "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    shown = "".join(done.stdout.split())  # help wraps lines anywhere, even in a path
+
+    def squeezed(text: str) -> str:
+        return "".join(text.split())
+
+    for env, text in settings_rows(settings_class):
+        assert squeezed(f"{env} {text}") in shown
+    if service == "requester":
+        assert squeezed("SHOAL_LIST_LIMIT Jobs `job list` shows by default [default: 50]") in shown
+    else:
+        assert squeezed("SHOAL_DEFAULT_MEMORY [default: 512Mi]") in shown
+
+
+def test_every_job_state_is_explained() -> None:
+    listed = re.findall(r"^\| `(\w+)` \| ", REFERENCE.split("### Job IDs")[0], re.MULTILINE)
+    assert sorted(listed) == sorted(state.value for state in JobState)
+
+
+def test_the_launchers_exit_codes_are_the_ones_listed() -> None:
+    launcher = (ROOT / "runtime-images" / "python" / "launcher.py").read_text()
+    codes = {int(code) for code in re.findall(r"^EXIT_\w+ = (\d+)$", launcher, re.MULTILINE)}
+    section = REFERENCE.split("### Exit codes of the python runtime image's launcher")[1]
+    table = section.split("###")[0]
+    assert {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.MULTILINE)} == codes
