@@ -6,7 +6,8 @@ publish ``running`` → ``prepare`` (image and user, never root unless the opera
 ``spec.output_layout``: a result path the job could not write fails it here, before anything
 is fetched or created; inputs, network lease, the prebuilt environment of
 ``executor.depcache``, built first by a separate install container when missing) → ``run``
-(create, place result folders and inputs, start, stream logs, wait with timeout and stop) →
+(create, place result folders and inputs, start, stream logs, wait with timeout and stop:
+SIGTERM, then SIGKILL after the job's grace, see ``terminate``) →
 ``collect`` outputs → remove the container (shielded: cancellation cannot skip it; bounded by
 ``remove_timeout``, see ``executor.removal``) → publish ``result`` and the terminal ``state``.
 A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,8 +127,11 @@ class Outcome:
 class _Run:
     exit: ExitInfo | None = None
     killed_for: str | None = None  # "stop", "timeout" or "disk"
+    signal: str | None = None
+    """The last signal the executor sent (``SIGTERM``, or ``SIGKILL`` after the grace)."""
     volume_limit: int = 0
     outputs: Outputs | None = None
+    last_stderr: str = ""
 
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
@@ -202,10 +208,11 @@ def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
 def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState, str | None]:
     assert run.exit is not None
     if run.killed_for == "stop":
-        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}"
+        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}{_ending(run, job_limits)}"
     if run.killed_for == "timeout":
         return JobState.FAILED, (
             f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
+            f"{_ending(run, job_limits)}"
         )
     if run.killed_for == "disk":
         return JobState.FAILED, (
@@ -225,10 +232,51 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
     if run.outputs is not None and run.outputs.truncated:
         return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
     if run.exit.exit_code != 0:
-        return JobState.FAILED, (
-            f"{failures.EXIT_CODE}: the command exited with code {run.exit.exit_code}"
-        )
+        return JobState.FAILED, exit_error(run.exit.exit_code, run.last_stderr)
     return JobState.COMPLETED, None
+
+
+def _ending(run: _Run, job_limits: Limits) -> str:
+    """How a job the executor signalled ended, for its error: ``(ended by SIGTERM)``..."""
+    assert run.exit is not None
+    if run.signal == "SIGKILL":
+        grace = f" after the {job_limits.grace:g}s grace" if job_limits.grace else ""
+        return f" (ended by SIGKILL{grace})"
+    if run.signal == "SIGTERM" and run.exit.exit_code != 128 + signal.SIGTERM:
+        return f" (ended by SIGTERM: exited with code {run.exit.exit_code} within the grace)"
+    return f" (ended by {run.signal})" if run.signal else ""
+
+
+LAUNCHER_PREFIX = "shoal-launch: "
+"""How the python image's launcher starts its own error line (its exit codes: 2 usage, 3
+dependency install failed, 4 setup failed, 126 not executable, 127 not found)."""
+_DEPS_DETAIL = re.compile(r"dependency install failed \((.+)\)")
+
+
+def exit_error(code: int, last_line: str) -> str:
+    """The error of a job whose command exited non-zero: the launcher's own failure when its
+    line is the last on stderr, else the signal that killed the command, and that line."""
+    if last_line.startswith(LAUNCHER_PREFIX) and code in (2, 3, 4, 126, 127):
+        message = last_line.removeprefix(LAUNCHER_PREFIX)
+        if code == 3:
+            found = _DEPS_DETAIL.search(message)
+            return f"{failures.DEPS_FAILED}: {found.group(1) if found else message}"
+        category = failures.SETUP_FAILED if code in (2, 4) else failures.EXIT_CODE
+        return f"{category}: {message}"
+    if 128 < code <= 128 + 64:
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            name = f"signal {code - 128}"
+        ended = f"ended by {name}"
+        return (
+            f"{failures.EXIT_CODE}: {ended}: {last_line}"
+            if last_line
+            else (f"{failures.EXIT_CODE}: {ended}")
+        )
+    if last_line:
+        return f"{failures.EXIT_CODE}: {last_line}"
+    return f"{failures.EXIT_CODE}: the command exited with code {code}"
 
 
 async def _run_job(
@@ -337,7 +385,8 @@ async def _run_container(
     settings = node.settings
     run.volume_limit = settings.volume_limit
     await runner.start(container)
-    pump = asyncio.create_task(LogPump(events, settings).run(runner, container))
+    logs = LogPump(events, settings)
+    pump = asyncio.create_task(logs.run(runner, container))
     waiter = asyncio.create_task(runner.wait(container))
     stop = asyncio.create_task(control.stopped.wait())
     guard = asyncio.create_task(
@@ -351,17 +400,33 @@ async def _run_container(
         )
         if waiter not in done:
             run.killed_for = "stop" if stop in done else "disk" if guard in done else "timeout"
-            await runner.kill(container)
+            grace = 0.0 if run.killed_for == "disk" else job_limits.grace
+            run.signal = await terminate(runner, container, waiter, grace)
         run.exit = await waiter
         try:
             await asyncio.wait_for(asyncio.shield(pump), LOG_GRACE)
         except TimeoutError:
             log.warning("logs.cut", container=container, grace=LOG_GRACE)
+        run.last_stderr = logs.last_stderr_line()
     finally:
         for task in (stop, waiter, pump, guard):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(stop, waiter, pump, guard, return_exceptions=True)
+
+
+async def terminate(
+    runner: ContainerRunner, container: str, exited: asyncio.Future[ExitInfo], grace: float
+) -> str:
+    """SIGTERM, then SIGKILL unless the container exited within ``grace`` seconds (at once
+    when ``grace`` is 0); the last signal sent."""
+    if grace > 0:
+        await runner.kill(container, "SIGTERM")
+        done, _ = await asyncio.wait({exited}, timeout=grace)
+        if done:
+            return "SIGTERM"
+    await runner.kill(container, "SIGKILL")
+    return "SIGKILL"
 
 
 def monotonic() -> float:
