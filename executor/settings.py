@@ -158,12 +158,12 @@ class ExecutorSettings(CommonSettings):
     max_execution_timeout: Duration = 24 * 3600.0
     stop_grace: Duration = Field(
         default=10.0,
-        ge=0,
+        gt=0,
         description="Seconds between SIGTERM and SIGKILL when a job is stopped, times out or "
         "is handed back at shutdown, unless the job asks for its own (shoal exec --grace)",
     )
     stop_grace_max: Duration = Field(
-        default=300.0, ge=0, description="The longest grace a job may ask for"
+        default=300.0, gt=0, description="The longest grace a job may ask for"
     )
     job_user: str = Field(
         default="auto",

@@ -1,7 +1,8 @@
 """``shoal.api``: queries answered from the job store, and ``stop``.
 
 Ops (``ApiRequest.op``): ``list`` (params ``state``, ``labels`` {k: v}, ``limit``),
-``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per result name) and ``stop``.
+``describe``, ``logs``, ``get`` (the job's state, its outputs as base64 tar.gz per result name
+and ``left_out``: notes on the results it does not have) and ``stop``.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never

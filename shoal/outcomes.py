@@ -126,10 +126,11 @@ def headline(record: Mapping[str, Any]) -> str:
     outcome = explain(state, record.get("error"))
     if outcome.category is None:
         return state
-    what = WORDS.get(outcome.category, outcome.category)
-    if outcome.category == EXIT and record.get("exit_code") is not None:
-        what = f"exit {record['exit_code']}"
-    head = state if outcome.category == STOPPED else f"{state} ({what})"
+    what: str | None = WORDS.get(outcome.category, outcome.category)
+    if outcome.category in (EXIT, FAILED):
+        code = record.get("exit_code")
+        what = f"exit {code}" if code is not None else None
+    head = state if outcome.category == STOPPED or what is None else f"{state} ({what})"
     line = f"{head}: {outcome.message}" if outcome.message else head
     if outcome.category == DEPENDENCY_INSTALL and record.get("outputs"):
         line += f" — shoal job get {record.get('id')} for requirements.log"
@@ -138,7 +139,8 @@ def headline(record: Mapping[str, Any]) -> str:
 
 def exit_status(record: Mapping[str, Any]) -> int:
     """The CLI's exit code for an ended job: 0 completed; the job's own code when its command
-    exited non-zero; :data:`EXIT_STOPPED` stopped; :data:`EXIT_OUTSIDE` any other failure."""
+    exited non-zero (an error of no known category with an exit code counts as that);
+    :data:`EXIT_STOPPED` stopped; :data:`EXIT_OUTSIDE` any other failure."""
     state = str(record.get("state"))
     if state in ("completed", "translated"):
         return 0
@@ -146,6 +148,6 @@ def exit_status(record: Mapping[str, Any]) -> int:
     if outcome.category == STOPPED:
         return EXIT_STOPPED
     code = record.get("exit_code")
-    if outcome.category == EXIT and isinstance(code, int) and 0 < code < 256:
+    if outcome.category in (EXIT, FAILED) and isinstance(code, int) and 0 < code < 256:
         return code
     return EXIT_OUTSIDE

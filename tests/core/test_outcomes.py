@@ -100,6 +100,8 @@ def test_headlines() -> None:
         "stopped: stopped by user (ended by SIGTERM)"
     )
     assert headline(record("failed", "oom-killed: too much")) == "failed (oom): too much"
+    assert headline(record("failed", "who knows")) == "failed: who knows"
+    assert headline(record("failed", "who knows", exit_code=4)) == "failed (exit 4): who knows"
 
 
 @pytest.mark.parametrize(
@@ -111,6 +113,8 @@ def test_headlines() -> None:
         (record("failed", "dependencies failed: pip", exit_code=3), EXIT_OUTSIDE),
         (record("failed", "timeout: execution exceeded 1s", exit_code=143), EXIT_OUTSIDE),
         (record("failed", "lost: gone"), EXIT_OUTSIDE),
+        (record("failed", "who knows", exit_code=4), 4),
+        (record("failed", "who knows"), EXIT_OUTSIDE),
         (record("stopped", "stopped: by user", exit_code=0), EXIT_STOPPED),
         (record("stopped", "stopped by user"), EXIT_STOPPED),
     ],
