@@ -8,7 +8,8 @@ is fetched or created; inputs, network lease, the prebuilt environment of
 ``executor.depcache``, built first by a separate install container when missing) → ``run``
 (create, place result folders and inputs, start, stream logs, wait with timeout and stop:
 SIGTERM, then SIGKILL after the job's grace, see ``terminate``) →
-``collect`` outputs → remove the container (shielded: cancellation cannot skip it; bounded by
+``collect`` outputs (a job failed by its install step gets that step's log as its output) →
+remove the container (shielded: cancellation cannot skip it; bounded by
 ``remove_timeout``, see ``executor.removal``) → publish ``result`` and the terminal ``state``.
 A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
 delivery goes back to the queue.
@@ -17,7 +18,9 @@ delivery goes back to the queue.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import gzip
 import re
 import signal
 import time
@@ -157,10 +160,12 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
     job_limits = limits(job.task, node.settings, waited)
     run = _Run()
     outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
+    explained: dict[str, str] = {}
     try:
         await _run_job(job, node, control, events, job_limits, run)
     except JobError as failure:
         outcome.state, outcome.error = JobState.FAILED, failure.error
+        explained = _log_result(job, failure.log)
     except RunnerError as error:
         outcome.state, outcome.error = JobState.FAILED, f"{failures.INTERNAL}: {error}"
     except Exception as error:  # a bug or an engine surprise: fail the job, keep the executor
@@ -177,6 +182,8 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
             outcome.state, outcome.error = _judge(run, control, job_limits)
         outputs = run.outputs or Outputs()
         await events.result(outputs.archives, outputs.truncated, outputs.error)
+    elif explained:
+        await events.result(explained, False, None)
     assert outcome.state is not None
     await events.state(
         outcome.state,
@@ -186,6 +193,14 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
         error=outcome.error,
     )
     return outcome
+
+
+def _log_result(job: Job, log_tar: bytes | None) -> dict[str, str]:
+    """A failure's log (a tar) as the job's ``/outputs`` result, when it has one."""
+    name = next((r.name for r in job.task.outputs if r.path == "/outputs"), None)
+    if log_tar is None or name is None:
+        return {}
+    return {name: base64.b64encode(gzip.compress(log_tar)).decode("ascii")}
 
 
 def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:

@@ -40,12 +40,17 @@ INTERNAL = "executor error"
 
 
 class JobError(Exception):
-    """A job cannot run or did not complete; ``str()`` is the terminal event's error."""
+    """A job cannot run or did not complete; ``str()`` is the terminal event's error.
 
-    def __init__(self, category: str, detail: str) -> None:
+    ``log`` is a tar of files for the job's ``/outputs`` result that explain the failure
+    (the install step's ``requirements.log``), published although the job never ran.
+    """
+
+    def __init__(self, category: str, detail: str, log: bytes | None = None) -> None:
         super().__init__(f"{category}: {detail}")
         self.category = category
         self.detail = detail
+        self.log = log
 
     @property
     def error(self) -> str:
