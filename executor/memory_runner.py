@@ -89,6 +89,8 @@ class MemoryRunner:
         self.created: dict[str, FakeContainer] = {}
         """Every container ever created, removed or not (for the tests to inspect)."""
         self.volumes: dict[str, VolumeInfo] = {}
+        self.signals: list[tuple[str, str]] = []
+        """``(container, signal)`` of every ``kill``, in order (for the tests to inspect)."""
         self._ids = itertools.count(1)
 
     def _get(self, container: str) -> FakeContainer:
@@ -160,6 +162,7 @@ class MemoryRunner:
 
     async def kill(self, container: str, signal: str = "SIGKILL") -> None:
         box = self._get(container)
+        self.signals.append((container, signal))
         if not box.task or box.task.done():
             return
         if signal == "SIGTERM" and box.trap is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import cast
@@ -69,6 +69,13 @@ def sink(node: Node) -> MemoryEventSink:
 
 async def run(node: Node, job: Job, control: JobControl | None = None) -> Outcome:
     return await execute(job, utcnow(), node, control or JobControl())
+
+
+def fake_usage(size: int) -> Callable[[str, int], Awaitable[int | None]]:
+    async def usage(container: str, limit: int) -> int | None:
+        return size
+
+    return usage
 
 
 def kinds(events: list[JobEvent]) -> list[str]:
@@ -345,6 +352,21 @@ async def test_requeue_on_shutdown_publishes_nothing_more(node: Node) -> None:
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.state is None
     assert kinds(sink(node).of(job.id)) == ["state:running", "log"]
+    assert isinstance(node.runner, MemoryRunner)
+    assert [signal for _, signal in node.runner.signals] == ["SIGTERM"], "a drain is graceful"
+
+
+async def test_a_job_over_its_volume_limit_is_killed_at_once(
+    node: Node, settings: ExecutorSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node.settings = settings.model_copy(update={"volume_limit": 1000, "volume_check_seconds": 0.05})
+    job = docker_job("trap '' TERM; echo big > /outputs/a; cp /outputs/a /outputs/b; sleep 30")
+    assert isinstance(node.runner, MemoryRunner)
+    monkeypatch.setattr(node.runner, "volume_usage", fake_usage(2000))
+    outcome = await run(node, job)
+    assert outcome.error is not None
+    assert outcome.error.startswith("output too large: the job's volumes")
+    assert [signal for _, signal in node.runner.signals] == ["SIGKILL"]
 
 
 async def test_cancelled_job_still_removes_container(node: Node) -> None:
