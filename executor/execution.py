@@ -21,8 +21,6 @@ import asyncio
 import base64
 import contextlib
 import gzip
-import re
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -223,11 +221,12 @@ def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
 def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState, str | None]:
     assert run.exit is not None
     if run.killed_for == "stop":
-        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}{_ending(run, job_limits)}"
+        ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace)
+        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}{ended}"
     if run.killed_for == "timeout":
+        ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace)
         return JobState.FAILED, (
-            f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
-            f"{_ending(run, job_limits)}"
+            f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s{ended}"
         )
     if run.killed_for == "disk":
         return JobState.FAILED, (
@@ -247,51 +246,8 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
     if run.outputs is not None and run.outputs.truncated:
         return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
     if run.exit.exit_code != 0:
-        return JobState.FAILED, exit_error(run.exit.exit_code, run.last_stderr)
+        return JobState.FAILED, failures.exit_error(run.exit.exit_code, run.last_stderr)
     return JobState.COMPLETED, None
-
-
-def _ending(run: _Run, job_limits: Limits) -> str:
-    """How a job the executor signalled ended, for its error: ``(ended by SIGTERM)``..."""
-    assert run.exit is not None
-    if run.signal == "SIGKILL":
-        grace = f" after the {job_limits.grace:g}s grace" if job_limits.grace else ""
-        return f" (ended by SIGKILL{grace})"
-    if run.signal == "SIGTERM" and run.exit.exit_code != 128 + signal.SIGTERM:
-        return f" (ended by SIGTERM: exited with code {run.exit.exit_code} within the grace)"
-    return f" (ended by {run.signal})" if run.signal else ""
-
-
-LAUNCHER_PREFIX = "shoal-launch: "
-"""How the python image's launcher starts its own error line (its exit codes: 2 usage, 3
-dependency install failed, 4 setup failed, 126 not executable, 127 not found)."""
-_DEPS_DETAIL = re.compile(r"dependency install failed \((.+)\)")
-
-
-def exit_error(code: int, last_line: str) -> str:
-    """The error of a job whose command exited non-zero: the launcher's own failure when its
-    line is the last on stderr, else the signal that killed the command, and that line."""
-    if last_line.startswith(LAUNCHER_PREFIX) and code in (2, 3, 4, 126, 127):
-        message = last_line.removeprefix(LAUNCHER_PREFIX)
-        if code == 3:
-            found = _DEPS_DETAIL.search(message)
-            return f"{failures.DEPS_FAILED}: {found.group(1) if found else message}"
-        category = failures.SETUP_FAILED if code in (2, 4) else failures.EXIT_CODE
-        return f"{category}: {message}"
-    if 128 < code <= 128 + 64:
-        try:
-            name = signal.Signals(code - 128).name
-        except ValueError:
-            name = f"signal {code - 128}"
-        ended = f"ended by {name}"
-        return (
-            f"{failures.EXIT_CODE}: {ended}: {last_line}"
-            if last_line
-            else (f"{failures.EXIT_CODE}: {ended}")
-        )
-    if last_line:
-        return f"{failures.EXIT_CODE}: {last_line}"
-    return f"{failures.EXIT_CODE}: the command exited with code {code}"
 
 
 async def _run_job(

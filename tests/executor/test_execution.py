@@ -14,7 +14,8 @@ from aiohttp import web
 from yarl import URL
 
 from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, Outcome, execute, exit_error
+from executor.execution import JobControl, Node, Outcome, execute
+from executor.failures import exit_error
 from executor.gateway import MemoryGateway
 from executor.memory_runner import MemoryRunner
 from executor.runner import ImageInfo
