@@ -298,10 +298,14 @@ async def _wait_all(
 @click.argument("job_id")
 @click.pass_context
 def stop(ctx: click.Context, job_id: str) -> None:
-    """Stop a job: a queued one never runs, a running one is killed by its executor."""
+    """Stop a job: a queued one never runs, a running one gets SIGTERM, then SIGKILL once its
+    grace has passed (shoal exec --grace; the executor's default otherwise)."""
     answer = _run(ctx, lambda s: s.api("stop", job_id))
     if answer["stopping"]:
-        click.echo(f"Job {answer['job_id']} is stopping (its executor was told)")
+        click.echo(
+            f"Job {answer['job_id']} is stopping: its executor sends it SIGTERM, then SIGKILL "
+            "once its grace has passed"
+        )
     elif answer["state"] == "stopped":
         click.echo(f"Job {answer['job_id']} stopped")
     else:
