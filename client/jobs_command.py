@@ -15,6 +15,7 @@ from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
 from .rerun import rerun
+from .run_command import run_job
 from .settings import ClientSettings, load_client_settings
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def job_group() -> None:
     """Look at and act on submitted jobs (answered by a requester from its job store)."""
 
 
+job_group.add_command(run_job)
 job_group.add_command(rerun)
 
 
