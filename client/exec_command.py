@@ -91,6 +91,12 @@ class ExecCommand(click.Command):
     help="Fail the job if it has not started within this, e.g. 30s (executor or not).",
 )
 @click.option(
+    "--grace",
+    metavar="DURATION",
+    help="When stopped or timed out, the job gets SIGTERM, then SIGKILL after this, e.g. "
+    "30s (default: the executor's, 10s unless its operator says otherwise).",
+)
+@click.option(
     "--retries",
     metavar="N",
     help="Run the job again, up to N more times, when a run fails through no fault of its "

@@ -1,4 +1,5 @@
-"""``shoal job list|describe|logs|get|wait|stop``: a job's life after submission (``shoal.api``)."""
+"""``shoal job list|describe|logs|get|wait|stop|rerun``: a job's life after submission
+(``shoal.api``)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from shoal.errors import UsageError
+from shoal.errors import JobNotEndedError, OutputsLeftOutError, UsageError
 from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
+from .rerun import rerun
 from .run_command import run_job
 from .settings import ClientSettings, load_client_settings
 
@@ -37,12 +39,13 @@ def _run(ctx: click.Context, work: Callable[[Any], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-@click.group("job", short_help="List, describe, follow, wait for, fetch and stop jobs.")
+@click.group("job", short_help="List, describe, follow, wait for, fetch, stop and rerun jobs.")
 def job_group() -> None:
     """Look at and act on submitted jobs (answered by a requester from its job store)."""
 
 
 job_group.add_command(run_job)
+job_group.add_command(rerun)
 
 
 STATES = ("pending", "queued", "running", "completed", "failed", "stopped", "translated")
@@ -184,8 +187,7 @@ def human_view(record: dict[str, Any]) -> list[str]:
         lines.append(f"Original:    {record['original_id']} ({original.get('type', '?')} job)")
     if record.get("labels"):
         lines.append("Labels:      " + ", ".join(f"{k}={v}" for k, v in record["labels"].items()))
-    if record.get("error"):
-        lines.append(f"Error:       {record['error']}")
+    lines += _outcome_lines(record)
     lines += [f"Created:     {record['created_at']}", f"Updated:     {record['updated_at']}"]
     lines.append("Executions:" + ("" if record["executions"] else _no_runs(record["state"])))
     for run in record["executions"]:
@@ -216,6 +218,22 @@ def human_view(record: dict[str, Any]) -> list[str]:
                 for name, o in sorted(outputs.items())
             )
         )
+    lines += [f"Left out:    {note}" for note in record.get("left_out") or []]
+    return lines
+
+
+def _outcome_lines(record: dict[str, Any]) -> list[str]:
+    """Why the job ended (``shoal.outcomes``): its category and line, the signal, the error."""
+    from shoal.outcomes import explain, headline
+
+    outcome = explain(str(record["state"]), record.get("error"))
+    if outcome.category is None:
+        return [f"Error:       {record['error']}"] if record.get("error") else []
+    lines = [f"Outcome:     {headline(record)}"]
+    if outcome.signal:
+        lines.append(f"Signal:      {outcome.signal}")
+    if record.get("error"):
+        lines.append(f"Error:       {record['error']}")
     return lines
 
 
@@ -232,21 +250,24 @@ def _no_runs(state: str) -> str:
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
 @click.pass_context
 def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
-    """A job's stdout and stderr (as kept by the store)."""
-    from .follow import LogPrinter
-
-    if follow:
-        _run(ctx, lambda s: _follow(s, job_id))
-        return
-    LogPrinter().stored(_run(ctx, lambda s: s.api("logs", job_id)))
-
-
-async def _follow(session: Session, job_id: str) -> str:
-    from .follow import wait_for_end
+    """A job's stdout and stderr (as kept by the store). With -f, the exit code is the
+    job's as with exec --wait: 0 once it completed, else its own code, 125 or 130."""
+    from .follow import LogPrinter, wait_for_end
     from .listing import full_ids
 
-    [full_id] = await full_ids(session, [job_id])
-    return await wait_for_end(session, full_id, follow=True, spin=False)
+    if not follow:
+        LogPrinter().stored(_run(ctx, lambda s: s.api("logs", job_id)))
+        return
+
+    async def follow_to_end(session: Session) -> dict[str, Any]:
+        [full_id] = await full_ids(session, [job_id])
+        await wait_for_end(session, full_id, follow=True, spin=False)
+        record: dict[str, Any] = await session.api("describe", full_id)
+        return record
+
+    from .submit import ended
+
+    ended(_run(ctx, follow_to_end))
 
 
 @job_group.command("get")
@@ -265,7 +286,12 @@ async def _follow(session: Session, job_id: str) -> str:
 )
 @click.pass_context
 def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str) -> None:
-    """Write a job's outputs, refusing any archive member that would escape the folder."""
+    """Write a job's outputs, refusing any archive member that would escape the folder.
+
+    Exits 1 when the job has not ended, or when some of its outputs were left out (over
+    the executor's or the store's limit; the others are written)."""
+    from shoal.model import TERMINAL_STATES
+
     from .extract import extract, output_folder
 
     try:
@@ -273,22 +299,24 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str)
     except ValueError as error:
         raise UsageError(f"--max-size: {error}") from None
     answer = _run(ctx, lambda s: s.api("get", job_id))
-    target = output_dir or Path(answer["job_id"])
-    if not answer["outputs"]:
-        click.echo(f"Job {answer['job_id']} has no outputs (yet)", err=True)
-        return
+    found = answer["job_id"]
+    state = answer.get("state")
+    if state is not None and state not in TERMINAL_STATES:
+        raise JobNotEndedError(
+            f"job {found} is {state}: its outputs come once it ends (shoal job wait {found})"
+        )
+    target = output_dir or Path(found)
     for name, item in answer["outputs"].items():
-        folder = output_folder(target, name)
         if item["data"] is None:
-            click.echo(
-                f"Output {name} ({format_bytes(item['size'])}) was not kept: "
-                "over the store's limit",
-                err=True,
-            )
             continue
-        data = base64.b64decode(item["data"])
-        files = extract(data, folder, f"output {name}", limit)
+        folder = output_folder(target, name)
+        files = extract(base64.b64decode(item["data"]), folder, f"output {name}", limit)
         click.echo(f"{folder}: {len(files)} file(s)")
+    left_out = answer.get("left_out") or []
+    if left_out:
+        raise OutputsLeftOutError(f"job {found}: " + "; ".join(left_out))
+    if not answer["outputs"]:
+        click.echo(f"Job {found} has no outputs", err=True)
 
 
 @job_group.command("wait")
@@ -300,9 +328,11 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str)
 )
 @click.pass_context
 def wait(ctx: click.Context, job_ids: tuple[str, ...], wait_timeout: str | None) -> None:
-    """Wait until every job ended and is recorded: exit 0 if all completed, 1 if any failed
-    or was stopped."""
+    """Wait until every job ended and is recorded: exit 0 if all completed, else the exit
+    status of the first (in the order given) that did not: its own exit code when its
+    command exited non-zero, 130 when it was stopped, 125 for any other failure."""
     from shoal.errors import JobFailedError
+    from shoal.outcomes import exit_status
 
     from .submit import failure_line, wait_deadline
 
@@ -313,10 +343,9 @@ def wait(ctx: click.Context, job_ids: tuple[str, ...], wait_timeout: str | None)
     for record in ended:
         click.echo(f"{record['id']} {record['state']}")
     if failed:
-        raise JobFailedError(
-            f"{len(failed)} of {len(ended)} jobs did not complete: "
-            + "; ".join(failure_line(record) for record in failed)
-        )
+        lines = "; ".join(failure_line(record) for record in failed)
+        head = "" if len(ended) == 1 else f"{len(failed)} of {len(ended)} jobs did not complete: "
+        raise JobFailedError(head + lines, exit_status(failed[0]))
 
 
 async def _wait_all(
@@ -343,10 +372,14 @@ async def _wait_all(
 @click.argument("job_id")
 @click.pass_context
 def stop(ctx: click.Context, job_id: str) -> None:
-    """Stop a job: a queued one never runs, a running one is killed by its executor."""
+    """Stop a job: a queued one never runs, a running one gets SIGTERM, then SIGKILL once its
+    grace has passed (shoal exec --grace; the executor's default otherwise)."""
     answer = _run(ctx, lambda s: s.api("stop", job_id))
     if answer["stopping"]:
-        click.echo(f"Job {answer['job_id']} is stopping (its executor was told)")
+        click.echo(
+            f"Job {answer['job_id']} is stopping: its executor sends it SIGTERM, then SIGKILL "
+            "once its grace has passed"
+        )
     elif answer["state"] == "stopped":
         click.echo(f"Job {answer['job_id']} stopped")
     else:

@@ -54,6 +54,7 @@ class ExecOptions:
     labels: Sequence[str] = ()
     timeout: str | None = None
     queue_timeout: str | None = None
+    grace: str | None = None
     cpu: str | None = None
     memory: str | None = None
     network: str | None = None
@@ -251,6 +252,7 @@ def _apply_task_flags(task: dict[str, Any], options: ExecOptions) -> None:
     for key, flag, value in (
         ("execution", "--timeout", options.timeout),
         ("queue", "--queue-timeout", options.queue_timeout),
+        ("grace", "--grace", options.grace),
     ):
         seconds = _flag_value(flag, parse_duration, value)
         if seconds is not None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -30,9 +32,10 @@ def submit_and_report(
 
     Raises ``TooLargeError`` (exit 2) for a job over the limits the requester enforces
     (``shoal.limits``), ``UnavailableError`` (exit 3) when the broker or a requester cannot be
-    reached, the requester's typed error (exit 2) for a bad job, ``JobFailedError`` (exit 1)
-    when a waited-on job fails or is stopped, ``WaitTimeoutError`` (exit 124) when it has not
-    ended within ``wait_timeout`` of waiting (it is left as it is).
+    reached, the requester's typed error (exit 2) for a bad job, ``JobFailedError`` when a
+    waited-on job fails or is stopped (exit: the job's own code when its command exited
+    non-zero, else 125, or 130 when stopped; see ``shoal.outcomes``), ``WaitTimeoutError``
+    (exit 124) when it has not ended within ``wait_timeout`` of waiting (it is left as it is).
     """
     submission, deadline = checked_submission(
         job, idempotency_key=idempotency_key, wait=wait, follow=follow, wait_timeout=wait_timeout
@@ -173,17 +176,21 @@ async def _submit(
         )
         state = await within(deadline, waiting, seen)
         if state != JobState.COMPLETED:
-            record = await session.api("describe", job_id)
-            raise JobFailedError(failure_line(record))
+            ended(await session.api("describe", job_id))
         if not id_only:
             click.echo(f"Job {job_id} completed", err=True)
 
 
-def failure_line(record: dict[str, object]) -> str:
-    """``job ID failed: exit code N: error`` from a describe record."""
-    parts = [f"job {record['id']} {record['state']}"]
-    if record.get("exit_code") is not None:
-        parts.append(f"exit code {record['exit_code']}")
-    if record.get("error"):
-        parts.append(str(record["error"]))
-    return ": ".join(parts)
+def failure_line(record: Mapping[str, Any]) -> str:
+    """``job ID failed (CATEGORY): why`` from a describe record (``shoal.outcomes``)."""
+    from shoal.outcomes import headline
+
+    return f"job {record['id']} {headline(record)}"
+
+
+def ended(record: Mapping[str, Any]) -> None:
+    """``JobFailedError`` with the job's exit status unless the ended job completed."""
+    from shoal.outcomes import exit_status
+
+    if record["state"] != JobState.COMPLETED:
+        raise JobFailedError(failure_line(record), exit_status(record))

@@ -10,7 +10,8 @@ computes the environment's key itself (``depplan.env_key``) and looks for the na
   user, with the job's network, its ``PIP_*`` variables and nothing else of the job: its only
   input is ``/code/plan.json``, the plan read here. It installs into the fresh volume, mounted
   writable in it alone; on exit 0 the marker is written, on any failure the volume is removed,
-  and the job fails with ``dependencies failed:`` and pip's last error line. Its
+  and the job fails with ``dependencies failed:``, the step that failed and pip's last error
+  line (its ``requirements.log`` is then the job's only output). Its
   ``/outputs/requirements.log`` is placed in the job's ``/outputs`` before the job starts;
 - incomplete (being built by another executor on the same engine, or left by one that died):
   the job installs for itself under ``/tmp`` (the launcher's fallback); an incomplete volume
@@ -96,8 +97,10 @@ def tar_of(files: dict[str, bytes], uid: int = 0) -> bytes:
     return buffer.getvalue()
 
 
-def last_error(log_tar: bytes | None) -> str:
-    """pip's last ``ERROR`` line in the install log (else its last line), for the job's error."""
+def install_failure(log_tar: bytes | None, code: int) -> str:
+    """Why the install step failed, for the job's error: the step that failed (``pip install
+    x exited 1``, from the launcher's ``$ step`` and ``[exit N]`` lines) and pip's last
+    ``ERROR`` line (else the log's last line)."""
     text = ""
     with (
         contextlib.suppress(tarfile.TarError, StopIteration),
@@ -107,9 +110,14 @@ def last_error(log_tar: bytes | None) -> str:
         handle = archive.extractfile(member)
         text = handle.read().decode(errors="replace") if handle else ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
+    steps = [line[2:] for line in lines if line.startswith("$ ")]
+    exits = [line[6:-1] for line in lines if line.startswith("[exit ") and line.endswith("]")]
+    step = (
+        f"{steps[-1]} exited {exits[-1]}" if steps and exits else f"the install step exited {code}"
+    )
     errors = [line for line in lines if line.startswith("ERROR")]
-    chosen = (errors or [line for line in lines if not line.startswith("[exit")] or [""])[-1]
-    return chosen[:500]
+    chosen = (errors or [line for line in lines if not line.startswith(("[exit", "$ "))])[-1:]
+    return f"{step}: {chosen[0][:500]}" if chosen else step
 
 
 class DepCache:
@@ -236,9 +244,7 @@ class DepCache:
                 install_log = await self._read_log(container)
                 if code != 0:
                     raise JobError(
-                        failures.DEPS_FAILED,
-                        f"installing the job's requirements failed (exit {code}): "
-                        f"{last_error(install_log)}",
+                        failures.DEPS_FAILED, install_failure(install_log, code), log=install_log
                     )
                 marker = tar_of({COMPLETE_MARKER: f"{key}\n".encode()})
                 await self._runner.put_archive(container, ENV_MOUNT, marker)

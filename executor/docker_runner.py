@@ -49,7 +49,13 @@ def _unix_time(stamp: str) -> str:
 
 
 def container_config(spec: ContainerSpec) -> dict[str, Any]:
-    """The Docker API ``create`` body for ``spec``: hardened, labelled, no host paths."""
+    """The Docker API ``create`` body for ``spec``: hardened, labelled, no host paths.
+
+    The job runs under Docker's init (``Init``: tini as PID 1), not as PID 1 itself: a signal
+    it sends itself or gets from ``kill`` acts as on any process (PID 1 ignores those it has
+    no handler for, so a job that killed itself with SIGSEGV used to exit 0), the signal that
+    killed it shows as ``128 + N``, and its zombies are reaped.
+    """
     mounts: list[dict[str, Any]] = [
         {"Type": "volume", "Source": name, "Target": target}
         for name, target in spec.named_volumes.items()
@@ -87,7 +93,7 @@ def container_config(spec: ContainerSpec) -> dict[str, Any]:
             "NetworkMode": spec.network,
             "Ulimits": _ulimits(spec),
             "LogConfig": {"Type": "json-file", "Config": {"max-size": "20m", "max-file": "2"}},
-            "Init": False,
+            "Init": True,
         },
     }
     if spec.entrypoint is not None:
@@ -227,9 +233,9 @@ class DockerRunner:
         code = state.get("ExitCode", result.get("StatusCode", -1))
         return ExitInfo(exit_code=int(code), oom_killed=bool(state.get("OOMKilled")))
 
-    async def kill(self, container: str) -> None:
+    async def kill(self, container: str, signal: str = "SIGKILL") -> None:
         try:
-            await self._docker.containers.container(container).kill()
+            await self._docker.containers.container(container).kill(signal=signal)
         except aiodocker.DockerError as error:
             if error.status not in (404, 409):  # gone, or not running
                 raise RunnerError(f"cannot kill the container: {error.message}") from None

@@ -6,8 +6,10 @@ publish ``running`` → ``prepare`` (image and user, never root unless the opera
 ``spec.output_layout``: a result path the job could not write fails it here, before anything
 is fetched or created; inputs, network lease, the prebuilt environment of
 ``executor.depcache``, built first by a separate install container when missing) → ``run``
-(create, place result folders and inputs, start, stream logs, wait with timeout and stop) →
-``collect`` outputs → remove the container (shielded: cancellation cannot skip it; bounded by
+(create, place result folders and inputs, start, stream logs, wait with timeout and stop:
+SIGTERM, then SIGKILL after the job's grace, see ``terminate``) →
+``collect`` outputs (a job failed by its install step gets that step's log as its output) →
+remove the container (shielded: cancellation cannot skip it; bounded by
 ``remove_timeout``, see ``executor.removal``) → publish ``result`` and the terminal ``state``.
 A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing more: its
 delivery goes back to the queue.
@@ -16,7 +18,9 @@ delivery goes back to the queue.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import gzip
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -124,8 +128,11 @@ class Outcome:
 class _Run:
     exit: ExitInfo | None = None
     killed_for: str | None = None  # "stop", "timeout" or "disk"
+    signal: str | None = None
+    """The last signal the executor sent (``SIGTERM``, or ``SIGKILL`` after the grace)."""
     volume_limit: int = 0
     outputs: Outputs | None = None
+    last_stderr: str = ""
 
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
@@ -151,10 +158,12 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
     job_limits = limits(job.task, node.settings, waited)
     run = _Run()
     outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
+    explained: dict[str, str] = {}
     try:
         await _run_job(job, node, control, events, job_limits, run)
     except JobError as failure:
         outcome.state, outcome.error = JobState.FAILED, failure.error
+        explained = _log_result(job, failure.log)
     except RunnerError as error:
         outcome.state, outcome.error = JobState.FAILED, f"{failures.INTERNAL}: {error}"
     except Exception as error:  # a bug or an engine surprise: fail the job, keep the executor
@@ -171,6 +180,8 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
             outcome.state, outcome.error = _judge(run, control, job_limits)
         outputs = run.outputs or Outputs()
         await events.result(outputs.archives, outputs.truncated, outputs.error)
+    elif explained:
+        await events.result(explained, False, None)
     assert outcome.state is not None
     await events.state(
         outcome.state,
@@ -180,6 +191,14 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
         error=outcome.error,
     )
     return outcome
+
+
+def _log_result(job: Job, log_tar: bytes | None) -> dict[str, str]:
+    """A failure's log (a tar) as the job's ``/outputs`` result, when it has one."""
+    name = next((r.name for r in job.task.outputs if r.path == "/outputs"), None)
+    if log_tar is None or name is None:
+        return {}
+    return {name: base64.b64encode(gzip.compress(log_tar)).decode("ascii")}
 
 
 def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
@@ -202,10 +221,12 @@ def _admit(job: Job, settings: ExecutorSettings, waited: float) -> None:
 def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState, str | None]:
     assert run.exit is not None
     if run.killed_for == "stop":
-        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}"
+        ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace)
+        return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}{ended}"
     if run.killed_for == "timeout":
+        ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace)
         return JobState.FAILED, (
-            f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s"
+            f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s{ended}"
         )
     if run.killed_for == "disk":
         return JobState.FAILED, (
@@ -225,9 +246,7 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
     if run.outputs is not None and run.outputs.truncated:
         return JobState.FAILED, f"{failures.OUTPUT_TOO_LARGE}: {run.outputs.error}"
     if run.exit.exit_code != 0:
-        return JobState.FAILED, (
-            f"{failures.EXIT_CODE}: the command exited with code {run.exit.exit_code}"
-        )
+        return JobState.FAILED, failures.exit_error(run.exit.exit_code, run.last_stderr)
     return JobState.COMPLETED, None
 
 
@@ -337,7 +356,8 @@ async def _run_container(
     settings = node.settings
     run.volume_limit = settings.volume_limit
     await runner.start(container)
-    pump = asyncio.create_task(LogPump(events, settings).run(runner, container))
+    logs = LogPump(events, settings)
+    pump = asyncio.create_task(logs.run(runner, container))
     waiter = asyncio.create_task(runner.wait(container))
     stop = asyncio.create_task(control.stopped.wait())
     guard = asyncio.create_task(
@@ -351,17 +371,33 @@ async def _run_container(
         )
         if waiter not in done:
             run.killed_for = "stop" if stop in done else "disk" if guard in done else "timeout"
-            await runner.kill(container)
+            grace = 0.0 if run.killed_for == "disk" else job_limits.grace
+            run.signal = await terminate(runner, container, waiter, grace)
         run.exit = await waiter
         try:
             await asyncio.wait_for(asyncio.shield(pump), LOG_GRACE)
         except TimeoutError:
             log.warning("logs.cut", container=container, grace=LOG_GRACE)
+        run.last_stderr = logs.last_stderr_line()
     finally:
         for task in (stop, waiter, pump, guard):
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(stop, waiter, pump, guard, return_exceptions=True)
+
+
+async def terminate(
+    runner: ContainerRunner, container: str, exited: asyncio.Future[ExitInfo], grace: float
+) -> str:
+    """SIGTERM, then SIGKILL unless the container exited within ``grace`` seconds (at once
+    when ``grace`` is 0); the last signal sent."""
+    if grace > 0:
+        await runner.kill(container, "SIGTERM")
+        done, _ = await asyncio.wait({exited}, timeout=grace)
+        if done:
+            return "SIGTERM"
+    await runner.kill(container, "SIGKILL")
+    return "SIGKILL"
 
 
 def monotonic() -> float:

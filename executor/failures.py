@@ -1,11 +1,16 @@
-"""Why a job failed: one exception carrying the error text of its terminal event.
+"""Why a job failed: one exception carrying the error text of its terminal event, and the
+texts of a run that ended badly (:func:`exit_error`, :func:`ending`).
 
 Every error string starts with a category, then ``": "`` and a readable detail, e.g.
 ``"timeout: execution exceeded 30s"``. The categories are the constants below; the
-requester and the CLI may match on the prefix before the first colon.
+requester and the CLI match on the prefix before the first colon (``shoal.outcomes``), and
+read the signal that ended a job from ``ended by SIG...``.
 """
 
 from __future__ import annotations
+
+import re
+import signal
 
 TIMEOUT = "timeout"
 """The execution (or total) timeout ran out; the container was killed."""
@@ -31,6 +36,8 @@ UNSUPPORTED = "unsupported job"
 """The job is not a runnable docker job (e.g. untranslated, or a ``wasm`` engine)."""
 STOPPED = "stopped"
 """A stop request ended the job (state ``stopped``)."""
+SETUP_FAILED = "setup failed"
+"""The runtime image's launcher could not prepare the job (staging its code, its venv)."""
 EXIT_CODE = "exit code"
 """The job's command exited non-zero."""
 INTERNAL = "executor error"
@@ -38,14 +45,55 @@ INTERNAL = "executor error"
 
 
 class JobError(Exception):
-    """A job cannot run or did not complete; ``str()`` is the terminal event's error."""
+    """A job cannot run or did not complete; ``str()`` is the terminal event's error.
 
-    def __init__(self, category: str, detail: str) -> None:
+    ``log`` is a tar of files for the job's ``/outputs`` result that explain the failure
+    (the install step's ``requirements.log``), published although the job never ran.
+    """
+
+    def __init__(self, category: str, detail: str, log: bytes | None = None) -> None:
         super().__init__(f"{category}: {detail}")
         self.category = category
         self.detail = detail
+        self.log = log
 
     @property
     def error(self) -> str:
         """The text of the terminal event's ``error`` field."""
         return str(self)
+
+
+LAUNCHER_PREFIX = "shoal-launch: "
+"""How the python image's launcher starts its own error line (its exit codes: 2 usage, 3
+dependency install failed, 4 setup failed, 126 not executable, 127 not found)."""
+LAUNCHER_CODES = (2, 3, 4, 126, 127)
+_DEPS_DETAIL = re.compile(r"dependency install failed \((.+)\)")
+
+
+def exit_error(code: int, last_line: str) -> str:
+    """The error of a job whose command exited non-zero by itself: the launcher's own failure
+    when its line is the last on stderr, else the signal that killed the command (``128 + N``
+    under the container's init) and the job's last stderr line."""
+    if last_line.startswith(LAUNCHER_PREFIX) and code in LAUNCHER_CODES:
+        message = last_line.removeprefix(LAUNCHER_PREFIX)
+        if code == 3:
+            found = _DEPS_DETAIL.search(message)
+            return f"{DEPS_FAILED}: {found.group(1) if found else message}"
+        return f"{SETUP_FAILED if code in (2, 4) else EXIT_CODE}: {message}"
+    details = [last_line] if last_line else []
+    if 128 < code <= 128 + 64:
+        try:
+            details.insert(0, f"ended by {signal.Signals(code - 128).name}")
+        except ValueError:
+            details.insert(0, f"ended by signal {code - 128}")
+    return f"{EXIT_CODE}: {': '.join(details or [f'the command exited with code {code}'])}"
+
+
+def ending(sent: str | None, exit_code: int, grace: float) -> str:
+    """How a job the executor signalled (``sent``: its last signal) ended, for the end of
+    its error: `` (ended by SIGTERM)``, `` (ended by SIGKILL after the 10s grace)``..."""
+    if sent == "SIGKILL":
+        return f" (ended by SIGKILL after the {grace:g}s grace)" if grace else " (ended by SIGKILL)"
+    if sent == "SIGTERM" and exit_code != 128 + signal.SIGTERM:
+        return f" (ended by SIGTERM: exited with code {exit_code} within the grace)"
+    return f" (ended by {sent})" if sent else ""

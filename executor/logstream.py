@@ -4,6 +4,7 @@ A reader task moves the runner's frames into a queue (so a flush timer never can
 runner's stream mid-read); the pump batches consecutive frames of the same stream into one
 event of at most ``log_chunk_bytes``, sent no later than ``log_flush_seconds`` after its first
 byte. A change of stream flushes first, so the interleaving of stdout and stderr is kept.
+The last line of stderr is kept for the job's error (``last_stderr_line``).
 At the end everything held is sent, an unterminated last line and a character cut short
 (as U+FFFD) included, before the runner reports the job's end.
 """
@@ -20,6 +21,9 @@ from executor.settings import ExecutorSettings
 from shoal.units import format_bytes
 
 _END = None
+TAIL_BYTES = 8 * 1024
+"""Bytes of stderr kept to find the job's last line (for its failure's error)."""
+LAST_LINE = 500
 
 
 class LogPump:
@@ -36,8 +40,16 @@ class LogPump:
         }
         self._stream: Stream | None = None
         self._pending = bytearray()
+        self._stderr_tail = bytearray()
         self.total = 0
         self.dropped = 0
+
+    def last_stderr_line(self) -> str:
+        """The last non-blank line the job wrote to stderr (kept or dropped), at most
+        :data:`LAST_LINE` characters; ``""`` when there is none."""
+        text = self._stderr_tail.decode(errors="replace")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return lines[-1][:LAST_LINE] if lines else ""
 
     async def run(self, runner: ContainerRunner, container: str) -> None:
         """Pump until the container's log stream ends."""
@@ -84,6 +96,9 @@ class LogPump:
                 deadline = None
 
     def _add(self, stream: Stream, data: bytes) -> None:
+        if stream == "stderr":
+            self._stderr_tail += data
+            del self._stderr_tail[:-TAIL_BYTES]
         room = self._limit - self.total
         if room <= 0:
             self.dropped += len(data)

@@ -5,6 +5,10 @@ statements from a tiny shell subset, enough for the contract tests to run unchan
 
     echo WORDS [>&2 | > FILE]   cat FILE   cp SRC DST   sleep SECONDS   exit CODE   true   false
     set ...  (ignored: the twin always stops at the first failing statement, like set -e)
+    trap 'STATEMENTS' TERM   (on SIGTERM run STATEMENTS, then exit 0; ``''`` ignores SIGTERM)
+
+``kill`` acts as on a container under an init: SIGKILL ends it with 137, SIGTERM runs its
+trap or ends it with 143.
 
 Files live in a dict; the root is read-only and only volumes and tmpfs mounts are writable,
 as with the real runner's containers.
@@ -49,6 +53,8 @@ class FakeContainer:
     exit_code: int | None = None
     task: asyncio.Task[None] | None = None
     started: bool = False
+    trap: str | None = None
+    """The ``trap`` statements run on SIGTERM (``None``: no trap)."""
 
     def writable(self, path: str) -> bool:
         mounts = [*self.spec.volumes, *self.spec.tmpfs, *self.spec.named_volumes.values()]
@@ -83,6 +89,8 @@ class MemoryRunner:
         self.created: dict[str, FakeContainer] = {}
         """Every container ever created, removed or not (for the tests to inspect)."""
         self.volumes: dict[str, VolumeInfo] = {}
+        self.signals: list[tuple[str, str]] = []
+        """``(container, signal)`` of every ``kill``, in order (for the tests to inspect)."""
         self._ids = itertools.count(1)
 
     def _get(self, container: str) -> FakeContainer:
@@ -130,16 +138,10 @@ class MemoryRunner:
 
     async def _run(self, box: FakeContainer) -> None:
         argv = [*(box.spec.entrypoint or []), *box.spec.command]
-        try:
-            if argv[:2] != ["sh", "-c"] or len(argv) != 3:
-                raise _ExitError(_fail(box, f"exec {argv[:1]}: not supported by the twin", 127))
-            for statement in argv[2].replace("\n", ";").split(";"):
-                words = shlex.split(statement)
-                if words:
-                    await _statement(box, words)
-            box.finish(0)
-        except _ExitError as stop:
-            box.finish(stop.code)
+        if argv[:2] != ["sh", "-c"] or len(argv) != 3:
+            box.finish(_fail(box, f"exec {argv[:1]}: not supported by the twin", 127))
+            return
+        await _script(box, argv[2])
 
     async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
         box = self._get(container)
@@ -158,11 +160,18 @@ class MemoryRunner:
         await box.exited.wait()
         return ExitInfo(exit_code=box.exit_code if box.exit_code is not None else -1)
 
-    async def kill(self, container: str) -> None:
+    async def kill(self, container: str, signal: str = "SIGKILL") -> None:
         box = self._get(container)
-        if box.task and not box.task.done():
-            box.task.cancel()
-            box.finish(137)
+        self.signals.append((container, signal))
+        if not box.task or box.task.done():
+            return
+        if signal == "SIGTERM" and box.trap is not None:
+            if box.trap.strip():
+                box.task.cancel()
+                box.task = asyncio.create_task(_script(box, box.trap))
+            return
+        box.task.cancel()
+        box.finish(143 if signal == "SIGTERM" else 137)
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
         box = self._get(container)
@@ -215,6 +224,29 @@ class MemoryRunner:
             await self.remove(container)
 
 
+async def _script(box: FakeContainer, script: str) -> None:
+    """Run ``script``'s statements, then end the container (0, or the failing code)."""
+    try:
+        for words in _statements(script):
+            await _statement(box, words)
+        box.finish(0)
+    except _ExitError as stop:
+        box.finish(stop.code)
+
+
+def _statements(script: str) -> list[list[str]]:
+    """The words of each ``;``- or newline-separated statement (quotes kept together)."""
+    lexer = shlex.shlex(script.replace("\n", ";"), posix=True, punctuation_chars=";")
+    lexer.whitespace_split = True
+    statements: list[list[str]] = [[]]
+    for token in lexer:
+        if token and set(token) == {";"}:
+            statements.append([])
+        else:
+            statements[-1].append(token)
+    return [words for words in statements if words]
+
+
 def _fail(box: FakeContainer, message: str, code: int) -> int:
     box.emit("stderr", f"sh: {message}\n".encode())
     return code
@@ -243,6 +275,8 @@ async def _statement(box: FakeContainer, words: list[str]) -> None:
         raise _ExitError(int(args[0]) if args else 0)
     elif name == "set":
         pass  # the twin always stops at the first failing statement
+    elif name == "trap":
+        box.trap = args[0] if args[1:] == ["TERM"] else box.trap
     elif name in ("true", "false"):
         if name == "false":
             raise _ExitError(1)

@@ -114,8 +114,8 @@ class ContainerRunner(Protocol):
         """Wait for the container to exit."""
         ...
 
-    async def kill(self, container: str) -> None:
-        """Kill a running container (no error if it already exited)."""
+    async def kill(self, container: str, signal: str = "SIGKILL") -> None:
+        """Send ``signal`` to a running container's init (no error if it already exited)."""
         ...
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:

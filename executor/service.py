@@ -31,7 +31,8 @@ and its late events carry the old attempt, which the recorder refuses. With
 check applies: a job ID already running here is acked and dropped.
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
-``drain_timeout`` → stop the rest, which requeues their deliveries → close the gateway, the
+``drain_timeout`` → stop the rest (SIGTERM, SIGKILL after each job's grace), which requeues
+their deliveries → close the gateway, the
 channel, the connection and the Docker client, in that order. A second signal cancels
 everything at once (containers are still removed: that cleanup is shielded). A SIGKILL loses
 nothing: the broker requeues unacked deliveries and the next start on the node reaps the
@@ -73,7 +74,8 @@ log = structlog.get_logger("executor")
 
 SHUTDOWN_REASON = "executor shutting down"
 KILL_GRACE = 30.0
-"""Seconds stopped jobs get to be killed and cleaned up after the drain deadline."""
+"""Seconds stopped jobs get to be killed and cleaned up after the drain deadline, on top of
+their stop grace (at most ``stop_grace_max``)."""
 LOST_REASON = "its execution claim went to another attempt"
 CLAIM_RETRY_DELAY = 0.5
 CLAIM_RETRY_MAX = 10.0
@@ -245,7 +247,8 @@ class Executor:
                 log.info("executor.requeue", jobs=sorted(self.jobs.running))
                 for control in self.jobs.running.values():
                     control.stop(SHUTDOWN_REASON, requeue=True)
-                _, pending = await asyncio.wait(pending, timeout=KILL_GRACE)
+                grace = self.node.settings.stop_grace_max + KILL_GRACE
+                _, pending = await asyncio.wait(pending, timeout=grace)
                 for task in pending:
                     task.cancel()
 

@@ -25,6 +25,10 @@ images matching ``allowed_images``; an image missing on the node is never pulled
 image whose user is root (or a name that cannot be checked) runs as ``NOBODY``. Destinations
 of http jobs and url inputs are checked by ``executor.addresses``.
 
+Stopping: a job stopped (``shoal job stop``), timed out, or handed back at shutdown gets
+SIGTERM, then SIGKILL once its grace has passed: ``timeouts.grace`` of the job, else
+``stop_grace``, at most ``stop_grace_max``. A job over its volume limit is killed at once.
+
 Logs: stdout and stderr are sent in chunks of at most ``log_chunk_bytes``, at least every
 ``log_flush_seconds`` while output arrives; after ``job_log_limit`` bytes the rest is dropped
 and one last stderr chunk says how much.
@@ -152,6 +156,15 @@ class ExecutorSettings(CommonSettings):
     tmp_size: Memory = Field(default=512 * 1024**2, description="Size of the /tmp tmpfs")
     default_execution_timeout: Duration = 3600.0
     max_execution_timeout: Duration = 24 * 3600.0
+    stop_grace: Duration = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between SIGTERM and SIGKILL when a job is stopped, times out or "
+        "is handed back at shutdown, unless the job asks for its own (shoal exec --grace)",
+    )
+    stop_grace_max: Duration = Field(
+        default=300.0, gt=0, description="The longest grace a job may ask for"
+    )
     job_user: str = Field(
         default="auto",
         description="User jobs run as: 'auto' = the image's USER if it is a numeric non-root "

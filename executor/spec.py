@@ -37,6 +37,8 @@ class Limits:
     memory: int
     cpu: float
     execution_timeout: float
+    grace: float = 10.0
+    """Seconds between SIGTERM and SIGKILL when the job is stopped or times out."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -77,7 +79,8 @@ def network_type(task: Task, settings: ExecutorSettings) -> NetworkType:
 
 
 def limits(task: Task, settings: ExecutorSettings, waited: float = 0.0) -> Limits:
-    """Memory, CPU and execution timeout: the job's, else the node's defaults, capped."""
+    """Memory, CPU, execution timeout and stop grace: the job's, else the node's defaults,
+    capped."""
     notes: list[str] = []
     memory = task.resources.memory or settings.default_memory
     if memory > settings.max_memory:
@@ -93,7 +96,11 @@ def limits(task: Task, settings: ExecutorSettings, waited: float = 0.0) -> Limit
         timeout = settings.max_execution_timeout
     if task.timeouts.total is not None:
         timeout = min(timeout, max(task.timeouts.total - waited, 0.001))
-    return Limits(memory=memory, cpu=cpu, execution_timeout=timeout, notes=notes)
+    grace = settings.stop_grace if task.timeouts.grace is None else task.timeouts.grace
+    if grace > settings.stop_grace_max:
+        notes.append(f"stop grace lowered from {grace:g}s to the node maximum")
+        grace = settings.stop_grace_max
+    return Limits(memory=memory, cpu=cpu, execution_timeout=timeout, grace=grace, notes=notes)
 
 
 def job_user(image: ImageInfo, settings: ExecutorSettings) -> str:

@@ -3,9 +3,10 @@
 Ops (``ApiRequest.op``): ``list`` (params ``states`` or ``state``, ``labels`` {k: v},
 ``since``, ``limit``, ``after``: the jobs), ``page`` (the same, with the counts and the next
 cursor, ``requester.store.listing``), ``summary`` (counts by state and job type), and per
-job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (outputs as base64 tar.gz per
-result name) and ``stop``. A job is named by its ID or by a unique prefix of it (at least
-six characters after ``j-``), looked up among the caller's jobs only.
+job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (the job's state, its outputs
+as base64 tar.gz per result name and ``left_out``: notes on the results it does not have)
+and ``stop``. A job is named by its ID or by a unique prefix of it (at least six characters
+after ``j-``), looked up among the caller's jobs only.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never

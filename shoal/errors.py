@@ -12,7 +12,10 @@
     │       └── UnknownJobTypeError
     ├── ProtocolError             a wire message that cannot be parsed (exit 2)
     ├── NotFoundError             no job with that ID (exit 2)
-    ├── JobFailedError            a job waited on ended failed or stopped (exit 1)
+    ├── JobFailedError            a job waited on ended failed or stopped (exit 1, or the code
+    │                             ``shoal.outcomes.exit_status`` gives: the job's own, 125, 130)
+    ├── JobNotEndedError          ``job get`` of a job that has not ended (exit 1)
+    ├── OutputsLeftOutError       ``job get``: some outputs were left out over a limit (exit 1)
     ├── WaitTimeoutError          ``--wait-timeout`` ran out; the job is left as it is (124)
     └── UnavailableError          the broker or the requester cannot be reached (exit 3)
 
@@ -24,7 +27,6 @@ meant.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -37,7 +39,8 @@ EXIT_WAIT_TIMEOUT = 124
 class ShoalError(Exception):
     """Root of every error Shoal raises on purpose."""
 
-    exit_code: ClassVar[int] = EXIT_USAGE
+    exit_code: int = EXIT_USAGE
+    """The CLI's exit code for this error (a class default; an instance may have its own)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -94,21 +97,37 @@ class NotFoundError(ShoalError):
 
 
 class JobFailedError(ShoalError):
-    """A job that was waited on did not complete."""
+    """A job that was waited on did not complete; ``exit_code`` may be the job's own."""
 
-    exit_code: ClassVar[int] = EXIT_JOB_FAILED
+    exit_code = EXIT_JOB_FAILED
+
+    def __init__(self, message: str, exit_code: int = EXIT_JOB_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class JobNotEndedError(ShoalError):
+    """The job has not ended, so it has no outputs yet."""
+
+    exit_code = EXIT_JOB_FAILED
+
+
+class OutputsLeftOutError(ShoalError):
+    """Some of a job's outputs were left out (over the executor's or the store's limit)."""
+
+    exit_code = EXIT_JOB_FAILED
 
 
 class WaitTimeoutError(ShoalError):
     """A wait's deadline passed before the job ended; the job was not touched."""
 
-    exit_code: ClassVar[int] = EXIT_WAIT_TIMEOUT
+    exit_code = EXIT_WAIT_TIMEOUT
 
 
 class UnavailableError(ShoalError):
     """The broker or the requester cannot be reached."""
 
-    exit_code: ClassVar[int] = EXIT_UNAVAILABLE
+    exit_code = EXIT_UNAVAILABLE
 
 
 def _all_subclasses(cls: type[ShoalError]) -> Iterable[type[ShoalError]]:

@@ -232,11 +232,23 @@ class Network(_Model):
 
 
 class Timeouts(_Model):
-    """Seconds a job may spend running, waiting in the queue, and in all."""
+    """Seconds a job may spend running, waiting in the queue, and in all; and ``grace``, the
+    seconds between SIGTERM and SIGKILL when it is stopped or times out (``None``: the
+    executor's default)."""
 
     execution: Seconds = None
     queue: Seconds = None
     total: Seconds = None
+    grace: Seconds = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_grace(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Leave ``grace`` out while unset: jobs read the same as before it existed, to
+        components that do not know it."""
+        data = handler(self)
+        if isinstance(data, dict) and self.grace is None:
+            data.pop("grace", None)
+        return data
 
 
 RETRY_KINDS = ("lost", "engine", "exit")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,6 +12,8 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.model import STATE_ORDER, JobState
+from shoal.outcomes import explain
+from shoal.units import format_bytes
 
 from . import schema
 from .retries import split_key
@@ -92,6 +94,7 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
     record = summary(row)
     spec = json.loads(row.spec)
     record["error"] = row.error
+    record["outcome"] = explain(row.state, row.error).as_dict()
     record["spec"] = spec
     record["engine_spec"] = spec["tasks"][0]["engine"]
     record["original"] = None
@@ -111,8 +114,21 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
             select(outs.c.name, outs.c.size, outs.c.truncated).where(outs.c.job_id == row.id)
         )
     }
+    record["left_out"] = left_out(row, record["outputs"])
     record["recorded"] = bool(await fully_recorded(conn, [row.id]))
     return record
+
+
+def left_out(row: Row[Any], outputs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What of the job's results is missing: the executor's note (over its output limit),
+    and each result the store did not keep (over the store's limit)."""
+    notes = [row.left_out] if row.left_out else []
+    notes += [
+        f"output {name!r} ({format_bytes(item['size'])}) not kept: over the store's limit"
+        for name, item in sorted(outputs.items())
+        if item["truncated"]
+    ]
+    return notes
 
 
 async def executions(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]:
@@ -156,18 +172,22 @@ async def logs(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     }
 
 
-async def outputs(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
-    """Each result as base64 tar.gz (``None`` when it was over the limit)."""
+async def outputs(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
+    """The job's state, each result as base64 tar.gz (``None`` when it was over the limit),
+    and what was left out (:func:`left_out`)."""
     outs = schema.outputs
-    rows = await conn.execute(select(outs).where(outs.c.job_id == job_id).order_by(outs.c.name))
+    rows = await conn.execute(select(outs).where(outs.c.job_id == row.id).order_by(outs.c.name))
+    found = {
+        o.name: {
+            "data": base64.b64encode(o.data).decode() if o.data is not None else None,
+            "size": o.size,
+            "truncated": o.truncated,
+        }
+        for o in rows
+    }
     return {
-        "job_id": job_id,
-        "outputs": {
-            o.name: {
-                "data": base64.b64encode(o.data).decode() if o.data is not None else None,
-                "size": o.size,
-                "truncated": o.truncated,
-            }
-            for o in rows
-        },
+        "job_id": row.id,
+        "state": row.state,
+        "outputs": found,
+        "left_out": left_out(row, found),
     }

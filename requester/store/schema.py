@@ -4,7 +4,8 @@
 
     jobs         one row per job: the submitted original and, when translated, the runnable
                  job (``original_id`` / ``translated_id`` link them); spec JSON, state + rank,
-                 ``owner`` (the submitting user)
+                 ``owner`` (the submitting user), ``left_out`` (the executor's note on the
+                 results it left out over its output limit, from the last ``result`` event)
     job_labels   (job_id, key) → value, for ``job list -l k=v``
     executions   one row per (job, executor): state, exit code, error, started/ended
     log_chunks   (job_id, executor, seq) → one chunk of stdout/stderr; seq orders them
@@ -23,7 +24,7 @@
                  first: only that account's events for it are recorded afterwards
 
 Tables are created when missing; columns added since a table was created are added by
-:func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed).
+:func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed; ``left_out``: NULL).
 
 Times are stored in UTC; SQLite gives them back naive, :func:`utc` puts the zone back.
 """
@@ -71,6 +72,7 @@ jobs = Table(
     Column("labels", Text, nullable=False),
     Column("exit_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
+    Column("left_out", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_jobs_created", "created_at"),
@@ -187,7 +189,7 @@ run_accounts = Table(
     Column("account", String(64), nullable=False),
 )
 
-ADDED_COLUMNS = {"jobs": ("owner",)}
+ADDED_COLUMNS = {"jobs": ("owner", "left_out")}
 """Columns of existing tables newer than the first schema, added by :func:`upgrade`."""
 
 ADDED_INDEXES = {"jobs": ("ix_jobs_owner_created",)}

@@ -348,7 +348,9 @@ class JobStore:
             return await reads.logs(conn, job["id"])
 
     async def outputs(self, job_id: str) -> dict[str, Any]:
-        """A job's result archives, base64-encoded."""
-        job = await self.resolve(job_id)
+        """A job's state, result archives (base64-encoded) and what was left out of them."""
         async with self._engine.connect() as conn:
-            return await reads.outputs(conn, job["id"])
+            row = await reads.resolve(conn, job_id)
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r}")
+            return await reads.outputs(conn, row)

@@ -3,9 +3,10 @@
 Every state change is one conditional ``UPDATE … WHERE state_rank < :rank``: whichever
 requester records it, a job only moves forward (``shoal.model.STATE_ORDER``), so a late
 ``running`` after ``completed`` changes nothing and a second terminal state is ignored.
-Log chunks and results are keyed so a redelivered event is a no-op. A result whose name is
-not one path segment (``shoal.model.checked_output_name``: absolute, ``..``) is refused
-(logged, not stored), whatever the event's sender checked.
+Log chunks and results are keyed so a redelivered event is a no-op; a result event's
+note on results the executor left out is kept with the job (``jobs.left_out``). A result
+whose name is not one path segment (``shoal.model.checked_output_name``: absolute, ``..``)
+is refused (logged, not stored), whatever the event's sender checked.
 """
 
 from __future__ import annotations
@@ -279,7 +280,16 @@ async def _record_log(conn: AsyncConnection, event: JobEvent, limit: int) -> Non
 
 
 async def _record_result(conn: AsyncConnection, event: JobEvent, limit: int) -> None:
+    """Store each result (one over the store's ``limit`` as its size only) and the executor's
+    note on the results it left out (``jobs.left_out``; cleared by a later run's result)."""
     insert = insert_for(conn)
+    jobs = schema.jobs
+    left_out = (event.error or "results left out over the executor's output limit")[:4000]
+    await conn.execute(
+        update(jobs)
+        .where(jobs.c.id == event.job_id)
+        .values(left_out=left_out if event.truncated else None)
+    )
     for name, encoded in event.outputs.items():
         try:
             checked_output_name(name)
@@ -291,7 +301,7 @@ async def _record_result(conn: AsyncConnection, event: JobEvent, limit: int) -> 
         except (binascii.Error, ValueError):
             data = None
         size = len(data) if data is not None else 0
-        truncated = event.truncated or data is None or size > limit
+        truncated = data is None or size > limit
         row = {
             "job_id": event.job_id,
             "name": name,

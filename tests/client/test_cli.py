@@ -133,14 +133,14 @@ async def test_follow_streams_logs_and_wait_exits_0(
     assert "careful\n" in done.err
 
 
-async def test_wait_on_a_failing_job_is_exit_1(
+async def test_wait_on_a_failing_job_exits_with_its_code(
     shoal: Shoal, requester: Requester, connection: AbstractRobustConnection
 ) -> None:
     async with fake_executor(connection, fail):
         done = await shoal(*RUN[:2], "--wait", "--id-only", *RUN[2:])
-    assert done.code == 1
+    assert done.code == 3
     job_id = done.out.strip()
-    assert done.err.strip() == f"JobFailedError: job {job_id} failed: exit code 3: exit status 3"
+    assert done.err.strip() == f"JobFailedError: job {job_id} failed (exit 3): exit status 3"
 
 
 async def test_job_commands(
@@ -176,6 +176,16 @@ async def test_job_commands(
     stop = await shoal("job", "stop", job_id)
     assert stop.out.strip() == f"Job {job_id} already ended: completed"
 
+    async with fake_executor(connection, succeed):
+        again = await shoal("job", "rerun", job_id, "--wait", "--id-only")
+    assert again.code == 0, again.err
+    rerun_id = again.out.strip()
+    assert rerun_id != job_id
+    rerun = json.loads((await shoal("job", "describe", rerun_id, "--output-format", "json")).out)
+    assert rerun["labels"] == {**record["labels"], "rerun_of": job_id}
+    assert rerun["original"]["tasks"] == record["original"]["tasks"]
+    assert rerun["state"] == "completed"
+
     missing = await shoal("job", "describe", "j-00000000-0000-4000-8000-000000000000")
     assert missing.code == 2
     assert missing.err.startswith("NotFoundError: no job")
@@ -186,4 +196,18 @@ async def test_stop_a_queued_job(shoal: Shoal, requester: Requester) -> None:
     stop = await shoal("job", "stop", job_id)
     assert stop.out.strip() == f"Job {job_id} stopped"
     waited = await shoal("job", "logs", "-f", job_id)
-    assert waited.code == 0
+    assert waited.code == 130, "job logs -f exits as --wait does: a stopped job is 130"
+    assert waited.err.strip() == f"JobFailedError: job {job_id} stopped: stopped by user"
+    got = await shoal("job", "get", job_id)
+    assert got.code == 0, "a stopped job has ended: it has no outputs, which is no error"
+    assert got.err.strip() == f"Job {job_id} has no outputs"
+
+
+async def test_get_of_a_job_that_has_not_ended_exits_1(shoal: Shoal, requester: Requester) -> None:
+    job_id = (await shoal(*RUN[:2], "--id-only", *RUN[2:])).out.strip()
+    got = await shoal("job", "get", job_id)
+    assert got.code == 1
+    assert got.err.strip() == (
+        f"JobNotEndedError: job {job_id} is queued: its outputs come once it ends "
+        f"(shoal job wait {job_id})"
+    )

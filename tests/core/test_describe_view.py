@@ -25,3 +25,25 @@ def test_each_attempt_is_an_execution_line() -> None:
     assert lines[start + 1].startswith("  ex-1: failed, ")
     assert lines[start + 1].endswith("error: executor error: boom")
     assert lines[start + 2].startswith("  ex-1 (attempt 2): completed, ")
+
+
+def test_a_failed_job_shows_its_outcome_signal_and_what_was_left_out() -> None:
+    note = "output 'outputs' (/outputs) left out: more than the 1.0 MiB output limit"
+    record = {
+        "id": "j-2",
+        "name": "big",
+        "state": "failed",
+        "exit_code": 139,
+        "error": "exit code: ended by SIGSEGV",
+        "job_type": "docker",
+        "engine_spec": {"type": "docker", "params": {"image": "busybox"}},
+        "created_at": "t0",
+        "updated_at": "t1",
+        "executions": [],
+        "left_out": [note],
+    }
+    lines = human_view(record)
+    assert "Outcome:     failed (exit 139): ended by SIGSEGV" in lines
+    assert "Signal:      SIGSEGV" in lines
+    assert "Error:       exit code: ended by SIGSEGV" in lines
+    assert lines[-1] == f"Left out:    {note}"

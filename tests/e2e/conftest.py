@@ -116,7 +116,15 @@ async def _service(role: str, env: dict[str, str], ready: str) -> AsyncIterator[
 
 
 @pytest.fixture
-async def system(vhost_url: str, tmp_path: Path) -> AsyncIterator[System]:
+def system_env() -> dict[str, str]:
+    """Settings of a module's services on top of the defaults below (a module overrides it)."""
+    return {}
+
+
+@pytest.fixture
+async def system(
+    vhost_url: str, tmp_path: Path, system_env: dict[str, str]
+) -> AsyncIterator[System]:
     """A requester and an executor, started as a user starts them, stopped with SIGTERM."""
     env = {
         **os.environ,
@@ -129,6 +137,7 @@ async def system(vhost_url: str, tmp_path: Path) -> AsyncIterator[System]:
         # reach by default
         "SHOAL_ALLOW_PRIVATE_ADDRESSES": "true",
         "SHOAL_ALLOWED_PORTS": "1024-65535",
+        **system_env,
     }
     async with (
         _service("requester", env, "requester.started"),

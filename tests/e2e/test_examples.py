@@ -66,17 +66,14 @@ async def test_duckdb_example_with_sql_file_and_query_with_spaces(system: System
     assert "│ 6    │" in logs
 
 
-async def test_failed_job_exits_1_with_the_reason(system: System) -> None:
+async def test_failed_job_exits_with_its_code_and_its_last_line(system: System) -> None:
     done = await system.shoal(
         "exec", "python", "--network", "none", "--wait", "--id-only",
         "--", "python", "-c", "import sys; print('bad input', file=sys.stderr); sys.exit(7)",
     )  # fmt: skip
-    assert done.code == 1
+    assert done.code == 7
     job_id = done.out.strip()
-    assert done.err.strip() == (
-        f"JobFailedError: job {job_id} failed: exit code 7: "
-        "exit code: the command exited with code 7"
-    )
+    assert done.err.strip() == f"JobFailedError: job {job_id} failed (exit 7): bad input"
     logs = await system.shoal("job", "logs", job_id)
     assert "bad input" in logs.err
 

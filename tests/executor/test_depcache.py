@@ -183,10 +183,12 @@ async def test_failed_install_fails_the_job_with_pips_reason(
     assert outcome.state is JobState.FAILED
     assert outcome.error is not None
     assert outcome.error.startswith(
-        "dependencies failed: installing the job's requirements failed (exit 3): ERROR: "
+        "dependencies failed: pip install -r requirements.txt exited 1: ERROR: "
     ), outcome.error
     assert "tinydep==9.9" in outcome.error
-    assert [e.kind for e in events] == ["state", "state"], "the job's container never ran"
+    kinds = [e.kind for e in events]
+    assert kinds == ["state", "result", "state"], "the job's container never ran"
+    assert "tinydep==9.9" in outputs(events)["requirements.log"].decode()
     assert await built_volumes(node.executor_id) == [], "a failed install leaves no volume"
 
 

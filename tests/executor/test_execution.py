@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import cast
@@ -15,6 +15,7 @@ from yarl import URL
 
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, Outcome, execute
+from executor.failures import exit_error
 from executor.gateway import MemoryGateway
 from executor.memory_runner import MemoryRunner
 from executor.runner import ImageInfo
@@ -71,6 +72,13 @@ async def run(node: Node, job: Job, control: JobControl | None = None) -> Outcom
     return await execute(job, utcnow(), node, control or JobControl())
 
 
+def fake_usage(size: int) -> Callable[[str, int], Awaitable[int | None]]:
+    async def usage(container: str, limit: int) -> int | None:
+        return size
+
+    return usage
+
+
 def kinds(events: list[JobEvent]) -> list[str]:
     return [f"{e.kind}:{e.state}" if e.kind == "state" else e.kind for e in events]
 
@@ -105,7 +113,39 @@ async def test_nonzero_exit_fails(node: Node) -> None:
     outcome = await run(node, job)
     assert outcome.state is JobState.FAILED
     assert outcome.exit_code == 3
+    assert outcome.error == "exit code: bad"
+
+
+async def test_nonzero_exit_without_stderr_says_the_code(node: Node) -> None:
+    outcome = await run(node, docker_job("echo fine; exit 3"))
     assert outcome.error == "exit code: the command exited with code 3"
+
+
+async def test_exit_by_a_signal_names_it(node: Node) -> None:
+    outcome = await run(node, docker_job("echo boom >&2; exit 139"))
+    assert outcome.state is JobState.FAILED
+    assert outcome.error == "exit code: ended by SIGSEGV: boom"
+
+
+@pytest.mark.parametrize(
+    ("code", "line", "error"),
+    [
+        (
+            3,
+            "shoal-launch: dependency install failed (pip install shoalprobe exited 1); "
+            "see /outputs/requirements.log",
+            "dependencies failed: pip install shoalprobe exited 1",
+        ),
+        (3, "shoal-launch: something new", "dependencies failed: something new"),
+        (4, "shoal-launch: cannot stage /code: gone", "setup failed: cannot stage /code: gone"),
+        (127, "shoal-launch: command not found: nope", "exit code: command not found: nope"),
+        (3, "my own line", "exit code: my own line"),
+        (1, "shoal-launch: printed by the job", "exit code: shoal-launch: printed by the job"),
+        (137, "", "exit code: ended by SIGKILL"),
+    ],
+)
+def test_exit_error_reads_the_launcher_and_signals(code: int, line: str, error: str) -> None:
+    assert exit_error(code, line) == error
 
 
 async def test_inline_file_and_dir_inputs(node: Node) -> None:
@@ -252,8 +292,35 @@ async def test_execution_timeout_kills(node: Node) -> None:
     job = docker_job("echo started; sleep 30", timeouts={"execution": 0.3})
     outcome = await run(node, job)
     assert outcome.state is JobState.FAILED
+    assert outcome.exit_code == 143
+    assert outcome.error == "timeout: execution exceeded 0.3s (ended by SIGTERM)"
+
+
+async def test_a_job_that_ignores_sigterm_is_killed_after_its_grace(node: Node) -> None:
+    job = docker_job(
+        "trap '' TERM; echo started; sleep 30", timeouts={"execution": 0.3, "grace": 0.2}
+    )
+    outcome = await run(node, job)
     assert outcome.exit_code == 137
-    assert outcome.error == "timeout: execution exceeded 0.3s"
+    assert (
+        outcome.error == "timeout: execution exceeded 0.3s (ended by SIGKILL after the 0.2s grace)"
+    )
+
+
+async def test_stopped_job_runs_its_sigterm_trap_and_keeps_its_outputs(node: Node) -> None:
+    job = docker_job("trap 'echo bye > /outputs/bye.txt; exit 0' TERM; echo started; sleep 30")
+    control = JobControl()
+    task = asyncio.create_task(run(node, job, control))
+    await sink(node).wait_for(lambda e: e.job_id == job.id and e.kind == "log")
+    control.stop("stopped by user")
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.state is JobState.STOPPED
+    assert outcome.exit_code == 0
+    assert outcome.error == (
+        "stopped: stopped by user (ended by SIGTERM: exited with code 0 within the grace)"
+    )
+    result = next(e for e in sink(node).of(job.id) if e.kind == "result")
+    assert untar(result.outputs["outputs"]) == {"bye.txt": b"bye\n"}
 
 
 async def test_stop_running_job(node: Node) -> None:
@@ -264,7 +331,7 @@ async def test_stop_running_job(node: Node) -> None:
     control.stop("stopped by user")
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.state is JobState.STOPPED
-    assert outcome.error == "stopped: stopped by user"
+    assert outcome.error == "stopped: stopped by user (ended by SIGTERM)"
     assert kinds(sink(node).of(job.id))[-1] == "state:stopped"
 
 
@@ -286,6 +353,21 @@ async def test_requeue_on_shutdown_publishes_nothing_more(node: Node) -> None:
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.state is None
     assert kinds(sink(node).of(job.id)) == ["state:running", "log"]
+    assert isinstance(node.runner, MemoryRunner)
+    assert [signal for _, signal in node.runner.signals] == ["SIGTERM"], "a drain is graceful"
+
+
+async def test_a_job_over_its_volume_limit_is_killed_at_once(
+    node: Node, settings: ExecutorSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node.settings = settings.model_copy(update={"volume_limit": 1000, "volume_check_seconds": 0.05})
+    job = docker_job("trap '' TERM; echo big > /outputs/a; cp /outputs/a /outputs/b; sleep 30")
+    assert isinstance(node.runner, MemoryRunner)
+    monkeypatch.setattr(node.runner, "volume_usage", fake_usage(2000))
+    outcome = await run(node, job)
+    assert outcome.error is not None
+    assert outcome.error.startswith("output too large: the job's volumes")
+    assert [signal for _, signal in node.runner.signals] == ["SIGKILL"]
 
 
 async def test_cancelled_job_still_removes_container(node: Node) -> None:

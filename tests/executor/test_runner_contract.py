@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from executor.docker_runner import DockerRunner
 from executor.failures import IMAGE_MISSING, JobError
 from executor.runner import ContainerRunner, ContainerSpec, RunnerError, Stream
 from executor.settings import PullPolicy
@@ -156,3 +157,46 @@ async def test_unterminated_output_arrives_whole(runner: ContainerRunner, test_l
     chunks, code = await run(runner, container)
     assert code == 0
     assert joined(chunks, "stdout") == b"first\n" + b"0" * 9999 + b"7"
+
+
+async def test_sigterm_runs_the_jobs_trap(runner: ContainerRunner, test_label: str) -> None:
+    script = "trap 'echo bye > /outputs/bye.txt; exit 0' TERM; echo started; sleep 30 & wait"
+    container = await runner.create(spec(script, test_label))
+    await runner.start(container)
+    first = await asyncio.wait_for(anext(runner.logs(container)), 10)
+    assert first == ("stdout", b"started\n")
+    await runner.kill(container, "SIGTERM")
+    info = await asyncio.wait_for(runner.wait(container), 10)
+    assert info.exit_code == 0
+    raw = await runner.get_archive(container, "/outputs", 1024 * 1024)
+    assert raw is not None
+    with tarfile.open(fileobj=io.BytesIO(raw)) as archive:
+        handle = archive.extractfile("outputs/bye.txt")
+        assert handle is not None
+        assert handle.read() == b"bye\n"
+
+
+async def test_sigterm_without_a_trap_ends_with_143(
+    runner: ContainerRunner, test_label: str
+) -> None:
+    container = await runner.create(spec("echo started; sleep 30 & wait", test_label))
+    await runner.start(container)
+    await asyncio.wait_for(anext(runner.logs(container)), 10)
+    await runner.kill(container, "SIGTERM")
+    info = await asyncio.wait_for(runner.wait(container), 10)
+    assert info.exit_code == 143
+
+
+@pytest.mark.docker
+async def test_a_job_that_kills_itself_shows_its_signal(test_label: str) -> None:
+    """The job runs under an init: a signal it sends itself is not ignored as PID 1's."""
+    runner = DockerRunner.connect()
+    try:
+        container = await runner.create(spec("kill -SEGV $$; echo survived", test_label))
+        chunks, code = await run(runner, container)
+        assert code == 139
+        assert b"survived" not in joined(chunks, "stdout")
+    finally:
+        for container in await runner.list_labelled({"shoal.test": test_label}):
+            await runner.remove(container)
+        await runner.close()

@@ -115,8 +115,8 @@ async def test_timeout_and_oom(broker: Broker, start_executor: StartExecutor) ->
     await broker.submit(hog)
     final = await broker.events.terminal(slow.id)
     assert final.state is JobState.FAILED
-    assert final.exit_code == 137
-    assert final.error == "timeout: execution exceeded 1s"
+    assert final.exit_code == 143
+    assert final.error == "timeout: execution exceeded 1s (ended by SIGTERM)"
     assert logs(broker.events.of(slow.id), "stdout") == "started\n"
     oom = await broker.events.terminal(hog.id)
     assert oom.state is JobState.FAILED
@@ -134,11 +134,25 @@ async def test_stop_running_and_queued(broker: Broker, start_executor: StartExec
     await broker.stop(long.id)
     final = await broker.events.terminal(long.id, within=15)
     assert final.state is JobState.STOPPED
-    assert final.error == "stopped: stopped by user"
+    assert final.error == "stopped: stopped by user (ended by SIGTERM)"
     await broker.submit(queued)
     skipped = await broker.events.terminal(queued.id)
     assert skipped.state is JobState.STOPPED
     assert [e.kind for e in broker.events.of(queued.id)] == ["state"]
+
+
+async def test_a_job_that_kills_itself_with_sigsegv_fails(
+    broker: Broker, start_executor: StartExecutor
+) -> None:
+    await start_executor()
+    job = docker_job(
+        "", argv=["python3", "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"]
+    )
+    await broker.submit(job)
+    final = await broker.events.terminal(job.id)
+    assert final.state is JobState.FAILED
+    assert final.exit_code == 139
+    assert final.error == "exit code: ended by SIGSEGV"
 
 
 async def test_queue_timeout_and_undecodable(broker: Broker, start_executor: StartExecutor) -> None:

@@ -52,6 +52,15 @@ def test_limits_defaults_and_maxima(settings: ExecutorSettings) -> None:
     assert limits(total, settings, waited=20).execution_timeout == 30
 
 
+def test_stop_grace_from_the_job_else_the_node_capped(settings: ExecutorSettings) -> None:
+    node = settings.model_copy(update={"stop_grace": 7.0, "stop_grace_max": 60.0})
+    assert limits(docker_job("true").task, node).grace == 7.0
+    assert limits(docker_job("true", timeouts={"grace": "3s"}).task, node).grace == 3.0
+    capped = limits(docker_job("true", timeouts={"grace": "5m"}).task, node)
+    assert capped.grace == 60.0
+    assert capped.notes == ["stop grace lowered from 300s to the node maximum"]
+
+
 @pytest.mark.parametrize(
     ("image_user", "setting", "allow_root", "expected"),
     [

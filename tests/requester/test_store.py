@@ -116,6 +116,25 @@ async def test_outputs_bounded(store: JobStore) -> None:
     assert base64.b64decode(outs["outputs"]["data"]) == small
     assert outs["outputs"]["truncated"] is False
     assert outs["big"] == {"data": None, "size": 2000, "truncated": True}
+    assert (await store.outputs(job_id))["left_out"] == [
+        "output 'big' (2.0 KiB) not kept: over the store's limit"
+    ]
+
+
+async def test_results_the_executor_left_out_are_recorded_and_shown(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    note = "output 'outputs' (/outputs) left out: more than the 1.0 MiB output limit"
+    kept = tar_gz({"a.txt": b"hello"})
+    await store.record_events([result(job_id, {"logs": kept}, truncated=True, error=note)])
+    got = await store.outputs(job_id)
+    assert got["left_out"] == [note]
+    assert got["state"] == JobState.PENDING.value
+    assert got["outputs"]["logs"]["truncated"] is False, "a result that was kept is whole"
+    assert (await store.describe(job_id))["left_out"] == [note]
+    await store.record_events([result(job_id, {"outputs": kept}, seq=2)])
+    assert (await store.outputs(job_id))["left_out"] == [], "a later whole result clears it"
 
 
 async def test_list_filters(store: JobStore) -> None:
@@ -197,7 +216,8 @@ async def test_a_store_from_before_owners_gains_the_column(store: JobStore) -> N
     async with store._engine.begin() as conn:  # the jobs table as it was before owners
         await conn.execute(text("DROP INDEX ix_jobs_owner_created"))
         await conn.execute(text("ALTER TABLE jobs DROP COLUMN owner"))
-        assert await conn.run_sync(schema.upgrade) == ["jobs.owner"]
+        await conn.execute(text("ALTER TABLE jobs DROP COLUMN left_out"))
+        assert await conn.run_sync(schema.upgrade) == ["jobs.owner", "jobs.left_out"]
         assert await conn.run_sync(schema.upgrade) == []
         indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
         assert "ix_jobs_owner_created" in {index["name"] for index in indexes}
