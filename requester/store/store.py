@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shoal.errors import NotFoundError
-from shoal.model import STATE_ORDER, Job, JobState
+from shoal.model import STATE_ORDER, Job, JobState, submitted_spec
 from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
 from . import claims, deadlines, lapses, reads, retries, schema, writes
@@ -268,6 +268,20 @@ class JobStore:
             )
             for row in rows
         ]
+
+    async def idempotency_conflicts(self, items: Sequence[NewJob]) -> set[str]:
+        """The runnable IDs of ``items`` whose idempotency key already names a job submitted
+        with another spec (:func:`shoal.model.submitted_spec`); items without a key, and keys
+        not used yet, never conflict."""
+        keyed = {item.original.id: item for item in items if item.idempotency_key}
+        async with self._engine.connect() as conn:
+            stored = await reads.specs(conn, list(keyed))
+        return {
+            keyed[job_id].runnable.id
+            for job_id, spec in stored.items()
+            if submitted_spec(Job.model_validate_json(spec))
+            != submitted_spec(keyed[job_id].original)
+        }
 
     async def resolve(self, job_id: str) -> dict[str, Any]:
         """The runnable job's summary for ``job_id`` (an original leads to its translation)."""
