@@ -261,22 +261,22 @@ class SubmissionPipeline:
     async def _without_conflicts(self, items: list[_Item]) -> list[_Item]:
         """Refuse the items whose idempotency key names a job of another spec, stored or
         first in this round (``IdempotencyConflictError``); the rest go on. Rounds naming one
-        job run one after the other, so a stored first submission is always seen."""
+        job run one after the other, so a stored first submission is always seen (by this
+        requester: two different ones racing on two replicas may both get the first's job)."""
         keyed = [item for item in items if item.job.idempotency_key]
         if not keyed:
             return items
         try:
-            taken = await self._store.idempotency_conflicts([item.job for item in keyed])
+            firsts = await self._store.submitted_specs([item.job.original.id for item in keyed])
         except Exception as error:
             self._fail(keyed, "store", error)
             for item in keyed:
                 self._retry_later(item.message)
             return [item for item in items if not item.job.idempotency_key]
-        firsts: dict[str, dict[str, Any]] = {}
         refused: list[tuple[DeliveredMessage, ShoalError]] = []
         for item in keyed:
             spec = submitted_spec(item.job.original)
-            if item.job_id in taken or firsts.setdefault(item.job_id, spec) != spec:
+            if firsts.setdefault(item.job.original.id, spec) != spec:
                 refused.append((item.message, _conflict(item)))
         if refused:
             await self._refuse(refused)

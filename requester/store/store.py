@@ -269,18 +269,13 @@ class JobStore:
             for row in rows
         ]
 
-    async def idempotency_conflicts(self, items: Sequence[NewJob]) -> set[str]:
-        """The runnable IDs of ``items`` whose idempotency key already names a job submitted
-        with another spec (:func:`shoal.model.submitted_spec`); items without a key, and keys
-        not used yet, never conflict."""
-        keyed = {item.original.id: item for item in items if item.idempotency_key}
+    async def submitted_specs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What was submitted (:func:`shoal.model.submitted_spec`) for each of ``job_ids``
+        (submitted IDs) that is stored."""
         async with self._engine.connect() as conn:
-            stored = await reads.specs(conn, list(keyed))
+            stored = await reads.specs(conn, job_ids)
         return {
-            keyed[job_id].runnable.id
-            for job_id, spec in stored.items()
-            if submitted_spec(Job.model_validate_json(spec))
-            != submitted_spec(keyed[job_id].original)
+            job_id: submitted_spec(Job.model_validate_json(spec)) for job_id, spec in stored.items()
         }
 
     async def resolve(self, job_id: str) -> dict[str, Any]:

@@ -111,23 +111,28 @@ async def test_idempotency_key_with_another_spec_is_a_conflict(
 async def test_idempotency_conflict_within_one_round(
     requester_settings: RequesterSettings, client: Client, connection: AbstractRobustConnection
 ) -> None:
-    """Queued before the requester starts: the first of the key wins, the other is refused."""
-    bodies = [
-        Submission(job=python_job("a.py"), idempotency_key="r"),
-        Submission(job=python_job("b.py"), idempotency_key="r"),
-        Submission(job=python_job("a.py"), idempotency_key="r"),
-    ]
-    pending = [await client.send(body) for body in bodies]
-    requester = Requester(requester_settings)
-    await requester.start()
-    try:
-        answers = await asyncio.wait_for(asyncio.gather(*(p for p in pending if p)), 20)
-    finally:
-        await requester.stop()
-    replies = [decode(answer, SubmitReply) for answer in answers]
-    assert replies[0].job_id == replies[2].job_id is not None
-    assert replies[1].error is not None
-    assert replies[1].error.type == "IdempotencyConflictError"
+    """Queued before the requester starts: the first of the key wins, the other is refused;
+    once stored, the stored one wins whatever comes first in a round."""
+
+    async def round_of(*argv: str) -> list[SubmitReply]:
+        bodies = [Submission(job=python_job(a), idempotency_key="r") for a in argv]
+        pending = [await client.send(body) for body in bodies]
+        requester = Requester(requester_settings)
+        await requester.start()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*(p for p in pending if p)), 20)
+        finally:
+            await requester.stop()
+        return [decode(answer, SubmitReply) for answer in answers]
+
+    first = await round_of("a.py", "b.py", "a.py")
+    assert first[0].job_id == first[2].job_id is not None
+    assert first[1].error is not None
+    assert first[1].error.type == "IdempotencyConflictError"
+    second = await round_of("b.py", "a.py")
+    assert second[0].error is not None
+    assert second[0].error.type == "IdempotencyConflictError"
+    assert second[1].job_id == first[0].job_id
 
 
 def _job_json() -> dict[str, Any]:
