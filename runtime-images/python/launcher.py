@@ -23,7 +23,9 @@ Steps, each a small function below:
      dependencies are installed: ``poetry install --no-root`` with ``[tool.poetry]``, else
      ``pip install`` of ``[project] dependencies``. With ``SHOAL_INSTALL_PROJECT=1`` in the
      job's environment the project is installed too (``poetry install``, ``pip install .``),
-     as it is when its dependencies are ``dynamic`` (only its build backend knows them).
+     as it is when its dependencies are ``dynamic`` (only its build backend knows them). A
+     project without dependencies installs nothing (the later rules are not read); a
+     ``pyproject.toml`` that is not TOML fails the job as a dependency failure (exit 3).
    - ``requirements.txt`` (``pip install -r``); else ``setup.py`` (``pip install -e .``).
 3. ``prepare_env``: install into a writable per-job venv under ``/tmp`` (the root filesystem is
    read-only). pip runs from ``/opt/venv`` with ``--python`` pointing at the job venv; poetry
