@@ -38,7 +38,7 @@ unit: install
 	$(BIN)/pytest -m "not rabbitmq and not docker"
 
 test: install test-services images service-image lint typecheck
-	$(BIN)/pytest -m "not broker_loss"
+	$(BIN)/pytest
 
 demo: install services images
 	bash scripts/demo.sh

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .output import FORMATS
+
+if TYPE_CHECKING:
+    from .prepare import ExecOptions
+    from .settings import ClientSettings
 
 EXAMPLES = (
     "shoal exec python --code app.py -- python app.py",
@@ -112,6 +116,13 @@ class ExecCommand(click.Command):
 @click.option("--domain", "domains", multiple=True, help="Domain allowed with --network http.")
 @click.option("--name", help="Job name (default: the job type).")
 @click.option("--idempotency-key", metavar="KEY", help="Same key, same job: safe to retry.")
+@click.option(
+    "--each",
+    metavar="PATTERN",
+    help="One job per file matching PATTERN (e.g. 'data/*.csv'; quote it): the file lands "
+    "at /inputs/<its name> and {} in the arguments becomes that path. Prints the batch ID, "
+    "then one job ID a line.",
+)
 @click.option("--dry-run", is_flag=True, help="Print the job instead of submitting it.")
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
@@ -148,6 +159,9 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
         variables=variables,
         **{k: v for k, v in flags.items() if k in ExecOptions.__dataclass_fields__},
     )
+    if flags["each"] is not None:
+        _fan_out(settings, options, flags)
+        return
     job = prepare_job(options, settings.template_dirs)
     if flags["dry_run"]:
         from .output import echo_data
@@ -164,4 +178,32 @@ def exec_command(ctx: click.Context, /, words: tuple[str, ...], **flags: Any) ->
         follow=flags["follow"],
         id_only=flags["id_only"],
         wait_timeout=flags["wait_timeout"],
+    )
+
+
+def _fan_out(settings: ClientSettings, options: ExecOptions, flags: dict[str, Any]) -> None:
+    """``--each``: one job per match, submitted as one batch (``--dry-run``: printed as a
+    JSON Lines batch file that ``shoal job run --batch`` takes)."""
+    import json
+
+    from shoal.errors import UsageError
+
+    from .batch import submit_batch
+    from .prepare import fan_out, prepare_job
+
+    if flags["wait"] or flags["follow"] or flags["id_only"]:
+        raise UsageError(
+            "--each prints the batch ID and job IDs; --wait, -f and --id-only are for one job"
+        )
+    each = fan_out(options, flags["each"])
+    jobs = [prepare_job(one, settings.template_dirs) for one in each]
+    if flags["dry_run"]:
+        for job in jobs:
+            click.echo(json.dumps(job.model_dump(mode="json")))
+        return
+    submit_batch(
+        settings,
+        jobs,
+        origins=[str(one.each) for one in each],
+        idempotency_key=flags["idempotency_key"],
     )

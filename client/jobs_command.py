@@ -13,6 +13,7 @@ from shoal.errors import UsageError
 from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
+from .run_command import run_job
 from .settings import ClientSettings, load_client_settings
 
 if TYPE_CHECKING:
@@ -39,6 +40,9 @@ def _run(ctx: click.Context, work: Callable[[Any], Awaitable[T]]) -> T:
 @click.group("job", short_help="List, describe, follow, wait for, fetch and stop jobs.")
 def job_group() -> None:
     """Look at and act on submitted jobs (answered by a requester from its job store)."""
+
+
+job_group.add_command(run_job)
 
 
 @job_group.command("list")

@@ -16,6 +16,7 @@ COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
     "exec": ("client.exec_command", "exec_command"),
     "job": ("client.jobs_command", "job_group"),
+    "schema": ("client.schema_command", "schema_command"),
     "serve": ("client.serve_command", "serve_group"),
 }
 """Command name → (module, attribute): each imported only when its command runs (or for

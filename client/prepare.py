@@ -52,6 +52,8 @@ class ExecOptions:
     retries: str | None = None
     retry_on: str | None = None
     retry_backoff: str | None = None
+    each: str | None = None
+    """One match of ``--each``: carried as an input at ``/inputs/<its name>``."""
 
 
 def split_argv(
@@ -150,6 +152,31 @@ class _Inputs:
         )
 
 
+def each_target(path: str) -> str:
+    """Where a file matched by ``--each`` lands in its job: ``/inputs/<its name>``."""
+    return f"{INPUTS_ROOT}/{Path(path).name}"
+
+
+def fan_out(options: ExecOptions, pattern: str) -> list[ExecOptions]:
+    """One set of options per path matching ``pattern`` (sorted; ``**`` spans folders):
+    the path carried as an input, and ``{}`` in the arguments replaced by where it lands,
+    as ``xargs -I{}`` does."""
+    import dataclasses
+    import glob
+
+    matches = sorted(glob.glob(pattern, recursive=True))
+    if not matches:
+        raise UsageError(f"--each {pattern!r} matched no file")
+    return [
+        dataclasses.replace(
+            options,
+            each=path,
+            arguments=[word.replace("{}", each_target(path)) for word in options.arguments],
+        )
+        for path in matches
+    ]
+
+
 def _flag_value(flag: str, parse: Any, value: str | None) -> Any:
     if value is None:
         return None
@@ -165,6 +192,8 @@ def _apply_task_flags(task: dict[str, Any], options: ExecOptions) -> None:
         inputs.add_local(options.code, None, "code", what="--code")
     for spec in options.inputs:
         inputs.add_spec(spec)
+    if options.each is not None:
+        inputs.add_local(options.each, each_target(options.each), None, what="--each")
     task["inputs"] = [*task.get("inputs", []), *inputs.items]
     if options.outputs:
         outputs = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar
 
 import aiormq
@@ -57,6 +57,9 @@ from .submit import checked
 
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
+
+SUBMIT_WINDOW = 256
+"""Submissions in flight at once in :meth:`Session.submit_many`."""
 
 BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
@@ -161,6 +164,25 @@ class Session:
             SUBMIT_QUEUE, submission, SubmitReply, expiration=self.settings.rpc_timeout
         )
         return checked(answer)
+
+    async def submit_many(
+        self, submissions: Sequence[Submission], window: int = SUBMIT_WINDOW
+    ) -> list[SubmitReply | ShoalError]:
+        """Submit every job, up to ``window`` at a time in flight (pipelined publishes, each
+        confirmed); one result per submission, in order: its reply, or the typed error it
+        met (a refused job does not stop the others)."""
+        results: list[SubmitReply | ShoalError | None] = [None] * len(submissions)
+        slots = asyncio.Semaphore(window)
+
+        async def one(index: int, submission: Submission) -> None:
+            async with slots:
+                try:
+                    results[index] = await self.submit(submission)
+                except ShoalError as error:
+                    results[index] = error
+
+        await asyncio.gather(*(one(i, s) for i, s in enumerate(submissions)))
+        return [r for r in results if r is not None]
 
     async def api(self, op: ApiOp, job_id: str | None = None, **params: Any) -> Any:
         """Call ``shoal.api``; the result, or the typed error raised."""

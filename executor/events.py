@@ -34,12 +34,18 @@ class AmqpEventSink:
     with the executor's account as ``user_id`` (checked by the broker; the recorder records
     events of executor accounts only)."""
 
-    def __init__(self, exchange: AbstractExchange, user: str) -> None:
+    def __init__(self, exchange: AbstractExchange, user: str, survive: float = 60.0) -> None:
         self._exchange = exchange
         self._user = user
+        self._survive = survive
 
     async def publish(self, event: JobEvent) -> None:
-        await publish(self._exchange, event.routing_key, event, user_id=self._user)
+        """Publish, riding out a dropped connection for ``survive`` seconds: an event sent
+        twice is recorded once (``(job, executor, seq)`` is its key), while a run whose
+        result could not be sent would be handed back and run again."""
+        await publish(
+            self._exchange, event.routing_key, event, survive=self._survive, user_id=self._user
+        )
 
 
 class MemoryEventSink:

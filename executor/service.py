@@ -353,7 +353,11 @@ async def serve(
             )
         await addresses.refresh()
         refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
-        sink = AmqpEventSink(topology.events, broker_user(settings.broker_url.get_secret_value()))
+        sink = AmqpEventSink(
+            topology.events,
+            broker_user(settings.broker_url.get_secret_value()),
+            survive=settings.claim_lease,
+        )
         node = Node(settings, runner, sink, gateway, executor_id, addresses)
         claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
         executor = Executor(node, claims)

@@ -17,6 +17,10 @@ from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 from shoal.brokerurl import unreachable
 from shoal.wire import CONTENT_TYPE, Message, encode
 
+CHANNEL_GONE = (aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
+"""What a publish raises while the connection is down (before a robust channel reopens)."""
+RESEND_PAUSE_MAX = 2.0
+
 
 async def connect(
     url: str,
@@ -28,7 +32,8 @@ async def connect(
     """A robust connection, or ``UnavailableError`` naming the broker (password hidden).
 
     After a drop it reconnects every ``reconnect_interval`` seconds, reopening its channels
-    and consumers.
+    and consumers; each attempt gets ``connect_timeout`` seconds too, so an attempt that hangs
+    (a stalled connection, a broker that never answers) cannot end the reconnecting.
     """
     try:
         return await asyncio.wait_for(
@@ -36,6 +41,7 @@ async def connect(
                 url,
                 client_properties={"connection_name": name},
                 reconnect_interval=reconnect_interval,
+                timeout=connect_timeout,
             ),
             timeout=connect_timeout,
         )
@@ -64,14 +70,28 @@ async def publish(
     message: Message,
     *,
     mandatory: bool = True,
+    survive: float = 0.0,
     **properties: Any,
 ) -> None:
     """Publish ``message`` persistently (mandatory unless told); returns once confirmed.
 
     Only notifications that may have no listener (``recorded``) pass ``mandatory=False``.
+    With ``survive`` seconds, a publish that fails because the connection dropped is tried
+    again (with backoff) until the robust connection is back or that time has passed; only
+    for messages that are safe to publish twice (the broker may have taken the first).
     """
-    result = await exchange.publish(
-        make_message(message, **properties), routing_key=routing_key, mandatory=mandatory
-    )
+    loop = asyncio.get_running_loop()
+    give_up, pause = loop.time() + survive, 0.1
+    while True:
+        try:
+            result = await exchange.publish(
+                make_message(message, **properties), routing_key=routing_key, mandatory=mandatory
+            )
+            break
+        except CHANNEL_GONE:
+            if loop.time() + pause > give_up:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, RESEND_PAUSE_MAX)
     if isinstance(result, aiormq.abc.DeliveredMessage):  # Basic.Return: no queue took it
         raise aiormq.exceptions.PublishError(result, result.delivery)

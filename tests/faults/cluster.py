@@ -50,11 +50,13 @@ class Service:
     async def read(self) -> None:
         assert self.process.stderr is not None
         async for raw in self.process.stderr:
-            with contextlib.suppress(ValueError):
+            try:
                 event = json.loads(raw)
-                async with self.changed:
-                    self.events.append(event if isinstance(event, dict) else {})
-                    self.changed.notify_all()
+            except ValueError:  # a traceback, or anything else not logged as JSON
+                event = {"event": "stderr", "line": raw.decode(errors="replace").rstrip()}
+            async with self.changed:
+                self.events.append(event if isinstance(event, dict) else {})
+                self.changed.notify_all()
 
     async def logged(self, name: str, within: float) -> None:
         """Wait until the service logged event ``name``; fails if it exits first."""
@@ -130,11 +132,14 @@ class Cluster:
         self.broker_url = broker_url
         self.docker_url = docker_url
         self.service_url = service_url or broker_url
+        self.folder = folder
         self.database = folder / "jobs.sqlite3"
         self.tag = uuid.uuid4().hex[:8]
         self.requester: Service | None = None
         self.executors: dict[str, Service] = {}
         self.expected: dict[str, Callable[[dict[str, Any]], bool]] = {}
+        self.services: list[Service] = []
+        """Every service started, restarted ones included (their logs are kept)."""
         self._client: Client | None = None
         self._connection: Any = None
 
@@ -166,6 +171,7 @@ class Cluster:
         )
         service = Service(role, process)
         service.reader = asyncio.create_task(service.read())
+        self.services.append(service)
         await service.logged(ready, 90)
         return service
 
@@ -275,6 +281,13 @@ class Cluster:
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+        self.write_logs()
+
+    def write_logs(self) -> None:
+        """Each service's log events as JSON lines in the case's folder (for a failed case)."""
+        for number, service in enumerate(self.services):
+            path = self.folder / f"{number:02d}-{service.role}.jsonl"
+            path.write_text("".join(json.dumps(e) + "\n" for e in service.events))
 
     async def leftovers(self) -> list[str]:
         """Containers still labelled for this cluster's nodes."""

@@ -15,7 +15,6 @@ from .rabbitnode import RabbitNode, private_rabbit
 
 pytestmark = [
     pytest.mark.faults,
-    pytest.mark.broker_loss,
     pytest.mark.docker,
     pytest.mark.rabbitmq,
 ]

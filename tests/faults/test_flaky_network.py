@@ -17,7 +17,6 @@ from .proxy import ChaosProxy
 
 pytestmark = [
     pytest.mark.faults,
-    pytest.mark.broker_loss,
     pytest.mark.docker,
     pytest.mark.rabbitmq,
 ]
