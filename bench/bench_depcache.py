@@ -9,7 +9,7 @@ the executor's settings (read-only root, tmpfs /tmp, no capabilities, uid 1000).
 ``docker start -a`` of the install step and of the job (create/copy/remove are the same for
 every variant and left out).
 
-Usage: python bench/bench_depcache.py [--runs N] [--image shoal/python:3.11-r2]
+Usage: python bench/bench_depcache.py [--runs N] [--image shoal/python:3.11-r3]
 Needs Docker and the runtime images (``bash runtime-images/build.sh``).
 """
 

@@ -71,6 +71,8 @@ class InstallRequest:
     image: str
     info: ImageInfo
     code_tars: list[bytes]
+    argv: list[str]
+    """The launcher's arguments (``--`` and the job's command): the entry module's name."""
     env: dict[str, str]
     network: str
     network_env: dict[str, str]
@@ -139,7 +141,7 @@ class DepCache:
         """
         if runs_as_root(request.info.user):
             return None  # the install step never runs as root
-        plan = env_plan(code_files(request.code_tars))
+        plan = env_plan(code_files(request.code_tars), request.argv)
         if plan is None:
             return None
         key = env_key(plan, request.info.id, pip_env(request.env))

@@ -335,6 +335,7 @@ async def _environment(
         image=params.image,
         info=image,
         code_tars=[p.tar for p in placements if p.root == "/code"],
+        argv=list(params.parameters),
         env={**params.env, **job.task.env},
         network=network[0],
         network_env=network[1],

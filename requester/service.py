@@ -108,6 +108,7 @@ class Requester:
             registry,
             retry,
             access=access,
+            admission=s.admission(),
             queue=SUBMIT_QUEUE,
         )
         if self._tune_gc:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import socket
+from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
 from shoal.broker import broker_user
 from shoal.settings import CommonSettings, data_dir
+from shoal.units import parse_memory
 
 from .access import Access, namespace_members, user_list
+from .admission import DEFAULT_MAX_JOB_MEMORY, Admission
 
 
 def default_database_url() -> str:
@@ -43,6 +46,12 @@ class RequesterSettings(CommonSettings):
         default=32 * 1024 * 1024,
         ge=0,
         description="Bytes of one result archive (tar.gz) kept per job and result name",
+    )
+    max_job_memory: Annotated[int, BeforeValidator(parse_memory)] = Field(
+        default=DEFAULT_MAX_JOB_MEMORY,
+        gt=0,
+        description="Most memory a job may ask for (the largest executor's SHOAL_MAX_MEMORY); "
+        "more is refused at submission",
     )
     list_limit: int = Field(default=50, ge=1, description="Jobs `job list` shows by default")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to reach the broker")
@@ -79,6 +88,10 @@ class RequesterSettings(CommonSettings):
     def _members(cls, value: str) -> str:
         namespace_members(value)
         return value
+
+    def admission(self) -> Admission:
+        """The limits on what a job may ask for (``requester.admission``)."""
+        return Admission(max_memory=self.max_job_memory)
 
     def access(self) -> Access:
         """The access rules these settings describe (the requester's account is trusted)."""

@@ -37,13 +37,14 @@ from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
 from shoal import limits
-from shoal.errors import ProtocolError, ShoalError
-from shoal.model import JobState, derived_job_id
+from shoal.errors import IdempotencyConflictError, ProtocolError, ShoalError
+from shoal.model import JobState, derived_job_id, submitted_spec
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
 
 from . import delivery
 from .access import Access
+from .admission import DEFAULT_ADMISSION, Admission
 from .batching import Batcher
 from .framebatch import FrameBatch, confirmed, properties
 from .store import JobStore, NewJob
@@ -57,14 +58,21 @@ def idempotent_id(owner: str, key: str) -> str:
     return derived_job_id(f"idem:{owner}:{key}")
 
 
-def prepare(body: bytes, registry: TranslatorRegistry, owner: str | None, access: Access) -> NewJob:
+def prepare(
+    body: bytes,
+    registry: TranslatorRegistry,
+    owner: str | None,
+    access: Access,
+    admission: Admission = DEFAULT_ADMISSION,
+) -> NewJob:
     """Parse and translate a submission of ``owner`` (the broker-checked ``user_id``);
     raises ``ShoalError`` for a bad one. A body over ``shoal.limits.MAX_SUBMISSION_BYTES`` is
-    refused unparsed; a parsed job over the inline or ``meta`` limits is refused before
-    translation."""
+    refused unparsed; a parsed job over the inline or ``meta`` limits, or asking for what the
+    cluster cannot give (``admission``), is refused before translation."""
     limits.check_body(body, limits.MAX_SUBMISSION_BYTES, "submission")
     submission = decode(body, Submission)
     limits.check_job(submission.job)
+    admission.check(submission.job)
     caller = access.caller(owner)
     access.check_namespace(caller, submission.job.namespace)
     update: dict[str, object] = {"state": JobState.PENDING, "owner": caller}
@@ -96,6 +104,13 @@ class _Item:
         return self.job.runnable.id
 
 
+def _conflict(item: _Item) -> IdempotencyConflictError:
+    return IdempotencyConflictError(
+        f"idempotency key {item.job.idempotency_key!r} already names job {item.job_id}, "
+        "submitted with a different spec; resubmit that spec to get the job, or use a new key"
+    )
+
+
 @dataclass(frozen=True)
 class _StoreOp:
     """A round's store write: jobs to add, or job IDs to mark queued."""
@@ -118,6 +133,7 @@ class SubmissionPipeline:
         retry: RetryPolicy,
         *,
         access: Access,
+        admission: Admission = DEFAULT_ADMISSION,
         queue: str = SUBMIT_QUEUE,
         max_round: int = 256,
         max_rounds: int = 2,
@@ -128,6 +144,7 @@ class SubmissionPipeline:
         self._registry = registry
         self._retry = retry
         self._access = access
+        self._admission = admission
         self._queue = queue
         self._max_round = max_round
         self._slots = asyncio.Semaphore(max_rounds)
@@ -215,7 +232,7 @@ class SubmissionPipeline:
         for message in messages:
             try:
                 owner = message.header.properties.user_id
-                job = prepare(message.body, self._registry, owner, self._access)
+                job = prepare(message.body, self._registry, owner, self._access, self._admission)
                 items.append(_Item(message, job))
             except ShoalError as error:
                 refused.append((message, error))
@@ -233,12 +250,38 @@ class SubmissionPipeline:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._busy.update(dict.fromkeys(ids, done))
         try:
+            items = await self._without_conflicts(items)
             await self._enqueue(items)
         finally:
             for job_id in ids:
                 del self._busy[job_id]
             done.set_result(None)
         await self._finish(items)
+
+    async def _without_conflicts(self, items: list[_Item]) -> list[_Item]:
+        """Refuse the items whose idempotency key names a job of another spec, stored or
+        first in this round (``IdempotencyConflictError``); the rest go on. Rounds naming one
+        job run one after the other, so a stored first submission is always seen (by this
+        requester: two different ones racing on two replicas may both get the first's job)."""
+        keyed = [item for item in items if item.job.idempotency_key]
+        if not keyed:
+            return items
+        try:
+            firsts = await self._store.submitted_specs([item.job.original.id for item in keyed])
+        except Exception as error:
+            self._fail(keyed, "store", error)
+            for item in keyed:
+                self._retry_later(item.message)
+            return [item for item in items if not item.job.idempotency_key]
+        refused: list[tuple[DeliveredMessage, ShoalError]] = []
+        for item in keyed:
+            spec = submitted_spec(item.job.original)
+            if firsts.setdefault(item.job.original.id, spec) != spec:
+                refused.append((item.message, _conflict(item)))
+        if refused:
+            await self._refuse(refused)
+        gone = {id(message) for message, _ in refused}
+        return [item for item in items if id(item.message) not in gone]
 
     async def _enqueue(self, items: list[_Item]) -> None:
         """Store the round's jobs, publish those new to the compute queue, mark them queued;

@@ -2,7 +2,8 @@
 # Build Shoal's runtime images: shoal/python:<ver>-<rev> and shoal/duckdb:<ver>-<rev>.
 #
 # Usage: bash runtime-images/build.sh        (what `make images` runs)
-#   PYTHON_VERSIONS="3.11 3.12"  python versions to build (default: 3.11)
+#   PYTHON_VERSIONS="3.11 3.12"  python versions to build (default: PYTHON_VERSIONS in
+#                                shoal/images.py, the versions jobs may ask for)
 #   FORCE=1                      rebuild even when an image with the same inputs exists
 #   DEBIAN_MIRROR=URL            mirror for the local base (see scripts/debian-image.sh)
 #
@@ -24,7 +25,9 @@ DEFAULT_PYTHON=$(py_const DEFAULT_PYTHON_VERSION)
 DUCKDB_VERSION=$(py_const DUCKDB_VERSION)
 : "${REVISION:?cannot read RUNTIME_REVISION from shoal/images.py}"
 : "${DEFAULT_PYTHON:?cannot read DEFAULT_PYTHON_VERSION}" "${DUCKDB_VERSION:?cannot read DUCKDB_VERSION}"
-PYTHON_VERSIONS=${PYTHON_VERSIONS:-$DEFAULT_PYTHON}
+OFFERED=$(sed -n 's/^PYTHON_VERSIONS: .* = (\(.*\))$/\1/p' "$images_py" | tr -d '",')
+: "${OFFERED:?cannot read PYTHON_VERSIONS from shoal/images.py}"
+PYTHON_VERSIONS=${PYTHON_VERSIONS:-$OFFERED}
 LOCAL_BASE=shoal/base:bookworm
 HOST_PY=${HOST_PYTHON:-python3}
 PLATFORMS=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64

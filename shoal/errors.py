@@ -8,6 +8,8 @@
     │   ├── InvalidJobError       a job spec that fails validation
     │   ├── TemplateError         a job type's template cannot be found or rendered
     │   ├── CodeArchiveError      ``--code`` path missing, too large, or escaping its folder
+    │   ├── IdempotencyConflictError  an ``--idempotency-key`` already used for another spec
+    │   ├── UnsupportedError      a job asking for what no executor offers (GPUs, more memory)
     │   └── TranslationError      a job the requester cannot turn into a docker job
     │       └── UnknownJobTypeError
     ├── ProtocolError             a wire message that cannot be parsed (exit 2)
@@ -69,6 +71,14 @@ class TemplateError(UsageError):
 
 class CodeArchiveError(UsageError):
     """``--code`` cannot be packed: missing, unreadable, too large, or escaping its folder."""
+
+
+class IdempotencyConflictError(UsageError):
+    """The ``--idempotency-key`` already names a job submitted with a different spec."""
+
+
+class UnsupportedError(UsageError):
+    """The job asks for something no executor of this cluster offers (GPUs, more memory)."""
 
 
 class TranslationError(UsageError):

@@ -7,10 +7,14 @@ its launcher contract change, so executors never run a job on a stale image.
 
 from __future__ import annotations
 
-RUNTIME_REVISION = "r2"
+RUNTIME_REVISION = "r3"
 
-PYTHON_VERSIONS: tuple[str, ...] = ("3.10", "3.11", "3.12", "3.13")
-"""Python versions a job may ask for; ``make images`` builds the default one offline."""
+PYTHON_VERSIONS: tuple[str, ...] = ("3.11",)
+"""Python versions a job may ask for: those with a runtime image (``runtime-images/build.sh``
+builds each of them). A version is listed only once its image can be built here, so a job
+asking for another is refused when it is submitted, naming these, instead of failing on an
+executor that looks for an image nobody built. Offering one more is a line here plus its
+image (``python:<ver>-slim`` as the base)."""
 
 DEFAULT_PYTHON_VERSION = "3.11"
 

@@ -360,6 +360,20 @@ class Task(_Model):
         return data
 
 
+SHOAL_META_PREFIX = "shoal."
+
+
+def submitted_spec(job: Job) -> dict[str, Any]:
+    """What a submitter chose for ``job`` (not its ID, times, state, owner, nor Shoal's own
+    ``shoal.*`` meta): two submissions under one idempotency key are the same job only when
+    these are equal."""
+    data = job.model_dump(
+        mode="json", include={"name", "namespace", "type", "labels", "meta", "tasks"}
+    )
+    data["meta"] = {k: v for k, v in data["meta"].items() if not k.startswith(SHOAL_META_PREFIX)}
+    return data
+
+
 class Job(_Model):
     """A job as submitted, stored and run."""
 

@@ -39,6 +39,15 @@ async def resolve(conn: AsyncConnection, job_id: str) -> Row[Any] | None:
     return row
 
 
+async def specs(conn: AsyncConnection, job_ids: Sequence[str]) -> dict[str, str]:
+    """The stored spec (JSON) of each of ``job_ids`` that is known."""
+    if not job_ids:
+        return {}
+    jobs = schema.jobs
+    result = await conn.execute(select(jobs.c.id, jobs.c.spec).where(jobs.c.id.in_(job_ids)))
+    return {row.id: row.spec for row in result}
+
+
 def summary(row: Row[Any]) -> dict[str, Any]:
     """The short form of a job, one line of ``job list``."""
     return {

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shoal.errors import NotFoundError, UsageError
-from shoal.model import JOB_ID, STATE_ORDER, Job, JobState
+from shoal.model import JOB_ID, STATE_ORDER, Job, JobState, submitted_spec
 from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
 from . import claims, deadlines, lapses, listing, reads, retries, schema, writes
@@ -269,6 +269,15 @@ class JobStore:
             )
             for row in rows
         ]
+
+    async def submitted_specs(self, job_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """What was submitted (:func:`shoal.model.submitted_spec`) for each of ``job_ids``
+        (submitted IDs) that is stored."""
+        async with self._engine.connect() as conn:
+            stored = await reads.specs(conn, job_ids)
+        return {
+            job_id: submitted_spec(Job.model_validate_json(spec)) for job_id, spec in stored.items()
+        }
 
     async def resolve(self, job_id: str) -> dict[str, Any]:
         """The runnable job's summary for ``job_id`` (an original leads to its translation)."""

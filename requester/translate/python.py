@@ -12,6 +12,18 @@ PACKAGE_INDEX_DOMAINS = ("pypi.org", "files.pythonhosted.org")
 """Where a python job may reach by default: enough to install its dependencies."""
 
 
+def job_network(network: Network | None) -> Network:
+    """The job's network: http to the package indexes by default; ``--domain`` (an http
+    network's domains) adds to them, so dependencies still install; ``none`` and ``full``
+    are kept as chosen."""
+    if network is None:
+        return Network(type=NetworkType.HTTP, domains=list(PACKAGE_INDEX_DOMAINS))
+    if network.type is not NetworkType.HTTP:
+        return network
+    domains = list(dict.fromkeys([*PACKAGE_INDEX_DOMAINS, *network.domains]))
+    return network.model_copy(update={"domains": domains})
+
+
 class PythonTranslator:
     """``python`` → docker on ``shoal/python:<version>``."""
 
@@ -30,16 +42,14 @@ class PythonTranslator:
             raise TranslationError(
                 f"python version {version!r} is not supported; supported versions: "
                 + ", ".join(PYTHON_VERSIONS)
+                + " (those with a runtime image)"
             )
         params = DockerParams(
             image=python_image(version), entrypoint=[LAUNCHER_PATH], parameters=["--", *argv]
         )
-        network = task.network or Network(
-            type=NetworkType.HTTP, domains=list(PACKAGE_INDEX_DOMAINS)
-        )
         return task.model_copy(
             update={
                 "engine": SpecConfig(type="docker", params=params.model_dump()),
-                "network": network,
+                "network": job_network(task.network),
             }
         )

@@ -11,15 +11,28 @@ Steps, each a small function below:
 1. ``stage_code``: copy ``/code`` (a directory or a single file; may be absent) to ``/tmp/work``,
    leaving out ``__pycache__``, ``*.pyc`` and ``.git``, and chdir there.
 2. ``find_plan``: resolve dependencies by the first rule that applies:
-   ``pip install ...`` lines in the module docstring of a single-module job (the work dir holds
-   exactly one ``.py`` file; the docstring is read with ``ast``, never executed); else
-   ``pyproject.toml`` (``poetry install`` when it has ``[tool.poetry]``, else ``pip install .``);
-   else ``requirements.txt`` (``pip install -r``); else ``setup.py`` (``pip install -e .``).
+
+   - ``pip install ...`` lines in the docstring of the job's entry module (read with ``ast``,
+     never executed). The entry module is the ``.py`` file the command runs (``python app.py``,
+     ``app.py``, ``python /code/app.py``, ``python -m pkg.mod``) when it is part of the code,
+     else the only ``.py`` file when there is exactly one. With several modules and no entry
+     named, no docstring is read, and the launcher says so on stderr when one holds
+     ``pip install`` lines.
+   - ``pyproject.toml`` that declares a project (a ``[project]`` or ``[tool.poetry]`` table; a
+     file of tool settings alone, such as ``[tool.ruff]``, is ignored). Only the project's
+     dependencies are installed: ``poetry install --no-root`` with ``[tool.poetry]``, else
+     ``pip install`` of ``[project] dependencies``. With ``SHOAL_INSTALL_PROJECT=1`` in the
+     job's environment the project is installed too (``poetry install``, ``pip install .``),
+     as it is when its dependencies are ``dynamic`` (only its build backend knows them). A
+     project without dependencies installs nothing (the later rules are not read); a
+     ``pyproject.toml`` that is not TOML fails the job as a dependency failure (exit 3).
+   - ``requirements.txt`` (``pip install -r``); else ``setup.py`` (``pip install -e .``).
 3. ``prepare_env``: install into a writable per-job venv under ``/tmp`` (the root filesystem is
    read-only). pip runs from ``/opt/venv`` with ``--python`` pointing at the job venv; poetry
    uses the job venv through ``VIRTUAL_ENV``. The job's ``python`` is that venv's (it is first on
    ``PATH``); a job without dependencies gets the empty venv ``/opt/jobenv``.
-4. Every step's command line and output is appended to ``/outputs/requirements.log``.
+4. Every step's command line and output is appended to ``/outputs/requirements.log``, which
+   exists only when a rule applied (a job without dependencies gets no log).
 5. ``exec_command``: ``os.execvpe`` the user's argv (no shell, no re-quoting), so its exit code is
    the job's. When ``argv[0]`` starts with ``-`` or ends with ``.py``, ``python`` is put in front
    (``-- -c "import this"`` and ``-- app.py`` work).
@@ -57,7 +70,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+if sys.version_info >= (3, 11):  # noqa: UP036 - the image may run python 3.10
+    import tomllib
+else:  # pragma: no cover - python 3.10 images: tomli comes with poetry
+    import tomli as tomllib
 
 EXIT_USAGE = 2
 EXIT_DEPS_FAILED = 3
@@ -73,6 +91,11 @@ PLAN_RECORD = ".shoal-plan.json"
 PLAN_FILE = "plan.json"
 """The install step's input, in ``/code``."""
 ENV_RULES = ("docstring", "requirements")
+INSTALL_PROJECT = "SHOAL_INSTALL_PROJECT"
+"""Set to ``1`` in a job's environment to install a pyproject's project, not only its deps."""
+PYTHONS = ("python", "python3")
+"""Commands whose script argument names the entry module (also ``python3.X``)."""
+PYTHON_OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
 PIP_OPTIONS = ("--disable-pip-version-check", "--no-input")
 LOCAL_REQUIREMENT_PREFIXES = (
     "-e",
@@ -188,19 +211,99 @@ def docstring_pip_lines(source: str | bytes) -> list[list[str]]:
     return commands
 
 
-def single_module(work: Path) -> Path | None:
-    """The job's only ``.py`` file, or None when it has none or several."""
-    modules = [p for p in work.rglob("*.py") if p.is_file()]
+def entry_name(command: Sequence[str], code_root: str = "/code") -> str | None:
+    """The ``.py`` file ``command`` runs, relative to the staged code, or None.
+
+    ``python [opts] app.py``, ``python -m pkg.mod`` (``pkg/mod.py``; a package's
+    ``pkg/mod/__main__.py`` is tried by :func:`entry_module`), and a leading ``app.py``.
+    Absolute paths count only under ``code_root`` (the code is staged in the work dir).
+    """
+    if not command:
+        return None
+    words = list(command)
+    program = os.path.basename(words[0])
+    if program.endswith(".py"):
+        script: str | None = words[0]
+    elif program in PYTHONS or (program.startswith("python3.") and program[8:].isdigit()):
+        script = _python_script(words[1:])
+    else:
+        return None
+    if script is None:
+        return None
+    path = os.path.normpath(script)
+    if os.path.isabs(path):
+        root = code_root.rstrip("/") + "/"
+        if not path.startswith(root):
+            return None
+        path = path[len(root) :]
+    return None if path.startswith("..") else path
+
+
+def _python_script(args: Sequence[str]) -> str | None:
+    """The script (or ``-m`` module as a path) in a python interpreter's arguments."""
+    words = iter(args)
+    for word in words:
+        if word == "-m":
+            module = next(words, "")
+            return module.replace(".", "/") + ".py" if module else None
+        if word == "-c" or word == "-":
+            return None
+        if word in PYTHON_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def modules_in(work: Path) -> list[Path]:
+    """Every ``.py`` file of the job's code, sorted."""
+    return sorted(p for p in work.rglob("*.py") if p.is_file())
+
+
+def entry_module(work: Path, command: Sequence[str], code_root: str = "/code") -> Path | None:
+    """The module whose docstring may list requirements: the one the command runs when it is
+    part of the code, else the only ``.py`` file, else None."""
+    name = entry_name(command, code_root)
+    if name is not None:
+        main = (name[:-3] if name.endswith(".py") else name) + "/__main__.py"
+        for candidate in (name, main):
+            if (work / candidate).is_file():
+                return work / candidate
+    modules = modules_in(work)
     return modules[0] if len(modules) == 1 else None
+
+
+def unread_docstrings(work: Path) -> list[str]:
+    """Modules with ``pip install`` docstring lines, when no entry module could be chosen."""
+    found = [p for p in modules_in(work) if docstring_pip_lines(p.read_bytes())]
+    return [p.relative_to(work).as_posix() for p in found]
+
+
+def project_table(text: str) -> tuple[str, list[str] | None] | None:
+    """What a pyproject.toml declares: ``("poetry", None)`` for a ``[tool.poetry]`` table,
+    ``("project", deps)`` for a ``[project]`` table (``deps`` None when they are dynamic),
+    None for a file of tool settings only. ``LaunchError`` when it is not valid TOML."""
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise LaunchError(f"pyproject.toml is not valid TOML: {exc}", EXIT_DEPS_FAILED) from exc
+    tool = data.get("tool")
+    if isinstance(tool, dict) and isinstance(tool.get("poetry"), dict):
+        return ("poetry", None)
+    project = data.get("project")
+    if not isinstance(project, dict):
+        return None
+    dynamic = project.get("dynamic", [])
+    if isinstance(dynamic, list) and "dependencies" in dynamic:
+        return ("project", None)
+    deps = project.get("dependencies", [])
+    return ("project", [str(d) for d in deps] if isinstance(deps, list) else None)
 
 
 def has_poetry_section(pyproject: str) -> bool:
     """Whether a pyproject.toml has a ``[tool.poetry]`` table (or a sub-table of it)."""
-    for line in pyproject.splitlines():
-        header = line.strip().replace(" ", "")
-        if header == "[tool.poetry]" or header.startswith("[tool.poetry."):
-            return True
-    return False
+    declared = project_table(pyproject)
+    return declared is not None and declared[0] == "poetry"
 
 
 def requirements_are_local(lines: Sequence[str]) -> bool:
@@ -212,39 +315,60 @@ def requirements_are_local(lines: Sequence[str]) -> bool:
     return False
 
 
-def find_plan(work: Path) -> Plan | None:
-    """The first dependency rule that applies to ``work``, or None."""
-    module = single_module(work)
-    if module is not None:
-        commands = docstring_pip_lines(module.read_bytes())
-        if commands:
-            args = [a for c in commands for a in c[2:]]
-            text = "\n".join(shlex.join(c) for c in commands)
-            return Plan(
-                "docstring",
-                module.relative_to(work).as_posix(),
-                tuple(tuple(c) for c in commands),
-                (("docstring", text),),
-                cacheable=not requirements_are_local(args),
-            )
+def docstring_plan(work: Path, command: Sequence[str]) -> Plan | None:
+    """The docstring rule's plan for the entry module, or None."""
+    module = entry_module(work, command)
+    if module is None:
+        return None
+    commands = docstring_pip_lines(module.read_bytes())
+    if not commands:
+        return None
+    args = [a for c in commands for a in c[2:]]
+    text = "\n".join(shlex.join(c) for c in commands)
+    return Plan(
+        "docstring",
+        module.relative_to(work).as_posix(),
+        tuple(tuple(c) for c in commands),
+        (("docstring", text),),
+        cacheable=not requirements_are_local(args),
+    )
+
+
+def pyproject_plan(work: Path, install_project: bool) -> Plan | None:
+    """The pyproject rule's plan: its dependencies (or project), None when it declares none."""
     pyproject = work / "pyproject.toml"
-    if pyproject.is_file():
-        text = pyproject.read_text(errors="replace")
-        if has_poetry_section(text):
-            return Plan(
-                "poetry",
-                "pyproject.toml",
-                (("poetry", "install"),),
-                (("pyproject.toml", text),),
-                cacheable=False,
-            )
-        return Plan(
-            "pyproject",
-            "pyproject.toml",
-            (("pip", "install", "."),),
-            (("pyproject.toml", text),),
-            cacheable=False,
+    if not pyproject.is_file():
+        return None
+    text = pyproject.read_text(errors="replace")
+    declared = project_table(text)
+    if declared is None:
+        return None
+    kind, deps = declared
+    step: tuple[str, ...]
+    if kind == "poetry":
+        rule, step = (
+            "poetry",
+            ("poetry", "install") if install_project else ("poetry", "install", "--no-root"),
         )
+    elif install_project or deps is None:
+        rule, step = "pyproject", ("pip", "install", ".")
+    elif deps:
+        rule, step = "pyproject", ("pip", "install", *deps)
+    else:
+        return None
+    return Plan(rule, "pyproject.toml", (step,), (("pyproject.toml", text),), cacheable=False)
+
+
+def find_plan(
+    work: Path, command: Sequence[str] = (), environ: Mapping[str, str] | None = None
+) -> Plan | None:
+    """The first dependency rule that applies to ``work`` for ``command``, or None."""
+    install_project = (environ or {}).get(INSTALL_PROJECT, "") == "1"
+    plan = docstring_plan(work, command) or pyproject_plan(work, install_project)
+    if plan is not None:
+        return plan
+    if (work / "pyproject.toml").is_file() and project_table(read_text(work / "pyproject.toml")):
+        return None  # a project without dependencies: nothing to install
     requirements = work / "requirements.txt"
     if requirements.is_file():
         text = read_text(requirements)
@@ -407,12 +531,9 @@ def install(
 
 
 def prepare_env(
-    plan: Plan | None, layout: Layout, environ: Mapping[str, str], log: BinaryIO, runner: Runner
+    plan: Plan, layout: Layout, environ: Mapping[str, str], log: BinaryIO, runner: Runner
 ) -> Path:
     """The venv the user's command runs in: the prebuilt one when it fits, else a per-job one."""
-    if plan is None:
-        write(log, "no dependency rule applies; nothing to install\n")
-        return layout.empty_env
     write(log, f"rule: {plan.rule} ({plan.source})\n")
     if plan.cacheable and prebuilt_fits(layout.prebuilt, plan):
         write(log, f"using the environment prebuilt by the executor ({layout.prebuilt})\n")
@@ -514,14 +635,29 @@ def launch(
         os.chdir(layout.work)
     except OSError as exc:
         raise LaunchError(f"cannot stage {layout.code}: {exc}", EXIT_SETUP_FAILED) from exc
-    try:
-        log = open_log(layout)
-    except OSError as exc:
-        raise LaunchError(f"cannot write {layout.log}: {exc}", EXIT_SETUP_FAILED) from exc
-    with log:
-        plan = find_plan(layout.work)
-        env = prepare_env(plan, layout, environ, log, runner)
+    plan = find_plan(layout.work, command, environ)
+    if plan is None:
+        env = layout.empty_env
+        if entry_module(layout.work, command) is None and (
+            unread := unread_docstrings(layout.work)
+        ):
+            note(
+                f"pip install lines in {', '.join(unread)} not used: with several modules the "
+                "command must run the one that lists them (python app.py)"
+            )
+    else:
+        try:
+            log = open_log(layout)
+        except OSError as exc:
+            raise LaunchError(f"cannot write {layout.log}: {exc}", EXIT_SETUP_FAILED) from exc
+        with log:
+            env = prepare_env(plan, layout, environ, log, runner)
     return execute(command, job_environ(tool_environ(environ), env))
+
+
+def note(text: str) -> None:
+    """A launcher remark for the job's own stderr (its logs)."""
+    print(f"shoal-launch: note: {text}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

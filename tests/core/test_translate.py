@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from requester.translate import (
 )
 from requester.translate.registry import ENTRY_POINT_GROUP
 from shoal.errors import ShoalError, TranslationError, UnknownJobTypeError
-from shoal.images import LAUNCHER_PATH, duckdb_image, python_image
+from shoal.images import LAUNCHER_PATH, PYTHON_VERSIONS, duckdb_image, python_image
 from shoal.model import Job, JobState, Network, SpecConfig, Task, parse_job
 
 
@@ -46,16 +47,17 @@ def test_python_runs_the_launcher_with_the_users_argv() -> None:
 
 
 def test_python_version_picks_the_image() -> None:
-    runnable = translate_job(python(["-c", "import this"], version="3.10"), REGISTRY).runnable
-    assert runnable.task.engine.params["image"] == python_image("3.10")
+    runnable = translate_job(python(["-c", "import this"], version="3.11"), REGISTRY).runnable
+    assert runnable.task.engine.params["image"] == python_image("3.11")
     assert runnable.task.engine.params["parameters"] == ["--", "-c", "import this"]
 
 
-def test_unknown_python_version_lists_supported() -> None:
-    with pytest.raises(
-        TranslationError, match=r"'2\.7' is not supported; supported versions: 3\.10, 3\.11"
-    ):
-        translate_job(python(["x"], version="2.7"), REGISTRY)
+@pytest.mark.parametrize("version", ["2.7", "3.12", "3.10"])
+def test_python_version_without_an_image_lists_the_supported(version: str) -> None:
+    assert version not in PYTHON_VERSIONS
+    expected = f"'{version}' is not supported; supported versions: {', '.join(PYTHON_VERSIONS)}"
+    with pytest.raises(TranslationError, match=re.escape(expected)):
+        translate_job(python(["x"], version=version), REGISTRY)
 
 
 def test_python_default_network_is_package_indexes_only() -> None:
@@ -64,13 +66,25 @@ def test_python_default_network_is_package_indexes_only() -> None:
     assert (network.type, network.domains) == ("http", ["pypi.org", "files.pythonhosted.org"])
 
 
-def test_python_keeps_a_network_the_user_chose() -> None:
+@pytest.mark.parametrize(
+    ("network", "expected"),
+    [
+        ({"type": "none"}, Network(type="none")),
+        ({"type": "full"}, Network(type="full")),
+        (
+            {"type": "http", "domains": ["example.org", "pypi.org"]},
+            Network(type="http", domains=["pypi.org", "files.pythonhosted.org", "example.org"]),
+        ),
+        ({"type": "http"}, Network(type="http", domains=["pypi.org", "files.pythonhosted.org"])),
+    ],
+)
+def test_python_domains_add_to_the_package_indexes(
+    network: dict[str, Any], expected: Network
+) -> None:
     submitted = job(
-        {"type": "python", "params": {"command": "python", "arguments": ["x"]}},
-        network={"type": "none"},
+        {"type": "python", "params": {"command": "python", "arguments": ["x"]}}, network=network
     )
-    network = translate_job(submitted, REGISTRY).runnable.task.network
-    assert network == Network(type="none")
+    assert translate_job(submitted, REGISTRY).runnable.task.network == expected
 
 
 def test_python_without_argv_says_what_to_type() -> None:
@@ -86,6 +100,42 @@ def test_duckdb_passes_argv_unchanged() -> None:
     assert runnable.task.engine.params["image"] == duckdb_image()
     assert runnable.task.engine.params["entrypoint"] == ["duckdb"]
     assert runnable.task.engine.params["parameters"] == argv
+
+
+def duckdb_argv(argv: list[str]) -> list[str]:
+    engine = {"type": "duckdb", "params": {"command": "duckdb", "arguments": argv}}
+    return list(translate_job(job(engine), REGISTRY).runnable.task.engine.params["parameters"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["select 42 as answer"], [":memory:", "select 42 as answer"]),
+        (["-json", "SELECT 1; SELECT 2"], ["-json", ":memory:", "SELECT 1; SELECT 2"]),
+        (["FROM 'x.csv'", "-csv"], [":memory:", "FROM 'x.csv'", "-csv"]),
+        (["  with t as (select 1) from t"], [":memory:", "  with t as (select 1) from t"]),
+        (["show;"], [":memory:", "show;"]),
+    ],
+)
+def test_duckdb_query_as_first_word_runs_in_memory(argv: list[str], expected: list[str]) -> None:
+    assert duckdb_argv(argv) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["data.db", "select 1"],
+        ["-c", "select 1"],
+        ["-init", "select 1.sql", "db.duckdb"],
+        ["-cmd", "select 1", "-c", "select 2"],
+        ["./select 1.db"],
+        ["show"],
+        ["selection.db", "select 1"],
+        [],
+    ],
+)
+def test_duckdb_other_argv_unchanged(argv: list[str]) -> None:
+    assert duckdb_argv(argv) == argv
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,9 @@ async def test_python_dependency_installed_through_the_job_proxy(
     assert done.code == 0, f"{done.err}\n{log}"
     assert (await system.shoal("job", "logs", job_id)).out == "tinydep-1.0\n"
     assert "pip install tinydep==1.0" in log
+    described = await system.shoal("job", "describe", job_id, "--output-format", "json")
+    network = json.loads(described.out)["spec"]["tasks"][0]["network"]
+    assert network == {
+        "type": "http",
+        "domains": ["pypi.org", "files.pythonhosted.org", INDEX_HOST],
+    }, "--domain adds to the package indexes"

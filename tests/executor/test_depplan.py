@@ -26,21 +26,36 @@ TREES: list[dict[str, str]] = [
     {"pkg/mod.py": '"""pip install six"""\n', "pkg/__pycache__/mod.py": ""},
     {"app.py": "this is not python '''"},
     {},
+    {"requirements.txt": "six\n", "pyproject.toml": "[tool.ruff]\nline-length = 99\n"},
+    {"requirements.txt": "six\n", "pyproject.toml": "[tool.poetry]\nname = 'x'\n"},
+    {"app.py": DOC, "util.py": '"""pip install u"""\n', "pkg/__main__.py": DOC},
+    {"app.py": '"""pip install -e ."""\n', "util.py": DOC, "requirements.txt": "six\n"},
+]
+COMMANDS: list[list[str]] = [
+    ["--", "python", "app.py"],
+    ["--", "util.py", "x"],
+    ["--", "python3", "-u", "/code/util.py"],
+    ["--", "python", "-m", "pkg"],
+    ["--", "-c", "import app"],
+    ["--", "bash", "run.sh"],
+    [],
 ]
 
 
+@pytest.mark.parametrize("argv", COMMANDS)
 @pytest.mark.parametrize("files", TREES)
-def test_same_plan_as_the_launcher(files: dict[str, str], tmp_path: Path) -> None:
+def test_same_plan_as_the_launcher(files: dict[str, str], argv: list[str], tmp_path: Path) -> None:
     launcher = load_launcher()
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(text.encode())
     work = tmp_path / "work"
     launcher.stage_code(tmp_path, work)
-    plan = launcher.find_plan(work)
+    command = launcher.user_command(argv) if argv else []
+    plan = launcher.find_plan(work, command)
     expected = launcher.env_plan(plan) if plan is not None and plan.cacheable else None
     found = code_files([tar_of({k: v.encode() for k, v in files.items()})])
-    assert env_plan(found) == expected
+    assert env_plan(found, argv) == expected
 
 
 def test_key_depends_on_plan_image_and_every_pip_variable() -> None:

@@ -20,7 +20,7 @@ from executor.spec import (
     output_layout,
 )
 from shoal.errors import InvalidJobError
-from shoal.images import duckdb_image, python_image
+from shoal.images import PYTHON_VERSIONS, duckdb_image, python_image
 from shoal.model import parse_job
 
 from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job
@@ -91,7 +91,7 @@ def test_a_root_job_user_needs_allow_root(user: str) -> None:
 
 def test_native_images_refused_unless_allowed(settings: ExecutorSettings) -> None:
     """The attack: a native docker job naming any image (pulled if missing)."""
-    for image in (python_image("3.10"), PYTHON_IMAGE, duckdb_image()):
+    for image in (*(python_image(v) for v in PYTHON_VERSIONS), PYTHON_IMAGE, duckdb_image()):
         check_image(image, settings)
     for image in (BASE_IMAGE, "alpine", "docker.io/library/alpine:3", "shoal/python:evil"):
         with pytest.raises(JobError, match=rf"^image not allowed: {image} is not an image"):

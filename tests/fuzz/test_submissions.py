@@ -1,7 +1,7 @@
 """Submissions as the requester receives them: every body is a typed refusal or a valid job.
 
-``requester.submissions.prepare`` (limits → parse → access → translate) is called directly,
-without a broker, for one user.
+``requester.submissions.prepare`` (limits → parse → admission → access → translate) is called
+directly, without a broker, for one user.
 A refusal must be a ``ShoalError`` whose reply encodes and comes back as the same type; an
 accepted job must be native and survive the wire and the store unchanged (``NaN`` or an
 infinite number would not).
@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from requester.access import Access
+from requester.admission import DEFAULT_MAX_JOB_MEMORY
 from requester.store import NewJob
 from requester.submissions import prepare
 from requester.translate.registry import TranslatorRegistry, default_registry
@@ -40,6 +41,10 @@ def _documents() -> st.SearchStrategy[dict[str, Any]]:
 
     def as_submission(job: Job, key: str | None, job_type: str | None) -> dict[str, Any]:
         data = job.model_dump(mode="json")
+        resources = data["tasks"][0]["resources"]
+        resources["gpu"] = 0  # the cluster runs no GPU jobs (requester.admission)
+        if resources["memory"] is not None:
+            resources["memory"] = min(resources["memory"], DEFAULT_MAX_JOB_MEMORY)
         engine = data["tasks"][0]["engine"]
         if job_type is not None or engine["type"] != "docker":
             job_type = job_type or "python"

@@ -53,7 +53,8 @@ def images() -> None:
 
 @pytest.fixture(scope="session")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
-    """tinydep (built here) plus the build backends pip/poetry need, served over HTTP."""
+    """tinydep (built here), the build backends pip/poetry need and colorama (Bacalhau's
+    poetry fixture), served over HTTP."""
     root = tmp_path_factory.mktemp("index")
     simple = root / "simple"
     make_tinydep(simple / "tinydep")
@@ -72,6 +73,7 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
             str(backends),
             "poetry-core>=2,<3",
             "setuptools>=70",
+            "colorama==0.4.6",
         ],
         check=True,
         timeout=300,
@@ -151,7 +153,45 @@ def test_pyproject_pep621(index: Index) -> None:
     assert_ok(result)
     assert result.stdout == "pepjob tinydep-1.0\n"
     assert "rule: pyproject (pyproject.toml)" in result.log()
-    assert "$ pip install .\n" in result.log()
+    assert "$ pip install tinydep\n" in result.log(), "the dependencies, not the project"
+    project = run_python(
+        ["-c", "import importlib.metadata as m; print(m.version('pepjob'))"],
+        code=code,
+        env={**index.env, "SHOAL_INSTALL_PROJECT": "1"},
+    )
+    assert_ok(project)
+    assert project.stdout == "0.1\n"
+    assert "$ pip install .\n" in project.log()
+
+
+def test_pyproject_of_tool_settings_leaves_requirements_txt(index: Index) -> None:
+    """A flat layout of two modules: ``pip install .`` would fail there."""
+    code = {
+        "pyproject.toml": "[tool.ruff]\nline-length = 99\n",
+        "requirements.txt": "tinydep\n",
+        "app.py": "import tinydep, util\nprint(util.NAME, tinydep.VALUE)\n",
+        "util.py": "NAME = 'util'\n",
+    }
+    result = run_python(["python", "app.py"], code=code, env=index.env)
+    assert_ok(result)
+    assert result.stdout == "util tinydep-1.0\n"
+    assert "$ pip install -r requirements.txt\n" in result.log()
+
+
+def test_docstring_of_the_entry_module_among_several(index: Index) -> None:
+    app = f'"""Uses tinydep.\n\n    pip install tinydep==1.0\n"""\nimport util\n{SHOW_TINYDEP}\n'
+    code = {"app.py": app, "util.py": '"""Helpers."""\n'}
+    result = run_python(["python", "/code/app.py"], code=code, env=index.env)
+    assert_ok(result)
+    assert result.stdout.startswith("tinydep-1.0 ")
+    assert "rule: docstring (app.py)" in result.log()
+    unused = run_python(["python", "-c", "import app"], code=code, env=index.env)
+    assert unused.code == 1
+    assert unused.stderr.startswith(
+        "shoal-launch: note: pip install lines in app.py not used: with several modules"
+    )
+    assert "No module named 'tinydep'" in unused.stderr
+    assert "requirements.log" not in unused.outputs
 
 
 def test_poetry_project_with_poetry_run(index: Index) -> None:
@@ -172,7 +212,30 @@ def test_poetry_project_with_poetry_run(index: Index) -> None:
     assert_ok(result)
     assert result.stdout == "poetry tinydep-1.0\n"
     assert "rule: poetry (pyproject.toml)" in result.log()
-    assert "$ poetry install\n" in result.log()
+    assert "$ poetry install --no-root\n" in result.log()
+
+
+def test_bacalhau_multi_file_poetry_fixture(index: Index) -> None:
+    """Bacalhau's ``multi-file-poetry`` test project (no README.md, which ``poetry install``
+    of the project itself refuses), pointed at the local index: its lock file names PyPI, so
+    it is left out and poetry resolves anew."""
+    pyproject = (
+        '[tool.poetry]\nname = "multi-file-poetry"\nversion = "0.1.0"\ndescription = ""\n'
+        'authors = ["Bacalhau Team"]\nreadme = "README.md"\n'
+        'packages = [{ include = "multi_file_poetry" }]\n\n'
+        '[tool.poetry.dependencies]\npython = "^3.10"\ncolorama = "^0.4.6"\n\n'
+        '[build-system]\nrequires = ["poetry-core"]\nbuild-backend = "poetry.core.masonry.api"\n\n'
+        '[tool.poetry.scripts]\nmfp = "multi_file_poetry:main"\n'
+        f'\n[[tool.poetry.source]]\nname = "local"\nurl = "{index.url}"\npriority = "primary"\n'
+    )
+    main = 'def main():\n    from colorama import Fore\n\n    print(Fore.BLUE + "Hello World")\n'
+    code = {"pyproject.toml": pyproject, "multi_file_poetry/__init__.py": main}
+    argv = ["python", "-c", "import multi_file_poetry; multi_file_poetry.main()"]
+    result = run_python(argv, code=code, env=index.env)
+    assert_ok(result)
+    assert result.stdout == "\x1b[34mHello World\n"
+    assert "$ poetry install --no-root\n" in result.log()
+    assert "colorama" in result.log()
 
 
 def test_setup_py_editable(index: Index, launcher: ModuleType) -> None:
@@ -249,7 +312,7 @@ def test_exit_code_passes_through() -> None:
         ["app.py", "7"], code={"app.py": "import sys\nsys.exit(int(sys.argv[1]))\n"}
     )
     assert result.code == 7
-    assert "nothing to install" in result.log()
+    assert "requirements.log" not in result.outputs, "no log without dependencies"
 
 
 def test_argv_is_kept_exactly() -> None:

@@ -112,6 +112,8 @@ def test_docstring_is_parsed_not_executed(launcher: ModuleType, tmp_path: Path) 
 
 PYPROJECT_PEP621 = '[project]\nname = "p"\nversion = "1"\ndependencies = ["tinydep"]\n'
 PYPROJECT_POETRY = '[tool.poetry]\nname = "p"\nversion = "1"\n'
+PYPROJECT_DYNAMIC = '[project]\nname = "p"\nversion = "1"\ndynamic = ["dependencies"]\n'
+PYPROJECT_TOOLS = '[tool.ruff]\nline-length = 99\n\n[tool.ruff.lint]\nselect = ["E"]\n'
 
 
 @pytest.mark.parametrize(
@@ -139,12 +141,27 @@ PYPROJECT_POETRY = '[tool.poetry]\nname = "p"\nversion = "1"\n'
         (
             {"pyproject.toml": PYPROJECT_POETRY, "requirements.txt": "c\n"},
             "poetry",
-            (("poetry", "install"),),
+            (("poetry", "install", "--no-root"),),
         ),
         (
             {"pyproject.toml": PYPROJECT_PEP621, "requirements.txt": "c\n", "setup.py": ""},
             "pyproject",
+            (("pip", "install", "tinydep"),),
+        ),
+        (
+            {"pyproject.toml": PYPROJECT_DYNAMIC, "requirements.txt": "c\n"},
+            "pyproject",
             (("pip", "install", "."),),
+        ),
+        (
+            {"pyproject.toml": PYPROJECT_TOOLS, "requirements.txt": "c\n", "a.py": "", "b.py": ""},
+            "requirements",
+            (("pip", "install", "-r", "requirements.txt"),),
+        ),
+        (
+            {"pyproject.toml": PYPROJECT_TOOLS, "setup.py": ""},
+            "setup.py",
+            (("pip", "install", "-e", "."),),
         ),
         (
             {"requirements.txt": "c\n", "setup.py": ""},
@@ -165,9 +182,121 @@ def test_rule_precedence(
     assert (plan.rule, plan.installs) == (rule, installs)
 
 
-@pytest.mark.parametrize("files", [{}, {"app.py": "print(1)\n"}, {"data.csv": "a\n1\n"}])
+@pytest.mark.parametrize(
+    "files",
+    [
+        {},
+        {"app.py": "print(1)\n"},
+        {"data.csv": "a\n1\n"},
+        {"pyproject.toml": PYPROJECT_TOOLS, "app.py": ""},
+        {"pyproject.toml": '[project]\nname = "p"\n', "requirements.txt": "c\n"},
+    ],
+)
 def test_no_rule(launcher: ModuleType, tmp_path: Path, files: dict[str, str]) -> None:
     assert launcher.find_plan(write(tmp_path, files)) is None
+
+
+@pytest.mark.parametrize(
+    ("files", "environ", "installs"),
+    [
+        ({"pyproject.toml": PYPROJECT_POETRY}, {}, (("poetry", "install", "--no-root"),)),
+        (
+            {"pyproject.toml": PYPROJECT_POETRY},
+            {"SHOAL_INSTALL_PROJECT": "1"},
+            (("poetry", "install"),),
+        ),
+        (
+            {"pyproject.toml": PYPROJECT_PEP621},
+            {"SHOAL_INSTALL_PROJECT": "1"},
+            (("pip", "install", "."),),
+        ),
+        (
+            {"pyproject.toml": PYPROJECT_PEP621},
+            {"SHOAL_INSTALL_PROJECT": "0"},
+            (("pip", "install", "tinydep"),),
+        ),
+    ],
+)
+def test_the_project_itself_only_when_the_job_asks(
+    launcher: ModuleType,
+    tmp_path: Path,
+    files: dict[str, str],
+    environ: dict[str, str],
+    installs: tuple[tuple[str, ...], ...],
+) -> None:
+    assert launcher.find_plan(write(tmp_path, files), (), environ).installs == installs
+
+
+def test_invalid_pyproject_is_a_dependency_failure(launcher: ModuleType, tmp_path: Path) -> None:
+    with pytest.raises(launcher.LaunchError) as caught:
+        launcher.find_plan(write(tmp_path, {"pyproject.toml": "[project\n"}))
+    assert caught.value.code == launcher.EXIT_DEPS_FAILED
+    assert str(caught.value).startswith("pyproject.toml is not valid TOML")
+
+
+SEVERAL = {
+    "app.py": '"""pip install a"""\n',
+    "util.py": '"""pip install u"""\n',
+    "pkg/__init__.py": "",
+}
+
+
+@pytest.mark.parametrize(
+    ("command", "source"),
+    [
+        (["python", "app.py"], "app.py"),
+        (["python3", "-u", "-X", "dev", "util.py", "x.py"], "util.py"),
+        (["python3.11", "/code/app.py"], "app.py"),
+        (["python", "./sub/../app.py"], "app.py"),
+        (["python", "-m", "app"], "app.py"),
+        (["python", "-m", "pkg"], "pkg/__main__.py"),
+        (["app.py"], "app.py"),
+    ],
+)
+def test_docstring_of_the_entry_module_among_several(
+    launcher: ModuleType, tmp_path: Path, command: list[str], source: str
+) -> None:
+    files = {**SEVERAL, "pkg/__main__.py": '"""pip install m"""\n'}
+    plan = launcher.find_plan(write(tmp_path, files), command)
+    assert plan.rule == "docstring"
+    assert plan.source == source
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["python", "-c", "import app"],
+        ["python", "/inputs/app.py"],
+        ["python", "missing.py"],
+        ["bash", "run.sh"],
+        ["python", "../app.py"],
+        [],
+    ],
+)
+def test_no_entry_among_several_modules(
+    launcher: ModuleType, tmp_path: Path, command: list[str]
+) -> None:
+    assert launcher.find_plan(write(tmp_path, SEVERAL), command) is None
+
+
+def test_unused_docstring_requirements_are_said_on_stderr(
+    launcher: ModuleType,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    lay = layout(launcher, tmp_path)
+    write(lay.code, SEVERAL)
+    runner, execute = FakeRunner(), FakeExec()
+    launcher.launch(["--", "-c", "import app"], lay, {"PATH": "/usr/bin"}, runner, execute)
+    assert runner.calls == []
+    err = capsys.readouterr().err
+    assert err == (
+        "shoal-launch: note: pip install lines in app.py, util.py not used: with several "
+        "modules the command must run the one that lists them (python app.py)\n"
+    )
+    assert not lay.log.exists()
 
 
 @pytest.mark.parametrize(
@@ -179,6 +308,7 @@ def test_no_rule(launcher: ModuleType, tmp_path: Path, files: dict[str, str]) ->
         (PYPROJECT_PEP621, False),
         ("[tool.poetryx]\n", False),
         ("# [tool.poetry]\n", False),
+        ("[tool.ruff]\nline-length = 99\n", False),
     ],
 )
 def test_poetry_section(launcher: ModuleType, text: str, poetry: bool) -> None:
@@ -333,7 +463,7 @@ def test_launch_without_code_installs_nothing(
     assert runner.calls == []
     assert execute.env["VIRTUAL_ENV"] == str(lay.empty_env)
     assert list(lay.work.iterdir()) == []
-    assert "nothing to install" in lay.log.read_text()
+    assert not lay.log.exists(), "no requirements.log without dependencies"
 
 
 def test_failed_install_exits_3_with_one_line(

@@ -88,6 +88,53 @@ async def test_idempotency_key_names_the_job(
     assert await queue_depth(connection, COMPUTE_QUEUE) == 2
 
 
+async def test_idempotency_key_with_another_spec_is_a_conflict(
+    requester: Requester, client: Client, connection: AbstractRobustConnection
+) -> None:
+    first = await client.submit(Submission(job=python_job("app.py"), idempotency_key="k"))
+    again = await client.submit(Submission(job=python_job("app.py"), idempotency_key="k"))
+    assert first.error is None
+    assert again.job_id == first.job_id, "the same spec (a new ID and time) is the same job"
+    other = await client.submit(Submission(job=python_job("other.py"), idempotency_key="k"))
+    assert other.job_id is None
+    assert other.error is not None
+    assert other.error.type == "IdempotencyConflictError"
+    assert other.error.message == (
+        f"idempotency key 'k' already names job {first.job_id}, submitted with a different "
+        "spec; resubmit that spec to get the job, or use a new key"
+    )
+    labelled = python_job("app.py", labels={"x": "y"})
+    assert (await client.submit(Submission(job=labelled, idempotency_key="k"))).error
+    assert await queue_depth(connection, COMPUTE_QUEUE) == 1
+
+
+async def test_idempotency_conflict_within_one_round(
+    requester_settings: RequesterSettings, client: Client, connection: AbstractRobustConnection
+) -> None:
+    """Queued before the requester starts: the first of the key wins, the other is refused;
+    once stored, the stored one wins whatever comes first in a round."""
+
+    async def round_of(*argv: str) -> list[SubmitReply]:
+        bodies = [Submission(job=python_job(a), idempotency_key="r") for a in argv]
+        pending = [await client.send(body) for body in bodies]
+        requester = Requester(requester_settings)
+        await requester.start()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*(p for p in pending if p)), 20)
+        finally:
+            await requester.stop()
+        return [decode(answer, SubmitReply) for answer in answers]
+
+    first = await round_of("a.py", "b.py", "a.py")
+    assert first[0].job_id == first[2].job_id is not None
+    assert first[1].error is not None
+    assert first[1].error.type == "IdempotencyConflictError"
+    second = await round_of("b.py", "a.py")
+    assert second[0].error is not None
+    assert second[0].error.type == "IdempotencyConflictError"
+    assert second[1].job_id == first[0].job_id
+
+
 def _job_json() -> dict[str, Any]:
     return json.loads(Submission(job=python_job()).model_dump_json())  # type: ignore[no-any-return]
 
@@ -129,6 +176,17 @@ BAD = {
         _with_task(meta={"blob": "m" * (MAX_META_VALUE_BYTES + 1)}),
         "TooLargeError",
         "task meta 'blob' is 65537 bytes; one value may hold at most 65536 bytes",
+    ),
+    "gpu": (
+        _with_task(resources={"gpu": 1}),
+        "UnsupportedError",
+        "the job asks for 1 GPU(s); no executor here runs GPU jobs (remove resources.gpu)",
+    ),
+    "memory-over-the-cluster": (
+        _with_task(resources={"memory": "100Gi"}),
+        "UnsupportedError",
+        "the job asks for 100.0 GiB of memory; executors give a job at most 4.0 GiB "
+        "(SHOAL_MAX_JOB_MEMORY)",
     ),
     "not-json": (b"{nope", "ProtocolError", "not valid JSON"),
     "schema-version": (_with(schema_version=99), "ProtocolError", "unsupported schema version 99"),
