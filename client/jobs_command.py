@@ -61,6 +61,10 @@ def _labels(labels: tuple[str, ...]) -> dict[str, str]:
     return wanted
 
 
+def _with_batch(labels: tuple[str, ...], batch_id: str | None) -> tuple[str, ...]:
+    return labels if batch_id is None else (*labels, f"batch={batch_id}")
+
+
 def _filters(states: tuple[str, ...], labels: tuple[str, ...], since: str | None) -> dict[str, Any]:
     from .listing import since_time
 
@@ -81,6 +85,7 @@ def _filters(states: tuple[str, ...], labels: tuple[str, ...], since: str | None
     help="Only jobs in this state; repeat for several.",
 )
 @click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Only jobs with it.")
+@click.option("--batch", "batch_id", metavar="BATCH", help="Only the jobs of this batch.")
 @click.option(
     "--since", metavar="DURATION|TIME", help="Only jobs created since: 2h, 3d, 2026-12-07T06:00."
 )
@@ -98,6 +103,7 @@ def list_jobs(
     ctx: click.Context,
     states: tuple[str, ...],
     labels: tuple[str, ...],
+    batch_id: str | None,
     since: str | None,
     limit: int | None,
     every: bool,
@@ -112,7 +118,7 @@ def list_jobs(
 
     from .listing import LIST_HEADER, fetch, footer, list_rows, table
 
-    params = _filters(states, labels, since)
+    params = _filters(states, _with_batch(labels, batch_id), since)
     page = _run(ctx, lambda s: fetch(s, params, 0 if every else limit, after))
     if output_format != "table":
         echo_data(page, output_format)
@@ -130,18 +136,23 @@ def list_jobs(
 
 @job_group.command("summary")
 @click.option("-l", "--label", "labels", multiple=True, metavar="k=v", help="Only jobs with it.")
+@click.option("--batch", "batch_id", metavar="BATCH", help="Only the jobs of this batch.")
 @click.option(
     "--since", metavar="DURATION|TIME", help="Only jobs created since: 2h, 3d, 2026-12-07T06:00."
 )
 @click.option("--output-format", type=click.Choice(("table", *FORMATS)), default="table")
 @click.pass_context
 def summary(
-    ctx: click.Context, labels: tuple[str, ...], since: str | None, output_format: str
+    ctx: click.Context,
+    labels: tuple[str, ...],
+    batch_id: str | None,
+    since: str | None,
+    output_format: str,
 ) -> None:
     """How many jobs are in each state, by job type (counted by the requester's store)."""
     from .listing import summary_rows, table
 
-    params = _filters((), labels, since)
+    params = _filters((), _with_batch(labels, batch_id), since)
     counts = _run(ctx, lambda s: s.api("summary", **params))
     if output_format != "table":
         echo_data(counts, output_format)
@@ -320,23 +331,42 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str)
 
 
 @job_group.command("wait")
-@click.argument("job_ids", nargs=-1, required=True, metavar="ID...")
+@click.argument("job_ids", nargs=-1, metavar="ID...")
+@click.option(
+    "--batch",
+    "batch_id",
+    metavar="BATCH",
+    help="Wait for every job of a batch (run --batch, exec --each), showing its progress.",
+)
 @click.option(
     "--wait-timeout",
     metavar="DURATION",
     help="Give up after this, e.g. 90s, 5m (exit 124; the jobs are left as they are).",
 )
 @click.pass_context
-def wait(ctx: click.Context, job_ids: tuple[str, ...], wait_timeout: str | None) -> None:
+def wait(
+    ctx: click.Context, job_ids: tuple[str, ...], batch_id: str | None, wait_timeout: str | None
+) -> None:
     """Wait until every job ended and is recorded: exit 0 if all completed, else the exit
     status of the first (in the order given) that did not: its own exit code when its
-    command exited non-zero, 130 when it was stopped, 125 for any other failure."""
-    from shoal.errors import JobFailedError
+    command exited non-zero, 130 when it was stopped, 125 for any other failure.
+
+    With --batch: progress (a bar on a terminal, a line per change elsewhere) until no job
+    of the batch waits or runs; exit 0 if all completed, 1 if any failed or was stopped."""
+    from shoal.errors import JobFailedError, UsageError
     from shoal.outcomes import exit_status
 
     from .submit import failure_line, wait_deadline
 
     deadline = wait_deadline(wait_timeout)
+    if (batch_id is None) == (not job_ids):
+        raise UsageError("give job IDs or --batch BATCH (one of the two)")
+    if batch_id is not None:
+        from .batchwait import verdict, wait_batch
+
+        bid = batch_id
+        verdict(bid, _run(ctx, lambda s: wait_batch(s, bid, deadline)))
+        return
     ids = list(dict.fromkeys(job_ids))
     ended = _run(ctx, lambda s: _wait_all(s, ids, deadline))
     failed = [record for record in ended if record["state"] != "completed"]

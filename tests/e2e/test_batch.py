@@ -46,10 +46,40 @@ async def test_a_batch_of_twenty_runs_and_is_listed_by_its_label(
     batch, *ids = done.out.split()
     assert batch.startswith("b-")
     assert len(ids) == len(set(ids)) == 20
-    jobs = await wait_all(system, batch, 20)
-    assert {j["state"] for j in jobs} == {"completed"}
+    waited = await system.shoal("job", "wait", "--batch", batch)
+    assert waited.code == 0, waited.err
+    assert waited.err.splitlines()[-1] == f"batch {batch}: 20/20 ended (20 completed)"
+    listed = await system.shoal("job", "list", "--batch", batch, "-q")
+    assert sorted(listed.out.split()) == sorted(ids)
     logs = await system.shoal("job", "logs", ids[7])
     assert logs.out == "49\n"
+
+
+async def test_waiting_for_a_batch_with_a_failed_job_exits_1(
+    system: System, tmp_path: Path
+) -> None:
+    batch_file = tmp_path / "jobs.jsonl"
+    codes = ["pass", "raise SystemExit(3)", "import time; time.sleep(120)"]
+    batch_file.write_text("\n".join(python_job(code) for code in codes) + "\n")
+    done = await system.shoal("job", "run", "--batch", str(batch_file))
+    assert done.code == 0, done.err
+    batch, *ids = done.out.split()
+    timed_out = await system.shoal("job", "wait", "--batch", batch, "--wait-timeout", "2s")
+    assert timed_out.code == 124
+    assert timed_out.err.splitlines()[-1].startswith(
+        f"WaitTimeoutError: gave up waiting after 2s for batch {batch}"
+    )
+    stopped = await system.shoal("job", "stop", ids[2])
+    assert stopped.code == 0, stopped.err
+    waited = await system.shoal("job", "wait", "--batch", batch)
+    assert waited.code == 1
+    assert waited.err.splitlines()[-1] == (
+        f"JobFailedError: batch {batch}: 1 failed, 1 stopped of 3 jobs; "
+        f"shoal job list -l batch={batch} --state failed shows them"
+    )
+    unknown = await system.shoal("job", "wait", "--batch", "b-000000000000")
+    assert unknown.code == 2
+    assert unknown.err == "NotFoundError: no jobs in batch b-000000000000\n"
 
 
 async def test_bad_lines_refuse_the_whole_file_and_a_refused_job_not_the_others(
