@@ -51,6 +51,7 @@ from executor.settings import ExecutorSettings
 from executor.shielded import uncancellable
 from executor.spec import CA_MOUNT, Limits, ca_env, runs_as_root
 from shoal.images import ENV_MOUNT, LAUNCHER_PATH
+from shoal.metrics import DEPCACHE
 
 log = structlog.get_logger("executor")
 
@@ -149,14 +150,18 @@ class DepCache:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if volume in self._ready:
+                DEPCACHE.labels("hit").inc()
                 return Prebuilt(volume)
             state = await self._state(volume, request)
             if state == "building":
+                DEPCACHE.labels("busy").inc()
                 log.info("depcache.busy", volume=volume, job_id=request.job_id)
                 return None
             if state == "complete":
+                DEPCACHE.labels("hit").inc()
                 self._ready.add(volume)
                 return Prebuilt(volume)
+            DEPCACHE.labels("built").inc()
             built = await self._build(volume, key, plan, request)
             if built is not None:
                 self._ready.add(volume)

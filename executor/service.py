@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from executor.addresses import NodeAddresses
 from executor.claims import Claims, amqp_claims, new_attempt
@@ -67,8 +67,17 @@ from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, ShoalError, UnavailableError
 from shoal.liveness import executor_alive, executor_queue
 from shoal.logs import configure
+from shoal.metrics import (
+    JOB_DURATION,
+    JOBS_FINISHED,
+    JOBS_STARTED,
+    QUEUE_WAIT,
+    SLOTS,
+    HealthServer,
+    count_reconnects,
+)
 from shoal.topology import COMPUTE_QUEUE, declare_executor
-from shoal.wire import ComputeRequest, ControlMessage, decode
+from shoal.wire import ComputeRequest, ControlMessage, decode, utcnow
 
 log = structlog.get_logger("executor")
 
@@ -79,6 +88,7 @@ their stop grace (at most ``stop_grace_max``)."""
 LOST_REASON = "its execution claim went to another attempt"
 CLAIM_RETRY_DELAY = 0.5
 CLAIM_RETRY_MAX = 10.0
+READY_DOCKER_TIMEOUT = 2.0
 
 
 def new_executor_id(node_id: str) -> str:
@@ -197,11 +207,19 @@ class Executor:
         if self.claims is not None and not await self._claim(message, job.id, control):
             return
         began = monotonic()
+        job_type = job.labels.get("job-type", job.engine_type)
+        JOBS_STARTED.labels(job_type).inc()
+        QUEUE_WAIT.labels(job_type).observe(
+            max(0.0, (utcnow() - request.submitted_at).total_seconds())
+        )
         outcome: Outcome | None = None
         try:
             outcome = await execute(job, request.submitted_at, self.node, control)
         except Exception as error:
             log.exception("job.crashed", error=f"{type(error).__name__}: {error}")
+        state = "requeued" if outcome is None or outcome.state is None else str(outcome.state)
+        JOBS_FINISHED.labels(state, job_type).inc()
+        JOB_DURATION.labels(job_type).observe(monotonic() - began)
         if self.claims is not None:
             if outcome is None or outcome.state is None:
                 await self.claims.release(job.id)
@@ -333,10 +351,12 @@ async def serve(
     connection = None
     executor: Executor | None = None
     keeper: asyncio.Task[None] | None = None
+    health: HealthServer | None = None
     try:
         connection = await connect(
             settings.broker_url.get_secret_value(), name=f"shoal-executor {executor_id}"
         )
+        count_reconnects(connection)
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
         topology = await declare_executor(channel, claims=settings.claims)
@@ -370,6 +390,7 @@ async def serve(
         await control_queue.consume(executor.on_control, no_ack=True)
         compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]
         tag = await compute.consume(executor.on_compute)
+        health = await _health(settings, executor, connection, runner)
         log.info("executor.ready", slots=settings.slots, node=settings.node_id)
         if ready is not None:
             ready(executor)
@@ -378,6 +399,8 @@ async def serve(
         await compute.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
+        if health is not None:
+            await health.close()
         if refresher is not None:
             refresher.cancel()
         if executor is not None:
@@ -391,6 +414,40 @@ async def serve(
             await connection.close()
         await runner.close()
         log.info("executor.stopped")
+
+
+async def _health(
+    settings: ExecutorSettings,
+    executor: Executor,
+    connection: AbstractRobustConnection,
+    runner: ContainerRunner,
+) -> HealthServer:
+    """Slot gauges, and ``/metrics``, ``/livez``, ``/readyz`` (ready: connected, not
+    draining, and the Docker engine answers within ``READY_DOCKER_TIMEOUT``)."""
+    slots = settings.slots
+
+    def busy() -> int:
+        return min(len(executor.jobs.running), slots)
+
+    SLOTS.labels("busy").set_function(busy)
+    SLOTS.labels("free").set_function(lambda: slots - busy())
+
+    async def ready() -> str | None:
+        if connection.is_closed:
+            return "not connected to the broker"
+        if executor.jobs.draining:
+            return "draining"
+        if isinstance(runner, DockerRunner):
+            try:
+                async with asyncio.timeout(READY_DOCKER_TIMEOUT):
+                    await runner.docker.version()
+            except Exception as error:
+                return f"the Docker engine does not answer: {type(error).__name__}"
+        return None
+
+    health = HealthServer(settings.metrics_host, settings.metrics_port, ready)
+    await health.start()
+    return health
 
 
 async def _main(settings: ExecutorSettings) -> int:

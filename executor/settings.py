@@ -46,7 +46,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import NoDecode
 
-from shoal.settings import CommonSettings
+from shoal.settings import ServiceSettings
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
 
@@ -126,7 +126,7 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-class ExecutorSettings(CommonSettings):
+class ExecutorSettings(ServiceSettings):
     """What an executor process needs; every field is ``SHOAL_<NAME>`` in the environment."""
 
     slots: int = Field(default_factory=_cpu_count, ge=1, description="Jobs run at once")

@@ -30,12 +30,14 @@ from aio_pika.abc import (
 from shoal.broker import connect
 from shoal.liveness import executor_alive
 from shoal.logs import configure
+from shoal.metrics import QUEUE_READY, HealthServer, count_reconnects
 from shoal.topology import (
     API_QUEUE,
     CLAIMS_QUEUE,
     DEAD_QUEUE,
     RECORDER_QUEUE,
     SUBMIT_QUEUE,
+    WORK_QUEUES,
     Topology,
     declare,
     work_queue_arguments,
@@ -97,6 +99,7 @@ class Requester:
             name=s.name,
             reconnect_interval=s.reconnect_interval,
         )
+        count_reconnects(self.connection)
         submit_channel = await self._channel(s.submit_prefetch)
         topology = await declare(submit_channel)
         reply_channel = await self.connection.channel(publisher_confirms=False)
@@ -136,8 +139,32 @@ class Requester:
             Claims(self.store, replies, self._executor_alive, retry, access),
         )
         await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
-        self._closers = [recorder.close]
+        health = HealthServer(s.metrics_host, s.metrics_port, self._ready)
+        await health.start()
+        self._closers = [recorder.close, health.close]
+        if s.metrics_port:
+            depth = asyncio.create_task(self._watch_depth(await self.connection.channel()))
+            self._closers.append(lambda: _cancel(depth))
         log.info("requester.started", name=s.name, store=self.store.dialect)
+
+    async def _ready(self) -> str | None:
+        """Why this requester is not ready (``/readyz``), or None."""
+        if self.connection is None or self.connection.is_closed:
+            return "not connected to the broker"
+        if not self._consumers:
+            return "not consuming"
+        return None
+
+    async def _watch_depth(self, channel: AbstractRobustChannel) -> None:
+        """Read each work queue's ready count every ``queue_depth_every`` seconds."""
+        while True:
+            for name in (*WORK_QUEUES, DEAD_QUEUE):
+                try:
+                    queue = await channel.declare_queue(name, passive=True)
+                    QUEUE_READY.labels(name).set(queue.declaration_result.message_count or 0)
+                except Exception as error:  # the broker is away: the next read retries
+                    log.debug("metrics.depth_failed", queue=name, error=str(error))
+            await asyncio.sleep(self.settings.queue_depth_every)
 
     async def _executor_alive(self, executor_id: str) -> bool:
         assert self.connection is not None
@@ -202,6 +229,11 @@ class Requester:
         if self.store is not None:
             await self.store.close()
         log.info("requester.stopped", cut_short=cut)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _announcer(channel: AbstractRobustChannel, topology: Topology, account: str) -> Announcer:

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, Field, field_validator
 
 from shoal.broker import broker_user
-from shoal.settings import CommonSettings, data_dir
+from shoal.settings import ServiceSettings, data_dir
 from shoal.units import parse_memory
 
 from .access import Access, namespace_members, user_list
@@ -20,7 +20,7 @@ def default_database_url() -> str:
     return f"sqlite+aiosqlite:///{data_dir() / 'jobs.sqlite3'}"
 
 
-class RequesterSettings(CommonSettings):
+class RequesterSettings(ServiceSettings):
     """What ``shoal serve requester`` needs.
 
     ``database_url`` picks the job store: ``sqlite+aiosqlite:///PATH`` (default, one requester)
@@ -52,6 +52,9 @@ class RequesterSettings(CommonSettings):
         gt=0,
         description="Most memory a job may ask for (the largest executor's SHOAL_MAX_MEMORY); "
         "more is refused at submission",
+    )
+    queue_depth_every: float = Field(
+        default=5.0, gt=0, description="Seconds between reads of the queues' depth (metrics on)"
     )
     list_limit: int = Field(default=50, ge=1, description="Jobs `job list` shows by default")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to reach the broker")

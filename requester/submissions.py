@@ -38,6 +38,7 @@ from aiormq.abc import DeliveredMessage
 
 from shoal import limits
 from shoal.errors import IdempotencyConflictError, ProtocolError, ShoalError
+from shoal.metrics import ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
@@ -227,6 +228,7 @@ class SubmissionPipeline:
     # a round ----------------------------------------------------------------------------
 
     async def _round(self, messages: list[DeliveredMessage]) -> None:
+        ROUND_SIZE.observe(len(messages))
         items: list[_Item] = []
         refused: list[tuple[DeliveredMessage, ShoalError]] = []
         for message in messages:
@@ -362,6 +364,7 @@ class SubmissionPipeline:
         if (error := await self._answer(answers)) is not None:
             self._fail(done, "reply", error)
             done = []
+        SUBMISSIONS.labels("accepted", "").inc(len(done))
         for item in done:
             log.info(
                 "submission.accepted",
@@ -377,6 +380,7 @@ class SubmissionPipeline:
         """Bad submissions: answer each with its error, or dead-letter it when nobody asked."""
         answered = []
         for message, error in refused:
+            SUBMISSIONS.labels("refused", type(error).__name__).inc()
             reply_to = message.header.properties.reply_to
             log.warning(
                 "submission.refused",

@@ -31,3 +31,18 @@ class CommonSettings(BaseSettings):
     )
     log_format: str = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: str = Field(default="info", description="debug, info, warning or error")
+
+
+class ServiceSettings(CommonSettings):
+    """What every ``shoal serve`` process has besides: its metrics and health port."""
+
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of /metrics, /livez and /readyz (shoal.metrics); 0: off",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the metrics port listens on (0.0.0.0 in a container)",
+    )

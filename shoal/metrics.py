@@ -1,0 +1,125 @@
+"""Prometheus metrics and health endpoints of the ``shoal serve`` processes.
+
+Each service process serves, on ``SHOAL_METRICS_PORT`` (off when 0, the default; bound to
+``SHOAL_METRICS_HOST``, loopback by default):
+
+- ``/metrics``: the metrics below in Prometheus' text format (``prometheus-client``);
+- ``/livez``: 200 while the process answers (no broker call);
+- ``/readyz``: 200 when the service is connected and consuming (an executor: and its Docker
+  engine answers), 503 otherwise, with the reason as the body.
+
+Metrics (all ``shoal_``): ``submissions_total{outcome,reason}`` (requester: accepted, or
+refused by error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
+(requester: ready messages per work queue, read every ``queue_depth_every`` seconds; the
+unacknowledged count is RabbitMQ's own, from its Prometheus plugin or management API),
+``jobs_started_total{job_type}``, ``jobs_finished_total{state,job_type}``,
+``job_duration_seconds{job_type}``, ``job_queue_wait_seconds{job_type}``, ``executor_slots{state}``
+(busy or free), ``depcache_lookups_total{result}`` (hit, built, busy) (executors), and
+``broker_reconnects_total`` (both).
+
+The metric objects live in the process's default registry, defined once at import; a
+process runs one service, so they describe it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+log = structlog.get_logger(__name__)
+
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+SUBMISSIONS = Counter(
+    "shoal_submissions_total", "Submissions answered, by outcome and refusal", ["outcome", "reason"]
+)
+ROUND_SIZE = Histogram(
+    "shoal_submission_round_size",
+    "Submissions handled together in one requester round",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+QUEUE_READY = Gauge("shoal_queue_messages_ready", "Messages ready in a work queue", ["queue"])
+JOBS_STARTED = Counter("shoal_jobs_started_total", "Jobs an executor started", ["job_type"])
+JOBS_FINISHED = Counter(
+    "shoal_jobs_finished_total", "Job runs that ended here, by state", ["state", "job_type"]
+)
+JOB_DURATION = Histogram(
+    "shoal_job_duration_seconds", "Run time of jobs", ["job_type"], buckets=DURATION_BUCKETS
+)
+QUEUE_WAIT = Histogram(
+    "shoal_job_queue_wait_seconds",
+    "Time from submission to start",
+    ["job_type"],
+    buckets=DURATION_BUCKETS,
+)
+SLOTS = Gauge("shoal_executor_slots", "Executor job slots, busy or free", ["state"])
+DEPCACHE = Counter(
+    "shoal_depcache_lookups_total", "Prebuilt python environments looked up", ["result"]
+)
+RECONNECTS = Counter("shoal_broker_reconnects_total", "Broker connections re-established")
+
+Ready = Callable[[], Awaitable[str | None]]
+"""``None`` when the service is ready, else why not."""
+
+
+def count_reconnects(connection: object) -> None:
+    """Count each reconnection of a robust connection in ``shoal_broker_reconnects_total``."""
+    callbacks = getattr(connection, "reconnect_callbacks", None)
+    if callbacks is not None:
+        callbacks.add(lambda *_: RECONNECTS.inc())
+
+
+class HealthServer:
+    """``/metrics``, ``/livez`` and ``/readyz`` on one port; :meth:`start`, :meth:`close`."""
+
+    def __init__(self, host: str, port: int, ready: Ready) -> None:
+        self.host = host
+        self.port = port
+        self._ready = ready
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        """Listen (a port of 0 is left closed: metrics are off)."""
+        if not self.port:
+            return
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/livez", self._livez)
+        app.router.add_get("/readyz", self._readyz)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        log.info("metrics.listening", host=self.host, port=self.port)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def _livez(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _readyz(self, _: web.Request) -> web.Response:
+        try:
+            problem = await self._ready()
+        except Exception as error:  # a readiness probe answers, whatever broke
+            problem = f"{type(error).__name__}: {error}"
+        if problem is None:
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text=f"not ready: {problem}\n")
