@@ -166,7 +166,13 @@ def requester_env(url: str, data: Path) -> dict[str, str]:
     }
 
 
-async def bench_requester(conn: AbstractRobustConnection, url: str, jobs: int, data: Path) -> float:
+async def bench_requester(
+    conn: AbstractRobustConnection,
+    url: str,
+    jobs: int,
+    data: Path,
+    extra_env: dict[str, str] | None = None,
+) -> float:
     channel = await conn.channel()
     topology = await declare(channel)
     for name in (SUBMIT_QUEUE, COMPUTE_QUEUE):
@@ -189,7 +195,7 @@ async def bench_requester(conn: AbstractRobustConnection, url: str, jobs: int, d
     computed = Arrivals(jobs)
     await _watch(channel, COMPUTE_QUEUE, computed)
     argv = (sys.executable, "-m", "client.main", "serve", "requester")
-    async with process(*argv, env=requester_env(url, data)):
+    async with process(*argv, env={**requester_env(url, data), **(extra_env or {})}):
         await asyncio.wait_for(asyncio.gather(computed.done.wait(), replies.done.wait()), 300)
     await channel.close()
     return (jobs - 1) / (max(computed.last, replies.last) - computed.first)

@@ -20,6 +20,7 @@ BENCHMARKS = {
     "requester": ["-m", "bench.bench_requester"],
     "executor": ["-m", "bench.bench_executor"],
     "depcache": ["-m", "bench.bench_depcache"],
+    "metrics": ["-m", "bench.bench_metrics"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = re.compile(r"^<!-- bench:(\w+) -->\n(.*?)^<!-- /bench:\1 -->\n", re.M | re.S)
