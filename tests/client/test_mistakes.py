@@ -112,7 +112,7 @@ OFFLINE = [
     Mistake("job logs", "UsageError", USAGE, "missing argument"),
     Mistake("job get", "UsageError", USAGE, "missing argument"),
     Mistake("job stop", "UsageError", USAGE, "missing argument"),
-    Mistake("job wait", "UsageError", USAGE, "missing argument"),
+    Mistake("job wait", "UsageError", USAGE, "give job IDs or --batch"),
     Mistake("job list --limit 0", "UsageError", USAGE, "0 is not in the range"),
     Mistake("job list --limit many", "UsageError", USAGE, "'many' is not a valid integer"),
     Mistake("job list --output-format xml", "UsageError", USAGE, "'xml' is not one of"),

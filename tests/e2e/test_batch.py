@@ -27,7 +27,7 @@ async def wait_all(system: System, batch: str, count: int) -> list[dict[str, obj
             listed = await system.shoal(
                 "job", "list", "-l", f"batch={batch}", "--output-format", "json"
             )
-            jobs: list[dict[str, object]] = json.loads(listed.out)
+            jobs: list[dict[str, object]] = json.loads(listed.out)["jobs"]
             if len(jobs) >= count and all(
                 j["state"] in ("completed", "failed", "stopped") for j in jobs
             ):
@@ -96,7 +96,7 @@ async def test_bad_lines_refuse_the_whole_file_and_a_refused_job_not_the_others(
         f"InvalidJobError: {bad}: 2 bad line(s) of 3; nothing was submitted",
     ]
     listed = await system.shoal("job", "list", "--output-format", "json")
-    assert json.loads(listed.out) == []
+    assert json.loads(listed.out)["jobs"] == []
 
     mixed = tmp_path / "mixed.jsonl"
     unknown = json.dumps({"tasks": [{"engine": {"type": "cobol", "params": {}}}]})

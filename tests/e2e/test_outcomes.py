@@ -160,4 +160,4 @@ async def test_rerun_submits_the_same_spec_as_a_new_linked_job(system: System) -
     listed = await system.shoal(
         "job", "list", "-l", f"rerun_of={job_id}", "--output-format", "json"
     )
-    assert [job["id"] for job in json.loads(listed.out)] == [rerun_id]
+    assert [job["id"] for job in json.loads(listed.out)["jobs"]] == [rerun_id]
