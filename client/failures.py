@@ -4,6 +4,8 @@
 - click's own usage errors (no such command or option, a missing argument, a bad value):
   ``UsageError``, exit 2, with click's message in Shoal's style.
 - Ctrl-C: ``Interrupted``, exit 130 (128 + SIGINT, as shells report it).
+- Standard output closed by its reader (``shoal job list | head -1``): no line, exit 141
+  (128 + SIGPIPE, what a shell reports for a program that the closed pipe stopped).
 - An ``OSError`` no command turned into a ``ShoalError`` (a full disk, a file that cannot be
   written): ``OSError``, exit 74 (``EX_IOERR``).
 - Anything else is a bug in Shoal: ``InternalError`` naming the exception, exit 70
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 import click
 
@@ -26,6 +29,7 @@ from shoal.errors import EXIT_USAGE, ShoalError
 EXIT_IO = 74
 EXIT_INTERNAL = 70
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141
 DEBUG_VARIABLE = "SHOAL_DEBUG"
 
 _SPACES = re.compile(r"\s+")
@@ -58,6 +62,9 @@ def debugging() -> bool:
 
 def report(error: BaseException) -> int:
     """Print ``error`` as one line on stderr and return its exit code."""
+    if isinstance(error, BrokenPipeError):
+        _silence_stdout()
+        return EXIT_CLOSED_PIPE
     if isinstance(error, ShoalError):
         line, code = f"{type(error).__name__}: {one_line(error.message)}", error.exit_code
     elif isinstance(error, click.ClickException):
@@ -79,6 +86,18 @@ def report(error: BaseException) -> int:
         traceback.print_exception(error)
     click.echo(line, err=True)
     return code
+
+
+def _silence_stdout() -> None:
+    """Point standard output at ``/dev/null``: its reader is gone, and flushing what is
+    still buffered at exit must not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout: nothing left to flush into a pipe
+        pass
+    finally:
+        os.close(devnull)
 
 
 def _os_message(error: OSError) -> str:

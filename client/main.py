@@ -6,7 +6,8 @@ import contextlib
 import importlib
 import os
 import sys
-from typing import NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import click
 
@@ -39,6 +40,20 @@ class LazyGroup(click.Group):
         name, command, rest = super().resolve_command(ctx, args)
         self.invoked = name
         return name, command, rest
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with closed_pipe_exits():  # ``--help`` prints while the arguments are parsed
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with closed_pipe_exits():
+            return super().invoke(ctx)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})
@@ -97,9 +112,19 @@ def _quick_exit(code: int) -> NoReturn:
     os._exit(code)
 
 
+@contextlib.contextmanager
+def closed_pipe_exits() -> Iterator[None]:
+    """A closed standard output ends the command as ``report`` says (no line, exit 141),
+    before click's own handling turns it into exit 1."""
+    try:
+        yield
+    except BrokenPipeError as error:
+        raise click.exceptions.Exit(report(error)) from None
+
+
 def _run(argv: list[str] | None) -> int:
     try:
-        cli.main(args=argv, prog_name="shoal", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="shoal", standalone_mode=False)
     except click.exceptions.Exit as done:
         return int(done.exit_code)
     except click.exceptions.NoArgsIsHelpError as bare:
@@ -107,7 +132,7 @@ def _run(argv: list[str] | None) -> int:
         return 0
     except (Exception, KeyboardInterrupt) as error:  # the last resort: one line, no traceback
         return report(error)
-    return 0
+    return result if isinstance(result, int) else 0  # an ``Exit`` raised while running
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -70,11 +71,16 @@ def checked_submission(
 
 def translate_here(job: Job) -> str | None:
     """Translate ``job`` as a requester would (``--dry-run``'s last check), raising its typed
-    error; a note instead when this installation has no translator for the job's type (a
+    error (the requester's admission limits too, as ``SHOAL_MAX_JOB_MEMORY`` here sets them);
+    a note instead when this installation has no translator for the job's type (a
     requester's plug-in may have one)."""
+    from requester.admission import DEFAULT_MAX_JOB_MEMORY, Admission
     from requester.translate import default_registry, translate_job
     from shoal.model import NATIVE_ENGINES
+    from shoal.units import parse_memory
 
+    limit = os.environ.get("SHOAL_MAX_JOB_MEMORY")
+    Admission(max_memory=parse_memory(limit) if limit else DEFAULT_MAX_JOB_MEMORY).check(job)
     registry = default_registry()
     job_type = job.engine_type
     if job_type not in NATIVE_ENGINES and job_type.lower() not in registry.job_types():

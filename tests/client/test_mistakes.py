@@ -97,6 +97,14 @@ OFFLINE = [
     Mistake("exec python --dry-run", "TranslationError", USAGE, "python job has nothing to run"),
     Mistake("exec python --version=3.9 --dry-run -- x", "TranslationError", USAGE, "'3.9'"),
     Mistake("exec python --dry-run --wait-timeout 1m -- x", "UsageError", USAGE, "needs --wait"),
+    Mistake("exec python --memory 100Gi --dry-run -- x", "UnsupportedError", USAGE, "at most 4"),
+    Mistake(
+        "exec python --memory 8Gi --dry-run -- x",
+        "UnsupportedError",
+        USAGE,
+        "at most 2",
+        env={"SHOAL_MAX_JOB_MEMORY": "2Gi"},
+    ),
     Mistake(
         "exec python --dry-run -l note=" + "x" * 65537 + " -- x",
         "TooLargeError",
@@ -425,3 +433,23 @@ def test_the_readme_error_examples_are_what_the_cli_prints(tmp_path: Path) -> No
             check=False,
         )
         assert done.stderr == line + "\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["exec", "python", "--dry-run", "--output-format", "json", "--", "python", "x"]],
+    ids=["help", "dry-run"],
+)
+def test_a_closed_stdout_ends_quietly_with_141(argv: list[str]) -> None:
+    """``shoal … | head -1``: the reader left; no line, exit 128 + SIGPIPE as a shell reports."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "client.main", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as shoal:
+        assert shoal.stdout is not None
+        assert shoal.stderr is not None
+        shoal.stdout.close()
+        assert shoal.wait(timeout=60) == 141
+        assert shoal.stderr.read() == b""
