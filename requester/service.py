@@ -191,6 +191,7 @@ class Requester:
             announcer,
             interval=self.settings.sweep_interval,
             compute=sweep_channel.default_exchange,
+            retention=self.settings.retention,
         )
         self.sweeper.start()
 

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator
 
 from shoal.broker import broker_user
 from shoal.settings import ServiceSettings, data_dir
-from shoal.units import parse_memory
+from shoal.units import parse_duration, parse_memory
 
 from .access import Access, namespace_members, user_list
 from .admission import DEFAULT_MAX_JOB_MEMORY, Admission
@@ -18,6 +18,13 @@ from .admission import DEFAULT_MAX_JOB_MEMORY, Admission
 def default_database_url() -> str:
     """SQLite in the user's data directory: the embedded default for one requester."""
     return f"sqlite+aiosqlite:///{data_dir() / 'jobs.sqlite3'}"
+
+
+def parse_retention(value: object) -> object:
+    """A duration such as ``30d`` in seconds; ``0`` (keep for ever) as it is."""
+    if isinstance(value, str) and value.strip() not in ("", "0"):
+        return parse_duration(value)
+    return value
 
 
 class RequesterSettings(ServiceSettings):
@@ -72,6 +79,12 @@ class RequesterSettings(ServiceSettings):
     )
     sweep_interval: float = Field(
         default=2.0, gt=0, description="Seconds between sweeps for jobs past their timeouts"
+    )
+    retention: Annotated[float, BeforeValidator(parse_retention)] = Field(
+        default=0.0,
+        ge=0,
+        description="How long the history of an ended job (spec, logs, outputs) is kept, "
+        "e.g. 30d; 0 keeps it for ever",
     )
     operator_users: str = Field(
         default="", description="Comma list of users who see every job (besides the requester)"

@@ -11,21 +11,25 @@ each job whose retry is due (``requester.store.retries``); two requesters may bo
 it, and the executors' claims run it once. Before it, a step makes due the compute message
 of each run whose claim's lease lapsed or was handed back while its job had not ended
 (``requester.store.lapses``): the executor that held it may have been the only one to get
-the message, so without a resend no executor would ever run it.
+the message, so without a resend no executor would ever run it. With a ``retention``, a last
+step removes the history of jobs that ended longer ago than that (``requester.store.retention``),
+at most once a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 import structlog
 from aio_pika.abc import AbstractExchange
 
 from shoal.broker import publish
 from shoal.topology import COMPUTE_QUEUE
-from shoal.wire import ComputeRequest
+from shoal.wire import ComputeRequest, utcnow
 
 from .announce import Announcer
 from .store import JobStore
@@ -34,6 +38,9 @@ log = structlog.get_logger(__name__)
 
 BATCH = 500
 """Deadlines handled per store transaction."""
+
+PRUNE_EVERY = 60.0
+"""Most often, in seconds, that ended jobs past the retention are looked for."""
 
 Step = Callable[[], Awaitable[None]]
 
@@ -48,6 +55,7 @@ class Sweeper:
         *,
         interval: float,
         compute: AbstractExchange | None = None,
+        retention: float = 0.0,
     ) -> None:
         self._store = store
         self._compute = compute
@@ -57,6 +65,10 @@ class Sweeper:
         self.steps: list[Step] = [self.expire_timeouts]
         if compute is not None:
             self.steps += [self.resend_lapsed, self.republish_retries]
+        self._retention = retention
+        self._next_prune = 0.0
+        if retention > 0:
+            self.steps.append(self.prune_history)
         """Run in order on every sweep."""
 
     def start(self) -> None:
@@ -109,6 +121,21 @@ class Sweeper:
                 log.info("job.retried", job_id=job.id)
             await self._store.retries_sent([job.id for job in due])
             if len(due) < BATCH:
+                return
+
+    async def prune_history(self) -> None:
+        """Remove the jobs that ended more than the retention ago, a batch at a time; at most
+        once every :data:`PRUNE_EVERY` seconds (or the retention, if shorter)."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + min(PRUNE_EVERY, self._retention)
+        before = utcnow() - timedelta(seconds=self._retention)
+        while True:
+            pruned = await self._store.prune_ended(before, limit=BATCH)
+            if pruned:
+                log.info("jobs.pruned", count=len(pruned), ended_before=before.isoformat())
+            if len(pruned) < BATCH:
                 return
 
     async def close(self) -> None:

@@ -22,7 +22,7 @@ from shoal.errors import NotFoundError, UsageError
 from shoal.model import JOB_ID, STATE_ORDER, Job, JobState, submitted_spec
 from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 
-from . import claims, deadlines, lapses, listing, reads, retries, schema, writes
+from . import claims, deadlines, lapses, listing, reads, retention, retries, schema, writes
 from .claims import Claimed
 from .deadlines import Expired
 from .dialect import tune_sqlite
@@ -234,6 +234,12 @@ class JobStore:
         now) while their jobs did not (``store.lapses``); the job IDs marked."""
         async with self._write() as conn:
             return await lapses.mark_lapsed(conn, now or utcnow(), limit)
+
+    async def prune_ended(self, before: datetime, limit: int = 500) -> list[str]:
+        """Remove the history of up to ``limit`` jobs that ended before ``before``
+        (``store.retention``); the IDs of the ended jobs removed."""
+        async with self._write() as conn:
+            return await retention.prune_ended(conn, before, limit)
 
     async def retries_sent(self, job_ids: Sequence[str]) -> None:
         """The compute messages of ``job_ids``' next attempts were published."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -10,6 +11,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from requester.service import Requester
 from requester.settings import RequesterSettings
+from shoal.errors import NotFoundError
 from shoal.model import JobState
 from shoal.topology import CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from shoal.wire import ControlMessage, JobEvent, Submission, decode
@@ -96,3 +98,28 @@ async def test_several_requesters_fail_each_job_once(
         await events.count(11, deadline=15)  # a later one: the earlier ones stayed announced once
     ends = [e.job_id for e in events_of(events) if e.state is JobState.FAILED]
     assert sorted(ends) == sorted([*ids, str(more.job_id)])
+
+
+async def test_an_ended_job_is_pruned_after_the_retention(
+    requester_settings: RequesterSettings, client: Client
+) -> None:
+    settings = requester_settings.model_copy(update={"retention": 1.0})
+    async with requesters(settings) as [requester]:
+        store = requester.store
+        assert store is not None
+        reply = await client.submit(Submission(job=timed_job(queue=0.5)))
+        assert reply.job_id is not None
+        job_id = reply.job_id
+        seen: list[str] = []
+
+        async def state_now() -> str:
+            try:
+                seen.append(str((await store.describe(job_id))["state"]))
+            except NotFoundError:
+                seen.append("pruned")
+            return seen[-1]
+
+        async with asyncio.timeout(30):
+            while await state_now() != "pruned":  # noqa: ASYNC110 (polling the store)
+                await asyncio.sleep(0.1)
+    assert JobState.FAILED in seen  # it expired, then was removed a second later

@@ -1,0 +1,83 @@
+"""Retention (SQLite and Postgres): jobs that ended long ago are removed, history and all."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from requester.store import JobStore, NewJob, schema
+from requester.translate import default_registry, translate_job
+from shoal.errors import NotFoundError
+from shoal.model import JobState
+
+from .jobs import log, python_job, result, state, tar_gz
+
+
+def later(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def translated(store: JobStore, **labels: str) -> NewJob:
+    translation = translate_job(python_job(labels=labels), default_registry())
+    item = NewJob(translation.original, translation.runnable)
+    await store.add_jobs([item])
+    await store.mark_queued([item.runnable.id])
+    return item
+
+
+async def rows_of(store: JobStore, job_ids: list[str]) -> int:
+    """Rows left, in every table keyed by a job ID, for ``job_ids``."""
+    total = 0
+    async with store._engine.connect() as conn:
+        for table in schema.metadata.sorted_tables:
+            key = table.c.get("job_id", table.c.get("id"))
+            if key is None:
+                continue
+            count = await conn.scalar(select(func.count()).where(key.in_(job_ids)))
+            total += int(count or 0)
+    return total
+
+
+async def test_an_ended_job_is_pruned_with_its_original_logs_and_outputs(
+    store: JobStore,
+) -> None:
+    done = await translated(store, team="a")
+    run = done.runnable.id
+    await store.record_events(
+        [
+            state(run, JobState.RUNNING),
+            log(run, 1, "hello\n"),
+            result(run, {"outputs": tar_gz({"a.txt": b"a"})}),
+            state(run, JobState.COMPLETED, exit_code=0),
+        ]
+    )
+    assert await store.prune_ended(later(-60)) == []  # ended just now: kept
+    assert await store.prune_ended(later(60)) == [run]
+    for job_id in (run, done.original.id):
+        with pytest.raises(NotFoundError):
+            await store.describe(job_id)
+    assert await rows_of(store, [run, done.original.id]) == 0
+
+
+async def test_waiting_and_running_jobs_and_their_originals_are_kept(store: JobStore) -> None:
+    waiting = await translated(store)
+    running = await translated(store)
+    await store.record_events([state(running.runnable.id, JobState.RUNNING)])
+    assert await store.prune_ended(later(3600)) == []
+    for item in (waiting, running):
+        assert (await store.describe(item.original.id))["id"] == item.runnable.id
+
+
+async def test_pruning_goes_a_batch_at_a_time_and_leaves_the_rest(store: JobStore) -> None:
+    items = [await translated(store) for _ in range(5)]
+    await store.record_events(
+        [state(item.runnable.id, JobState.FAILED, exit_code=1) for item in items[:4]]
+    )
+    first = await store.prune_ended(later(60), limit=3)
+    second = await store.prune_ended(later(60), limit=3)
+    assert len(first) == 3
+    assert len(second) == 1
+    assert sorted(first + second) == sorted(item.runnable.id for item in items[:4])
+    assert (await store.describe(items[4].runnable.id))["state"] == JobState.QUEUED
