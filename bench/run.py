@@ -21,6 +21,7 @@ BENCHMARKS = {
     "executor": ["-m", "bench.bench_executor"],
     "depcache": ["-m", "bench.bench_depcache"],
     "metrics": ["-m", "bench.bench_metrics"],
+    "fleet": ["-m", "bench.bench_fleet"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = re.compile(r"^<!-- bench:(\w+) -->\n(.*?)^<!-- /bench:\1 -->\n", re.M | re.S)

@@ -48,8 +48,29 @@ class ExecCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from .jobtypes_command import HELP_TIMEOUT, fetch, option_text
+        from .settings import load_client_settings
+
+        found = fetch(load_client_settings(ctx), HELP_TIMEOUT)
         formatter.write_paragraph()
-        formatter.write_text(job_types_line())
+        if found.source == "cluster":
+            formatter.write("Job types the cluster runs (shoal job-types for more):\n")
+        else:
+            formatter.write(
+                "Job types of this installation (no requester answered; shoal job-types "
+                "asks again):\n"
+            )
+        with formatter.indentation():
+            formatter.write_dl(
+                [
+                    (
+                        kind["name"],
+                        kind["description"]
+                        + "".join(f"; {option_text(o)}" for o in kind["options"]),
+                    )
+                    for kind in found.data["job_types"]
+                ]
+            )
         formatter.write_paragraph()
         formatter.write("Examples:\n")
         for example in EXAMPLES:

@@ -17,6 +17,7 @@ COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
     "exec": ("client.exec_command", "exec_command"),
     "job": ("client.jobs_command", "job_group"),
+    "job-types": ("client.jobtypes_command", "job_types_command"),
     "schema": ("client.schema_command", "schema_command"),
     "serve": ("client.serve_command", "serve_group"),
     "version": ("client.version_command", "version_command"),

@@ -1,9 +1,6 @@
-"""Finding and rendering job-type templates (Jinja2 templates of a JSON job).
-
-Templates come from, in order (a later source overrides an earlier one of the same name):
-the ``templates/`` folder shipped with Shoal, the ``shoal.templates`` entry points (each
-naming a ``.tpl`` file or a folder of them), and the operator folders in
-``SHOAL_TEMPLATE_DIRS``. Names are case-insensitive.
+"""Rendering job-type templates (Jinja2 templates of a JSON job) found by
+``templates.discovery``: the ``templates/`` folder shipped with Shoal, the
+``shoal.templates`` entry points, and the operator folders in ``SHOAL_TEMPLATE_DIRS``.
 
 Every ``{{ expression }}`` renders as a JSON value, so user input can never break the JSON.
 """
@@ -12,42 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from shoal.errors import TemplateError, UnknownJobTypeError
+from templates.discovery import CLI_VARIABLES, discover
 
-ENTRY_POINT_GROUP = "shoal.templates"
-SUFFIX = ".tpl"
-CLI_VARIABLES = frozenset({"name", "command", "arguments"})
-"""Variables every template is given by the CLI itself."""
-
-
-def _templates_in(location: Path) -> dict[str, Path]:
-    if location.is_file() and location.suffix == SUFFIX:
-        return {location.stem.lower(): location}
-    if location.is_dir():
-        return {p.stem.lower(): p for p in sorted(location.glob(f"*{SUFFIX}")) if p.is_file()}
-    return {}
-
-
-def discover(operator_dirs: Iterable[Path] = ()) -> dict[str, Path]:
-    """Job type → template file, from all sources."""
-    from templates import TEMPLATE_DIR
-
-    found = _templates_in(TEMPLATE_DIR)
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            location = Path(str(entry.load()))
-        except Exception as error:
-            raise TemplateError(
-                f"cannot load template entry point {entry.name!r} ({entry.value}): {error}"
-            ) from error
-        found.update(_templates_in(location))
-    for folder in operator_dirs:
-        found.update(_templates_in(folder))
-    return found
+__all__ = ["CLI_VARIABLES", "discover", "lookup", "render"]
 
 
 def _finalize(value: Any) -> str:

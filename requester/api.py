@@ -90,7 +90,9 @@ class Api:
         list_limit: int,
         retry: RetryPolicy,
         access: Access,
+        job_types: dict[str, Any] | None = None,
     ) -> None:
+        self._job_types = job_types or {"job_types": [], "untranslated": []}
         self._store = store
         self._access = access
         self._replies = replies
@@ -122,6 +124,8 @@ class Api:
 
     async def handle(self, request: ApiRequest, caller: str) -> Any:
         """The result of ``request`` by ``caller``; ``ShoalError`` for a bad one."""
+        if request.op == "job-types":
+            return self._job_types
         scope = self._access.scope(caller)
         if request.op == "list":
             return (await self._page(request.params, scope))["jobs"]

@@ -48,6 +48,7 @@ from .api import Api
 from .claims import Claims
 from .deadletters import DeadLetters
 from .delivery import InFlight
+from .jobtypes import catalogue
 from .recorder import Recorder
 from .settings import RequesterSettings
 from .store import JobStore, Limits
@@ -131,6 +132,7 @@ class Requester:
             list_limit=s.list_limit,
             retry=retry,
             access=access,
+            job_types=catalogue(registry, s.template_folders()),
         )
         await self._consume(api_channel, API_QUEUE, api)
         await self._consume(

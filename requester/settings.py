@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, field_validator
@@ -63,6 +65,11 @@ class RequesterSettings(ServiceSettings):
     queue_depth_every: float = Field(
         default=5.0, gt=0, description="Seconds between reads of the queues' depth (metrics on)"
     )
+    template_dirs: str = Field(
+        default="",
+        description="Folders of operator job-type templates, separated by ':' (as the CLI's "
+        "SHOAL_TEMPLATE_DIRS): `shoal job-types` lists the ones this requester translates",
+    )
     list_limit: int = Field(default=50, ge=1, description="Jobs `job list` shows by default")
     connect_timeout: float = Field(default=10.0, gt=0, description="Seconds to reach the broker")
     reconnect_interval: float = Field(
@@ -104,6 +111,10 @@ class RequesterSettings(ServiceSettings):
     def _members(cls, value: str) -> str:
         namespace_members(value)
         return value
+
+    def template_folders(self) -> list[Path]:
+        """The folders of :attr:`template_dirs`."""
+        return [Path(part) for part in self.template_dirs.split(os.pathsep) if part.strip()]
 
     def admission(self) -> Admission:
         """The limits on what a job may ask for (``requester.admission``)."""

@@ -158,7 +158,9 @@ class ClaimReply(Message):
     error: WireError | None = None
 
 
-ApiOp = Literal["list", "page", "summary", "resolve", "describe", "logs", "get", "stop"]
+ApiOp = Literal[
+    "list", "page", "summary", "resolve", "describe", "logs", "get", "stop", "job-types"
+]
 
 
 class ApiRequest(Message):

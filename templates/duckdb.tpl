@@ -1,4 +1,5 @@
-{#- Job template for `shoal exec duckdb`. Every {{ expression }} renders as a JSON value.
+{#- SQL on the DuckDB CLI: a query, or duckdb's own arguments. Job template for
+    `shoal exec duckdb`. Every {{ expression }} renders as a JSON value.
     Variables: name, command, arguments (the CLI fills them). -#}
 {
   "name": {{ name }},

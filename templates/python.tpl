@@ -1,4 +1,6 @@
-{#- Job template for `shoal exec python`. Every {{ expression }} renders as a JSON value.
+{#- Python code with its dependencies installed first (requirements.txt, pyproject.toml or
+    the entry module's docstring). Job template for `shoal exec python`. Every {{ expression }}
+    renders as a JSON value.
     Variables: name, command, arguments (the CLI fills them), version (default 3.11). -#}
 {
   "name": {{ name }},

@@ -85,6 +85,7 @@ class DuckDBTranslator:
     gets the in-memory database (see the module docstring)."""
 
     job_type = "duckdb"
+    engine = "docker"
 
     def translate(self, task: Task) -> Task:
         """Run ``duckdb ARGV`` in the duckdb image."""

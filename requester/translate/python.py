@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import ClassVar
+
 from shoal.errors import TranslationError
 from shoal.images import DEFAULT_PYTHON_VERSION, LAUNCHER_PATH, PYTHON_VERSIONS, python_image
 from shoal.model import DockerParams, Network, NetworkType, SpecConfig, Task
@@ -28,6 +31,8 @@ class PythonTranslator:
     """``python`` → docker on ``shoal/python:<version>``."""
 
     job_type = "python"
+    engine = "docker"
+    choices: ClassVar[Mapping[str, Sequence[str]]] = {"version": PYTHON_VERSIONS}
 
     def translate(self, task: Task) -> Task:
         """Run ``shoal-launch -- ARGV`` in the image for the job's python version."""
