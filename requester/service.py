@@ -49,6 +49,7 @@ from .claims import Claims
 from .deadletters import DeadLetters
 from .delivery import InFlight
 from .jobtypes import catalogue
+from .peers import Peer, RollCall
 from .recorder import Recorder
 from .settings import RequesterSettings
 from .store import JobStore, Limits
@@ -101,6 +102,12 @@ class Requester:
             reconnect_interval=s.reconnect_interval,
         )
         count_reconnects(self.connection)
+        roll_call = RollCall(
+            self.connection, Peer(s.name, await self.store.store_id(), self.store.describe_url())
+        )
+        peers = await roll_call.check()
+        if peers:
+            log.info("requester.peers", peers=[peer.name for peer in peers])
         submit_channel = await self._channel(s.submit_prefetch)
         topology = await declare(submit_channel)
         reply_channel = await self.connection.channel(publisher_confirms=False)
@@ -143,7 +150,8 @@ class Requester:
         await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
         health = HealthServer(s.metrics_host, s.metrics_port, self._ready)
         await health.start()
-        self._closers = [recorder.close, health.close]
+        await roll_call.answer()
+        self._closers = [roll_call.close, recorder.close, health.close]
         if s.metrics_port:
             depth = asyncio.create_task(self._watch_depth(await self.connection.channel()))
             self._closers.append(lambda: _cancel(depth))

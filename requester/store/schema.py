@@ -22,6 +22,8 @@
                  compute message is due again (``requester.store.retries``; NULL once sent)
     run_accounts (job_id, executor) → the broker account whose event for that run was recorded
                  first: only that account's events for it are recorded afterwards
+    store_meta   key → value about the store itself: ``store_id``, made once, names the store
+                 to the other requesters of a broker (``requester.peers``)
 
 Tables are created when missing; columns added since a table was created are added by
 :func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed; ``left_out``: NULL).
@@ -187,6 +189,13 @@ run_accounts = Table(
     Column("job_id", _ID, primary_key=True),
     Column("executor", String(256), primary_key=True),
     Column("account", String(64), nullable=False),
+)
+
+store_meta = Table(
+    "store_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
 )
 
 ADDED_COLUMNS = {"jobs": ("owner", "left_out")}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -25,7 +27,7 @@ from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
 from . import claims, deadlines, lapses, listing, reads, retention, retries, schema, writes
 from .claims import Claimed
 from .deadlines import Expired
-from .dialect import tune_sqlite
+from .dialect import insert_for, tune_sqlite
 from .listing import JobFilter, Scope
 from .writes import Limits, NewJob
 
@@ -82,6 +84,24 @@ class JobStore:
     def dialect(self) -> str:
         """``sqlite`` or ``postgresql``."""
         return self._engine.dialect.name
+
+    def describe_url(self) -> str:
+        """The database, password hidden: ``sqlite:///…/jobs.sqlite3``, ``postgresql://u@h/db``."""
+        return self._engine.url.render_as_string(hide_password=True)
+
+    async def store_id(self) -> str:
+        """This store's ID: made by the first requester that opened it, the same for every
+        requester sharing it."""
+        table = schema.store_meta
+        async with self._write() as conn:
+            insert = insert_for(conn)
+            await conn.execute(
+                insert(table)
+                .values(key="store_id", value=f"s-{uuid.uuid4().hex}")
+                .on_conflict_do_nothing()
+            )
+            value = await conn.scalar(select(table.c.value).where(table.c.key == "store_id"))
+        return str(value)
 
     async def close(self) -> None:
         """Release every connection."""
