@@ -399,21 +399,34 @@ async def serve(
         await compute.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
+        steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if health is not None:
-            await health.close()
+            steps.append(("health", health.close))
         if refresher is not None:
             refresher.cancel()
         if executor is not None:
-            await executor.cancel_all()
-            await executor.node.leftovers.close()
+            steps += [("jobs", executor.cancel_all), ("leftovers", executor.node.leftovers.close)]
         if keeper is not None:
             keeper.cancel()
-            await asyncio.gather(keeper, return_exceptions=True)
-        await gateway.close()
+            steps.append(("leases", lambda: asyncio.gather(keeper, return_exceptions=True)))
+        steps.append(("gateway", gateway.close))
         if connection is not None:
-            await connection.close()
-        await runner.close()
+            steps.append(("broker", connection.close))
+        steps.append(("engine", runner.close))
+        await shut_down(steps)
         log.info("executor.stopped")
+
+
+async def shut_down(steps: list[tuple[str, Callable[[], Awaitable[object]]]]) -> None:
+    """Run every shutdown step in order; one that fails is logged and the next still runs
+    (a broker gone mid-shutdown must not leave the proxy's firewall rule behind)."""
+    for name, step in steps:
+        try:
+            await step()
+        except Exception as error:
+            log.warning(
+                "executor.shutdown_step_failed", step=name, error=f"{type(error).__name__}: {error}"
+            )
 
 
 async def _health(

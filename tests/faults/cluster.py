@@ -5,8 +5,8 @@ on a private vhost and a fresh SQLite store, submits jobs over a direct broker c
 reads the store (read-only) to see what became of them. :meth:`Cluster.audit` checks every
 accepted job: in the store (else *lost*), in a terminal state (else *stuck*), with a truthful
 reason (a completed job exited as its script says, a failed or stopped one says why), its
-script run to its end at most once (else *run twice*), and no container left on the test's
-nodes (else *leaked*).
+script run to its end at most once (else *run twice*), and no container or proxy rule left on
+the test's nodes (else *leaked*).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -26,6 +27,7 @@ from typing import Any
 
 import aiodocker
 
+from executor.network import ACCEPT_PREFIX, iptables
 from executor.runner import LABEL_NODE
 from shoal.broker import connect
 from shoal.model import Job
@@ -290,7 +292,8 @@ class Cluster:
             path.write_text("".join(json.dumps(e) + "\n" for e in service.events))
 
     async def leftovers(self) -> list[str]:
-        """Containers still labelled for this cluster's nodes."""
+        """Containers still labelled for this cluster's nodes, and the proxy rules of its
+        executors still in ``INPUT`` (as ``rule: -A INPUT …``)."""
         docker = aiodocker.Docker(url=self.docker_url)
         try:
             found: set[str] = set()
@@ -299,16 +302,30 @@ class Cluster:
                     all=True, filters={"label": [f"{LABEL_NODE}={node}"]}
                 )
                 found |= {str(c.id) for c in labelled}
-            return sorted(found)
         finally:
             await docker.close()
+        return sorted(found) + [f"rule: {rule}" for rule in await self.proxy_rules()]
 
-    async def remove_leftovers(self, containers: list[str]) -> None:
+    async def proxy_rules(self) -> list[str]:
+        """The ``INPUT`` rules letting http jobs reach a proxy of this cluster's executors."""
+        code, listing = await iptables("-S", "INPUT")
+        if code != 0:
+            return []
+        return [
+            line
+            for line in listing.splitlines()
+            if any(f"{ACCEPT_PREFIX}{node} " in line for node in self.executors)
+        ]
+
+    async def remove_leftovers(self, leftovers: list[str]) -> None:
         docker = aiodocker.Docker(url=self.docker_url)
         try:
-            for container in containers:
+            for leftover in leftovers:
+                if leftover.startswith("rule: "):
+                    await iptables("-D", *shlex.split(leftover.removeprefix("rule: "))[1:])
+                    continue
                 with contextlib.suppress(aiodocker.DockerError):
-                    await docker.containers.container(container).delete(force=True)
+                    await docker.containers.container(leftover).delete(force=True)
         finally:
             await docker.close()
 
