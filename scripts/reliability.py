@@ -89,7 +89,7 @@ def fault_section(suite: dict[str, Any]) -> list[str]:
         f" (`{suite['tail']}`).",
         "",
         "| Case | Faults injected | Submitted | Accepted | Lost | Run twice | Stuck "
-        "| Untruthful | Containers leaked | End states |",
+        "| Untruthful | Leaked | End states |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
@@ -139,8 +139,9 @@ def render(suite: dict[str, Any], fuzz: dict[str, Any] | None, commit: str) -> s
         " *lost* — accepted but not in the store; *stuck* — not in a terminal state"
         " (completed, failed, stopped) when the case ended; *run twice* — more than one"
         " execution of the job ran to an exit code; *untruthful* — a terminal state that is"
-        " neither the expected outcome nor failed/stopped with a reason; *containers leaked*"
-        " — containers labelled with the case's executor nodes after the executors stopped.",
+        " neither the expected outcome nor failed/stopped with a reason; *leaked* — containers"
+        " labelled with the case's executor nodes, and firewall rules of their http proxies,"
+        " left after the executors stopped.",
         "",
     ]
     body = [*fault_section(suite), "", *fuzz_section(fuzz), ""]
