@@ -20,6 +20,7 @@ COMMANDS = {
     "job-types": ("client.jobtypes_command", "job_types_command"),
     "schema": ("client.schema_command", "schema_command"),
     "serve": ("client.serve_command", "serve_group"),
+    "status": ("client.status_command", "status_command"),
     "version": ("client.version_command", "version_command"),
 }
 """Command name → (module, attribute): each imported only when its command runs (or for

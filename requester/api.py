@@ -5,8 +5,9 @@ Ops (``ApiRequest.op``): ``list`` (params ``states`` or ``state``, ``labels`` {k
 cursor, ``requester.store.listing``), ``summary`` (counts by state and job type), and per
 job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (the job's state, its outputs
 as base64 tar.gz per result name and ``left_out``: notes on the results it does not have)
-and ``stop``. A job is named by its ID or by a unique prefix of it (at least six characters
-after ``j-``), looked up among the caller's jobs only.
+and ``stop``; and ``status`` (the live services and the queues' depth, ``requester.fleet``:
+job IDs of running jobs only for operators). A job is named by its ID or by a unique prefix
+of it (at least six characters after ``j-``), looked up among the caller's jobs only.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
@@ -18,6 +19,7 @@ the end.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +41,9 @@ from .store.listing import Scope
 from .submissions import RetryPolicy
 
 log = structlog.get_logger(__name__)
+
+Status = Callable[[bool], Awaitable[dict[str, Any]]]
+"""The ``status`` answer, for an operator (True) or not."""
 
 MAX_LIST = 1000
 """The most jobs one ``list`` or ``page`` answer holds; the CLI pages for more."""
@@ -91,7 +96,9 @@ class Api:
         retry: RetryPolicy,
         access: Access,
         job_types: dict[str, Any] | None = None,
+        status: Status | None = None,
     ) -> None:
+        self._status = status
         self._job_types = job_types or {"job_types": [], "untranslated": []}
         self._store = store
         self._access = access
@@ -126,6 +133,10 @@ class Api:
         """The result of ``request`` by ``caller``; ``ShoalError`` for a bad one."""
         if request.op == "job-types":
             return self._job_types
+        if request.op == "status":
+            if self._status is None:
+                raise ShoalError("this requester does not keep a cluster view")
+            return await self._status(self._access.is_operator(caller))
         scope = self._access.scope(caller)
         if request.op == "list":
             return (await self._page(request.params, scope))["jobs"]

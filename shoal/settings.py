@@ -42,6 +42,12 @@ class ServiceSettings(CommonSettings):
         le=65535,
         description="Port of /metrics, /livez and /readyz (shoal.metrics); 0: off",
     )
+    heartbeat_every: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between heartbeats (shoal status); a service that misses 3 "
+        "drops out of the view",
+    )
     metrics_host: str = Field(
         default="127.0.0.1",
         description="Address the metrics port listens on (0.0.0.0 in a container)",
