@@ -15,6 +15,7 @@ from .failures import report
 
 COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
+    "config": ("client.config_command", "config_group"),
     "exec": ("client.exec_command", "exec_command"),
     "job": ("client.jobs_command", "job_group"),
     "job-types": ("client.jobtypes_command", "job_types_command"),

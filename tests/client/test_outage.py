@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], int]] = {
     "job get": (("job", "get", JOB), 1),
     "job stop": (("job", "stop", JOB), 1),
     "job wait": (("job", "wait", JOB), 2),
+    "status": (("status",), 1),
 }
 
 
