@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import signal
 import sys
 import uuid
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from executor.network import ACCEPT_PREFIX, iptables
 
 from .conftest import ROOT, System, _until_logged
 
@@ -102,3 +105,13 @@ async def test_an_executor_that_stops_beating_drops_out(system: System) -> None:
         if second.returncode is None:
             second.kill()
             await second.wait()
+        await forget_proxy_rules(env["SHOAL_NODE_ID"])
+
+
+async def forget_proxy_rules(node: str) -> None:
+    """Remove the firewall rule of a killed executor's proxy (its node never starts again, so
+    no executor reaps it)."""
+    code, listing = await iptables("-S", "INPUT")
+    for line in listing.splitlines() if code == 0 else []:
+        if f"{ACCEPT_PREFIX}{node} " in line:
+            await iptables("-D", *shlex.split(line)[1:])
