@@ -28,7 +28,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
-from shoal.brokerurl import lost, unreachable
+from shoal.brokerurl import broker_urls, lost, unreachable_all
 from shoal.errors import ShoalError, UnavailableError, from_wire
 from shoal.names import (
     API_QUEUE,
@@ -72,9 +72,11 @@ BROKER_ERRORS = (
 class Session:
     """One connection and channel; :func:`open_session` makes and closes it."""
 
-    def __init__(self, settings: ClientSettings, connection: AbstractConnection) -> None:
+    def __init__(self, settings: ClientSettings, connection: AbstractConnection, url: str) -> None:
         self.settings = settings
-        self.user = Endpoint.parse(settings.broker_url.get_secret_value()).user
+        self.url = url
+        """The broker address it reached (of a list: the first that answered)."""
+        self.user = Endpoint.parse(url).user
         """The account this session is logged in as: every request carries it as
         ``user_id``, which the broker checks and the requester takes as the caller."""
         self._connection = connection
@@ -102,7 +104,7 @@ class Session:
         if work.done() and not work.cancelled():
             return work.result()
         if closing.done() and not closing.cancelled():
-            raise lost(self.settings.broker_url.get_secret_value(), closing.exception())
+            raise lost(self.url, closing.exception())
         raise TimeoutError
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
@@ -225,10 +227,11 @@ async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
     ``Type: message`` line.
     """
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-    url = settings.broker_url.get_secret_value()
-    connection = await _connect(url, settings.connect_timeout)
+    url, connection = await _connect(
+        settings.broker_url.get_secret_value(), settings.connect_timeout
+    )
     try:
-        session = Session(settings, connection)
+        session = Session(settings, connection, url)
         await session._start()
         yield session
     except BrokenPipeError:
@@ -240,10 +243,18 @@ async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
             await connection.close()
 
 
-async def _connect(url: str, seconds: float) -> AbstractConnection:
-    """A connection, or ``UnavailableError`` naming the broker (password hidden)."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await aiormq.connect(url, client_properties={"connection_name": "shoal-cli"})
-    except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
-        raise unreachable(url, error) from None
+async def _connect(url: str, seconds: float) -> tuple[str, AbstractConnection]:
+    """The first address of ``url`` that answers and a connection to it, or
+    ``UnavailableError`` naming each broker (passwords hidden) and why it failed."""
+    failures: list[tuple[str, BaseException]] = []
+    for address in broker_urls(url):
+        try:
+            async with asyncio.timeout(seconds):
+                connection = await aiormq.connect(
+                    address, client_properties={"connection_name": "shoal-cli"}
+                )
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
+            failures.append((address, error))
+        else:
+            return address, connection
+    raise unreachable_all(failures) from None

@@ -85,3 +85,23 @@ async def test_broker_lost_mid_command(
     line = one_unavailable_line(done)
     assert "lost the connection to RabbitMQ" in line
     assert took < 15, "the command noticed the lost connection at once, not at a timeout"
+
+
+@pytest.mark.parametrize("name", ["exec", "job describe", "job list"])
+async def test_several_addresses_use_the_first_that_answers(
+    name: str, shoal: Shoal, amqp_url: str, queued_job: str
+) -> None:
+    """``exec`` takes the blocking path, the others the asyncio session."""
+    listed = f"{with_port(amqp_url, 1)}, {amqp_url}"
+    done = await shoal("--broker", listed, *argv_of(name, queued_job))
+    assert done.code == 0, done.err
+
+
+async def test_several_addresses_none_answering_names_each(shoal: Shoal) -> None:
+    listed = "amqp://guest:secret@127.0.0.1:1/,amqp://guest:secret@127.0.0.1:2/"
+    for argv in (RUN, ("job", "list")):
+        line = one_unavailable_line(await shoal("--broker", listed, *argv))
+        assert line.startswith("UnavailableError: cannot reach RabbitMQ at any of its 2 addresses")
+        assert "amqp://***@127.0.0.1:1/: " in line
+        assert "amqp://***@127.0.0.1:2/: " in line
+        assert "secret" not in line
