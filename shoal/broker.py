@@ -19,11 +19,14 @@ from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
+import structlog
 from aio_pika.abc import AbstractExchange
 from yarl import URL
 
-from shoal.brokerurl import broker_urls, unreachable_all
+from shoal.brokerurl import broker_urls, redact, unreachable_all
 from shoal.wire import CONTENT_TYPE, Message, encode
+
+log = structlog.get_logger("broker")
 
 CHANNEL_GONE = (aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
 """What a publish raises while the connection is down (before a robust channel reopens)."""
@@ -41,6 +44,10 @@ class FailoverConnection(aio_pika.RobustConnection):
         self._urls = [URL(url) for url in urls]
         self._index = start
         super().__init__(self._urls[start], **kwargs)
+        self.reconnect_callbacks.add(self._reconnected)
+
+    def _reconnected(self, *_: object) -> None:
+        log.info("broker.reconnected", broker=redact(str(self.url)))
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         await super()._on_connection_close(closing)

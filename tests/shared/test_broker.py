@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import aio_pika
 import aiormq
 import pytest
+from structlog.testing import capture_logs
 
 from shoal import limits
 from shoal.broker import connect, publish
@@ -114,10 +115,14 @@ async def test_after_a_drop_the_connection_moves_to_the_next_address(
         channel = await connection.channel()
         queue = await channel.declare_queue(exclusive=True)
         assert connection.url.port == first.port
-        await first.close()
-        async with asyncio.timeout(30):
-            await back.wait()
+        with capture_logs() as logs:
+            await first.close()
+            async with asyncio.timeout(30):
+                await back.wait()
         assert connection.url.port == second.port
+        assert [e["broker"] for e in logs if e["event"] == "broker.reconnected"] == [
+            f"amqp://***@127.0.0.1:{second.port}{upstream.path}"
+        ]
         await publish(channel.default_exchange, queue.name, ControlMessage(job_id="j-3"))
         message = await queue.get(timeout=10)
         assert message is not None
