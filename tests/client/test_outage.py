@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -105,3 +106,23 @@ async def test_several_addresses_none_answering_names_each(shoal: Shoal) -> None
         assert "amqp://***@127.0.0.1:1/: " in line
         assert "amqp://***@127.0.0.1:2/: " in line
         assert "secret" not in line
+
+
+@pytest.mark.parametrize("how", ["drop", "close"])
+async def test_a_wait_moves_to_the_next_address_when_its_connection_breaks(
+    how: str, shoal: Shoal, amqp_url: str, queued_job: str
+) -> None:
+    """``job wait``'s second publish (its first inside the wait) is cut: it carries on through
+    the next address and ends when the job is stopped."""
+    upstream = urlsplit(amqp_url)
+    target = (upstream.hostname or "127.0.0.1", upstream.port or 5672)
+    async with cutting_proxy(target, 2, how) as proxy:  # type: ignore[arg-type]
+        listed = f"{with_port(amqp_url, proxy.port)},{amqp_url}"
+        waiting = asyncio.create_task(shoal("--broker", listed, "job", "wait", queued_job))
+        async with asyncio.timeout(30):
+            await proxy.cut.wait()
+        stopped = await shoal("job", "stop", queued_job)
+        assert stopped.code == 0, stopped.err
+        done = await waiting
+    assert "UnavailableError" not in done.err, done.err
+    assert done.code == 130, (done.out, done.err)
