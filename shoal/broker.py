@@ -51,7 +51,7 @@ class FailoverConnection(aio_pika.RobustConnection):
 
     async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
         await super()._on_connection_close(closing)
-        if len(self._urls) > 1 and not (self.close_called or self.is_closed):
+        if len(self._urls) > 1 and not (self._close_called or self.is_closed):
             self._index = (self._index + 1) % len(self._urls)
             self.url = self._urls[self._index]
 
