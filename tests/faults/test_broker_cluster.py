@@ -1,11 +1,13 @@
 """A three-node RabbitMQ cluster whose quorum-queue leader node stops mid-batch: the services,
 given every node's address, move to another node, and every accepted job ends completed once.
 
-The cluster is three private nodes (``rabbitnode.private_cluster``), never the shared system
-node, so stopping one disturbs nobody else. Everything connects to the first address first, so
-the requester declares Shoal's quorum queues there and that node leads them (RabbitMQ places a
-new queue's leader on the declaring client's node); the test checks that, and that each queue
-has a member on all three nodes, before it stops that node.
+The cluster is three private nodes (``rabbitnode.private_cluster``), not the shared broker
+joined by two extra ones: stopping a node then disturbs nobody else, and no queue that other
+users of the shared broker declare meanwhile gets members on nodes the test removes.
+Everything connects to the first address first, so the requester declares Shoal's quorum
+queues there and that node leads them (RabbitMQ places a new queue's leader on the declaring
+client's node); the test checks that, and that each queue has a member on all three nodes,
+before it stops that node.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from .cluster import Cluster, shell_job
 from .figures import LONG, Case, Figures
 from .rabbitnode import RabbitNode, private_cluster
-from .test_broker_restart import stored
 
 pytestmark = [
     pytest.mark.faults,
@@ -54,7 +55,7 @@ async def test_leader_node_stopped_mid_batch(
             assert queues[name].leader == leader.name, queues
             assert queues[name].members == everyone, queues
         ids = [await cluster.publish(shell_job("true")) for _ in range(count)]
-        before = await stored(cluster, count // 10, 60)
+        before = await cluster.stored(count // 10, 60)
         await asyncio.to_thread(leader.stop)
         assert before < count, "the node stopped after every submission was handled"
         moved = await asyncio.to_thread(others[0].quorum_queues)
