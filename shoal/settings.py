@@ -27,7 +27,11 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="ignore")
 
     broker_url: SecretStr = Field(
-        default=SecretStr(DEFAULT_BROKER_URL), description="AMQP URL of RabbitMQ"
+        default=SecretStr(DEFAULT_BROKER_URL),
+        description=(
+            "AMQP URL of RabbitMQ, or a comma-separated list of a cluster's nodes (one user "
+            "and vhost): the first that answers, the next after a drop"
+        ),
     )
     log_format: str = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: str = Field(default="info", description="debug, info, warning or error")
