@@ -13,7 +13,8 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -31,27 +32,65 @@ RECHECK_SECONDS = 2.0
 just before our queue was bound never reaches us."""
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """A piece of a job's output, as the executor sent it."""
+
+    stream: str
+    """``stdout`` or ``stderr``."""
+    data: str
+    executor: str | None
+    """The executor that ran the attempt it comes from."""
+    seq: int
+    """Its place in that executor's output of the job."""
+
+
+def stored_chunks(logs: dict[str, Any]) -> list[LogChunk]:
+    """The chunks of a ``logs`` answer of the requester."""
+    return [
+        LogChunk(str(c.get("stream") or "stdout"), str(c["data"]), c.get("executor"), int(c["seq"]))
+        for c in logs.get("chunks", [])
+    ]
+
+
+def echo_chunk(chunk: LogChunk) -> None:
+    """Write a chunk to stdout or stderr, as the job wrote it."""
+    click.echo(chunk.data, nl=False, err=chunk.stream == "stderr")
+
+
+def echo_truncated(stream: str) -> None:
+    """Say on stderr that the store cut ``stream`` short."""
+    click.echo(f"[shoal: {stream} truncated by the store's limit]", err=True)
+
+
 class LogPrinter:
-    """Writes chunks to stdout/stderr, each ``(executor, seq)`` once."""
+    """Hands each chunk, by ``(executor, seq)``, once to ``write`` (by default to
+    stdout/stderr), and each stream the store cut short to ``truncated``."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        write: Callable[[LogChunk], None] = echo_chunk,
+        truncated: Callable[[str], None] = echo_truncated,
+    ) -> None:
         self._seen: set[tuple[str | None, int]] = set()
+        self._write = write
+        self._truncated = truncated
 
-    def chunk(self, executor: str | None, seq: int, stream: str | None, data: str) -> None:
-        """Print one chunk unless printed before."""
-        key = (executor, seq)
+    def chunk(self, chunk: LogChunk) -> None:
+        """Write one chunk unless written before."""
+        key = (chunk.executor, chunk.seq)
         if key in self._seen:
             return
         self._seen.add(key)
-        click.echo(data, nl=False, err=stream == "stderr")
+        self._write(chunk)
 
     def stored(self, logs: dict[str, Any]) -> None:
-        """Print the chunks the store holds."""
-        for c in logs.get("chunks", []):
-            self.chunk(c.get("executor"), int(c["seq"]), c.get("stream"), str(c["data"]))
+        """Write the chunks the store holds."""
+        for chunk in stored_chunks(logs):
+            self.chunk(chunk)
         for stream, cut in (logs.get("truncated") or {}).items():
             if cut:
-                click.echo(f"[shoal: {stream} truncated by the store's limit]", err=True)
+                self._truncated(stream)
 
 
 class Spinner:
@@ -98,15 +137,17 @@ async def wait_for_end(
     spin: bool,
     seen: dict[str, str] | None = None,
     owner: str | None = None,
+    printer: LogPrinter | None = None,
 ) -> str:
     """Block until the job is terminal *and* recorded; print its logs when ``follow``.
 
     The recorder's ``recorded`` event (or a store that already says so) ends the wait, so
     the job's logs and outputs can be read as soon as this returns. The final state. While
     it waits, ``seen[job_id]`` holds the last state seen; it is removed once the wait ends.
-    ``owner`` names the job's owner (asked from the requester when not given).
+    ``owner`` names the job's owner (asked from the requester when not given); ``printer``
+    takes the logs (by default they go to stdout and stderr).
     """
-    printer = LogPrinter()
+    printer = printer or LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
     seen = {job_id: "state unknown"} if seen is None else seen
     while True:
@@ -189,7 +230,7 @@ async def _next(
         record = await session.api("describe", job_id)
         return str(record["state"]), _settled(record)
     if event.kind == "log" and follow:
-        printer.chunk(event.executor, event.seq, event.stream, event.data)
+        printer.chunk(LogChunk(event.stream or "stdout", event.data, event.executor, event.seq))
     if event.state is None:
         return state, False
     return event.state.value, event.kind == "recorded"
