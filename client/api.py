@@ -33,22 +33,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from shoal import limits
 from shoal.errors import (
     JobNotEndedError,
     OutputsLeftOutError,
     ShoalError,
     UsageError,
 )
-from shoal.model import TERMINAL_STATES, Job, parse_job
-from shoal.wire import Submission, SubmitReply, encode
+from shoal.model import TERMINAL_STATES, Job
+from shoal.wire import Submission, SubmitReply
 
 from .extract import DEFAULT_LIMIT, extract, output_folder
 from .follow import LogChunk, LogPrinter, stored_chunks, wait_for_end, within
 from .listing import fetch, full_ids, since_time
 from .session import SUBMIT_WINDOW, Session, open_session
 from .settings import ClientSettings, Secret
-from .submit import ended
+from .submit import as_submission, ended, member_key
 
 JobLike = Job | Mapping[str, Any]
 """A :class:`shoal.model.Job`, or a job spec as a dict (what ``shoal job run`` reads)."""
@@ -103,16 +102,6 @@ def settings_for(
     if connect_timeout is not None:
         changes["connect_timeout"] = connect_timeout
     return dataclasses.replace(chosen, **changes)
-
-
-def as_submission(job: JobLike, idempotency_key: str | None = None) -> Submission:
-    """The submission of ``job`` after the checks ``shoal exec`` makes before sending
-    (``InvalidJobError``, ``TooLargeError``)."""
-    checked = job if isinstance(job, Job) else parse_job(dict(job))
-    submission = Submission(job=checked, idempotency_key=idempotency_key)
-    limits.check_job(checked)
-    limits.check_body(encode(submission), limits.MAX_SUBMISSION_BYTES, "submission")
-    return submission
 
 
 class AsyncClient:
@@ -203,9 +192,8 @@ class AsyncClient:
         results: builtins.list[Submitted | ShoalError | None] = []
         wanted: builtins.list[Submission] = []
         for index, job in enumerate(jobs):
-            key = None if idempotency_key is None else f"{idempotency_key}:{index}"
             try:
-                wanted.append(as_submission(job, key))
+                wanted.append(as_submission(job, member_key(idempotency_key, index)))
                 results.append(None)
             except ShoalError as error:
                 results.append(error)

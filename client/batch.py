@@ -4,7 +4,7 @@ A batch file is JSON Lines: one job spec a line (what ``shoal job run`` takes, w
 one JSON object), blank lines and lines starting with ``#`` skipped. The whole file is
 checked before anything is submitted: every bad line is reported with its number and field
 path, and then nothing is submitted. The jobs then go through
-:meth:`client.session.Session.submit_many` (pipelined, each publish confirmed); a job the
+:meth:`client.api.AsyncClient.submit_many` (pipelined, each publish confirmed); a job the
 requester refuses does not stop the others, and every accepted job's ID is printed.
 """
 
@@ -14,15 +14,18 @@ import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import click
 
 from shoal import limits
 from shoal.errors import InvalidJobError, ShoalError, UnavailableError, UsageError
 from shoal.model import Job, parse_job
-from shoal.wire import Submission, SubmitReply
 
 from .settings import ClientSettings
+
+if TYPE_CHECKING:
+    from .api import Submitted
 from .specfile import parse_spec, read_source
 
 BATCH_LABEL = "batch"
@@ -83,15 +86,6 @@ def labelled(jobs: Sequence[Job], batch_id: str) -> list[Job]:
     return [j.model_copy(update={"labels": {**j.labels, BATCH_LABEL: batch_id}}) for j in jobs]
 
 
-def submissions(jobs: Sequence[Job], key: str | None) -> list[Submission]:
-    """One submission per job; with ``key``, job ``i``'s idempotency key is ``key:i``, so
-    the same batch submitted again with the same key makes no second job."""
-    return [
-        Submission(job=job, idempotency_key=None if key is None else f"{key}:{index}")
-        for index, job in enumerate(jobs)
-    ]
-
-
 def submit_batch(
     settings: ClientSettings,
     jobs: Sequence[Job],
@@ -106,16 +100,16 @@ def submit_batch(
     through (exit 2, or 3 when the broker or requester was unreachable)."""
     import asyncio
 
-    from .session import open_session
+    from .api import AsyncClient
 
     batch_id = batch_id or new_batch_id()
     click.echo(batch_id)
     sys.stdout.flush()
-    wanted = submissions(labelled(jobs, batch_id), idempotency_key)
+    wanted = labelled(jobs, batch_id)
 
-    async def main() -> list[SubmitReply | ShoalError]:
-        async with open_session(settings) as session:
-            return await session.submit_many(wanted)
+    async def main() -> list[Submitted | ShoalError]:
+        async with AsyncClient(settings=settings) as client:
+            return await client.submit_many(wanted, idempotency_key=idempotency_key)
 
     first: ShoalError | None = None
     refused = 0

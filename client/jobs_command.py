@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from shoal.errors import JobNotEndedError, OutputsLeftOutError, UsageError
+from shoal.errors import UsageError
 from shoal.units import format_bytes, parse_memory
 
 from .output import FORMATS, echo_data
@@ -19,22 +18,23 @@ from .run_command import run_job
 from .settings import ClientSettings, load_client_settings
 
 if TYPE_CHECKING:
+    from .api import AsyncClient
     from .session import Session
 
 T = TypeVar("T")
 
 
-def _run(ctx: click.Context, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Open a session with the CLI's settings and run ``work(session)`` in it."""
+def _run(ctx: click.Context, work: Callable[[AsyncClient], Awaitable[T]]) -> T:
+    """Open a client (``client.api``) with the CLI's settings and run ``work(client)``."""
     import asyncio
 
     settings: ClientSettings = load_client_settings(ctx)
 
     async def main() -> T:
-        from .session import open_session
+        from .api import AsyncClient
 
-        async with open_session(settings) as session:
-            return await work(session)
+        async with AsyncClient(settings=settings) as client:
+            return await work(client)
 
     return asyncio.run(main())
 
@@ -116,10 +116,18 @@ def list_jobs(
     import sys
     from datetime import UTC, datetime
 
-    from .listing import LIST_HEADER, fetch, footer, list_rows, table
+    from .listing import LIST_HEADER, footer, list_rows, table
 
-    params = _filters(states, _with_batch(labels, batch_id), since)
-    page = _run(ctx, lambda s: fetch(s, params, 0 if every else limit, after))
+    page = _run(
+        ctx,
+        lambda c: c.list(
+            states=states,
+            labels=_labels(_with_batch(labels, batch_id)),
+            since=since,
+            limit=0 if every else limit,
+            after=after,
+        ),
+    )
     if output_format != "table":
         echo_data(page, output_format)
         return
@@ -153,7 +161,7 @@ def summary(
     from .listing import summary_rows, table
 
     params = _filters((), _with_batch(labels, batch_id), since)
-    counts = _run(ctx, lambda s: s.api("summary", **params))
+    counts = _run(ctx, lambda c: c.session.api("summary", **params))
     if output_format != "table":
         echo_data(counts, output_format)
         return
@@ -166,7 +174,7 @@ def summary(
 @click.pass_context
 def describe(ctx: click.Context, job_id: str, output_format: str) -> None:
     """A job's state, engine, original spec, executions, logs and outputs."""
-    record = _run(ctx, lambda s: s.api("describe", job_id))
+    record = _run(ctx, lambda c: c.describe(job_id))
     if output_format != "human":
         echo_data(record, output_format)
         return
@@ -267,14 +275,13 @@ def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
     from .listing import full_ids
 
     if not follow:
-        LogPrinter().stored(_run(ctx, lambda s: s.api("logs", job_id)))
+        LogPrinter().stored(_run(ctx, lambda c: c.session.api("logs", job_id)))
         return
 
-    async def follow_to_end(session: Session) -> dict[str, Any]:
-        [full_id] = await full_ids(session, [job_id])
-        await wait_for_end(session, full_id, follow=True, spin=False)
-        record: dict[str, Any] = await session.api("describe", full_id)
-        return record
+    async def follow_to_end(client: AsyncClient) -> dict[str, Any]:
+        [full_id] = await full_ids(client.session, [job_id])
+        await wait_for_end(client.session, full_id, follow=True, spin=False)
+        return await client.describe(full_id)
 
     from .submit import ended
 
@@ -301,33 +308,16 @@ def get(ctx: click.Context, job_id: str, output_dir: Path | None, max_size: str)
 
     Exits 1 when the job has not ended, or when some of its outputs were left out (over
     the executor's or the store's limit; the others are written)."""
-    from shoal.model import TERMINAL_STATES
-
-    from .extract import extract, output_folder
-
     try:
         limit = parse_memory(max_size)
     except ValueError as error:
         raise UsageError(f"--max-size: {error}") from None
-    answer = _run(ctx, lambda s: s.api("get", job_id))
-    found = answer["job_id"]
-    state = answer.get("state")
-    if state is not None and state not in TERMINAL_STATES:
-        raise JobNotEndedError(
-            f"job {found} is {state}: its outputs come once it ends (shoal job wait {found})"
-        )
-    target = output_dir or Path(found)
-    for name, item in answer["outputs"].items():
-        if item["data"] is None:
-            continue
-        folder = output_folder(target, name)
-        files = extract(base64.b64decode(item["data"]), folder, f"output {name}", limit)
-        click.echo(f"{folder}: {len(files)} file(s)")
-    left_out = answer.get("left_out") or []
-    if left_out:
-        raise OutputsLeftOutError(f"job {found}: " + "; ".join(left_out))
-    if not answer["outputs"]:
-        click.echo(f"Job {found} has no outputs", err=True)
+    written = _run(ctx, lambda c: c.get(job_id, output_dir, max_size=limit, allow_left_out=True))
+    for name, folder in written.folders.items():
+        click.echo(f"{folder}: {len(written.files[name])} file(s)")
+    written.check()
+    if not written.folders:
+        click.echo(f"Job {written.job_id} has no outputs", err=True)
 
 
 @job_group.command("wait")
@@ -365,10 +355,10 @@ def wait(
         from .batchwait import verdict, wait_batch
 
         bid = batch_id
-        verdict(bid, _run(ctx, lambda s: wait_batch(s, bid, deadline)))
+        verdict(bid, _run(ctx, lambda c: wait_batch(c.session, bid, deadline)))
         return
     ids = list(dict.fromkeys(job_ids))
-    ended = _run(ctx, lambda s: _wait_all(s, ids, deadline))
+    ended = _run(ctx, lambda c: _wait_all(c.session, ids, deadline))
     failed = [record for record in ended if record["state"] != "completed"]
     for record in ended:
         click.echo(f"{record['id']} {record['state']}")
@@ -404,7 +394,7 @@ async def _wait_all(
 def stop(ctx: click.Context, job_id: str) -> None:
     """Stop a job: a queued one never runs, a running one gets SIGTERM, then SIGKILL once its
     grace has passed (shoal exec --grace; the executor's default otherwise)."""
-    answer = _run(ctx, lambda s: s.api("stop", job_id))
+    answer = _run(ctx, lambda c: c.stop(job_id))
     if answer["stopping"]:
         click.echo(
             f"Job {answer['job_id']} is stopping: its executor sends it SIGTERM, then SIGKILL "

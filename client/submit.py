@@ -12,7 +12,7 @@ import click
 from shoal import limits
 from shoal.brokerurl import lost
 from shoal.errors import JobFailedError, ProtocolError, UnavailableError, UsageError, from_wire
-from shoal.model import Job, JobState
+from shoal.model import Job, JobState, parse_job
 from shoal.units import parse_duration
 from shoal.wire import CONTENT_TYPE, Submission, SubmitReply, decode, encode
 
@@ -63,10 +63,23 @@ def checked_submission(
     deadline = wait_deadline(wait_timeout)
     if deadline is not None and not (wait or follow):
         raise UsageError("--wait-timeout needs --wait or --follow")
-    submission = Submission(job=job, idempotency_key=idempotency_key)
-    limits.check_job(job)
+    return as_submission(job, idempotency_key), deadline
+
+
+def as_submission(job: Job | Mapping[str, Any], idempotency_key: str | None = None) -> Submission:
+    """The submission of ``job`` (a spec dict is validated first: ``InvalidJobError``) after
+    the limits the requester enforces (``TooLargeError``)."""
+    checked = job if isinstance(job, Job) else parse_job(dict(job))
+    submission = Submission(job=checked, idempotency_key=idempotency_key)
+    limits.check_job(checked)
     limits.check_body(encode(submission), limits.MAX_SUBMISSION_BYTES, "submission")
-    return submission, deadline
+    return submission
+
+
+def member_key(idempotency_key: str | None, index: int) -> str | None:
+    """The idempotency key of job ``index`` of many submitted with ``idempotency_key``:
+    ``KEY:index``, so the same list submitted again with the same key makes no second job."""
+    return None if idempotency_key is None else f"{idempotency_key}:{index}"
 
 
 def translate_here(job: Job) -> str | None:

@@ -71,10 +71,11 @@ def test_missing_folder_and_oversized_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_batch_labels_every_job_and_derives_one_idempotency_key_per_line() -> None:
-    from client.batch import labelled, submissions
+    from client.batch import labelled
+    from client.submit import member_key
     from shoal.model import parse_job
 
     jobs = labelled([parse_job(DOCKER_JOB), parse_job({**DOCKER_JOB, "labels": {"a": "b"}})], "b-1")
     assert [j.labels for j in jobs] == [{"batch": "b-1"}, {"a": "b", "batch": "b-1"}]
-    assert [s.idempotency_key for s in submissions(jobs, "nightly")] == ["nightly:0", "nightly:1"]
-    assert [s.idempotency_key for s in submissions(jobs, None)] == [None, None]
+    assert [member_key("nightly", i) for i in range(2)] == ["nightly:0", "nightly:1"]
+    assert [member_key(None, i) for i in range(2)] == [None, None]
