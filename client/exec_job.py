@@ -60,14 +60,14 @@ def exec_job(
     (at ``/code/<its name>``) or a folder (at ``/code``); each of ``inputs`` is written as
     for ``-i`` (a local path, ``http(s)://`` URL or ``file://`` path, optionally
     ``src=…,dst=/inputs/NAME``); ``outputs`` maps names to folders as ``-o NAME:PATH``;
-    ``variables`` are the job type's template variables (``{"version": "3.12"}``).
+    ``variables`` are the job type's template variables (``{"version": "3.11"}``).
     Durations are seconds or text such as ``90s``, ``5m``; ``memory`` bytes or ``512Mi``.
     ``template_dirs`` defaults to ``SHOAL_TEMPLATE_DIRS``. Raises ``UsageError``
     subclasses (``UnknownJobTypeError``, ``CodeArchiveError``, ``TooLargeError``, …).
 
     Example::
 
-        job = shoal.exec_job("python", ["python", "-c", "print(1)"], variables={"version": "3.12"})
+        job = shoal.exec_job("python", ["python", "-c", "print(1)"], variables={"version": "3.11"})
     """
     options = ExecOptions(
         job_type=job_type,
