@@ -5,6 +5,8 @@ bad ones each with its typed error and accepts the rest, results in order."""
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from shoal.errors import (
     UnknownJobTypeError,
 )
 
-from .conftest import System
+from .conftest import ROOT, System
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq]
 
@@ -114,3 +116,34 @@ async def test_submit_many_refuses_each_bad_job_with_its_error_and_keeps_the_ord
         again = await client.rerun(first)
         assert (await client.describe(again.job_id))["labels"]["rerun_of"] == first
         await client.stop(again.job_id)
+
+
+async def test_the_readme_example_of_the_api_runs(system: System, tmp_path: Path) -> None:
+    example = ROOT / "examples" / "sdk_batch.py"
+    assert example.read_text() in (ROOT / "README.md").read_text()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(example),
+        str(tmp_path),
+        cwd=ROOT,
+        env=system.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(240):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert len(lines) == 3
+    for line in lines:
+        job_id, path = line.split()
+        assert _summary(Path(path), tmp_path / job_id) == {
+            "east": 47.5,
+            "north": 60.0,
+            "south": 67.5,
+        }
+
+
+def _summary(path: Path, folder: Path) -> Any:
+    assert path.is_relative_to(folder)
+    return json.loads(path.read_text())
