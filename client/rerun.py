@@ -55,16 +55,15 @@ def rerun(
     id_only: bool,
 ) -> None:
     """Submit JOB_ID's spec again as a new job, labelled rerun_of=JOB_ID (exit codes as exec)."""
-    from .session import open_session
+    from .api import AsyncClient
     from .settings import load_client_settings
     from .submit import submit_and_report
 
     settings = load_client_settings(ctx)
 
     async def describe() -> dict[str, Any]:
-        async with open_session(settings) as session:
-            record: dict[str, Any] = await session.api("describe", job_id)
-            return record
+        async with AsyncClient(settings=settings) as client:
+            return await client.describe(job_id)
 
     job = rerun_job(asyncio.run(describe()))
     submit_and_report(

@@ -49,6 +49,7 @@ def _sync_scenario(url: str, tmp_path: Path) -> None:
         assert client.describe(submitted.job_id[:10])["id"] == submitted.job_id
         chunks = client.logs(submitted.job_id)
         assert "".join(c.data for c in chunks if c.stream == "stdout") == "hello\n"
+        assert "".join(c.data for c in client.follow_logs(submitted.job_id)) == "hello\n"
         outputs = client.get(submitted.job_id, tmp_path / "out")
         assert (outputs.folders["outputs"] / "result.txt").read_text() == "done"
         assert outputs.files["outputs"] == ["result.txt"]
