@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from shoal.blobs import check_params
 from shoal.errors import InvalidJobError
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
@@ -39,7 +40,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 NATIVE_ENGINES = frozenset({"docker", "wasm"})
 """Engines an executor runs as they are; every other engine type is translated."""
 
-INPUT_TYPES = frozenset({"inline", "url", "local"})
+INPUT_TYPES = frozenset({"inline", "url", "local", "blob"})
 
 
 def new_job_id() -> str:
@@ -168,6 +169,9 @@ class InputSource(_Model):
         kind = self.source.type
         if kind not in INPUT_TYPES:
             raise ValueError(f"source type {kind!r} is not one of {', '.join(sorted(INPUT_TYPES))}")
+        if kind == "blob":
+            check_params(self.source.params)
+            return self
         required = {"inline": "data", "url": "url", "local": "path"}[kind]
         if not isinstance(self.source.params.get(required), str):
             raise ValueError(f"a {kind} source needs a string params.{required}")

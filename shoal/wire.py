@@ -159,7 +159,18 @@ class ClaimReply(Message):
 
 
 ApiOp = Literal[
-    "list", "page", "summary", "resolve", "describe", "logs", "get", "stop", "job-types"
+    "list",
+    "page",
+    "summary",
+    "resolve",
+    "describe",
+    "logs",
+    "get",
+    "stop",
+    "job-types",
+    "blobs-missing",
+    "blob-put",
+    "blob-get",
 ]
 
 
