@@ -170,7 +170,11 @@ class Session:
     ) -> list[SubmitReply | ShoalError]:
         """Submit every job, up to ``window`` at a time in flight (pipelined publishes, each
         confirmed); one result per submission, in order: its reply, or the typed error it
-        met (a refused job does not stop the others)."""
+        met (a refused job does not stop the others). Archives that several jobs carry go
+        to the requester once, as blobs the jobs name (``client.blobs``)."""
+        from .blobs import upload_shared
+
+        submissions = await upload_shared(self, submissions)
         results: list[SubmitReply | ShoalError | None] = [None] * len(submissions)
         slots = asyncio.Semaphore(window)
 
