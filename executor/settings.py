@@ -232,7 +232,8 @@ class ExecutorSettings(ServiceSettings):
     blob_cache_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "shoal-blobs",
         description="Where blobs (code shared by many jobs) fetched from the requester are "
-        "kept, by sha256; executors of a node may share it",
+        "kept, by sha256 (default: shoal-blobs in the system's temporary folder); executors "
+        "of a node may share it",
     )
     blob_cache_bytes: Memory = Field(
         default=1024**3, description="Most bytes the blob cache holds (least recently used go)"
