@@ -6,7 +6,8 @@ folder of files named by sha256, bounded in bytes (the least recently used are r
 first), shared safely by the executors of a node (files are written whole under a temporary
 name, then renamed; a file whose bytes no longer match its name is fetched again). A blob
 not cached is fetched once by hash, even for many jobs at once, through a :class:`BlobFetch`:
-:class:`ApiBlobFetch` asks the requester (API op ``blob-get``, with the executor's account).
+:class:`ApiBlobFetch` asks the requester (API op ``blob-get``, with the executor's account,
+through ``shoal.fleet``).
 
 A blob the requester does not hold, or that cannot be fetched, fails the job with
 ``input failed`` naming the blob.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 import aiormq
+from aio_pika import ExchangeType
 from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
@@ -33,7 +35,7 @@ from executor.settings import ExecutorSettings
 from shoal.blobs import as_inline, digest
 from shoal.errors import NotFoundError, ShoalError, UnavailableError, from_wire
 from shoal.model import InputSource
-from shoal.names import API_QUEUE, DIRECT_REPLY_TO, REQUESTS_EXCHANGE
+from shoal.names import BLOBS_KEY, DIRECT_REPLY_TO, FLEET_EXCHANGE
 from shoal.wire import CONTENT_TYPE, ApiReply, ApiRequest, decode, encode
 
 
@@ -151,8 +153,10 @@ async def materialise(inputs: Sequence[InputSource], cache: BlobCache | None) ->
 
 
 class ApiBlobFetch:
-    """:class:`BlobFetch` through ``shoal.api`` (op ``blob-get``) on a robust channel with
-    confirms, over direct reply-to, signed with the executor's broker account."""
+    """:class:`BlobFetch` through ``shoal.api`` (op ``blob-get``), reached through
+    ``shoal.fleet`` (key ``blobs``: executors may publish there, not to ``shoal.requests``),
+    on a robust channel with confirms, over direct reply-to, signed with the executor's
+    broker account."""
 
     def __init__(self, channel: AbstractRobustChannel, timeout: float, account: str) -> None:
         self._channel = channel
@@ -194,8 +198,8 @@ class ApiBlobFetch:
             raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
             confirm = await raw.basic_publish(
                 encode(request),
-                exchange=REQUESTS_EXCHANGE,
-                routing_key=API_QUEUE,
+                exchange=FLEET_EXCHANGE,
+                routing_key=BLOBS_KEY,
                 properties=properties,
                 mandatory=True,
             )
@@ -224,6 +228,7 @@ async def api_blobs(
     channel: AbstractRobustChannel, settings: ExecutorSettings, account: str
 ) -> BlobCache:
     """The blob cache of an executor, fetching through the API on ``channel`` (its own)."""
+    await channel.declare_exchange(FLEET_EXCHANGE, ExchangeType.DIRECT, durable=True)
     fetch = ApiBlobFetch(channel, settings.blob_timeout, account)
     await fetch.start()
     return BlobCache(settings.blob_cache_dir, settings.blob_cache_bytes, fetch)

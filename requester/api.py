@@ -30,6 +30,7 @@ from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
 from shoal.model import JOB_ID, TERMINAL_STATES, JobState
+from shoal.names import FLEET_EXCHANGE
 from shoal.wire import ApiReply, ApiRequest, ControlMessage, JobEvent, WireError, decode
 
 from . import delivery
@@ -116,6 +117,8 @@ class Api:
             try:
                 limits.check_body(message.body, limits.MAX_BLOB_REQUEST_BYTES, "API request")
                 request = decode(message.body, ApiRequest)
+                if message.exchange == FLEET_EXCHANGE and request.op != "blob-get":
+                    raise ProtocolError(f"{FLEET_EXCHANGE} carries only blob-get, not {request.op}")
                 if request.op != "blob-put":
                     limits.check_body(message.body, limits.MAX_API_REQUEST_BYTES, "API request")
                 caller = self._access.caller(message.user_id)

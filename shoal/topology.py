@@ -23,6 +23,7 @@ from aiormq.abc import FieldTable
 
 from shoal.names import (
     API_QUEUE,
+    BLOBS_KEY,
     CLAIMS_KEY,
     CLAIMS_QUEUE,
     COMPUTE_QUEUE,
@@ -202,6 +203,7 @@ async def declare(channel: AbstractChannel) -> Topology:
         await queues[name].bind(requests, routing_key=name)
     fleet = await _declare_fleet(channel)
     await queues[CLAIMS_QUEUE].bind(fleet, routing_key=CLAIMS_KEY)
+    await queues[API_QUEUE].bind(fleet, routing_key=BLOBS_KEY)
     queues[DEAD_QUEUE] = dead
     return Topology(
         events=events, control=control, dead_letter=dead_letter, queues=queues, fleet=fleet
