@@ -44,6 +44,15 @@ def check_params(params: dict[str, Any]) -> None:
         raise ValueError("a blob source needs params.size: the blob's bytes, an integer")
 
 
+def by_content(source: dict[str, Any]) -> dict[str, Any]:
+    """``source`` as the blob source of its content when it is an inline archive, else as is:
+    the same archive inline or as a blob is the same input (for idempotency keys)."""
+    if source.get("type") != "inline":
+        return source
+    raw = base64.b64decode(str(source["params"].get("data", "")))
+    return blob_source(str(source["params"].get("kind", "dir")), digest(raw), len(raw))
+
+
 def as_inline(source: dict[str, Any], data: bytes) -> dict[str, Any]:
     """The ``inline`` source carrying ``data``, the blob that ``source`` (a blob source) names."""
     return inline_source(str(source["params"].get("kind", "dir")), base64.b64encode(data).decode())

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from shoal.blobs import check_params
+from shoal.blobs import by_content, check_params
 from shoal.errors import InvalidJobError
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
@@ -370,11 +370,14 @@ SHOAL_META_PREFIX = "shoal."
 def submitted_spec(job: Job) -> dict[str, Any]:
     """What a submitter chose for ``job`` (not its ID, times, state, owner, nor Shoal's own
     ``shoal.*`` meta): two submissions under one idempotency key are the same job only when
-    these are equal."""
+    these are equal. An archive counts by its content: inline or as a blob, the same."""
     data = job.model_dump(
         mode="json", include={"name", "namespace", "type", "labels", "meta", "tasks"}
     )
     data["meta"] = {k: v for k, v in data["meta"].items() if not k.startswith(SHOAL_META_PREFIX)}
+    for task in data["tasks"]:
+        for item in task["inputs"]:
+            item["source"] = by_content(item["source"])
     return data
 
 

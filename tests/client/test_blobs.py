@@ -8,10 +8,11 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from client.blobs import shared_archives, upload_shared
+from client.blobs import naming_blobs, shared_archives, upload_shared
 from client.prepare import ExecOptions, prepare_job
 from shoal.blobs import digest
 from shoal.errors import ProtocolError
+from shoal.model import submitted_spec
 from shoal.wire import Submission
 
 
@@ -88,3 +89,13 @@ async def test_a_single_job_and_an_old_requester_keep_everything_inline(tmp_path
     old = Requester(old=True)
     assert await upload_shared(old, jobs) == jobs
     assert old.calls == ["blobs-missing"]
+
+
+def test_an_archive_inline_or_as_a_blob_is_the_same_submitted_job(tmp_path: Path) -> None:
+    """An idempotency key first used inline then in a batch (a blob) names the same job."""
+    jobs = batch(tmp_path, 2)
+    shared = shared_archives(jobs)
+    as_blob = naming_blobs(jobs[0], shared)
+    assert sources(as_blob) == ["blob", "inline"]
+    assert submitted_spec(as_blob.job) == submitted_spec(jobs[0].job)
+    assert submitted_spec(as_blob.job) != submitted_spec(jobs[1].job)
