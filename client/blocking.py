@@ -26,7 +26,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader, ProtocolHeader
 from pamqp.heartbeat import Heartbeat
 
-from shoal.brokerurl import unreachable
+from shoal.brokerurl import broker_urls, unreachable_all
 from shoal.names import API_QUEUE, DIRECT_REPLY_TO, EVENTS_EXCHANGE, REQUESTS_EXCHANGE, SUBMIT_QUEUE
 
 __all__ = ["API_QUEUE", "DIRECT_REPLY_TO", "EVENTS_EXCHANGE", "SUBMIT_QUEUE", "connect"]
@@ -83,6 +83,8 @@ class Connection:
         self._published = 0
         self.user = ""
         """The account this connection is logged in as (the ``user_id`` it may claim)."""
+        self.url = ""
+        """The broker address it reached (of a list: the first that answered)."""
 
     @classmethod
     def open(cls, endpoint: Endpoint, *, timeout: float, name: str) -> Connection:
@@ -263,8 +265,15 @@ class Connection:
 
 
 def connect(url: str, *, timeout: float, name: str = "shoal-cli") -> Connection:
-    """An open connection, or ``UnavailableError`` naming the broker (password hidden)."""
-    try:
-        return Connection.open(Endpoint.parse(url), timeout=timeout, name=name)
-    except (OSError, ValueError, BrokerClosedError) as error:
-        raise unreachable(url, error) from None
+    """An open connection to the first address of ``url`` that answers, or
+    ``UnavailableError`` naming each broker (passwords hidden) and why it failed."""
+    failures: list[tuple[str, BaseException]] = []
+    for address in broker_urls(url):
+        try:
+            connection = Connection.open(Endpoint.parse(address), timeout=timeout, name=name)
+        except (OSError, ValueError, BrokerClosedError) as error:
+            failures.append((address, error))
+        else:
+            connection.url = address
+            return connection
+    raise unreachable_all(failures) from None

@@ -2,7 +2,9 @@
 
 The private event queue is bound *before* the job's current state and stored logs are read,
 so nothing that happens in between is missed; log chunks seen twice (stored and live) are
-printed once, by ``(executor, seq)``.
+printed once, by ``(executor, seq)``. When the connection drops and the session can move to
+another broker address (a cluster's node), the wait starts over there the same way: bind,
+then read; no event is missed and no log chunk printed twice.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from typing import Any, TypeVar
 
 import click
 
-from shoal.errors import WaitTimeoutError
+from shoal.errors import UnavailableError, WaitTimeoutError
 from shoal.model import TERMINAL_STATES
 from shoal.wire import JobEvent
 
-from .session import Session
+from .session import BROKER_ERRORS, Session
 
 T = TypeVar("T")
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -107,8 +109,30 @@ async def wait_for_end(
     printer = LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
     seen = {job_id: "state unknown"} if seen is None else seen
-    if owner is None:
-        owner = str((await session.api("describe", job_id)).get("owner") or session.user)
+    while True:
+        generation = session.generation
+        try:
+            if owner is None:
+                owner = str((await session.api("describe", job_id)).get("owner") or session.user)
+            state = await _watch(session, job_id, owner, printer, spinner, follow, seen)
+            break
+        except (UnavailableError, *BROKER_ERRORS):
+            if not await session.reconnect(generation):
+                raise
+    seen.pop(job_id, None)
+    return state
+
+
+async def _watch(
+    session: Session,
+    job_id: str,
+    owner: str,
+    printer: LogPrinter,
+    spinner: Spinner | None,
+    follow: bool,
+    seen: dict[str, str],
+) -> str:
+    """The job's final state, on the session's current connection (see :func:`wait_for_end`)."""
     async with session.events(job_id, owner) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
@@ -125,7 +149,6 @@ async def wait_for_end(
                     spinner.state = state
         if follow:
             printer.stored(await session.api("logs", job_id))
-    seen.pop(job_id, None)
     return state
 
 

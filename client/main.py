@@ -15,11 +15,13 @@ from .failures import report
 
 COMMANDS = {
     "broker": ("client.broker_command", "broker_group"),
+    "config": ("client.config_command", "config_group"),
     "exec": ("client.exec_command", "exec_command"),
     "job": ("client.jobs_command", "job_group"),
     "job-types": ("client.jobtypes_command", "job_types_command"),
     "schema": ("client.schema_command", "schema_command"),
     "serve": ("client.serve_command", "serve_group"),
+    "status": ("client.status_command", "status_command"),
     "version": ("client.version_command", "version_command"),
 }
 """Command name → (module, attribute): each imported only when its command runs (or for

@@ -14,6 +14,7 @@ The file is ``$SHOAL_CONFIG`` if set, else ``$XDG_CONFIG_HOME/shoal/config.toml`
 The first of these that is set wins: ``--broker``, ``--profile NAME``, ``SHOAL_BROKER_URL``,
 ``SHOAL_PROFILE``, the file's ``default_profile``, the built-in default. The file is read
 only when a profile may be needed, so ``--broker`` or ``SHOAL_BROKER_URL`` alone costs nothing.
+A broker URL may be a comma-separated list of the nodes of one cluster (``shoal.brokerurl``).
 A broken file, an unknown key or a profile that is not there is a ``UsageError`` naming the
 file; so is a broker URL that is not ``amqp://`` or ``amqps://``, naming where it came from.
 """
@@ -124,18 +125,29 @@ def _profile(config: dict[str, Any], name: str, path: Path) -> BrokerChoice:
 
 
 def checked(choice: BrokerChoice) -> BrokerChoice:
-    """``choice`` if its URL is an AMQP URL a connection can be made from."""
-    url = choice.url or ""
+    """``choice`` if its URL (or each URL of its comma-separated list) is an AMQP URL a
+    connection can be made from, the URLs of a list sharing one user and vhost."""
+    from shoal.brokerurl import broker_urls
+
+    try:
+        urls = broker_urls(choice.url or "")
+    except UsageError as error:
+        raise UsageError(f"{choice.source}: {error}") from None
+    for url in urls:
+        _check_url(url, choice.source)
+    return choice
+
+
+def _check_url(url: str, source: str) -> None:
     example = "expected amqp://USER:PASSWORD@HOST:PORT/VHOST"
     try:
         parts = urlsplit(url)
         if parts.port == 0:
             raise ValueError("port 0")
     except ValueError as error:
-        raise UsageError(f"{choice.source}: bad broker URL ({error}); {example}") from None
+        raise UsageError(f"{source}: bad broker URL ({error}); {example}") from None
     if parts.scheme not in ("amqp", "amqps"):
         shown = url if "@" not in url else "…@" + url.rsplit("@", 1)[1]
-        raise UsageError(f"{choice.source}: {shown!r} is not an AMQP URL; {example}")
+        raise UsageError(f"{source}: {shown!r} is not an AMQP URL; {example}")
     if not parts.hostname:
-        raise UsageError(f"{choice.source}: the broker URL names no host; {example}")
-    return choice
+        raise UsageError(f"{source}: the broker URL names no host; {example}")

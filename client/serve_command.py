@@ -32,7 +32,7 @@ def _load(module: str, name: str) -> Any:
         ) from None
 
 
-def _settings(ctx: click.Context, settings_class: type[S]) -> S:
+def load_service_settings(ctx: click.Context, settings_class: type[S]) -> S:
     """The service's settings from ``SHOAL_*`` variables, the broker URL chosen as for every
     command (``client.profiles``); a bad value is a ``UsageError`` naming its variable."""
     from pydantic import SecretStr, ValidationError
@@ -79,7 +79,7 @@ def serve_requester(ctx: click.Context) -> None:
     from requester.service import run
     from requester.settings import RequesterSettings
 
-    ctx.exit(run(_settings(ctx, RequesterSettings)))
+    ctx.exit(run(load_service_settings(ctx, RequesterSettings)))
 
 
 @serve_group.command("executor", cls=SettingsCommand, settings="executor.settings:ExecutorSettings")
@@ -93,4 +93,4 @@ def serve_executor(ctx: click.Context) -> None:
     """
     settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
     run: Callable[[CommonSettings], int] = _load("executor.service", "run")
-    ctx.exit(run(_settings(ctx, settings_class)))
+    ctx.exit(run(load_service_settings(ctx, settings_class)))

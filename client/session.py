@@ -13,7 +13,9 @@ confirmed it; a returned (unroutable) submission is reported at once instead of 
 A broker that goes away mid-command (a restart, a network cut) is the one-line
 ``UnavailableError`` (exit 3) of every command: :func:`open_session` is the one place that
 maps the AMQP library's errors, and every wait races the connection's end, so nothing
-waits out a timeout for a reply that cannot come.
+waits out a timeout for a reply that cannot come. Given several broker addresses (a
+cluster's nodes), a wait for a job's end (``client.follow``) instead moves the session to the
+next address that answers (:meth:`Session.reconnect`) and carries on.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
-from shoal.brokerurl import lost, unreachable
+from shoal.brokerurl import broker_urls, lost, unreachable_all
 from shoal.errors import ShoalError, UnavailableError, from_wire
 from shoal.names import (
     API_QUEUE,
@@ -72,19 +74,55 @@ BROKER_ERRORS = (
 class Session:
     """One connection and channel; :func:`open_session` makes and closes it."""
 
-    def __init__(self, settings: ClientSettings, connection: AbstractConnection) -> None:
+    def __init__(
+        self, settings: ClientSettings, connection: AbstractConnection, urls: list[str], url: str
+    ) -> None:
         self.settings = settings
-        self.user = Endpoint.parse(settings.broker_url.get_secret_value()).user
+        self.urls = urls
+        """Every broker address of the settings, in order."""
+        self.url = url
+        """The broker address it is connected to."""
+        self.user = Endpoint.parse(url).user
         """The account this session is logged in as: every request carries it as
         ``user_id``, which the broker checks and the requester takes as the caller."""
         self._connection = connection
         self._channel: AbstractChannel | None = None
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
         self._counter = 0
+        self._reconnecting = asyncio.Lock()
+        self.generation = 0
+        """How many times the session has moved to another connection."""
 
     async def _start(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
         await self._channel.basic_consume(DIRECT_REPLY_TO, self._on_reply, no_ack=True)
+
+    async def reconnect(self, generation: int) -> bool:
+        """After the connection of ``generation`` dropped, connect to the next address that
+        answers (round robin) and reopen the channel. ``False`` when the connection had not
+        dropped (the trouble was something else), there is no other address, or none answers.
+        Safe to call from several waiters at once: one reconnects, the others find it done."""
+        async with self._reconnecting:
+            if self.generation != generation:
+                return True
+            if not self._connection.is_closed or len(self.urls) < 2:
+                return False
+            at = self.urls.index(self.url)
+            try:
+                url, connection = await _connect(
+                    self.urls[at + 1 :] + self.urls[: at + 1], self.settings.connect_timeout
+                )
+            except UnavailableError:
+                return False
+            self._connection, self.url, self._channel = connection, url, None
+            self.generation += 1
+            await self._start()
+            return True
+
+    async def close(self) -> None:
+        """Close the connection (quietly: it may be gone already)."""
+        with contextlib.suppress(Exception):
+            await self._connection.close()
 
     async def wait(self, awaitable: Awaitable[T], seconds: float) -> T:
         """``awaitable``'s result, ``TimeoutError`` after ``seconds``, or
@@ -102,7 +140,7 @@ class Session:
         if work.done() and not work.cancelled():
             return work.result()
         if closing.done() and not closing.cancelled():
-            raise lost(self.settings.broker_url.get_secret_value(), closing.exception())
+            raise lost(self.url, closing.exception())
         raise TimeoutError
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
@@ -235,25 +273,32 @@ async def open_session(settings: ClientSettings) -> AsyncIterator[Session]:
     ``Type: message`` line.
     """
     logging.getLogger("aiormq").setLevel(logging.CRITICAL)
-    url = settings.broker_url.get_secret_value()
-    connection = await _connect(url, settings.connect_timeout)
+    urls = broker_urls(settings.broker_url.get_secret_value())
+    url, connection = await _connect(urls, settings.connect_timeout)
+    session = Session(settings, connection, urls, url)
     try:
-        session = Session(settings, connection)
         await session._start()
         yield session
     except BrokenPipeError:
         raise  # our stdout, not the broker
     except BROKER_ERRORS as error:
-        raise lost(url, error) from None
+        raise lost(session.url, error) from None
     finally:
-        with contextlib.suppress(Exception):
-            await connection.close()
+        await session.close()
 
 
-async def _connect(url: str, seconds: float) -> AbstractConnection:
-    """A connection, or ``UnavailableError`` naming the broker (password hidden)."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await aiormq.connect(url, client_properties={"connection_name": "shoal-cli"})
-    except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
-        raise unreachable(url, error) from None
+async def _connect(urls: list[str], seconds: float) -> tuple[str, AbstractConnection]:
+    """The first of ``urls`` that answers and a connection to it, or ``UnavailableError``
+    naming each broker (passwords hidden) and why it failed."""
+    failures: list[tuple[str, BaseException]] = []
+    for address in urls:
+        try:
+            async with asyncio.timeout(seconds):
+                connection = await aiormq.connect(
+                    address, client_properties={"connection_name": "shoal-cli"}
+                )
+        except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as error:
+            failures.append((address, error))
+        else:
+            return address, connection
+    raise unreachable_all(failures) from None

@@ -51,7 +51,7 @@ class ClientSettings:
     """What the ``shoal`` command needs."""
 
     broker_url: Secret = field(default_factory=lambda: Secret(DEFAULT_BROKER_URL))
-    """AMQP URL of RabbitMQ."""
+    """AMQP URL of RabbitMQ, or a comma-separated list of a cluster's nodes."""
     template_dirs: list[Path] = field(default_factory=list)
     """Operator folders of extra job-type templates."""
     rpc_timeout: float = 10.0

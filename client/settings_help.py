@@ -40,7 +40,7 @@ def _shown(value: Any) -> str:
     return str(value) if value != "" else "empty"
 
 
-def _unit(field: FieldInfo, value: Any) -> str:
+def as_text(field: FieldInfo, value: Any) -> str:
     """``value`` in the form its parser takes: ``512Mi`` for sizes, ``90s`` for durations."""
     parsers = {getattr(m, "func", None) for m in field.metadata}
     if parse_memory in parsers and isinstance(value, int) and value:
@@ -59,7 +59,7 @@ def settings(settings_class: type[BaseModel]) -> list[tuple[str, str, str, bool]
     prefix = str(settings_class.model_config.get("env_prefix", ""))
     found = []
     for name, field in settings_class.model_fields.items():
-        default = _unit(field, field.get_default(call_default_factory=True, validated_data={}))
+        default = as_text(field, field.get_default(call_default_factory=True, validated_data={}))
         factory = field.default_factory
         computed = factory is not None and factory not in (list, dict)
         description = (field.description or "").rstrip(".")

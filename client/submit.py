@@ -139,7 +139,7 @@ def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitR
             "broker (shoal serve requester)"
         ) from None
     except (OSError, blocking.BrokerClosedError) as error:
-        raise lost(settings.broker_url.get_secret_value(), error) from None
+        raise lost(connection.url, error) from None
     finally:
         connection.close()
     if body is None:

@@ -60,6 +60,7 @@ from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
 from executor.gateway import HttpGateway, NoGateway
+from executor.heartbeat import Busy, start_heartbeat
 from executor.network import DockerHttpGateway
 from executor.removal import REMOVE_DEADLINE, remove_within
 from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
@@ -353,6 +354,7 @@ async def serve(
     executor: Executor | None = None
     keeper: asyncio.Task[None] | None = None
     health: HealthServer | None = None
+    beating: asyncio.Task[None] | None = None
     try:
         connection = await connect(
             settings.broker_url.get_secret_value(), name=f"shoal-executor {executor_id}"
@@ -397,6 +399,14 @@ async def serve(
         compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]
         tag = await compute.consume(executor.on_compute)
         health = await _health(settings, executor, connection, runner)
+        jobs = executor.jobs
+        beating = start_heartbeat(
+            connection,
+            settings,
+            executor_id,
+            ("docker",),
+            lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
+        )
         log.info("executor.ready", slots=settings.slots, node=settings.node_id)
         if ready is not None:
             ready(executor)
@@ -406,6 +416,9 @@ async def serve(
         await executor.drain(settings.drain_timeout)
     finally:
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if beating is not None:
+            beating.cancel()
+            steps.append(("heartbeat", lambda: asyncio.gather(beating, return_exceptions=True)))
         if health is not None:
             steps.append(("health", health.close))
         if refresher is not None:

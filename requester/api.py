@@ -5,9 +5,10 @@ Ops (``ApiRequest.op``): ``list`` (params ``states`` or ``state``, ``labels`` {k
 cursor, ``requester.store.listing``), ``summary`` (counts by state and job type), and per
 job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (the job's state, its outputs
 as base64 tar.gz per result name and ``left_out``: notes on the results it does not have)
-and ``stop``; the blob ops ``blobs-missing``, ``blob-put``, ``blob-get``
-(``requester.blobapi``). A job is named by its ID or by a unique prefix of it (at least six
-characters after ``j-``), looked up among the caller's jobs only.
+and ``stop``; ``status`` (the live services and the queues' depth, ``requester.fleet``:
+job IDs of running jobs only for operators); and the blob ops ``blobs-missing``,
+``blob-put``, ``blob-get`` (``requester.blobapi``). A job is named by its ID or by a unique
+prefix of it (at least six characters after ``j-``), looked up among the caller's jobs only.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
@@ -19,6 +20,7 @@ the end.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +45,9 @@ from .store.listing import Scope
 from .submissions import RetryPolicy
 
 log = structlog.get_logger(__name__)
+
+Status = Callable[[bool], Awaitable[dict[str, Any]]]
+"""The ``status`` answer, for an operator (True) or not."""
 
 MAX_LIST = 1000
 """The most jobs one ``list`` or ``page`` answer holds; the CLI pages for more."""
@@ -95,8 +100,10 @@ class Api:
         retry: RetryPolicy,
         access: Access,
         job_types: dict[str, Any] | None = None,
+        status: Status | None = None,
         blobs: BlobStore | None = None,
     ) -> None:
+        self._status = status
         self._blobs = blobs or store.blobs()
         self._job_types = job_types or {"job_types": [], "untranslated": []}
         self._store = store
@@ -136,6 +143,10 @@ class Api:
         """The result of ``request`` by ``caller``; ``ShoalError`` for a bad one."""
         if request.op == "job-types":
             return self._job_types
+        if request.op == "status":
+            if self._status is None:
+                raise ShoalError("this requester does not keep a cluster view")
+            return await self._status(self._access.is_operator(caller))
         if request.op in BLOB_OPS:
             return await handle_blob(request.op, request.params, caller, self._blobs, self._access)
         scope = self._access.scope(caller)

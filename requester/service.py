@@ -1,8 +1,9 @@
 """``shoal serve requester``: wiring the consumers together, and a clean shutdown.
 
 Start: open the store (schema created), connect (robust), declare the topology, then consume
-``shoal.submit``, ``shoal.recorder``, ``shoal.api``, ``shoal.claims`` and ``shoal.dead``, each
-on its own channel and prefetch, and start the sweeper (jobs past their timeouts).
+``shoal.submit``, ``shoal.recorder``, ``shoal.api``, ``shoal.heartbeats``, ``shoal.claims``
+and ``shoal.dead``, each on its own channel and prefetch, start the sweeper (jobs past their
+timeouts) and this requester's own heartbeat (``requester.fleet``).
 Stop (SIGTERM/SIGINT, see :func:`run`): stop the sweeper, cancel the consumers, let in-flight
 deliveries finish within ``shutdown_grace`` (the rest are cancelled and go back to their
 queue), then close the connection and the store — the reverse of start. A second signal
@@ -15,8 +16,10 @@ import asyncio
 import gc
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from aio_pika.abc import (
@@ -35,9 +38,9 @@ from shoal.topology import (
     API_QUEUE,
     CLAIMS_QUEUE,
     DEAD_QUEUE,
+    HEARTBEATS_QUEUE,
     RECORDER_QUEUE,
     SUBMIT_QUEUE,
-    WORK_QUEUES,
     Topology,
     declare,
     work_queue_arguments,
@@ -48,6 +51,7 @@ from .api import Api
 from .claims import Claims
 from .deadletters import DeadLetters
 from .delivery import InFlight
+from .fleet import HeartbeatRecorder, beat, queue_depths, requester_node_id, status
 from .jobtypes import catalogue
 from .peers import Peer, RollCall
 from .recorder import Recorder
@@ -85,6 +89,8 @@ class Requester:
         self.sweeper: Sweeper | None = None
         self._consumers: list[_Consumer] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.node_id = requester_node_id(settings.name)
+        self._depth_channel: AbstractRobustChannel | None = None
 
     async def start(self) -> None:
         """Open the store and the broker, then start consuming."""
@@ -130,6 +136,7 @@ class Requester:
             self.store, retry, access, await events_channel.get_exchange(topology.events.name)
         )
         await self._consume(events_channel, RECORDER_QUEUE, recorder)
+        self._depth_channel = await self.connection.channel()
         api_channel = await self._channel(s.api_prefetch)
         api = Api(
             self.store,
@@ -140,8 +147,14 @@ class Requester:
             retry=retry,
             access=access,
             job_types=catalogue(registry, s.template_folders()),
+            status=self._status,
         )
         await self._consume(api_channel, API_QUEUE, api)
+        await self._consume(
+            await self._channel(s.api_prefetch),
+            HEARTBEATS_QUEUE,
+            HeartbeatRecorder(self.store, access, retry),
+        )
         await self._consume(
             await self._channel(s.api_prefetch),
             CLAIMS_QUEUE,
@@ -151,7 +164,15 @@ class Requester:
         health = HealthServer(s.metrics_host, s.metrics_port, self._ready)
         await health.start()
         await roll_call.answer()
-        self._closers = [roll_call.close, recorder.close, health.close]
+        beating = asyncio.create_task(
+            beat(self.store, self.node_id, socket.gethostname(), s.heartbeat_every)
+        )
+        self._closers = [
+            roll_call.close,
+            recorder.close,
+            health.close,
+            lambda: self._leave(beating),
+        ]
         if s.metrics_port:
             depth = asyncio.create_task(self._watch_depth(await self.connection.channel()))
             self._closers.append(lambda: _cancel(depth))
@@ -168,13 +189,28 @@ class Requester:
     async def _watch_depth(self, channel: AbstractRobustChannel) -> None:
         """Read each work queue's ready count every ``queue_depth_every`` seconds."""
         while True:
-            for name in (*WORK_QUEUES, DEAD_QUEUE):
-                try:
-                    queue = await channel.declare_queue(name, passive=True)
-                    QUEUE_READY.labels(name).set(queue.declaration_result.message_count or 0)
-                except Exception as error:  # the broker is away: the next read retries
-                    log.debug("metrics.depth_failed", queue=name, error=str(error))
+            try:
+                for queue in await queue_depths(channel):
+                    QUEUE_READY.labels(queue["name"]).set(queue["ready"])
+            except Exception as error:  # the broker is away: the next read retries
+                log.debug("metrics.depth_failed", error=str(error))
             await asyncio.sleep(self.settings.queue_depth_every)
+
+    async def _status(self, operator: bool) -> dict[str, Any]:
+        """The ``status`` API answer (``requester.fleet``)."""
+        assert self.store is not None
+        assert self._depth_channel is not None
+        nodes = await self.store.alive_nodes()
+        return status(nodes, await queue_depths(self._depth_channel), operator=operator)
+
+    async def _leave(self, beating: asyncio.Task[None]) -> None:
+        """Stop heartbeating and leave the view at once."""
+        await _cancel(beating)
+        assert self.store is not None
+        try:
+            await self.store.forget_node(self.node_id)
+        except Exception as error:  # it then drops out when its heartbeat expires
+            log.warning("heartbeat.leave_failed", error=f"{type(error).__name__}: {error}")
 
     async def _executor_alive(self, executor_id: str) -> bool:
         assert self.connection is not None

@@ -2,24 +2,58 @@
 
 Every publish is persistent, ``mandatory`` and waits for the broker's confirm; a message the
 broker cannot route raises ``aio_pika.exceptions.DeliveryError`` instead of vanishing.
+
+A broker setting may list the nodes of a cluster (``shoal.brokerurl``): :func:`connect` takes
+the first that answers, and :class:`FailoverConnection` moves to the next after every drop or
+failed attempt. It relies on one protected hook of aio-pika's ``RobustConnection`` (checked for
+aio-pika 9.4 to 10.x): ``_on_connection_close`` runs after a drop *and* after a failed connection
+attempt, and each attempt connects to ``self.url``.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractExchange, AbstractRobustConnection
+import structlog
+from aio_pika.abc import AbstractExchange
+from yarl import URL
 
-from shoal.brokerurl import unreachable
+from shoal.brokerurl import broker_urls, redact, unreachable_all
 from shoal.wire import CONTENT_TYPE, Message, encode
+
+log = structlog.get_logger("broker")
 
 CHANNEL_GONE = (aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
 """What a publish raises while the connection is down (before a robust channel reopens)."""
 RESEND_PAUSE_MAX = 2.0
+
+
+class FailoverConnection(aio_pika.RobustConnection):
+    """A robust connection over several broker addresses, tried in turn (round robin).
+
+    It starts on ``urls[start]``; after a drop or a failed reconnection attempt the next attempt
+    goes to the next address. With one address it is aio-pika's ``RobustConnection``.
+    """
+
+    def __init__(self, urls: Sequence[str], start: int, **kwargs: Any) -> None:
+        self._urls = [URL(url) for url in urls]
+        self._index = start
+        super().__init__(self._urls[start], **kwargs)
+        self.reconnect_callbacks.add(self._reconnected)
+
+    def _reconnected(self, *_: object) -> None:
+        log.info("broker.reconnected", broker=redact(str(self.url)))
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        await super()._on_connection_close(closing)
+        if len(self._urls) > 1 and not (self._close_called or self.is_closed):
+            self._index = (self._index + 1) % len(self._urls)
+            self.url = self._urls[self._index]
 
 
 async def connect(
@@ -28,30 +62,38 @@ async def connect(
     connect_timeout: float = 5.0,
     name: str = "shoal",
     reconnect_interval: float = 5.0,
-) -> AbstractRobustConnection:
-    """A robust connection, or ``UnavailableError`` naming the broker (password hidden).
+) -> FailoverConnection:
+    """A robust connection to the first address of ``url`` that answers, or
+    ``UnavailableError`` naming each broker (passwords hidden) and why it failed.
 
-    After a drop it reconnects every ``reconnect_interval`` seconds, reopening its channels
-    and consumers; each attempt gets ``connect_timeout`` seconds too, so an attempt that hangs
-    (a stalled connection, a broker that never answers) cannot end the reconnecting.
+    After a drop it reconnects every ``reconnect_interval`` seconds, to the next address of the
+    list each time, reopening its channels and consumers; each attempt gets ``connect_timeout``
+    seconds too, so an attempt that hangs (a stalled connection, a broker that never answers)
+    cannot end the reconnecting.
     """
-    try:
-        return await asyncio.wait_for(
-            aio_pika.connect_robust(
-                url,
-                client_properties={"connection_name": name},
-                reconnect_interval=reconnect_interval,
-                timeout=connect_timeout,
-            ),
-            timeout=connect_timeout,
+    urls = broker_urls(url)
+    failures: list[tuple[str, BaseException]] = []
+    for start, address in enumerate(urls):
+        connection = FailoverConnection(
+            urls,
+            start,
+            client_properties={"connection_name": name},
+            reconnect_interval=reconnect_interval,
         )
-    except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
-        raise unreachable(url, error) from None
+        try:
+            await asyncio.wait_for(connection.connect(timeout=connect_timeout), connect_timeout)
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as error:
+            await connection.close()
+            failures.append((address, error))
+        else:
+            return connection
+    raise unreachable_all(failures) from None
 
 
 def broker_user(url: str) -> str:
-    """The account an ``amqp://`` URL logs in as (RabbitMQ's default: ``guest``)."""
-    return unquote(urlsplit(url).username or "guest")
+    """The account an ``amqp://`` URL (or list of them) logs in as (RabbitMQ's default:
+    ``guest``)."""
+    return unquote(urlsplit(broker_urls(url)[0]).username or "guest")
 
 
 def make_message(message: Message, **properties: Any) -> aio_pika.Message:

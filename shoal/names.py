@@ -38,13 +38,22 @@ FLEET_EXCHANGE = "shoal.fleet"
 CLAIMS_KEY = "claims"
 BLOBS_KEY = "blobs"
 """``shoal.fleet`` key routed to ``shoal.api``: executors fetch blobs (op ``blob-get``) there."""
+HEARTBEATS_QUEUE = "shoal.heartbeats"
+HEARTBEAT_KEY = "heartbeat"
 EVENTS_EXCHANGE = "shoal.events"
 CONTROL_EXCHANGE = "shoal.control"
 DEAD_LETTER_EXCHANGE = "shoal.dlx"
 EXECUTOR_QUEUE_PREFIX = "shoal.executor."
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
-WORK_QUEUES = (SUBMIT_QUEUE, COMPUTE_QUEUE, API_QUEUE, RECORDER_QUEUE, CLAIMS_QUEUE)
+WORK_QUEUES = (
+    SUBMIT_QUEUE,
+    COMPUTE_QUEUE,
+    API_QUEUE,
+    RECORDER_QUEUE,
+    CLAIMS_QUEUE,
+    HEARTBEATS_QUEUE,
+)
 REQUEST_QUEUES = (SUBMIT_QUEUE, API_QUEUE)
 """Queues clients reach through ``shoal.requests`` (routing key = queue name)."""
 RECORDED_KINDS = ("state", "log", "result")

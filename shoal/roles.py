@@ -6,10 +6,11 @@ requester  everything in its vhost (declares the topology, reads submissions, AP
            events, publishes compute jobs, replies and ``recorded`` events)
 executor   declares and consumes ``shoal.compute``; its own control queue
            (``shoal.executor.<id>``) bound to ``shoal.control``; publishes to
-           ``shoal.events`` and claim requests to ``shoal.fleet`` (routed to ``shoal.claims``,
-           answered by direct reply-to), and blob fetches there too (key ``blobs``, routed to
-           ``shoal.api``, which answers only ``blob-get`` from that exchange). Never reads
-           submissions, API calls, claims or other queues.
+           ``shoal.events``, and to ``shoal.fleet`` claim requests (routed to
+           ``shoal.claims``, answered by direct reply-to), heartbeats (routed to
+           ``shoal.heartbeats``) and blob fetches (key ``blobs``, routed to ``shoal.api``,
+           which answers only ``blob-get`` from that exchange). Never reads submissions, API
+           calls, claims or other queues.
 client     publishes to ``shoal.requests`` only (submissions and API calls, each signed with
            its ``user_id``); reads direct replies and its own server-named queues
            (``amq.gen-…``), which it may bind to ``shoal.events`` only with keys

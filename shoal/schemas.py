@@ -20,6 +20,7 @@ from shoal.wire import (
     ClaimRequest,
     ComputeRequest,
     ControlMessage,
+    Heartbeat,
     JobEvent,
     Submission,
     SubmitReply,
@@ -36,6 +37,7 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "control-message": ControlMessage,
     "claim-request": ClaimRequest,
     "claim-reply": ClaimReply,
+    "heartbeat": Heartbeat,
 }
 """Schema name → the model whose JSON form it describes."""
 

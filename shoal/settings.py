@@ -27,7 +27,11 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SHOAL_", extra="ignore")
 
     broker_url: SecretStr = Field(
-        default=SecretStr(DEFAULT_BROKER_URL), description="AMQP URL of RabbitMQ"
+        default=SecretStr(DEFAULT_BROKER_URL),
+        description=(
+            "AMQP URL of RabbitMQ, or a comma-separated list of a cluster's nodes (one user "
+            "and vhost): the first that answers, the next after a drop"
+        ),
     )
     log_format: str = Field(default="auto", description="auto (console on a TTY), json or console")
     log_level: str = Field(default="info", description="debug, info, warning or error")
@@ -41,6 +45,12 @@ class ServiceSettings(CommonSettings):
         ge=0,
         le=65535,
         description="Port of /metrics, /livez and /readyz (shoal.metrics); 0: off",
+    )
+    heartbeat_every: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between heartbeats (shoal status); a service that misses 3 "
+        "drops out of the view",
     )
     metrics_host: str = Field(
         default="127.0.0.1",

@@ -32,6 +32,8 @@ from shoal.names import (
     DEAD_QUEUE,
     EVENTS_EXCHANGE,
     FLEET_EXCHANGE,
+    HEARTBEAT_KEY,
+    HEARTBEATS_QUEUE,
     RECORDED_KINDS,
     RECORDER_QUEUE,
     REQUEST_QUEUES,
@@ -62,12 +64,14 @@ __all__ = [
     "DEAD_QUEUE",
     "EVENTS_EXCHANGE",
     "FLEET_EXCHANGE",
+    "HEARTBEATS_QUEUE",
     "RECORDER_QUEUE",
     "SUBMIT_QUEUE",
     "WORK_QUEUES",
     "Topology",
     "declare",
     "declare_executor",
+    "declare_fleet",
     "work_queue_arguments",
 ]
 
@@ -144,7 +148,8 @@ class Topology:
     """``shoal.fleet`` (claims); declared by an executor only when it claims runs."""
 
 
-async def _declare_fleet(channel: AbstractChannel) -> AbstractExchange:
+async def declare_fleet(channel: AbstractChannel) -> AbstractExchange:
+    """``shoal.fleet``: executors' claims and services' heartbeats to the requesters."""
     return await channel.declare_exchange(
         FLEET_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
     )
@@ -152,7 +157,8 @@ async def _declare_fleet(channel: AbstractChannel) -> AbstractExchange:
 
 async def declare_executor(channel: AbstractChannel, *, claims: bool = False) -> Topology:
     """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``,
-    the dead-letter exchange, and with ``claims`` ``shoal.fleet`` — and nothing its account
+    the dead-letter exchange, and with ``claims`` ``shoal.fleet`` (heartbeats declare it
+    too, ``executor.heartbeat``) — and nothing its account
     may not touch (``shoal.roles``). ``shoal.claims`` and its binding are the requester's:
     until a requester declared them, a claim request comes back unrouted."""
     dead_letter = await channel.declare_exchange(
@@ -167,7 +173,7 @@ async def declare_executor(channel: AbstractChannel, *, claims: bool = False) ->
     compute = await channel.declare_queue(
         COMPUTE_QUEUE, durable=True, arguments=work_queue_arguments()
     )
-    fleet = await _declare_fleet(channel) if claims else None
+    fleet = await declare_fleet(channel) if claims else None
     return Topology(
         events=events,
         control=control,
@@ -201,9 +207,10 @@ async def declare(channel: AbstractChannel) -> Topology:
     )
     for name in REQUEST_QUEUES:
         await queues[name].bind(requests, routing_key=name)
-    fleet = await _declare_fleet(channel)
+    fleet = await declare_fleet(channel)
     await queues[CLAIMS_QUEUE].bind(fleet, routing_key=CLAIMS_KEY)
     await queues[API_QUEUE].bind(fleet, routing_key=BLOBS_KEY)
+    await queues[HEARTBEATS_QUEUE].bind(fleet, routing_key=HEARTBEAT_KEY)
     queues[DEAD_QUEUE] = dead
     return Topology(
         events=events, control=control, dead_letter=dead_letter, queues=queues, fleet=fleet

@@ -158,6 +158,33 @@ class ClaimReply(Message):
     error: WireError | None = None
 
 
+HEARTBEAT_MISSES = 3
+"""Heartbeat intervals a service may miss before it drops out of the cluster view."""
+
+
+class Heartbeat(Message):
+    """``shoal.fleet``, key ``heartbeat``: a service saying it is alive, every ``interval``
+    seconds. A requester keeps the latest per ``node_id`` until ``at`` +
+    :data:`HEARTBEAT_MISSES` intervals."""
+
+    node_id: str
+    """The process: an executor's ID, a requester's name and process ID."""
+    role: Literal["requester", "executor"]
+    host: str = ""
+    """The machine (an executor's ``SHOAL_NODE_ID``)."""
+    version: str = ""
+    engines: list[str] = Field(default_factory=list)
+    slots: int = 0
+    """Jobs it runs at once (executors; 0 for a requester)."""
+    running: list[str] = Field(default_factory=list)
+    """IDs of the jobs it runs now."""
+    held: int = 0
+    """Deliveries of its work queue it holds unacknowledged (an executor: of ``shoal.compute``)."""
+    draining: bool = False
+    interval: float = Field(gt=0)
+    at: datetime = Field(default_factory=utcnow)
+
+
 ApiOp = Literal[
     "list",
     "page",
@@ -168,6 +195,7 @@ ApiOp = Literal[
     "get",
     "stop",
     "job-types",
+    "status",
     "blobs-missing",
     "blob-put",
     "blob-get",

@@ -26,6 +26,8 @@
                  bytes and size, when it was first stored (``requester.store.blobs``)
     store_meta   key → value about the store itself: ``store_id``, made once, names the store
                  to the other requesters of a broker (``requester.peers``)
+    nodes        node_id → the latest heartbeat of a service (``requester.store.nodes``), its
+                 role, when it was sent and when it expires (``shoal status``)
 
 Tables are created when missing; columns added since a table was created are added by
 :func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed; ``left_out``: NULL).
@@ -207,6 +209,16 @@ store_meta = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", String(256), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("heartbeat", Text, nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
 ADDED_COLUMNS = {"jobs": ("owner", "left_out")}

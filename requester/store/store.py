@@ -22,9 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from shoal.errors import NotFoundError, UsageError
 from shoal.model import JOB_ID, STATE_ORDER, Job, JobState, submitted_spec
-from shoal.wire import ClaimItem, ClaimOp, JobEvent, utcnow
+from shoal.wire import ClaimItem, ClaimOp, Heartbeat, JobEvent, utcnow
 
-from . import claims, deadlines, lapses, listing, reads, retention, retries, schema, writes
+from . import (
+    claims,
+    deadlines,
+    lapses,
+    listing,
+    nodes,
+    reads,
+    retention,
+    retries,
+    schema,
+    writes,
+)
 from .blobs import BlobStore, DatabaseBlobStore
 from .claims import Claimed
 from .deadlines import Expired
@@ -283,7 +294,28 @@ class JobStore:
             )
         return JobState(row.state) if moved and row is not None else None
 
+    async def record_heartbeat(self, heartbeat: Heartbeat) -> bool:
+        """Keep a service's latest heartbeat (``store.nodes``); whether it was kept."""
+        async with self._write() as conn:
+            return await nodes.record(conn, heartbeat, utcnow())
+
+    async def forget_node(self, node_id: str) -> None:
+        """Drop a service from the view, and every heartbeat that expired."""
+        async with self._write() as conn:
+            await nodes.forget(conn, node_id)
+            await nodes.prune(conn, utcnow())
+
+    async def prune_nodes(self, now: datetime | None = None) -> int:
+        """Delete the heartbeats that expired (by ``now``); how many."""
+        async with self._write() as conn:
+            return await nodes.prune(conn, now or utcnow())
+
     # reads ----------------------------------------------------------------------------
+
+    async def alive_nodes(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """The services whose heartbeat has not expired by ``now`` (``store.nodes.alive``)."""
+        async with self._engine.connect() as conn:
+            return await nodes.alive(conn, now or utcnow())
 
     async def fully_recorded(self, job_ids: Sequence[str]) -> list[JobEvent]:
         """A ``recorded`` event for each job among ``job_ids`` that is terminal with every

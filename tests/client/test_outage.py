@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -29,6 +30,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], int]] = {
     "job get": (("job", "get", JOB), 1),
     "job stop": (("job", "stop", JOB), 1),
     "job wait": (("job", "wait", JOB), 2),
+    "status": (("status",), 1),
 }
 
 
@@ -85,3 +87,43 @@ async def test_broker_lost_mid_command(
     line = one_unavailable_line(done)
     assert "lost the connection to RabbitMQ" in line
     assert took < 15, "the command noticed the lost connection at once, not at a timeout"
+
+
+@pytest.mark.parametrize("name", ["exec", "job describe", "job list"])
+async def test_several_addresses_use_the_first_that_answers(
+    name: str, shoal: Shoal, amqp_url: str, queued_job: str
+) -> None:
+    """``exec`` takes the blocking path, the others the asyncio session."""
+    listed = f"{with_port(amqp_url, 1)}, {amqp_url}"
+    done = await shoal("--broker", listed, *argv_of(name, queued_job))
+    assert done.code == 0, done.err
+
+
+async def test_several_addresses_none_answering_names_each(shoal: Shoal) -> None:
+    listed = "amqp://guest:secret@127.0.0.1:1/,amqp://guest:secret@127.0.0.1:2/"
+    for argv in (RUN, ("job", "list")):
+        line = one_unavailable_line(await shoal("--broker", listed, *argv))
+        assert line.startswith("UnavailableError: cannot reach RabbitMQ at any of its 2 addresses")
+        assert "amqp://***@127.0.0.1:1/: " in line
+        assert "amqp://***@127.0.0.1:2/: " in line
+        assert "secret" not in line
+
+
+@pytest.mark.parametrize("how", ["drop", "close"])
+async def test_a_wait_moves_to_the_next_address_when_its_connection_breaks(
+    how: str, shoal: Shoal, amqp_url: str, queued_job: str
+) -> None:
+    """``job wait``'s second publish (its first inside the wait) is cut: it carries on through
+    the next address and ends when the job is stopped."""
+    upstream = urlsplit(amqp_url)
+    target = (upstream.hostname or "127.0.0.1", upstream.port or 5672)
+    async with cutting_proxy(target, 2, how) as proxy:  # type: ignore[arg-type]
+        listed = f"{with_port(amqp_url, proxy.port)},{amqp_url}"
+        waiting = asyncio.create_task(shoal("--broker", listed, "job", "wait", queued_job))
+        async with asyncio.timeout(30):
+            await proxy.cut.wait()
+        stopped = await shoal("job", "stop", queued_job)
+        assert stopped.code == 0, stopped.err
+        done = await waiting
+    assert "UnavailableError" not in done.err, done.err
+    assert done.code == 130, (done.out, done.err)

@@ -92,9 +92,17 @@ def test_a_profile_without_a_file(tmp_path: Path) -> None:
         ("http://u:secret@h/", "--broker: '…@h/' is not an AMQP URL"),
         ("amqp://h:99999/", "--broker: bad broker URL"),
         ("amqp:///", "--broker: the broker URL names no host"),
+        ("amqp://u:secret@h1/,amqp://u:secret@h2:0/", "--broker: bad broker URL"),
+        ("amqp://u:secret@h1/,amqp://w:secret@h2/", "--broker: the broker URLs .* name different"),
     ],
 )
 def test_bad_broker_urls(url: str, message: str) -> None:
     with pytest.raises(UsageError, match=message) as raised:
         choose_broker(url, None, {})
     assert "secret" not in raised.value.message
+
+
+def test_a_list_of_cluster_nodes_is_a_broker_url() -> None:
+    listed = "amqp://u:p@h1:5672/v,amqp://u:p@h2:5673/v"
+    assert choose_broker(listed, None, {}).url == listed
+    assert choose_broker(None, None, {"SHOAL_BROKER_URL": listed}).url == listed

@@ -237,6 +237,16 @@ class Cluster:
     def states(self) -> dict[str, str]:
         return {r["id"]: r["state"] for r in self.rows("SELECT id, state FROM jobs")}
 
+    async def stored(self, at_least: int, within: float) -> int:
+        """How many jobs the store holds once it holds ``at_least`` (or at the deadline)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        count = len(self.states())
+        while count < at_least and loop.time() < end:
+            await asyncio.sleep(0.05)
+            count = len(self.states())
+        return count
+
     async def settle(self, ids: list[str], within: float) -> None:
         """Wait until every job of ``ids`` is terminal in the store (or the deadline)."""
         loop = asyncio.get_running_loop()

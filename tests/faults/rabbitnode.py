@@ -3,12 +3,14 @@
 The node runs as the ``rabbitmq`` user (the system node's Erlang cookie, so ``rabbitmqctl -n``
 reaches it) from a folder of its own: its name, AMQP and distribution ports, database, logs,
 pid file and (empty) plugin list are all private, so restarting it never touches the shared
-broker. :func:`private_rabbit` stops it and removes its folder at the end.
+broker. :func:`private_rabbit` stops it and removes its folder at the end;
+:func:`private_cluster` clusters several such nodes (never with the system node).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -92,6 +94,43 @@ class RabbitNode:
         """Stop the whole node (its Erlang VM too)."""
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
             self.ctl("stop", timeout=120)
+
+    def join(self, seed: RabbitNode) -> None:
+        """Make this fresh node a member of ``seed``'s cluster."""
+        self.ctl("stop_app")
+        self.ctl("join_cluster", seed.name)
+        self.ctl("start_app")
+        self.ctl("await_startup")
+
+    def quorum_queues(self, vhost: str = "/") -> dict[str, QuorumQueue]:
+        """The quorum queues of ``vhost`` as this node sees them."""
+        listed = self.ctl(
+            "list_queues", "-p", vhost, "--formatter", "json", "name", "type", "leader", "members"
+        )
+        return {
+            q["name"]: QuorumQueue(q["leader"], sorted(q["members"]))
+            for q in json.loads(listed)
+            if q["type"] == "quorum"
+        }
+
+
+@dataclass(frozen=True)
+class QuorumQueue:
+    """Where a quorum queue lives: the node that leads it and every member."""
+
+    leader: str
+    members: list[str]
+
+
+@contextlib.contextmanager
+def private_cluster(size: int) -> Iterator[list[RabbitNode]]:
+    """``size`` private nodes, the first one's cluster joined by the others; every node stopped
+    and its folder removed at the end (the cluster goes with them)."""
+    with contextlib.ExitStack() as stack:
+        nodes = [stack.enter_context(private_rabbit()) for _ in range(size)]
+        for node in nodes[1:]:
+            node.join(nodes[0])
+        yield nodes
 
 
 @contextlib.contextmanager

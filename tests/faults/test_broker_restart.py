@@ -27,17 +27,6 @@ def rabbit_node() -> Iterator[RabbitNode]:
         yield node
 
 
-async def stored(cluster: Cluster, at_least: int, within: float) -> int:
-    """How many jobs the store holds once it holds ``at_least`` (or at the deadline)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    count = len(cluster.states())
-    while count < at_least and loop.time() < end:
-        await asyncio.sleep(0.05)
-        count = len(cluster.states())
-    return count
-
-
 @pytest.mark.timeout(1200 if LONG else 300)
 async def test_broker_restart_during_a_burst(
     rabbit_node: RabbitNode, tmp_path: Path, figures: Figures
@@ -49,7 +38,7 @@ async def test_broker_restart_during_a_burst(
         for index in range(2):
             await cluster.start_executor(index, slots=3)
         ids = [await cluster.publish(shell_job("true")) for _ in range(count)]
-        before = await stored(cluster, count // 10, 60)
+        before = await cluster.stored(count // 10, 60)
         await asyncio.to_thread(rabbit_node.stop)
         await asyncio.to_thread(rabbit_node.start)
         assert before < count, "the restart came after every submission was handled"

@@ -19,6 +19,8 @@ from pamqp.commands import Basic
 
 from client.accounts import Rabbitmqctl, ensure_user, remove_user
 from client.main import main
+from executor.heartbeat import Busy, start_heartbeat
+from executor.settings import ExecutorSettings
 from shoal.broker import connect
 from shoal.names import (
     API_QUEUE,
@@ -30,12 +32,14 @@ from shoal.names import (
     DIRECT_REPLY_TO,
     EVENTS_EXCHANGE,
     FLEET_EXCHANGE,
+    HEARTBEATS_QUEUE,
     RECORDER_QUEUE,
     REQUESTS_EXCHANGE,
     SUBMIT_QUEUE,
     event_key,
 )
 from shoal.topology import declare, declare_executor
+from shoal.wire import Heartbeat, decode
 
 from .accounts import Accounts, role_accounts
 
@@ -275,6 +279,30 @@ async def test_executor_sends_a_claim_and_reads_the_direct_reply(
             assert reply_to is not None
             await requester.basic_publish(b"answer", routing_key=reply_to)
         assert await asyncio.wait_for(replies.get(), 10) == b"answer"
+
+
+async def test_executor_heartbeats_reach_the_requesters_signed(accounts: Accounts) -> None:
+    """The executor's account declares ``shoal.fleet`` and publishes its heartbeats there;
+    they reach ``shoal.heartbeats`` signed with its ``user_id``."""
+    settings = ExecutorSettings(broker_url=accounts.url("executor"), heartbeat_every=0.2)
+    connection = await connect(accounts.url("executor"))
+    beating = start_heartbeat(
+        connection, settings, "exec-1", ("docker",), lambda: Busy(["j-1"], 1, False)
+    )
+    try:
+        async with channel_of(accounts.url("requester")) as requester, asyncio.timeout(10):
+            while True:
+                got = await requester.basic_get(HEARTBEATS_QUEUE, no_ack=True)
+                if isinstance(got.delivery, Basic.GetOk):
+                    break
+                await asyncio.sleep(0.1)  # the next beat is on its way
+    finally:
+        beating.cancel()
+        await asyncio.gather(beating, return_exceptions=True)
+        await connection.close()
+    assert got.header.properties.user_id == accounts.users["executor"]
+    heartbeat = decode(got.body, Heartbeat)
+    assert (heartbeat.node_id, heartbeat.running, heartbeat.held) == ("exec-1", ["j-1"], 1)
 
 
 def test_password_files_are_private_and_setup_is_idempotent(

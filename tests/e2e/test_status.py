@@ -1,0 +1,117 @@
+"""``shoal status`` against real services: who is alive, and the queues' depth."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shlex
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from executor.network import ACCEPT_PREFIX, iptables
+
+from .conftest import ROOT, System, _until_logged
+
+pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq]
+
+BEAT = 0.5
+"""Seconds between heartbeats here: a service drops out after three missed (1.5 s)."""
+
+
+@pytest.fixture
+def system_env() -> dict[str, str]:
+    return {"SHOAL_HEARTBEAT_EVERY": str(BEAT)}
+
+
+async def status(system: System) -> dict[str, Any]:
+    done = await system.shoal("status", "--output-format", "json")
+    assert done.code == 0, done.err
+    found: dict[str, Any] = json.loads(done.out)
+    return found
+
+
+async def until(
+    system: System, wanted: Callable[[dict[str, Any]], bool], seconds: float = 60
+) -> dict[str, Any]:
+    """The first status that satisfies ``wanted`` (within ``seconds``)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            found = await status(system)
+            if wanted(found):
+                return found
+            await asyncio.sleep(BEAT)  # the view changes with the next heartbeat
+
+
+def roles(found: dict[str, Any]) -> list[str]:
+    return sorted(node["role"] for node in found["nodes"])
+
+
+async def test_status_shows_the_requester_the_executor_and_queue_depths(system: System) -> None:
+    found = await until(system, lambda f: roles(f) == ["executor", "requester"])
+    executor = next(n for n in found["nodes"] if n["role"] == "executor")
+    assert executor["host"] == system.env["SHOAL_NODE_ID"]
+    assert executor["engines"] == ["docker"]
+    assert executor["slots"] >= 1
+    assert executor["running"] == []  # the test's account is the requester's: an operator
+    assert executor["draining"] is False
+    assert executor["interval"] == BEAT
+    assert found["misses"] == 3
+    queues = {q["name"]: q for q in found["queues"]}
+    assert queues["shoal.compute"]["consumers"] == 1
+    assert queues["shoal.compute"]["unacknowledged"] == 0
+    assert queues["shoal.submit"]["unacknowledged"] is None
+    assert {"shoal.submit", "shoal.api", "shoal.heartbeats", "shoal.dead"} <= set(queues)
+
+    done = await system.shoal("status")
+    assert done.code == 0, done.err
+    lines = done.out.splitlines()
+    assert lines[0].split() == [
+        "NODE", "ID", "ROLE", "VERSION", "ENGINES", "SLOTS", "RUNNING", "LAST", "SEEN"
+    ]  # fmt: skip
+    assert any(line.startswith(executor["node_id"]) and "docker" in line for line in lines)
+    assert any(line.startswith("shoal.compute ") for line in lines)
+
+
+async def test_an_executor_that_stops_beating_drops_out(system: System) -> None:
+    env = {**system.env, "SHOAL_NODE_ID": f"gone-{uuid.uuid4().hex[:8]}"}
+    second = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "client.main",
+        "serve",
+        "executor",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await _until_logged(second, "executor.ready", "executor")
+
+        def hosts(found: dict[str, Any]) -> set[str]:
+            return {n["host"] for n in found["nodes"] if n["role"] == "executor"}
+
+        await until(system, lambda f: env["SHOAL_NODE_ID"] in hosts(f))
+        second.send_signal(signal.SIGKILL)  # no goodbye: it just stops beating
+        await second.wait()
+        found = await until(system, lambda f: env["SHOAL_NODE_ID"] not in hosts(f))
+        assert hosts(found) == {system.env["SHOAL_NODE_ID"]}
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()
+        await forget_proxy_rules(env["SHOAL_NODE_ID"])
+
+
+async def forget_proxy_rules(node: str) -> None:
+    """Remove the firewall rule of a killed executor's proxy (its node never starts again, so
+    no executor reaps it)."""
+    code, listing = await iptables("-S", "INPUT")
+    for line in listing.splitlines() if code == 0 else []:
+        if f"{ACCEPT_PREFIX}{node} " in line:
+            await iptables("-D", *shlex.split(line)[1:])
