@@ -22,6 +22,7 @@ BENCHMARKS = {
     "depcache": ["-m", "bench.bench_depcache"],
     "metrics": ["-m", "bench.bench_metrics"],
     "fleet": ["-m", "bench.bench_fleet"],
+    "submit": ["-m", "bench.bench_submit"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = re.compile(r"^<!-- bench:(\w+) -->\n(.*?)^<!-- /bench:\1 -->\n", re.M | re.S)

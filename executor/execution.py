@@ -29,6 +29,7 @@ import structlog
 
 from executor import failures
 from executor.addresses import DestinationPolicy, NodeAddresses
+from executor.blobs import BlobCache, materialise
 from executor.depcache import DepCache, InstallRequest, Prebuilt
 from executor.events import EventSink, JobEvents
 from executor.failures import JobError
@@ -94,6 +95,8 @@ class Node:
     executor_id: str
     addresses: NodeAddresses = field(default_factory=NodeAddresses)
     """The node's own addresses, shared with the proxy (refreshed by the service)."""
+    blobs: BlobCache | None = None
+    """Where blob inputs come from (``executor.blobs``); without it they fail the job."""
     depcache: DepCache = field(init=False)
     leftovers: Leftovers = field(init=False)
     """Removes job containers with a deadline, retrying the ones left behind."""
@@ -265,7 +268,8 @@ async def _run_job(
     input_roots = list(dict.fromkeys(top_level(item.target) for item in job.task.inputs))
     layout = output_layout(job.task, input_roots, user)
     uid = numeric_uid(user)
-    placements = await prepare_inputs(job.task.inputs, settings, uid, node.destinations())
+    inputs = await materialise(job.task.inputs, node.blobs)
+    placements = await prepare_inputs(inputs, settings, uid, node.destinations())
     mounted = [*ALWAYS_VOLUMES, *input_roots, *layout.volumes]
     folders = place_roots(mounted, uid) if uid else []
     folders += place_dirs(layout.dirs, mounted, uid)

@@ -54,6 +54,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
 from executor.addresses import NodeAddresses
+from executor.blobs import api_blobs
 from executor.claims import Claims, amqp_claims, new_attempt
 from executor.docker_runner import DockerRunner
 from executor.events import AmqpEventSink
@@ -383,7 +384,12 @@ async def serve(
             broker_user(settings.broker_url.get_secret_value()),
             survive=settings.claim_lease,
         )
-        node = Node(settings, runner, sink, gateway, executor_id, addresses)
+        blobs = await api_blobs(
+            await connection.channel(publisher_confirms=True),
+            settings,
+            broker_user(settings.broker_url.get_secret_value()),
+        )
+        node = Node(settings, runner, sink, gateway, executor_id, addresses, blobs=blobs)
         claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
         executor = Executor(node, claims)
         if claims is not None:

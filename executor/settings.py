@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -227,6 +228,19 @@ class ExecutorSettings(ServiceSettings):
     log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
     log_flush_seconds: float = Field(default=0.25, gt=0)
     job_log_limit: Memory = 16 * 1024**2
+
+    blob_cache_dir: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "shoal-blobs",
+        description="Where blobs (code shared by many jobs) fetched from the requester are "
+        "kept, by sha256 (default: shoal-blobs in the system's temporary folder); executors "
+        "of a node may share it",
+    )
+    blob_cache_bytes: Memory = Field(
+        default=1024**3, description="Most bytes the blob cache holds (least recently used go)"
+    )
+    blob_timeout: Duration = Field(
+        default=60.0, gt=0, description="Longest wait for the requester to send a blob"
+    )
 
     dep_cache: bool = Field(
         default=True,

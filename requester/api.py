@@ -5,9 +5,10 @@ Ops (``ApiRequest.op``): ``list`` (params ``states`` or ``state``, ``labels`` {k
 cursor, ``requester.store.listing``), ``summary`` (counts by state and job type), and per
 job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (the job's state, its outputs
 as base64 tar.gz per result name and ``left_out``: notes on the results it does not have)
-and ``stop``; and ``status`` (the live services and the queues' depth, ``requester.fleet``:
-job IDs of running jobs only for operators). A job is named by its ID or by a unique prefix
-of it (at least six characters after ``j-``), looked up among the caller's jobs only.
+and ``stop``; ``status`` (the live services and the queues' depth, ``requester.fleet``:
+job IDs of running jobs only for operators); and the blob ops ``blobs-missing``,
+``blob-put``, ``blob-get`` (``requester.blobapi``). A job is named by its ID or by a unique
+prefix of it (at least six characters after ``j-``), looked up among the caller's jobs only.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
 see (``requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
@@ -31,12 +32,15 @@ from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
 from shoal.model import JOB_ID, TERMINAL_STATES, JobState
+from shoal.names import FLEET_EXCHANGE
 from shoal.wire import ApiReply, ApiRequest, ControlMessage, JobEvent, WireError, decode
 
 from . import delivery
 from .access import Access
+from .blobapi import OPS as BLOB_OPS
+from .blobapi import handle_blob
 from .replies import reply
-from .store import JobFilter, JobStore
+from .store import BlobStore, JobFilter, JobStore
 from .store.listing import Scope
 from .submissions import RetryPolicy
 
@@ -97,8 +101,10 @@ class Api:
         access: Access,
         job_types: dict[str, Any] | None = None,
         status: Status | None = None,
+        blobs: BlobStore | None = None,
     ) -> None:
         self._status = status
+        self._blobs = blobs or store.blobs()
         self._job_types = job_types or {"job_types": [], "untranslated": []}
         self._store = store
         self._access = access
@@ -116,8 +122,12 @@ class Api:
             return
         try:
             try:
-                limits.check_body(message.body, limits.MAX_API_REQUEST_BYTES, "API request")
+                limits.check_body(message.body, limits.MAX_BLOB_REQUEST_BYTES, "API request")
                 request = decode(message.body, ApiRequest)
+                if message.exchange == FLEET_EXCHANGE and request.op != "blob-get":
+                    raise ProtocolError(f"{FLEET_EXCHANGE} carries only blob-get, not {request.op}")
+                if request.op != "blob-put":
+                    limits.check_body(message.body, limits.MAX_API_REQUEST_BYTES, "API request")
                 caller = self._access.caller(message.user_id)
                 answer = ApiReply(result=await self.handle(request, caller))
             except ShoalError as error:
@@ -137,6 +147,8 @@ class Api:
             if self._status is None:
                 raise ShoalError("this requester does not keep a cluster view")
             return await self._status(self._access.is_operator(caller))
+        if request.op in BLOB_OPS:
+            return await handle_blob(request.op, request.params, caller, self._blobs, self._access)
         scope = self._access.scope(caller)
         if request.op == "list":
             return (await self._page(request.params, scope))["jobs"]

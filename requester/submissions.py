@@ -37,7 +37,7 @@ from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
 from shoal import limits
-from shoal.errors import IdempotencyConflictError, ProtocolError, ShoalError
+from shoal.errors import IdempotencyConflictError, InvalidJobError, ProtocolError, ShoalError
 from shoal.metrics import ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
@@ -103,6 +103,15 @@ class _Item:
     @property
     def job_id(self) -> str:
         return self.job.runnable.id
+
+
+def _blobs(item: _Item) -> dict[str, int]:
+    """sha256 → declared size of the blobs ``item``'s runnable job names."""
+    return {
+        str(entry.source.params["sha256"]): int(entry.source.params["size"])
+        for entry in item.job.runnable.task.inputs
+        if entry.source.type == "blob"
+    }
 
 
 def _conflict(item: _Item) -> IdempotencyConflictError:
@@ -244,6 +253,7 @@ class SubmissionPipeline:
                 refused.append((message, ProtocolError(reason)))
         if refused:
             await self._refuse(refused)
+        items = await self._with_blobs(items)
         if not items:
             return
         ids = list(dict.fromkeys(item.job_id for item in items))
@@ -259,6 +269,36 @@ class SubmissionPipeline:
                 del self._busy[job_id]
             done.set_result(None)
         await self._finish(items)
+
+    async def _with_blobs(self, items: list[_Item]) -> list[_Item]:
+        """Refuse the items naming a blob (``shoal.blobs``) the store does not hold, or with
+        another size than the one held (``InvalidJobError``); one query for the round."""
+        wanted = {item_id: _blobs(item) for item_id, item in enumerate(items)}
+        hashes = sorted({sha for named in wanted.values() for sha in named})
+        if not hashes:
+            return items
+        try:
+            held = await self._store.blobs().sizes(hashes)
+        except Exception as error:
+            using = [item for i, item in enumerate(items) if wanted[i]]
+            self._fail(using, "store", error)
+            for item in using:
+                self._retry_later(item.message)
+            return [item for i, item in enumerate(items) if not wanted[i]]
+        refused: list[tuple[DeliveredMessage, ShoalError]] = []
+        kept: list[_Item] = []
+        for i, item in enumerate(items):
+            bad = [sha for sha, size in wanted[i].items() if held.get(sha) != size]
+            if bad:
+                reason = "is not held by the requester (upload it with blob-put first)"
+                if bad[0] in held:
+                    reason = f"holds {held[bad[0]]} bytes, not {wanted[i][bad[0]]}"
+                refused.append((item.message, InvalidJobError(f"blob sha256:{bad[0]} {reason}")))
+            else:
+                kept.append(item)
+        if refused:
+            await self._refuse(refused)
+        return kept
 
     async def _without_conflicts(self, items: list[_Item]) -> list[_Item]:
         """Refuse the items whose idempotency key names a job of another spec, stored or

@@ -7,7 +7,8 @@
 - :data:`MAX_SUBMISSION_BYTES` — a whole submission body: full inline archives in base64
   plus :data:`MAX_SPEC_BYTES` for the rest of the job. The requester refuses a longer body
   before parsing it.
-- :data:`MAX_API_REQUEST_BYTES` — an API request body (a query, never data).
+- :data:`MAX_API_REQUEST_BYTES` — an API request body (a query, never data), except
+  ``blob-put``'s, which carries one blob: :data:`MAX_BLOB_REQUEST_BYTES`.
 - :data:`MAX_MESSAGE_BYTES` — any message; RabbitMQ's ``max_message_size`` is set to it by
   the set-up (``scripts/ensure-rabbitmq.sh``, ``deploy/rabbitmq-entrypoint.sh``), so the
   broker itself refuses longer ones. Job events are held to it by the recorder.
@@ -32,6 +33,7 @@ MAX_META_VALUE_BYTES = 64 * 1024
 MAX_SPEC_BYTES = 1 * MiB
 MAX_SUBMISSION_BYTES = (MAX_INLINE_BYTES + 2) // 3 * 4 + MAX_SPEC_BYTES
 MAX_API_REQUEST_BYTES = 64 * 1024
+MAX_BLOB_REQUEST_BYTES = MAX_SUBMISSION_BYTES
 MAX_MESSAGE_BYTES = 64 * MiB
 
 
@@ -49,12 +51,15 @@ def decoded_size(data: str) -> int:
 
 
 def inline_bytes(job: Job) -> int:
-    """The decoded size of all of ``job``'s inline archives."""
-    return sum(
-        decoded_size(str(item.source.params.get("data", "")))
-        for item in job.task.inputs
-        if item.source.type == "inline"
-    )
+    """The decoded size of all of ``job``'s inline archives, blobs (``shoal.blobs``) counted
+    by the size they declare (the requester checks it against the blob it holds)."""
+    total = 0
+    for item in job.task.inputs:
+        if item.source.type == "inline":
+            total += decoded_size(str(item.source.params.get("data", "")))
+        elif item.source.type == "blob":
+            total += int(item.source.params["size"])
+    return total
 
 
 def check_job(job: Job) -> None:

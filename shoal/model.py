@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from shoal.blobs import by_content, check_params
 from shoal.errors import InvalidJobError
 from shoal.units import parse_cpu, parse_duration, parse_memory
 
@@ -39,7 +40,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
 NATIVE_ENGINES = frozenset({"docker", "wasm"})
 """Engines an executor runs as they are; every other engine type is translated."""
 
-INPUT_TYPES = frozenset({"inline", "url", "local"})
+INPUT_TYPES = frozenset({"inline", "url", "local", "blob"})
 
 
 def new_job_id() -> str:
@@ -168,6 +169,9 @@ class InputSource(_Model):
         kind = self.source.type
         if kind not in INPUT_TYPES:
             raise ValueError(f"source type {kind!r} is not one of {', '.join(sorted(INPUT_TYPES))}")
+        if kind == "blob":
+            check_params(self.source.params)
+            return self
         required = {"inline": "data", "url": "url", "local": "path"}[kind]
         if not isinstance(self.source.params.get(required), str):
             raise ValueError(f"a {kind} source needs a string params.{required}")
@@ -366,11 +370,14 @@ SHOAL_META_PREFIX = "shoal."
 def submitted_spec(job: Job) -> dict[str, Any]:
     """What a submitter chose for ``job`` (not its ID, times, state, owner, nor Shoal's own
     ``shoal.*`` meta): two submissions under one idempotency key are the same job only when
-    these are equal."""
+    these are equal. An archive counts by its content: inline or as a blob, the same."""
     data = job.model_dump(
         mode="json", include={"name", "namespace", "type", "labels", "meta", "tasks"}
     )
     data["meta"] = {k: v for k, v in data["meta"].items() if not k.startswith(SHOAL_META_PREFIX)}
+    for task in data["tasks"]:
+        for item in task["inputs"]:
+            item["source"] = by_content(item["source"])
     return data
 
 

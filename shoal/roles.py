@@ -7,8 +7,10 @@ requester  everything in its vhost (declares the topology, reads submissions, AP
 executor   declares and consumes ``shoal.compute``; its own control queue
            (``shoal.executor.<id>``) bound to ``shoal.control``; publishes to
            ``shoal.events``, and to ``shoal.fleet`` claim requests (routed to
-           ``shoal.claims``, answered by direct reply-to) and heartbeats (routed to
-           ``shoal.heartbeats``). Never reads submissions, API calls, claims or other queues.
+           ``shoal.claims``, answered by direct reply-to), heartbeats (routed to
+           ``shoal.heartbeats``) and blob fetches (key ``blobs``, routed to ``shoal.api``,
+           which answers only ``blob-get`` from that exchange). Never reads submissions, API
+           calls, claims or other queues.
 client     publishes to ``shoal.requests`` only (submissions and API calls, each signed with
            its ``user_id``); reads direct replies and its own server-named queues
            (``amq.gen-…``), which it may bind to ``shoal.events`` only with keys

@@ -23,6 +23,7 @@ from aiormq.abc import FieldTable
 
 from shoal.names import (
     API_QUEUE,
+    BLOBS_KEY,
     CLAIMS_KEY,
     CLAIMS_QUEUE,
     COMPUTE_QUEUE,
@@ -208,6 +209,7 @@ async def declare(channel: AbstractChannel) -> Topology:
         await queues[name].bind(requests, routing_key=name)
     fleet = await declare_fleet(channel)
     await queues[CLAIMS_QUEUE].bind(fleet, routing_key=CLAIMS_KEY)
+    await queues[API_QUEUE].bind(fleet, routing_key=BLOBS_KEY)
     await queues[HEARTBEATS_QUEUE].bind(fleet, routing_key=HEARTBEAT_KEY)
     queues[DEAD_QUEUE] = dead
     return Topology(

@@ -196,6 +196,9 @@ ApiOp = Literal[
     "stop",
     "job-types",
     "status",
+    "blobs-missing",
+    "blob-put",
+    "blob-get",
 ]
 
 

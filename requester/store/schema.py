@@ -22,6 +22,8 @@
                  compute message is due again (``requester.store.retries``; NULL once sent)
     run_accounts (job_id, executor) → the broker account whose event for that run was recorded
                  first: only that account's events for it are recorded afterwards
+    blobs        sha256 → a content-addressed archive many jobs share (``shoal.blobs``): its
+                 bytes and size, when it was first stored (``requester.store.blobs``)
     store_meta   key → value about the store itself: ``store_id``, made once, names the store
                  to the other requesters of a broker (``requester.peers``)
     nodes        node_id → the latest heartbeat of a service (``requester.store.nodes``), its
@@ -191,6 +193,15 @@ run_accounts = Table(
     Column("job_id", _ID, primary_key=True),
     Column("executor", String(256), primary_key=True),
     Column("account", String(64), nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
 store_meta = Table(

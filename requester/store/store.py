@@ -36,6 +36,7 @@ from . import (
     schema,
     writes,
 )
+from .blobs import BlobStore, DatabaseBlobStore
 from .claims import Claimed
 from .deadlines import Expired
 from .dialect import insert_for, tune_sqlite
@@ -113,6 +114,10 @@ class JobStore:
             )
             value = await conn.scalar(select(table.c.value).where(table.c.key == "store_id"))
         return str(value)
+
+    def blobs(self) -> BlobStore:
+        """The blob store in this database (``requester.store.blobs``)."""
+        return DatabaseBlobStore(self._engine, self._write)
 
     async def close(self) -> None:
         """Release every connection."""

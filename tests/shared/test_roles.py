@@ -24,6 +24,7 @@ from executor.settings import ExecutorSettings
 from shoal.broker import connect
 from shoal.names import (
     API_QUEUE,
+    BLOBS_KEY,
     CLAIMS_KEY,
     CLAIMS_QUEUE,
     COMPUTE_QUEUE,
@@ -240,10 +241,13 @@ async def test_executor_declares_consumes_obeys_and_reports(accounts: Accounts) 
         await connection.close()
 
 
-async def test_executor_sends_a_claim_and_reads_the_direct_reply(accounts: Accounts) -> None:
+@pytest.mark.parametrize(("key", "queue"), [(CLAIMS_KEY, CLAIMS_QUEUE), (BLOBS_KEY, API_QUEUE)])
+async def test_executor_sends_a_claim_and_reads_the_direct_reply(
+    accounts: Accounts, key: str, queue: str
+) -> None:
     """The executor's account publishes a signed claim to ``shoal.fleet`` (routed to
-    ``shoal.claims``) and receives the answer on direct reply-to, with no read permission on
-    any queue but its own."""
+    ``shoal.claims``; a blob fetch, key ``blobs``, to ``shoal.api``) and receives the answer
+    on direct reply-to, with no read permission on any queue but its own."""
     executor = accounts.users["executor"]
     async with channel_of(accounts.url("executor")) as channel:
         declaring = await connect(accounts.url("executor"))
@@ -258,16 +262,18 @@ async def test_executor_sends_a_claim_and_reads_the_direct_reply(accounts: Accou
             replies.put_nowait(message.body)
 
         await channel.basic_consume(DIRECT_REPLY_TO, on_reply, no_ack=True)
+        async with channel_of(accounts.url("requester")) as requester:
+            await requester.queue_purge(queue)  # requests other tests left unanswered
         confirmed = await channel.basic_publish(
             b"{}",
             exchange=FLEET_EXCHANGE,
-            routing_key=CLAIMS_KEY,
+            routing_key=key,
             properties=Basic.Properties(user_id=executor, reply_to=DIRECT_REPLY_TO),
             mandatory=True,
         )
         assert isinstance(confirmed, Basic.Ack)
         async with channel_of(accounts.url("requester")) as requester:
-            got = await requester.basic_get(CLAIMS_QUEUE, no_ack=True)
+            got = await requester.basic_get(queue, no_ack=True)
             assert got.header.properties.user_id == executor
             reply_to = got.header.properties.reply_to
             assert reply_to is not None
