@@ -3,9 +3,10 @@
 :func:`prune_ended` takes the jobs that ended (``completed``, ``failed``, ``stopped``) before
 a cutoff, with the submitted original each was translated from, and deletes their rows from
 every table keyed by a job ID: labels, executions, log chunks and streams, outputs, event
-marks, claims, deadlines, retries. A job still waiting or running is never touched, nor is
-an original whose translated job has not ended. Deleting is idempotent, so several
-requesters pruning the same store at once remove each job once between them.
+marks, claims, deadlines, retries, blob references. A job still waiting or running is never
+touched, nor is an original whose translated job has not ended. Then the blobs (shared code)
+stored before the cutoff that no job left names are removed too. Deleting is idempotent, so
+several requesters pruning the same store at once remove each job once between them.
 """
 
 from __future__ import annotations
@@ -42,9 +43,13 @@ async def prune_ended(conn: AsyncConnection, before: datetime, limit: int) -> li
     ).all()
     ended = [row.id for row in rows]
     doomed = ended + [row.original_id for row in rows if row.original_id]
-    if not doomed:
-        return []
-    for table in _job_tables():
+    for table in _job_tables() if doomed else []:
         key = table.c.id if table is jobs else table.c.job_id
         await conn.execute(delete(table).where(key.in_(doomed)))
+    blobs, named = schema.blobs, schema.job_blobs
+    await conn.execute(
+        delete(blobs).where(
+            blobs.c.created_at < before, blobs.c.sha256.not_in(select(named.c.sha256))
+        )
+    )
     return ended

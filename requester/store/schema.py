@@ -24,6 +24,8 @@
                  first: only that account's events for it are recorded afterwards
     blobs        sha256 → a content-addressed archive many jobs share (``shoal.blobs``): its
                  bytes and size, when it was first stored (``requester.store.blobs``)
+    job_blobs    (job_id, sha256): the blobs a job's inputs name, so that retention removes a
+                 blob once no job kept names it (``store.retention``)
     store_meta   key → value about the store itself: ``store_id``, made once, names the store
                  to the other requesters of a broker (``requester.peers``)
     nodes        node_id → the latest heartbeat of a service (``requester.store.nodes``), its
@@ -202,6 +204,14 @@ blobs = Table(
     Column("size", Integer, nullable=False),
     Column("data", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+job_blobs = Table(
+    "job_blobs",
+    metadata,
+    Column("job_id", _ID, primary_key=True),
+    Column("sha256", String(64), primary_key=True),
+    Index("ix_job_blobs_sha256", "sha256"),
 )
 
 store_meta = Table(

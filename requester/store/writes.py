@@ -80,6 +80,7 @@ async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[st
     """Insert each submission's rows unless present; the runnable jobs' current states."""
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[tuple[str, str], dict[str, str]] = {}
+    blobs: dict[tuple[str, str], dict[str, str]] = {}
     for item in items:
         original, runnable = item.original, item.runnable
         job_type = original.engine_type
@@ -92,6 +93,10 @@ async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[st
         rows.setdefault(runnable.id, run_row)
         for key, value in runnable.labels.items():
             labels[(runnable.id, key)] = {"job_id": runnable.id, "key": key, "value": value}
+        for entry in runnable.task.inputs:
+            if entry.source.type == "blob":
+                sha256 = str(entry.source.params["sha256"])
+                blobs[(runnable.id, sha256)] = {"job_id": runnable.id, "sha256": sha256}
     insert = insert_for(conn)
     jobs = schema.jobs
     # One multi-row INSERT … RETURNING (SQLAlchemy's "insertmanyvalues"): the rows it
@@ -104,6 +109,8 @@ async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[st
         await conn.execute(
             insert(schema.job_labels).on_conflict_do_nothing(), list(labels.values())
         )
+    if blobs:
+        await conn.execute(insert(schema.job_blobs).on_conflict_do_nothing(), list(blobs.values()))
     states = {item.runnable.id: JobState.PENDING for item in items}
     known = [job_id for job_id in states if job_id not in new_ids]
     if known:

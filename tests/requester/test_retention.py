@@ -9,8 +9,9 @@ from sqlalchemy import func, select
 
 from requester.store import JobStore, NewJob, schema
 from requester.translate import default_registry, translate_job
+from shoal.blobs import blob_source, digest
 from shoal.errors import NotFoundError
-from shoal.model import JobState
+from shoal.model import JobState, parse_job
 
 from .jobs import log, python_job, result, state, tar_gz
 
@@ -81,3 +82,40 @@ async def test_pruning_goes_a_batch_at_a_time_and_leaves_the_rest(store: JobStor
     assert len(second) == 1
     assert sorted(first + second) == sorted(item.runnable.id for item in items[:4])
     assert (await store.describe(items[4].runnable.id))["state"] == JobState.QUEUED
+
+
+def job_naming(sha256: str, size: int) -> NewJob:
+    job = parse_job(
+        {
+            "name": "shared-code",
+            "tasks": [
+                {
+                    "engine": {"type": "docker", "params": {"image": "busybox"}},
+                    "inputs": [{"source": blob_source("dir", sha256, size), "target": "/code"}],
+                }
+            ],
+        }
+    )
+    return NewJob(job, job)
+
+
+async def test_a_blob_goes_once_no_job_kept_names_it(store: JobStore) -> None:
+    shared, alone = b"shared code", b"one job's code"
+    for data in (shared, alone):
+        await store.blobs().put(data)
+    first, second, third = (
+        job_naming(digest(shared), len(shared)),
+        job_naming(digest(shared), len(shared)),
+        job_naming(digest(alone), len(alone)),
+    )
+    await store.add_jobs([first, second, third])
+    await store.record_events(
+        [state(item.runnable.id, JobState.COMPLETED, exit_code=0) for item in (first, third)]
+    )
+    assert sorted(await store.prune_ended(later(60))) == sorted(
+        [first.runnable.id, third.runnable.id]
+    )
+    assert await store.blobs().missing([digest(shared), digest(alone)]) == [digest(alone)]
+    await store.record_events([state(second.runnable.id, JobState.FAILED, exit_code=1)])
+    assert await store.prune_ended(later(60)) == [second.runnable.id]
+    assert await store.blobs().count() == 0
