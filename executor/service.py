@@ -11,7 +11,8 @@ is exclusive, so the broker holds it exactly as long as that executor's connecti
 another client declaring it passively gets ``RESOURCE_LOCKED`` while it lives and ``NOT_FOUND``
 once it is gone (:func:`executor_alive`). Reaping uses that: of the containers labelled with
 this node, only those whose executor (label ``shoal.executor``) is gone are removed, and the
-same holds for the proxy rules (``executor.network``). Several executors may share a node id.
+same holds for the proxy rules (``executor.engines.docker.network``). Several executors may
+share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
 duplicate check → stop list → wait for a slot → claim the run (``executor.claims``) →
@@ -32,8 +33,8 @@ check applies: a job ID already running here is acked and dropped.
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
 ``drain_timeout`` → stop the rest (SIGTERM, SIGKILL after each job's grace), which requeues
-their deliveries → close the gateway, the
-channel, the connection and the Docker client, in that order. A second signal cancels
+their deliveries → close the engines (Docker: pending container removals, the gateway, the
+Docker client), the channel and the connection, in that order. A second signal cancels
 everything at once (containers are still removed: that cleanup is shielded). A SIGKILL loses
 nothing: the broker requeues unacked deliveries and the next start on the node reaps the
 containers.
@@ -55,14 +56,15 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from executor.addresses import NodeAddresses
 from executor.claims import Claims, amqp_claims, new_attempt
-from executor.docker_runner import DockerRunner
+from executor.engines.docker.docker_runner import DockerRunner
+from executor.engines.docker.engine import DockerEngine
+from executor.engines.docker.gateway import HttpGateway, NoGateway
+from executor.engines.docker.network import DockerHttpGateway
+from executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
+from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
-from executor.gateway import HttpGateway, NoGateway
 from executor.heartbeat import Busy, start_heartbeat
-from executor.network import DockerHttpGateway
-from executor.removal import REMOVE_DEADLINE, remove_within
-from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
 from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, ShoalError, UnavailableError
@@ -354,6 +356,7 @@ async def serve(
     keeper: asyncio.Task[None] | None = None
     health: HealthServer | None = None
     beating: asyncio.Task[None] | None = None
+    docker: DockerEngine | None = None
     try:
         connection = await connect(
             settings.broker_url.get_secret_value(), name=f"shoal-executor {executor_id}"
@@ -383,7 +386,8 @@ async def serve(
             broker_user(settings.broker_url.get_secret_value()),
             survive=settings.claim_lease,
         )
-        node = Node(settings, runner, sink, gateway, executor_id, addresses)
+        docker = DockerEngine(settings, runner, gateway, executor_id, addresses)
+        node = Node(settings, {docker.name: docker}, sink, executor_id)
         claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
         executor = Executor(node, claims)
         if claims is not None:
@@ -398,7 +402,7 @@ async def serve(
             connection,
             settings,
             executor_id,
-            ("docker",),
+            tuple(node.engines),
             lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
         )
         log.info("executor.ready", slots=settings.slots, node=settings.node_id)
@@ -418,14 +422,16 @@ async def serve(
         if refresher is not None:
             refresher.cancel()
         if executor is not None:
-            steps += [("jobs", executor.cancel_all), ("leftovers", executor.node.leftovers.close)]
+            steps.append(("jobs", executor.cancel_all))
         if keeper is not None:
             keeper.cancel()
             steps.append(("leases", lambda: asyncio.gather(keeper, return_exceptions=True)))
-        steps.append(("gateway", gateway.close))
+        if docker is not None:
+            steps.append(("engine", docker.close))
+        else:
+            steps += [("gateway", gateway.close), ("engine", runner.close)]
         if connection is not None:
             steps.append(("broker", connection.close))
-        steps.append(("engine", runner.close))
         await shut_down(steps)
         log.info("executor.stopped")
 

@@ -219,7 +219,7 @@ class ExecutorSettings(ServiceSettings):
         default=1024**3,
         description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
         "largest file a job may write (RLIMIT_FSIZE); past it the job is killed and fails "
-        "with 'output too large' (see executor.volumes)",
+        "with 'output too large' (see executor.engines.docker.volumes)",
     )
     volume_check_seconds: float = Field(
         default=2.0, gt=0, description="How often a running job's volumes are measured"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from executor.network import ACCEPT_PREFIX, iptables
+from executor.engines.docker.network import ACCEPT_PREFIX, iptables
 
 from .conftest import ROOT, System, _until_logged
 

@@ -15,6 +15,12 @@ import psutil
 from aiohttp import web
 
 from executor.addresses import is_internal
+from executor.engines.docker.engine import DockerEngine
+from executor.engines.docker.gateway import HttpGateway
+from executor.engines.docker.runner import ContainerRunner
+from executor.events import EventSink
+from executor.execution import Node
+from executor.settings import ExecutorSettings
 from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.inline import inline_source
 from shoal.model import Job
@@ -95,3 +101,22 @@ async def http_server(handler: Handler, host: str) -> AsyncIterator[int]:
         yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
+
+
+def docker_node(
+    settings: ExecutorSettings,
+    runner: ContainerRunner,
+    sink: EventSink,
+    gateway: HttpGateway,
+    executor_id: str,
+) -> Node:
+    """A node serving the Docker engine on ``runner`` (Docker itself, or its twin)."""
+    engine = DockerEngine(settings, runner, gateway, executor_id)
+    return Node(settings, {engine.name: engine}, sink, executor_id)
+
+
+def docker_of(node: Node) -> DockerEngine:
+    """The node's Docker engine."""
+    engine = node.engines["docker"]
+    assert isinstance(engine, DockerEngine)
+    return engine
