@@ -156,6 +156,16 @@ class DockerParams(_Model):
     working_dir: str | None = None
 
 
+class WasmParams(_Model):
+    """What a ``wasm`` engine's params must hold."""
+
+    module: str = Field(min_length=1, pattern=r"^/code/")
+    """The WASI module to run, a file under ``/code``."""
+    parameters: list[str] = Field(default_factory=list)
+    """Its argv after its own name."""
+    env: dict[str, str] = Field(default_factory=dict)
+
+
 class InputSource(_Model):
     """Data placed in the container before it starts."""
 

@@ -1,7 +1,7 @@
 """The ``Engine`` contract: the same tests on every engine the executor serves.
 
 Each engine comes with a way to write the contract's few jobs in its own terms (``Jobs``):
-Docker (real), and Docker's in-memory twin.
+Docker (real), Docker's in-memory twin, and WebAssembly (wasmtime, in-process).
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from executor.engines.docker.engine import DockerEngine
 from executor.engines.docker.gateway import NoGateway
 from executor.engines.docker.memory_runner import MemoryRunner
 from executor.engines.docker.runner import ContainerRunner, ImageInfo
+from executor.engines.wasm.engine import WasmEngine
 from executor.failures import UNSUPPORTED, JobError
 from executor.limits import limits
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job
 
 from .support import BASE_IMAGE, docker_job
+from .wasm_modules import GREETS, SPINS, wasm_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,12 +58,24 @@ def _docker_jobs() -> Jobs:
     )
 
 
-@pytest.fixture(params=["twin", pytest.param("docker", marks=pytest.mark.docker)])
+def _wasm_jobs() -> Jobs:
+    outputs = [{"name": "out", "path": "/outputs"}]
+    return Jobs(
+        greets=lambda: wasm_job(GREETS, outputs=outputs),
+        sleeps=lambda: wasm_job(SPINS),
+        foreign=lambda: docker_job("true"),
+    )
+
+
+@pytest.fixture(params=["twin", "wasm", pytest.param("docker", marks=pytest.mark.docker)])
 async def engine(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Engine, Jobs]]:
     """Each engine in turn, with its jobs."""
     settings = ExecutorSettings(
         node_id="contract", pull_policy=PullPolicy.NEVER, allowed_images=[BASE_IMAGE]
     )
+    if request.param == "wasm":
+        yield WasmEngine(settings), _wasm_jobs()
+        return
     runner: ContainerRunner
     if request.param == "twin":
         runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
