@@ -56,12 +56,14 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 
 from executor.addresses import NodeAddresses
 from executor.claims import Claims, amqp_claims, new_attempt
+from executor.engine import Engine
 from executor.engines.docker.docker_runner import DockerRunner
 from executor.engines.docker.engine import DockerEngine
 from executor.engines.docker.gateway import HttpGateway, NoGateway
 from executor.engines.docker.network import DockerHttpGateway
 from executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
 from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
+from executor.engines.wasm.engine import WasmEngine
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
 from executor.heartbeat import Busy, start_heartbeat
@@ -79,7 +81,7 @@ from shoal.metrics import (
     HealthServer,
     count_reconnects,
 )
-from shoal.topology import COMPUTE_QUEUE, declare_executor
+from shoal.topology import declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode, utcnow
 
 log = structlog.get_logger("executor")
@@ -347,7 +349,7 @@ async def serve(
     """Run an executor until ``stopping`` is set, then shut down in steps."""
     executor_id = new_executor_id(settings.node_id)
     structlog.contextvars.bind_contextvars(executor=executor_id)
-    runner = runner or DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
+    runner = runner or await _docker_runner(settings)
     gateway: HttpGateway = NoGateway("not started")
     addresses = NodeAddresses()
     refresher: asyncio.Task[None] | None = None
@@ -364,7 +366,8 @@ async def serve(
         count_reconnects(connection)
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare_executor(channel, claims=settings.claims)
+        served = tuple(_served(settings, runner))
+        topology = await declare_executor(channel, claims=settings.claims, engines=served)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )
@@ -373,7 +376,8 @@ async def serve(
         async def alive(other: str) -> bool:
             return await executor_alive(live, other)
 
-        await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
+        if runner is not None:
+            await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
         if isinstance(runner, DockerRunner):
             addresses = NodeAddresses(runner.docker.networks.list)
             gateway = await DockerHttpGateway.start(
@@ -386,16 +390,23 @@ async def serve(
             broker_user(settings.broker_url.get_secret_value()),
             survive=settings.claim_lease,
         )
-        docker = DockerEngine(settings, runner, gateway, executor_id, addresses)
-        node = Node(settings, {docker.name: docker}, sink, executor_id)
+        engines: dict[str, Engine] = {}
+        if runner is not None:
+            docker = DockerEngine(settings, runner, gateway, executor_id, addresses)
+            engines[docker.name] = docker
+        if "wasm" in served:
+            wasm = WasmEngine(settings, addresses)
+            engines[wasm.name] = wasm
+        node = Node(settings, engines, sink, executor_id)
         claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
         executor = Executor(node, claims)
         if claims is not None:
             keeper = asyncio.create_task(claims.keep(executor.lost))
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
-        compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]
-        tag = await compute.consume(executor.on_compute)
+        consuming: list[tuple[AbstractQueue, str]] = []
+        for queue in topology.queues.values():
+            consuming.append((queue, await queue.consume(executor.on_compute)))
         health = await _health(settings, executor, connection, runner)
         jobs = executor.jobs
         beating = start_heartbeat(
@@ -405,12 +416,15 @@ async def serve(
             tuple(node.engines),
             lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
         )
-        log.info("executor.ready", slots=settings.slots, node=settings.node_id)
+        log.info(
+            "executor.ready", slots=settings.slots, node=settings.node_id, engines=sorted(engines)
+        )
         if ready is not None:
             ready(executor)
         await stopping.wait()
         log.info("executor.draining", running=len(executor.jobs.running))
-        await compute.cancel(tag)
+        for queue, tag in consuming:
+            await queue.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
@@ -428,12 +442,40 @@ async def serve(
             steps.append(("leases", lambda: asyncio.gather(keeper, return_exceptions=True)))
         if docker is not None:
             steps.append(("engine", docker.close))
-        else:
+        elif runner is not None:
             steps += [("gateway", gateway.close), ("engine", runner.close)]
         if connection is not None:
             steps.append(("broker", connection.close))
         await shut_down(steps)
         log.info("executor.stopped")
+
+
+def _served(settings: ExecutorSettings, runner: ContainerRunner | None) -> list[str]:
+    """The engines this executor serves: docker when it has a runner, wasm unless
+    ``settings.engines`` leaves it out."""
+    served = ["docker"] if runner is not None else []
+    if not settings.engines or "wasm" in settings.engines:
+        served.append("wasm")
+    return served
+
+
+async def _docker_runner(settings: ExecutorSettings) -> DockerRunner | None:
+    """The Docker engine's runner when this executor serves it: always when
+    ``settings.engines`` names it, when its engine answers if ``settings.engines`` is empty
+    (serve every engine the node can run), never otherwise."""
+    if settings.engines and "docker" not in settings.engines:
+        return None
+    runner = DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
+    if settings.engines:
+        return runner
+    try:
+        async with asyncio.timeout(READY_DOCKER_TIMEOUT):
+            await runner.docker.version()
+    except Exception as error:
+        log.warning("engine.docker_unavailable", error=f"{type(error).__name__}: {error}")
+        await runner.close()
+        return None
+    return runner
 
 
 async def shut_down(steps: list[tuple[str, Callable[[], Awaitable[object]]]]) -> None:
@@ -452,7 +494,7 @@ async def _health(
     settings: ExecutorSettings,
     executor: Executor,
     connection: AbstractRobustConnection,
-    runner: ContainerRunner,
+    runner: ContainerRunner | None,
 ) -> HealthServer:
     """Slot gauges, and ``/metrics``, ``/livez``, ``/readyz`` (ready: connected, not
     draining, and the Docker engine answers within ``READY_DOCKER_TIMEOUT``)."""

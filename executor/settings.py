@@ -126,6 +126,22 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+ENGINES = ("docker", "wasm")
+"""The engines an executor can serve."""
+
+
+def _engines(value: object) -> object:
+    names = _comma_list(value)
+    if isinstance(names, list):
+        unknown = [name for name in names if name not in ENGINES]
+        if unknown:
+            raise ValueError(f"unknown engine {unknown[0]!r}; engines: {', '.join(ENGINES)}")
+    return names
+
+
+Engines = Annotated[list[str], NoDecode, BeforeValidator(_engines)]
+
+
 class ExecutorSettings(ServiceSettings):
     """What an executor process needs; every field is ``SHOAL_<NAME>`` in the environment."""
 
@@ -139,6 +155,11 @@ class ExecutorSettings(ServiceSettings):
         "(no longer connected to the broker), so several executors may share it. Executors "
         "on one Docker host that use different brokers (or vhosts) must use different names: "
         "each would take the other's executors for gone",
+    )
+    engines: Engines = Field(
+        default_factory=list,
+        description="The engines this executor serves, of docker and wasm (comma-separated); "
+        "empty: every engine the node can run (docker when its engine answers, wasm always)",
     )
     docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
     pull_policy: PullPolicy = Field(

@@ -245,7 +245,7 @@ def test_entry_points_add_translators(monkeypatch: pytest.MonkeyPatch) -> None:
         return [Entry()] if group == ENTRY_POINT_GROUP else []
 
     monkeypatch.setattr("requester.translate.registry.entry_points", fake_entry_points)
-    assert default_registry().job_types() == ["boom", "duckdb", "python"]
+    assert default_registry().job_types() == ["boom", "duckdb", "python", "wasm"]
 
 
 @given(
