@@ -154,6 +154,10 @@ class DockerParams(_Model):
     parameters: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
+    dep_cache: bool = False
+    """Build the python requirements the job's ``/code`` declares once per node and mount
+    them read-only (the executor's dependency cache); the python job type's translator sets
+    it. Without it the job installs its own, if any."""
 
 
 class WasmParams(_Model):

@@ -44,6 +44,7 @@ def test_python_runs_the_launcher_with_the_users_argv() -> None:
     assert engine.params["image"] == python_image("3.11")
     assert engine.params["entrypoint"] == [LAUNCHER_PATH]
     assert engine.params["parameters"] == ["--", "python", "app.py", "--flag", "a b"]
+    assert engine.params["dep_cache"] is True, "declared by the job type, not guessed"
 
 
 def test_python_version_picks_the_image() -> None:

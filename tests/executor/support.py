@@ -30,10 +30,16 @@ PYTHON_IMAGE = python_image(DEFAULT_PYTHON_VERSION)
 
 
 def docker_job(
-    script: str, *, image: str = BASE_IMAGE, argv: list[str] | None = None, **task: Any
+    script: str,
+    *,
+    image: str = BASE_IMAGE,
+    argv: list[str] | None = None,
+    dep_cache: bool = False,
+    **task: Any,
 ) -> Job:
-    """A docker job running ``sh -c script`` (or ``argv``), with extra task fields."""
-    params: dict[str, Any] = {"image": image}
+    """A docker job running ``sh -c script`` (or ``argv``), with extra task fields;
+    ``dep_cache`` asks for a prebuilt environment as the python job type does."""
+    params: dict[str, Any] = {"image": image, "dep_cache": dep_cache}
     if argv is None:
         params |= {"entrypoint": ["sh", "-c"], "parameters": [script]}
     else:

@@ -109,6 +109,7 @@ def python_job(code: dict[str, bytes], index: str, host: str) -> Job:
         "",
         image=PYTHON_IMAGE,
         argv=[LAUNCHER_PATH, "--", "python", "app.py"],
+        dep_cache=True,
         inputs=[inline_input("dir", code, "/code")],
         env={"PIP_INDEX_URL": index, "PIP_TRUSTED_HOST": host},
         network={"type": "full"},

@@ -189,7 +189,7 @@ class DockerEngine:
     ) -> Prebuilt | None:
         """The job's prebuilt environment, when its image gets them (``depcache``)."""
         params = docker_params(job)
-        if not uses_dep_cache(params.image, self.settings):
+        if not uses_dep_cache(params, self.settings):
             return None
         request = InstallRequest(
             job_id=job.id,

@@ -30,7 +30,6 @@ from shoal.model import DockerParams, Job, NetworkType, Task
 
 CA_MOUNT = "/etc/shoal/ca-bundle.crt"
 """Where the operator's CA bundle appears inside jobs."""
-PYTHON_IMAGE_PREFIX = "shoal/python:"
 ALWAYS_VOLUMES = ("/code", "/outputs")
 NOT_VOLUMES = ("/", "/tmp")
 """Paths never made volumes: the read-only root, and the tmpfs."""
@@ -88,9 +87,10 @@ def numeric_uid(user: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def uses_dep_cache(image: str, settings: ExecutorSettings) -> bool:
-    """Whether python jobs on ``image`` get prebuilt environments (``depcache``)."""
-    return settings.dep_cache and image.startswith(PYTHON_IMAGE_PREFIX)
+def uses_dep_cache(params: DockerParams, settings: ExecutorSettings) -> bool:
+    """Whether the job gets a prebuilt environment (``depcache``): its translator asked for
+    one (``DockerParams.dep_cache``) and the node builds them."""
+    return settings.dep_cache and params.dep_cache
 
 
 def runs_as_root(user: str) -> bool:
