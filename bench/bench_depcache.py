@@ -1,7 +1,8 @@
 """Benchmark the python image's prebuilt environments; prints a Markdown section.
 
 A job with one dependency (``tinydep``, a wheel made here and served from a local index on the
-docker bridge) runs the way the executor runs it (``executor/depcache.py``): cold, the install
+docker bridge) runs the way the executor runs it
+(``executor/engines/docker/depcache.py``): cold, the install
 step (``shoal-launch --install`` with the plan) builds a fresh volume, the completion marker is
 written into it, then the job runs with it mounted read-only at ``/shoal-env``; warm, the job
 runs on that volume at once; the same job without dependencies is the baseline. Containers use

@@ -83,14 +83,22 @@ def serve_requester(ctx: click.Context) -> None:
 
 
 @serve_group.command("executor", cls=SettingsCommand, settings="executor.settings:ExecutorSettings")
+@click.option(
+    "--engines",
+    metavar="LIST",
+    help="Engines to serve, comma-separated: docker, wasm (overrides SHOAL_ENGINES; default: "
+    "docker when its engine answers, and wasm).",
+)
 @click.pass_context
-def serve_executor(ctx: click.Context) -> None:
-    """Consume the compute queue and run jobs in Docker (configured by the SHOAL_* variables
-    below).
+def serve_executor(ctx: click.Context, engines: str | None) -> None:
+    """Consume the compute queue and run jobs in Docker containers or as WebAssembly
+    modules (configured by the SHOAL_* variables below).
 
     A second stack on the same Docker host needs its own SHOAL_NODE_ID, SHOAL_HTTP_NETWORK
     and SHOAL_PROXY_PORT (or 0, any free port).
     """
+    if engines is not None:
+        os.environ["SHOAL_ENGINES"] = engines
     settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
     run: Callable[[CommonSettings], int] = _load("executor.service", "run")
     ctx.exit(run(load_service_settings(ctx, settings_class)))

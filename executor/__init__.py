@@ -1,16 +1,19 @@
-"""The compute side: consume ``shoal.compute``, run each job in Docker, publish its events.
+"""The compute side: consume the compute queue of each engine served, run each job on its
+engine (Docker or WebAssembly), publish its events.
 
 Modules, one concept each:
 
 - ``settings``: :class:`ExecutorSettings` (``SHOAL_*``), loaded once by ``service.run``.
 - ``failures``: :class:`JobError` and the error categories a terminal event carries.
-- ``runner``: the ``ContainerRunner`` port and the container spec; ``docker_runner`` is the
-  aiodocker implementation, ``memory_runner`` its in-memory twin (same contract tests).
-- ``spec``: a job plus node settings → the container spec (limits, volumes, env, labels).
-- ``inputs`` / ``outputs``: inline, url and local inputs as tar archives; outputs as tar.gz.
-- ``proxy`` / ``network``: the per-job HTTP(S) allow-list proxy and the internal Docker network
-  with its iptables rules.
+- ``engine``: the ``Engine`` port (and its ``Workload``) the lifecycle runs jobs through.
+- ``limits``: a job's memory, CPU, timeout and stop grace after the node's defaults and maxima.
+- ``engines.docker``: the Docker engine: the ``ContainerRunner`` port (``runner``), its
+  aiodocker implementation (``docker_runner``) and in-memory twin (``memory_runner``), the
+  container spec (``spec``), inputs and outputs as tar archives, the volume watch, the
+  per-job HTTP(S) allow-list proxy and its internal network (``proxy``, ``network``), and
+  the python dependency cache (``depcache``).
+- ``engines.wasm``: the WebAssembly engine (wasmtime, in-process).
 - ``events``: the event-sink port (AMQP and in-memory) and per-job sequence numbers.
-- ``execution``: one job from accepted to terminal event.
-- ``service``: the consumer, control messages, signals and shutdown.
+- ``execution``: one job from accepted to terminal event, on any engine.
+- ``service``: the consumers, control messages, signals and shutdown.
 """

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from aio_pika.abc import AbstractExchange
 
-from executor.runner import Stream
+from executor.engine import Stream
 from shoal.broker import publish
 from shoal.model import JobState
 from shoal.wire import JobEvent

@@ -33,7 +33,7 @@ OUTPUT_TOO_LARGE = "output too large"
 NETWORK_NOT_ALLOWED = "network not allowed"
 """The job asked for a network this node does not give."""
 UNSUPPORTED = "unsupported job"
-"""The job is not a runnable docker job (e.g. untranslated, or a ``wasm`` engine)."""
+"""The job is not runnable here (untranslated, or for an engine this executor does not serve)."""
 STOPPED = "stopped"
 """A stop request ended the job (state ``stopped``)."""
 SETUP_FAILED = "setup failed"
@@ -41,7 +41,7 @@ SETUP_FAILED = "setup failed"
 EXIT_CODE = "exit code"
 """The job's command exited non-zero."""
 INTERNAL = "executor error"
-"""Something failed in the executor or the Docker engine itself."""
+"""Something failed in the executor or its engine (Docker, wasmtime) itself."""
 
 
 class JobError(Exception):

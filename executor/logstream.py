@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+from collections.abc import AsyncIterator
 
+from executor.engine import Stream
 from executor.events import JobEvents
-from executor.runner import ContainerRunner, Stream
 from executor.settings import ExecutorSettings
 from shoal.units import format_bytes
 
@@ -51,13 +52,13 @@ class LogPump:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         return lines[-1][:LAST_LINE] if lines else ""
 
-    async def run(self, runner: ContainerRunner, container: str) -> None:
-        """Pump until the container's log stream ends."""
+    async def run(self, frames: AsyncIterator[tuple[Stream, bytes]]) -> None:
+        """Pump until the workload's log stream ``frames`` ends."""
         queue: asyncio.Queue[tuple[Stream, bytes] | None] = asyncio.Queue()
 
         async def read() -> None:
             try:
-                async for frame in runner.logs(container):
+                async for frame in frames:
                     queue.put_nowait(frame)
             finally:
                 queue.put_nowait(_END)

@@ -11,7 +11,8 @@ is exclusive, so the broker holds it exactly as long as that executor's connecti
 another client declaring it passively gets ``RESOURCE_LOCKED`` while it lives and ``NOT_FOUND``
 once it is gone (:func:`executor_alive`). Reaping uses that: of the containers labelled with
 this node, only those whose executor (label ``shoal.executor``) is gone are removed, and the
-same holds for the proxy rules (``executor.network``). Several executors may share a node id.
+same holds for the proxy rules (``executor.engines.docker.network``). Several executors may
+share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
 duplicate check → stop list → wait for a slot → claim the run (``executor.claims``) →
@@ -32,8 +33,8 @@ check applies: a job ID already running here is acked and dropped.
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
 ``drain_timeout`` → stop the rest (SIGTERM, SIGKILL after each job's grace), which requeues
-their deliveries → close the gateway, the
-channel, the connection and the Docker client, in that order. A second signal cancels
+their deliveries → close the engines (Docker: pending container removals, the gateway, the
+Docker client), the channel and the connection, in that order. A second signal cancels
 everything at once (containers are still removed: that cleanup is shielded). A SIGKILL loses
 nothing: the broker requeues unacked deliveries and the next start on the node reaps the
 containers.
@@ -56,14 +57,17 @@ from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustC
 from executor.addresses import NodeAddresses
 from executor.blobs import api_blobs
 from executor.claims import Claims, amqp_claims, new_attempt
-from executor.docker_runner import DockerRunner
+from executor.engine import Engine
+from executor.engines.docker.docker_runner import DockerRunner
+from executor.engines.docker.engine import DockerEngine
+from executor.engines.docker.gateway import HttpGateway, NoGateway
+from executor.engines.docker.network import DockerHttpGateway
+from executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
+from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
+from executor.engines.wasm.engine import WasmEngine
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
-from executor.gateway import HttpGateway, NoGateway
 from executor.heartbeat import Busy, start_heartbeat
-from executor.network import DockerHttpGateway
-from executor.removal import REMOVE_DEADLINE, remove_within
-from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
 from executor.settings import ExecutorSettings
 from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, ShoalError, UnavailableError
@@ -78,7 +82,7 @@ from shoal.metrics import (
     HealthServer,
     count_reconnects,
 )
-from shoal.topology import COMPUTE_QUEUE, declare_executor
+from shoal.topology import declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode, utcnow
 
 log = structlog.get_logger("executor")
@@ -346,7 +350,7 @@ async def serve(
     """Run an executor until ``stopping`` is set, then shut down in steps."""
     executor_id = new_executor_id(settings.node_id)
     structlog.contextvars.bind_contextvars(executor=executor_id)
-    runner = runner or DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
+    runner = runner or await _docker_runner(settings)
     gateway: HttpGateway = NoGateway("not started")
     addresses = NodeAddresses()
     refresher: asyncio.Task[None] | None = None
@@ -355,6 +359,7 @@ async def serve(
     keeper: asyncio.Task[None] | None = None
     health: HealthServer | None = None
     beating: asyncio.Task[None] | None = None
+    docker: DockerEngine | None = None
     try:
         connection = await connect(
             settings.broker_url.get_secret_value(), name=f"shoal-executor {executor_id}"
@@ -362,7 +367,8 @@ async def serve(
         count_reconnects(connection)
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        topology = await declare_executor(channel, claims=settings.claims)
+        served = tuple(_served(settings, runner))
+        topology = await declare_executor(channel, claims=settings.claims, engines=served)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
         )
@@ -371,7 +377,8 @@ async def serve(
         async def alive(other: str) -> bool:
             return await executor_alive(live, other)
 
-        await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
+        if runner is not None:
+            await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
         if isinstance(runner, DockerRunner):
             addresses = NodeAddresses(runner.docker.networks.list)
             gateway = await DockerHttpGateway.start(
@@ -384,35 +391,46 @@ async def serve(
             broker_user(settings.broker_url.get_secret_value()),
             survive=settings.claim_lease,
         )
+        engines: dict[str, Engine] = {}
+        if runner is not None:
+            docker = DockerEngine(settings, runner, gateway, executor_id, addresses)
+            engines[docker.name] = docker
+        if "wasm" in served:
+            wasm = WasmEngine(settings, addresses)
+            engines[wasm.name] = wasm
         blobs = await api_blobs(
             await connection.channel(publisher_confirms=True),
             settings,
             broker_user(settings.broker_url.get_secret_value()),
         )
-        node = Node(settings, runner, sink, gateway, executor_id, addresses, blobs=blobs)
+        node = Node(settings, engines, sink, executor_id, blobs=blobs)
         claims = await amqp_claims(connection, settings, executor_id) if settings.claims else None
         executor = Executor(node, claims)
         if claims is not None:
             keeper = asyncio.create_task(claims.keep(executor.lost))
         await control_queue.bind(topology.control)
         await control_queue.consume(executor.on_control, no_ack=True)
-        compute: AbstractQueue = topology.queues[COMPUTE_QUEUE]
-        tag = await compute.consume(executor.on_compute)
+        consuming: list[tuple[AbstractQueue, str]] = []
+        for queue in topology.queues.values():
+            consuming.append((queue, await queue.consume(executor.on_compute)))
         health = await _health(settings, executor, connection, runner)
         jobs = executor.jobs
         beating = start_heartbeat(
             connection,
             settings,
             executor_id,
-            ("docker",),
+            tuple(node.engines),
             lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
         )
-        log.info("executor.ready", slots=settings.slots, node=settings.node_id)
+        log.info(
+            "executor.ready", slots=settings.slots, node=settings.node_id, engines=sorted(engines)
+        )
         if ready is not None:
             ready(executor)
         await stopping.wait()
         log.info("executor.draining", running=len(executor.jobs.running))
-        await compute.cancel(tag)
+        for queue, tag in consuming:
+            await queue.cancel(tag)
         await executor.drain(settings.drain_timeout)
     finally:
         steps: list[tuple[str, Callable[[], Awaitable[object]]]] = []
@@ -424,16 +442,46 @@ async def serve(
         if refresher is not None:
             refresher.cancel()
         if executor is not None:
-            steps += [("jobs", executor.cancel_all), ("leftovers", executor.node.leftovers.close)]
+            steps.append(("jobs", executor.cancel_all))
         if keeper is not None:
             keeper.cancel()
             steps.append(("leases", lambda: asyncio.gather(keeper, return_exceptions=True)))
-        steps.append(("gateway", gateway.close))
+        if docker is not None:
+            steps.append(("engine", docker.close))
+        elif runner is not None:
+            steps += [("gateway", gateway.close), ("engine", runner.close)]
         if connection is not None:
             steps.append(("broker", connection.close))
-        steps.append(("engine", runner.close))
         await shut_down(steps)
         log.info("executor.stopped")
+
+
+def _served(settings: ExecutorSettings, runner: ContainerRunner | None) -> list[str]:
+    """The engines this executor serves: docker when it has a runner, wasm unless
+    ``settings.engines`` leaves it out."""
+    served = ["docker"] if runner is not None else []
+    if not settings.engines or "wasm" in settings.engines:
+        served.append("wasm")
+    return served
+
+
+async def _docker_runner(settings: ExecutorSettings) -> DockerRunner | None:
+    """The Docker engine's runner when this executor serves it: always when
+    ``settings.engines`` names it, when its engine answers if ``settings.engines`` is empty
+    (serve every engine the node can run), never otherwise."""
+    if settings.engines and "docker" not in settings.engines:
+        return None
+    runner = DockerRunner.connect(settings.docker_url, pull_timeout=settings.pull_timeout)
+    if settings.engines:
+        return runner
+    try:
+        async with asyncio.timeout(READY_DOCKER_TIMEOUT):
+            await runner.docker.version()
+    except Exception as error:
+        log.warning("engine.docker_unavailable", error=f"{type(error).__name__}: {error}")
+        await runner.close()
+        return None
+    return runner
 
 
 async def shut_down(steps: list[tuple[str, Callable[[], Awaitable[object]]]]) -> None:
@@ -452,7 +500,7 @@ async def _health(
     settings: ExecutorSettings,
     executor: Executor,
     connection: AbstractRobustConnection,
-    runner: ContainerRunner,
+    runner: ContainerRunner | None,
 ) -> HealthServer:
     """Slot gauges, and ``/metrics``, ``/livez``, ``/readyz`` (ready: connected, not
     draining, and the Docker engine answers within ``READY_DOCKER_TIMEOUT``)."""

@@ -127,6 +127,22 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
+ENGINES = ("docker", "wasm")
+"""The engines an executor can serve."""
+
+
+def _engines(value: object) -> object:
+    names = _comma_list(value)
+    if isinstance(names, list):
+        unknown = [name for name in names if name not in ENGINES]
+        if unknown:
+            raise ValueError(f"unknown engine {unknown[0]!r}; engines: {', '.join(ENGINES)}")
+    return names
+
+
+Engines = Annotated[list[str], NoDecode, BeforeValidator(_engines)]
+
+
 class ExecutorSettings(ServiceSettings):
     """What an executor process needs; every field is ``SHOAL_<NAME>`` in the environment."""
 
@@ -140,6 +156,11 @@ class ExecutorSettings(ServiceSettings):
         "(no longer connected to the broker), so several executors may share it. Executors "
         "on one Docker host that use different brokers (or vhosts) must use different names: "
         "each would take the other's executors for gone",
+    )
+    engines: Engines = Field(
+        default_factory=list,
+        description="The engines this executor serves, of docker and wasm (comma-separated); "
+        "empty: every engine the node can run (docker when its engine answers, wasm always)",
     )
     docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
     pull_policy: PullPolicy = Field(
@@ -220,7 +241,7 @@ class ExecutorSettings(ServiceSettings):
         default=1024**3,
         description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
         "largest file a job may write (RLIMIT_FSIZE); past it the job is killed and fails "
-        "with 'output too large' (see executor.volumes)",
+        "with 'output too large' (see executor.engines.docker.volumes)",
     )
     volume_check_seconds: float = Field(
         default=2.0, gt=0, description="How often a running job's volumes are measured"

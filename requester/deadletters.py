@@ -26,7 +26,8 @@ from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 from shoal import limits
 from shoal.errors import NotFoundError, ShoalError, UnavailableError
 from shoal.model import JobState
-from shoal.topology import COMPUTE_QUEUE, DELIVERY_LIMIT, SUBMIT_QUEUE
+from shoal.names import COMPUTE_QUEUES
+from shoal.topology import DELIVERY_LIMIT, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode
 
 from . import delivery
@@ -97,7 +98,7 @@ class DeadLetters:
         """Handle one dead letter; settle it."""
         death = Death.of(message)
         try:
-            if death.queue == COMPUTE_QUEUE:
+            if death.queue in COMPUTE_QUEUES.values():
                 await self._compute(message, death)
             elif death.queue == SUBMIT_QUEUE:
                 await self._submission(message, death)

@@ -28,7 +28,7 @@ import structlog
 from aio_pika.abc import AbstractExchange
 
 from shoal.broker import publish
-from shoal.topology import COMPUTE_QUEUE
+from shoal.topology import compute_queue
 from shoal.wire import ComputeRequest, utcnow
 
 from .announce import Announcer
@@ -116,7 +116,10 @@ class Sweeper:
             due = await self._store.due_retries(limit=BATCH)
             for job in due:
                 await publish(
-                    self._compute, COMPUTE_QUEUE, ComputeRequest(job=job), message_id=job.id
+                    self._compute,
+                    compute_queue(job.task.engine.type),
+                    ComputeRequest(job=job),
+                    message_id=job.id,
                 )
                 log.info("job.retried", job_id=job.id)
             await self._store.retries_sent([job.id for job in due])

@@ -155,6 +155,20 @@ class DockerParams(_Model):
     parameters: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
     working_dir: str | None = None
+    dep_cache: bool = False
+    """Build the python requirements the job's ``/code`` declares once per node and mount
+    them read-only (the executor's dependency cache); the python job type's translator sets
+    it. Without it the job installs its own, if any."""
+
+
+class WasmParams(_Model):
+    """What a ``wasm`` engine's params must hold."""
+
+    module: str = Field(min_length=1, pattern=r"^/code/")
+    """The WASI module to run, a file under ``/code``."""
+    parameters: list[str] = Field(default_factory=list)
+    """Its argv after its own name."""
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 class InputSource(_Model):

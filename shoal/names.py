@@ -6,7 +6,8 @@
                                      routes to the queue of that name (the only way in for
                                      clients, who may not publish to the default exchange)
     shoal.submit    quorum queue     submissions (reply_to + correlation_id)
-    shoal.compute   quorum queue     requester → executors
+    shoal.compute   quorum queue     requester → executors: docker jobs
+    shoal.compute.wasm  quorum queue requester → executors serving the wasm engine
     shoal.api       quorum queue     client → requester RPC over the job store
     shoal.fleet     direct exchange  executor → requester: key ``claims`` routes to
                                      shoal.claims (executors may not write to
@@ -29,6 +30,9 @@ import re
 
 SUBMIT_QUEUE = "shoal.submit"
 COMPUTE_QUEUE = "shoal.compute"
+WASM_COMPUTE_QUEUE = "shoal.compute.wasm"
+COMPUTE_QUEUES = {"docker": COMPUTE_QUEUE, "wasm": WASM_COMPUTE_QUEUE}
+"""Engine → the compute queue of its jobs (docker keeps the queue it always had)."""
 API_QUEUE = "shoal.api"
 CLAIMS_QUEUE = "shoal.claims"
 RECORDER_QUEUE = "shoal.recorder"
@@ -49,6 +53,7 @@ DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 WORK_QUEUES = (
     SUBMIT_QUEUE,
     COMPUTE_QUEUE,
+    WASM_COMPUTE_QUEUE,
     API_QUEUE,
     RECORDER_QUEUE,
     CLAIMS_QUEUE,
@@ -61,6 +66,12 @@ RECORDED_KINDS = ("state", "log", "result")
 
 USERNAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a Shoal user (a RabbitMQ account) may be called."""
+
+
+def compute_queue(engine: str) -> str:
+    """The compute queue of jobs for ``engine``; an engine no executor serves gets the
+    docker queue, whose executors fail the job as unsupported."""
+    return COMPUTE_QUEUES.get(engine, COMPUTE_QUEUE)
 
 
 def event_key(owner: str, job_id: str, kind: str) -> str:

@@ -39,7 +39,9 @@ from shoal.names import (
     REQUEST_QUEUES,
     REQUESTS_EXCHANGE,
     SUBMIT_QUEUE,
+    WASM_COMPUTE_QUEUE,
     WORK_QUEUES,
+    compute_queue,
     event_key,
 )
 
@@ -67,8 +69,10 @@ __all__ = [
     "HEARTBEATS_QUEUE",
     "RECORDER_QUEUE",
     "SUBMIT_QUEUE",
+    "WASM_COMPUTE_QUEUE",
     "WORK_QUEUES",
     "Topology",
+    "compute_queue",
     "declare",
     "declare_executor",
     "declare_fleet",
@@ -155,11 +159,13 @@ async def declare_fleet(channel: AbstractChannel) -> AbstractExchange:
     )
 
 
-async def declare_executor(channel: AbstractChannel, *, claims: bool = False) -> Topology:
-    """Declare what an executor uses — the compute queue, ``shoal.events``, ``shoal.control``,
-    the dead-letter exchange, and with ``claims`` ``shoal.fleet`` (heartbeats declare it
-    too, ``executor.heartbeat``) — and nothing its account
-    may not touch (``shoal.roles``). ``shoal.claims`` and its binding are the requester's:
+async def declare_executor(
+    channel: AbstractChannel, *, claims: bool = False, engines: tuple[str, ...] = ("docker",)
+) -> Topology:
+    """Declare what an executor uses — the compute queue of each of its ``engines``,
+    ``shoal.events``, ``shoal.control``, the dead-letter exchange, and with ``claims``
+    ``shoal.fleet`` (heartbeats declare it too, ``executor.heartbeat``) — and nothing its
+    account may not touch (``shoal.roles``). ``shoal.claims`` and its binding are the requester's:
     until a requester declared them, a claim request comes back unrouted."""
     dead_letter = await channel.declare_exchange(
         DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
@@ -170,15 +176,16 @@ async def declare_executor(channel: AbstractChannel, *, claims: bool = False) ->
     control = await channel.declare_exchange(
         CONTROL_EXCHANGE, aio_pika.ExchangeType.FANOUT, durable=True
     )
-    compute = await channel.declare_queue(
-        COMPUTE_QUEUE, durable=True, arguments=work_queue_arguments()
-    )
+    queues = {
+        name: await channel.declare_queue(name, durable=True, arguments=work_queue_arguments())
+        for name in (compute_queue(engine) for engine in engines)
+    }
     fleet = await declare_fleet(channel) if claims else None
     return Topology(
         events=events,
         control=control,
         dead_letter=dead_letter,
-        queues={COMPUTE_QUEUE: compute},
+        queues=queues,
         fleet=fleet,
     )
 

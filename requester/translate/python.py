@@ -50,7 +50,10 @@ class PythonTranslator:
                 + " (those with a runtime image)"
             )
         params = DockerParams(
-            image=python_image(version), entrypoint=[LAUNCHER_PATH], parameters=["--", *argv]
+            image=python_image(version),
+            entrypoint=[LAUNCHER_PATH],
+            parameters=["--", *argv],
+            dep_cache=True,
         )
         return task.model_copy(
             update={

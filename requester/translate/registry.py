@@ -10,6 +10,7 @@ from shoal.errors import TranslationError, UnknownJobTypeError
 from .base import Translator
 from .duckdb import DuckDBTranslator
 from .python import PythonTranslator
+from .wasm import WasmTranslator
 
 ENTRY_POINT_GROUP = "shoal.translators"
 
@@ -48,7 +49,7 @@ class TranslatorRegistry:
 
 def builtin_translators() -> list[Translator]:
     """The translators shipped with Shoal."""
-    return [PythonTranslator(), DuckDBTranslator()]
+    return [PythonTranslator(), DuckDBTranslator(), WasmTranslator()]
 
 
 def default_registry() -> TranslatorRegistry:

@@ -31,13 +31,16 @@ class Translation:
 
 
 def translate_job(job: Job, registry: TranslatorRegistry) -> Translation:
-    """Translate ``job`` if its engine is not native; never mutates ``job``.
+    """Translate ``job`` if its engine is not native, or is a native engine's job type in the
+    form ``shoal exec`` gives (``engine.params.command``, e.g. ``shoal exec wasm``) and a
+    translator for it is registered; never mutates ``job``.
 
     The new job's ID is derived from the original's, so translating the same submission
     twice yields the same job. Raises only ``ShoalError`` subclasses.
     """
     job_type = job.engine_type
-    if job_type in NATIVE_ENGINES:
+    typed = "command" in job.task.engine.params and job_type.lower() in registry.job_types()
+    if job_type in NATIVE_ENGINES and not typed:
         return Translation(original=job, runnable=job)
     translator = registry.get(job_type)
     try:

@@ -49,7 +49,7 @@ def test_unknown_type_exits_2_with_one_line() -> None:
     assert done.returncode == 2
     assert (
         done.stderr
-        == "UnknownJobTypeError: unknown job type 'ruby'; supported types: duckdb, python\n"
+        == "UnknownJobTypeError: unknown job type 'ruby'; supported types: duckdb, python, wasm\n"
     )
 
 

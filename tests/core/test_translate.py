@@ -44,6 +44,7 @@ def test_python_runs_the_launcher_with_the_users_argv() -> None:
     assert engine.params["image"] == python_image("3.11")
     assert engine.params["entrypoint"] == [LAUNCHER_PATH]
     assert engine.params["parameters"] == ["--", "python", "app.py", "--flag", "a b"]
+    assert engine.params["dep_cache"] is True, "declared by the job type, not guessed"
 
 
 def test_python_version_picks_the_image() -> None:
@@ -245,7 +246,7 @@ def test_entry_points_add_translators(monkeypatch: pytest.MonkeyPatch) -> None:
         return [Entry()] if group == ENTRY_POINT_GROUP else []
 
     monkeypatch.setattr("requester.translate.registry.entry_points", fake_entry_points)
-    assert default_registry().job_types() == ["boom", "duckdb", "python"]
+    assert default_registry().job_types() == ["boom", "duckdb", "python", "wasm"]
 
 
 @given(
@@ -263,3 +264,58 @@ def test_translation_raises_only_typed_errors(job_type: str, params: dict[str, A
         return  # not a valid job in the first place (e.g. docker without an image)
     with contextlib.suppress(ShoalError):
         translate_job(submitted, REGISTRY)
+
+
+def _code(target: str) -> dict[str, Any]:
+    data = "H4sIAAAAAAAAA+3BAQ0AAADCoPdPbQ8HFAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPgZCwAA//8"
+    return {
+        "source": {"type": "inline", "params": {"data": data}},
+        "alias": "code",
+        "target": target,
+    }
+
+
+def wasm(code_target: str | None, **params: Any) -> Job:
+    inputs = [_code(code_target)] if code_target else []
+    return job(
+        {"type": "wasm", "params": {"command": "", "arguments": ["a", "b"], **params}},
+        inputs=inputs,
+    )
+
+
+def test_wasm_runs_the_code_file_with_its_arguments() -> None:
+    result = translate_job(wasm("/code/count.wasm"), REGISTRY)
+    assert result.translated
+    assert result.runnable.task.engine.type == "wasm"
+    assert result.runnable.task.engine.params == {
+        "module": "/code/count.wasm",
+        "parameters": ["a", "b"],
+        "env": {},
+    }
+
+
+def test_wasm_names_its_module_in_a_code_folder() -> None:
+    result = translate_job(wasm("/code", module="bin/tool.wasm"), REGISTRY)
+    assert result.runnable.task.engine.params["module"] == "/code/bin/tool.wasm"
+
+
+@pytest.mark.parametrize(
+    ("submitted", "error"),
+    [
+        (wasm("/code"), "wasm job: --code is a folder; name the module in it with --module"),
+        (wasm(None), "wasm job has no module: give it with --code module.wasm"),
+        (wasm("/code", module="../etc/x.wasm"), "--module ../etc/x.wasm: give a path inside"),
+        (
+            job(
+                {"type": "wasm", "params": {"command": "", "arguments": []}},
+                inputs=[_code("/code/m.wasm")],
+                network={"type": "full"},
+            ),
+            "wasm jobs have no network",
+        ),
+    ],
+)
+def test_wasm_refusals_say_what_to_fix(submitted: Job, error: str) -> None:
+    with pytest.raises(TranslationError) as refused:
+        translate_job(submitted, REGISTRY)
+    assert error in refused.value.message

@@ -13,10 +13,10 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp import web
 
-from executor.docker_runner import DockerRunner
+from executor.engines.docker.docker_runner import DockerRunner
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import ContainerRunner, ImageInfo
 from executor.events import MemoryEventSink
-from executor.memory_runner import MemoryRunner
-from executor.runner import ContainerRunner, ImageInfo
 from executor.service import Executor, serve
 from executor.settings import ExecutorSettings
 from shoal.broker import publish

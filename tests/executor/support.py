@@ -15,6 +15,12 @@ import psutil
 from aiohttp import web
 
 from executor.addresses import is_internal
+from executor.engines.docker.engine import DockerEngine
+from executor.engines.docker.gateway import HttpGateway
+from executor.engines.docker.runner import ContainerRunner
+from executor.events import EventSink
+from executor.execution import Node
+from executor.settings import ExecutorSettings
 from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.inline import inline_source
 from shoal.model import Job
@@ -24,10 +30,16 @@ PYTHON_IMAGE = python_image(DEFAULT_PYTHON_VERSION)
 
 
 def docker_job(
-    script: str, *, image: str = BASE_IMAGE, argv: list[str] | None = None, **task: Any
+    script: str,
+    *,
+    image: str = BASE_IMAGE,
+    argv: list[str] | None = None,
+    dep_cache: bool = False,
+    **task: Any,
 ) -> Job:
-    """A docker job running ``sh -c script`` (or ``argv``), with extra task fields."""
-    params: dict[str, Any] = {"image": image}
+    """A docker job running ``sh -c script`` (or ``argv``), with extra task fields;
+    ``dep_cache`` asks for a prebuilt environment as the python job type does."""
+    params: dict[str, Any] = {"image": image, "dep_cache": dep_cache}
     if argv is None:
         params |= {"entrypoint": ["sh", "-c"], "parameters": [script]}
     else:
@@ -95,3 +107,22 @@ async def http_server(handler: Handler, host: str) -> AsyncIterator[int]:
         yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     finally:
         await runner.cleanup()
+
+
+def docker_node(
+    settings: ExecutorSettings,
+    runner: ContainerRunner,
+    sink: EventSink,
+    gateway: HttpGateway,
+    executor_id: str,
+) -> Node:
+    """A node serving the Docker engine on ``runner`` (Docker itself, or its twin)."""
+    engine = DockerEngine(settings, runner, gateway, executor_id)
+    return Node(settings, {engine.name: engine}, sink, executor_id)
+
+
+def docker_of(node: Node) -> DockerEngine:
+    """The node's Docker engine."""
+    engine = node.engines["docker"]
+    assert isinstance(engine, DockerEngine)
+    return engine

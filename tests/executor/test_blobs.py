@@ -13,7 +13,7 @@ import pytest
 
 from executor.blobs import BlobCache, materialise
 from executor.failures import INPUT_FAILED, JobError
-from executor.inputs import place_inline
+from executor.engines.docker.inputs import place_inline
 from shoal.blobs import blob_source, digest
 from shoal.model import InputSource
 

@@ -11,17 +11,16 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from executor.claims import Claims, MemoryClaimBook, MemoryClaimTransport
+from executor.engines.docker.gateway import MemoryGateway
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import ImageInfo
 from executor.events import MemoryEventSink
-from executor.execution import Node
-from executor.gateway import MemoryGateway
-from executor.memory_runner import MemoryRunner
-from executor.runner import ImageInfo
 from executor.service import Executor
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.wire import ClaimReply, ClaimRequest, ComputeRequest, encode
 
-from .support import BASE_IMAGE, docker_job
+from .support import BASE_IMAGE, docker_job, docker_node
 
 
 @dataclass
@@ -69,7 +68,7 @@ async def setup() -> AsyncIterator[Setup]:
     )
     runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
     sink = MemoryEventSink()
-    node = Node(settings, runner, sink, MemoryGateway(), "exec-unit")
+    node = docker_node(settings, runner, sink, MemoryGateway(), "exec-unit")
     book = MemoryClaimBook()
     claims = Claims(MemoryClaimTransport(book), "exec-unit", lease=30, renew_every=5)
     executor = Executor(node, claims)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from executor.depcache import LABEL_ENV_KEY, VOLUME_PREFIX
-from executor.depplan import env_key, env_plan, pip_env
-from executor.docker_runner import DockerRunner
+from executor.engines.docker.depcache import LABEL_ENV_KEY, VOLUME_PREFIX
+from executor.engines.docker.depplan import env_key, env_plan, pip_env
+from executor.engines.docker.docker_runner import DockerRunner
+from executor.engines.docker.gateway import MemoryGateway
+from executor.engines.docker.runner import LABEL_EXECUTOR
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, Outcome, execute
-from executor.gateway import MemoryGateway
-from executor.runner import LABEL_EXECUTOR
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.images import LAUNCHER_PATH
 from shoal.model import Job, JobState
@@ -35,7 +35,7 @@ from tests.images.support import (
     serve_directory,
 )
 
-from .support import PYTHON_IMAGE, docker_job, inline_input, untar
+from .support import PYTHON_IMAGE, docker_job, docker_node, docker_of, inline_input, untar
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(300)]
 
@@ -88,7 +88,7 @@ async def node() -> AsyncIterator[Node]:
     )
     executor_id = f"{settings.node_id}-1"
     runner = DockerRunner.connect()
-    yield Node(settings, runner, MemoryEventSink(), MemoryGateway(), executor_id)
+    yield docker_node(settings, runner, MemoryEventSink(), MemoryGateway(), executor_id)
     for volume in await built_volumes(executor_id):
         await runner.remove_volume(volume)
     await runner.close()
@@ -109,6 +109,7 @@ def python_job(code: dict[str, bytes], index: str, host: str) -> Job:
         "",
         image=PYTHON_IMAGE,
         argv=[LAUNCHER_PATH, "--", "python", "app.py"],
+        dep_cache=True,
         inputs=[inline_input("dir", code, "/code")],
         env={"PIP_INDEX_URL": index, "PIP_TRUSTED_HOST": host},
         network={"type": "full"},
@@ -201,9 +202,11 @@ async def test_an_incomplete_environment_is_never_mounted(
     job = python_job(code, indexes["real"], indexes["host"])
     plan = env_plan({"app.py": SHOW, "requirements.txt": REQUIREMENTS})
     assert plan is not None
-    image = await node.runner.image(PYTHON_IMAGE, PullPolicy.NEVER)
+    image = await docker_of(node).runner.image(PYTHON_IMAGE, PullPolicy.NEVER)
     volume = VOLUME_PREFIX + env_key(plan, image.id, pip_env(job.task.env))[:48]
-    await node.runner.create_volume(volume, {LABEL_EXECUTOR: node.executor_id, LABEL_ENV_KEY: "x"})
+    await docker_of(node).runner.create_volume(
+        volume, {LABEL_EXECUTOR: node.executor_id, LABEL_ENV_KEY: "x"}
+    )
     site = "/shoal-env/lib/python3.11/site-packages/tinydep"
     plant = f"mkdir -p {site} && echo 'VALUE = \"planted\"' > {site}/__init__.py"
     docker("run", "--rm", "-v", f"{volume}:/shoal-env", "--entrypoint", "sh", PYTHON_IMAGE,

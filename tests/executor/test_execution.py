@@ -13,12 +13,12 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from yarl import URL
 
+from executor.engines.docker.gateway import MemoryGateway
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import ImageInfo
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, Outcome, execute
 from executor.failures import exit_error
-from executor.gateway import MemoryGateway
-from executor.memory_runner import MemoryRunner
-from executor.runner import ImageInfo
 from executor.service import Executor
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
@@ -28,6 +28,8 @@ from .support import (
     BASE_IMAGE,
     PYTHON_IMAGE,
     docker_job,
+    docker_node,
+    docker_of,
     http_server,
     inline_input,
     node_address,
@@ -50,10 +52,30 @@ def settings(tmp_path: Path) -> ExecutorSettings:
     )
 
 
+def set_settings(node: Node, settings: ExecutorSettings) -> None:
+    """Give the node (and its engine) other settings."""
+    node.settings = settings
+    docker_of(node).settings = settings
+
+
+def twin(node: Node) -> MemoryRunner:
+    """The node's in-memory container runner."""
+    runner = docker_of(node).runner
+    assert isinstance(runner, MemoryRunner)
+    return runner
+
+
+def gateway(node: Node) -> MemoryGateway:
+    """The node's in-memory gateway."""
+    found = docker_of(node).gateway
+    assert isinstance(found, MemoryGateway)
+    return found
+
+
 @pytest.fixture
 async def node(settings: ExecutorSettings) -> AsyncIterator[Node]:
     runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
-    yield Node(
+    yield docker_node(
         settings=settings,
         runner=runner,
         sink=MemoryEventSink(),
@@ -224,7 +246,7 @@ def open_port(node: Node, url: str) -> None:
     """Let url inputs reach ``url``'s port (only 80 and 443 are open by default)."""
     port = URL(url).port
     assert port is not None
-    node.settings = node.settings.model_copy(update={"allowed_ports": [port]})
+    set_settings(node, node.settings.model_copy(update={"allowed_ports": [port]}))
 
 
 def url_job(url: str) -> Job:
@@ -244,7 +266,7 @@ async def test_url_input(node: Node, web_server: str) -> None:
 
 async def test_url_input_failures(node: Node, web_server: str) -> None:
     open_port(node, web_server)
-    node.settings = node.settings.model_copy(update={"input_limit": 1000})
+    set_settings(node, node.settings.model_copy(update={"input_limit": 1000}))
     for path, expected in [("/big", "larger than the limit"), ("/missing", "HTTP 404")]:
         outcome = await run(node, url_job(web_server + path))
         assert outcome.state is JobState.FAILED
@@ -255,7 +277,7 @@ async def test_url_input_failures(node: Node, web_server: str) -> None:
 
 async def test_url_input_to_private_address_refused(node: Node, web_server: str) -> None:
     open_port(node, web_server)
-    node.settings = node.settings.model_copy(update={"allow_private_addresses": False})
+    set_settings(node, node.settings.model_copy(update={"allow_private_addresses": False}))
     outcome = await run(node, url_job(f"{web_server}/data.csv"))
     assert outcome.error is not None
     assert outcome.error.startswith("input failed: ")
@@ -271,7 +293,7 @@ async def test_url_input_to_a_node_address_refused(node: Node) -> None:
 
     async with http_server(secret, "0.0.0.0") as port:
         update = {"allow_private_addresses": False, "allowed_ports": [port]}
-        node.settings = node.settings.model_copy(update=update)
+        set_settings(node, node.settings.model_copy(update=update))
         outcome = await run(node, url_job(f"http://{address}:{port}/data.csv"))
     assert outcome.error == (
         f"input failed: url input http://{address}:{port}/data.csv: "
@@ -353,21 +375,21 @@ async def test_requeue_on_shutdown_publishes_nothing_more(node: Node) -> None:
     outcome = await asyncio.wait_for(task, 10)
     assert outcome.state is None
     assert kinds(sink(node).of(job.id)) == ["state:running", "log"]
-    assert isinstance(node.runner, MemoryRunner)
-    assert [signal for _, signal in node.runner.signals] == ["SIGTERM"], "a drain is graceful"
+    assert [signal for _, signal in twin(node).signals] == ["SIGTERM"], "a drain is graceful"
 
 
 async def test_a_job_over_its_volume_limit_is_killed_at_once(
     node: Node, settings: ExecutorSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    node.settings = settings.model_copy(update={"volume_limit": 1000, "volume_check_seconds": 0.05})
+    set_settings(
+        node, settings.model_copy(update={"volume_limit": 1000, "volume_check_seconds": 0.05})
+    )
     job = docker_job("trap '' TERM; echo big > /outputs/a; cp /outputs/a /outputs/b; sleep 30")
-    assert isinstance(node.runner, MemoryRunner)
-    monkeypatch.setattr(node.runner, "volume_usage", fake_usage(2000))
+    monkeypatch.setattr(twin(node), "volume_usage", fake_usage(2000))
     outcome = await run(node, job)
     assert outcome.error is not None
     assert outcome.error.startswith("output too large: the job's volumes")
-    assert [signal for _, signal in node.runner.signals] == ["SIGKILL"]
+    assert [signal for _, signal in twin(node).signals] == ["SIGKILL"]
 
 
 async def test_cancelled_job_still_removes_container(node: Node) -> None:
@@ -377,8 +399,7 @@ async def test_cancelled_job_still_removes_container(node: Node) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert isinstance(node.runner, MemoryRunner)
-    assert len(node.runner.removed) == 1
+    assert len(twin(node).removed) == 1
 
 
 async def test_queue_timeout(node: Node) -> None:
@@ -401,47 +422,43 @@ async def test_image_missing(node: Node) -> None:
 
 async def test_native_job_with_an_image_not_allowed_refused(node: Node) -> None:
     """The attack: a native docker job naming any image, which would be pulled."""
-    assert isinstance(node.runner, MemoryRunner)
-    node.runner.pullable = frozenset({"evil/miner:1"})
+    twin(node).pullable = frozenset({"evil/miner:1"})
     job = docker_job("true", image="evil/miner:1")
     outcome = await run(node, job)
     assert outcome.error is not None
     assert outcome.error.startswith("image not allowed: evil/miner:1 is not an image this node")
     assert "SHOAL_ALLOWED_IMAGES" in outcome.error
     assert kinds(sink(node).of(job.id)) == ["state:failed"]
-    assert "evil/miner:1" not in node.runner.images, "never pulled"
+    assert "evil/miner:1" not in twin(node).images, "never pulled"
 
 
 async def test_missing_allowed_image_not_pulled_by_default(node: Node) -> None:
-    assert isinstance(node.runner, MemoryRunner)
-    node.runner.pullable = frozenset({"shoal/nope:2"})
-    node.settings = ExecutorSettings(allowed_images=["shoal/nope:*"])
+    twin(node).pullable = frozenset({"shoal/nope:2"})
+    set_settings(node, ExecutorSettings(allowed_images=["shoal/nope:*"]))
     outcome = await run(node, docker_job("true", image="shoal/nope:2"))
     assert outcome.error == (
         "image missing: shoal/nope:2 is not on this node and the pull policy is 'never'"
     )
-    assert "shoal/nope:2" not in node.runner.images
+    assert "shoal/nope:2" not in twin(node).images
 
 
 async def test_root_image_runs_as_nobody_owning_its_folders(node: Node) -> None:
     """The attack: a native docker job ran as uid 0 (its image's default user)."""
-    assert isinstance(node.runner, MemoryRunner)
     job = docker_job(
         "echo hi > /outputs/a.txt",
         inputs=[inline_input("file", {"a": b"1"}, "/inputs/a")],
         outputs=[{"name": "outputs", "path": "/outputs"}],
     )
     assert (await run(node, job)).state is JobState.COMPLETED
-    (box,) = node.runner.created.values()
+    (box,) = twin(node).created.values()
     assert box.spec.user == "65534:65534"
     assert box.dirs == {"/code": 65534, "/outputs": 65534, "/inputs": 65534}
 
 
 async def test_root_only_when_the_operator_allows_it(node: Node) -> None:
-    assert isinstance(node.runner, MemoryRunner)
-    node.settings = node.settings.model_copy(update={"allow_root": True})
+    set_settings(node, node.settings.model_copy(update={"allow_root": True}))
     assert (await run(node, docker_job("true"))).state is JobState.COMPLETED
-    (box,) = node.runner.created.values()
+    (box,) = twin(node).created.values()
     assert (box.spec.user, box.dirs) == ("", {})
 
 
@@ -456,9 +473,8 @@ async def test_full_network_refused(node: Node) -> None:
 async def test_http_network_leases_and_releases(node: Node) -> None:
     job = docker_job("true", network={"type": "http", "domains": ["example.org"]})
     assert (await run(node, job)).state is JobState.COMPLETED
-    assert isinstance(node.gateway, MemoryGateway)
-    assert node.gateway.leases == {job.id: ["example.org"]}
-    assert node.gateway.released == [job.id]
+    assert gateway(node).leases == {job.id: ["example.org"]}
+    assert gateway(node).released == [job.id]
 
 
 async def test_untranslated_job_refused(node: Node) -> None:
@@ -470,7 +486,9 @@ async def test_untranslated_job_refused(node: Node) -> None:
 
 async def test_output_over_the_limit_fails_the_job(node: Node) -> None:
     # /small is a volume of its own, owned by root: only a root job can write it
-    node.settings = node.settings.model_copy(update={"job_output_limit": 1000, "allow_root": True})
+    set_settings(
+        node, node.settings.model_copy(update={"job_output_limit": 1000, "allow_root": True})
+    )
     job = docker_job(
         "cp /code/big /outputs/big; echo small > /small/s",
         inputs=[inline_input("file", {"big": b"x" * 200_000}, "/code/big")],
@@ -489,7 +507,9 @@ async def test_output_over_the_limit_fails_the_job(node: Node) -> None:
 
 
 async def test_log_chunks_and_limit(node: Node) -> None:
-    node.settings = node.settings.model_copy(update={"log_chunk_bytes": 256, "job_log_limit": 600})
+    set_settings(
+        node, node.settings.model_copy(update={"log_chunk_bytes": 256, "job_log_limit": 600})
+    )
     job = docker_job(
         "cat /code/text", inputs=[inline_input("file", {"t": b"y" * 1000}, "/code/text")]
     )
@@ -501,8 +521,7 @@ async def test_log_chunks_and_limit(node: Node) -> None:
 
 
 async def test_output_folder_below_outputs_made_for_the_job_user(node: Node) -> None:
-    assert isinstance(node.runner, MemoryRunner)
-    node.runner.images[PYTHON_IMAGE] = ImageInfo(user="1000:1000")
+    twin(node).images[PYTHON_IMAGE] = ImageInfo(user="1000:1000")
     job = docker_job(
         "echo hi > /outputs/res/a.txt",
         image=PYTHON_IMAGE,
@@ -512,14 +531,13 @@ async def test_output_folder_below_outputs_made_for_the_job_user(node: Node) -> 
     assert outcome.state is JobState.COMPLETED, outcome.error
     result = next(e for e in sink(node).of(job.id) if e.kind == "result")
     assert untar(result.outputs["res"]) == {"a.txt": b"hi\n"}
-    (box,) = node.runner.created.values()
+    (box,) = twin(node).created.values()
     assert box.dirs == {"/code": 1000, "/outputs": 1000, "/outputs/res": 1000}
     assert box.spec.volumes == ("/code", "/outputs")
 
 
 async def test_output_needing_its_own_volume_fails_a_non_root_job(node: Node) -> None:
-    assert isinstance(node.runner, MemoryRunner)
-    node.runner.images[PYTHON_IMAGE] = ImageInfo(user="1000:1000")
+    twin(node).images[PYTHON_IMAGE] = ImageInfo(user="1000:1000")
     job = docker_job("true", image=PYTHON_IMAGE, outputs=[{"name": "results", "path": "/results"}])
     outcome = await run(node, job)
     assert outcome.state is JobState.FAILED
@@ -528,7 +546,7 @@ async def test_output_needing_its_own_volume_fails_a_non_root_job(node: Node) ->
         "collect it under /outputs instead, e.g. -o results:/outputs/results"
     )
     assert kinds(sink(node).of(job.id)) == ["state:running", "state:failed"]
-    assert node.runner.created == {}
+    assert twin(node).created == {}
 
 
 class Delivery:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import ContainerSpec, ImageInfo
 from executor.events import JobEvents, MemoryEventSink
 from executor.logstream import LogPump
-from executor.memory_runner import MemoryRunner
-from executor.runner import ContainerSpec, ImageInfo
 from executor.settings import ExecutorSettings
 
 from .support import BASE_IMAGE, tar_of
@@ -27,7 +27,7 @@ async def pumped(script: str, files: dict[str, bytes], **settings: object) -> di
     options = {"node_id": "unit", "log_flush_seconds": 0.05, **settings}
     pump = LogPump(JobEvents(sink, "j-1", "unit"), ExecutorSettings(**options))  # type: ignore[arg-type]
     await runner.start(container)
-    await pump.run(runner, container)
+    await pump.run(runner.logs(container))
     await runner.close()
     text: dict[str, str] = {"stdout": "", "stderr": ""}
     for event in sink.events:

@@ -13,7 +13,7 @@ import aiodocker
 import pytest
 
 from executor.addresses import NodeAddresses
-from executor.network import REJECT_COMMENT, iptables
+from executor.engines.docker.network import REJECT_COMMENT, iptables
 from shoal.model import JobState
 from shoal.wire import JobEvent
 

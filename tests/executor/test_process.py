@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiodocker
 import pytest
 
-from executor.runner import LABEL_NODE
+from executor.engines.docker.runner import LABEL_NODE
 from shoal.model import JobState
 
 from .conftest import Broker, StartExecutor

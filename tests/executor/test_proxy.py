@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 
 from executor.addresses import DestinationPolicy, NodeAddresses, docker_networks, is_internal
-from executor.proxy import AllowListProxy, host_allowed
+from executor.engines.docker.proxy import AllowListProxy, host_allowed
 
 from .support import http_server, node_address
 

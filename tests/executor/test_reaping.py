@@ -8,9 +8,9 @@ import aio_pika
 import aiodocker
 import pytest
 
-from executor.memory_runner import MemoryRunner
-from executor.network import iptables
-from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.network import iptables
+from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
 from executor.service import reap_orphans
 from shoal.liveness import executor_alive
 from shoal.model import JobState

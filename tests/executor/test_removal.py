@@ -7,19 +7,19 @@ import time
 
 import pytest
 
+from executor.engines.docker.gateway import MemoryGateway
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.removal import Leftovers
+from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, execute
-from executor.gateway import MemoryGateway
-from executor.memory_runner import MemoryRunner
-from executor.removal import Leftovers
-from executor.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
 from executor.service import Executor, reap_orphans, serve
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import JobState
 from shoal.wire import utcnow
 
 from .conftest import Broker, executor_settings
-from .support import BASE_IMAGE, docker_job
+from .support import BASE_IMAGE, docker_job, docker_node, docker_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -48,35 +48,35 @@ def wedged_node(runner: MemoryRunner, remove_timeout: float) -> Node:
         remove_timeout=remove_timeout,
         allowed_images=[BASE_IMAGE],
     )
-    return Node(settings, runner, MemoryEventSink(), MemoryGateway(), "exec-unit")
+    return docker_node(settings, runner, MemoryEventSink(), MemoryGateway(), "exec-unit")
 
 
 async def test_a_hanging_delete_ends_the_job_and_frees_the_slot() -> None:
     runner = WedgedRunner()
     node = wedged_node(runner, remove_timeout=0.2)
-    node.leftovers = Leftovers(runner, deadline=0.2, retry_every=0.1)
+    docker_of(node).leftovers = Leftovers(runner, deadline=0.2, retry_every=0.1)
     began = time.monotonic()
     first = await execute(docker_job("echo one"), utcnow(), node, JobControl())
     second = await execute(docker_job("echo two"), utcnow(), node, JobControl())
     assert time.monotonic() - began < 5
     assert first.state is second.state is JobState.COMPLETED
-    assert len(node.leftovers.pending) == 2
+    assert len(docker_of(node).leftovers.pending) == 2
     assert len(runner.containers) == 2
     runner.unwedge.set()
     async with asyncio.timeout(5):
-        await node.leftovers.settled()
+        await docker_of(node).leftovers.settled()
     assert runner.containers == {}
 
 
 async def test_shutdown_does_not_wait_for_a_wedged_container() -> None:
     runner = WedgedRunner()
     node = wedged_node(runner, remove_timeout=0.1)
-    node.leftovers = Leftovers(runner, deadline=0.1, retry_every=0.1)
+    docker_of(node).leftovers = Leftovers(runner, deadline=0.1, retry_every=0.1)
     await execute(docker_job("true"), utcnow(), node, JobControl())
-    assert node.leftovers.pending
+    assert docker_of(node).leftovers.pending
     async with asyncio.timeout(2):
-        await node.leftovers.close()
-    assert not node.leftovers.pending
+        await docker_of(node).leftovers.close()
+    assert not docker_of(node).leftovers.pending
     assert len(runner.containers) == 1, "left for the next executor's orphan reaping"
 
 

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from executor.docker_runner import DockerRunner
+from executor.engine import Stream
+from executor.engines.docker.docker_runner import DockerRunner
+from executor.engines.docker.runner import ContainerRunner, ContainerSpec, RunnerError
 from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import ContainerRunner, ContainerSpec, RunnerError, Stream
 from executor.settings import PullPolicy
 
 from .support import BASE_IMAGE, tar_of

@@ -6,19 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from executor.failures import JobError
-from executor.runner import ImageInfo
-from executor.settings import ExecutorSettings
-from executor.spec import (
+from executor.engines.docker.runner import ImageInfo
+from executor.engines.docker.spec import (
     OutputLayout,
     SpecInputs,
     check_image,
     container_spec,
     job_user,
-    limits,
     network_type,
     output_layout,
 )
+from executor.failures import JobError
+from executor.limits import limits
+from executor.settings import ExecutorSettings
 from shoal.errors import InvalidJobError
 from shoal.images import PYTHON_VERSIONS, duckdb_image, python_image
 from shoal.model import parse_job

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from executor.engines.docker.gateway import MemoryGateway
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import ContainerRunner, ContainerSpec, ImageInfo
+from executor.engines.docker.volumes import BLOCK, disk_usage, folders_usage
 from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, execute
-from executor.gateway import MemoryGateway
-from executor.memory_runner import MemoryRunner
-from executor.runner import ContainerRunner, ContainerSpec, ImageInfo
+from executor.execution import JobControl, execute
 from executor.settings import ExecutorSettings, PullPolicy
-from executor.volumes import BLOCK, disk_usage, folders_usage
 from shoal.model import JobState
 from shoal.wire import utcnow
 
 from .conftest import Broker, StartExecutor
-from .support import BASE_IMAGE, docker_job, inline_input, tar_of
+from .support import BASE_IMAGE, docker_job, docker_node, inline_input, tar_of
 
 pytestmark = pytest.mark.timeout(120)
 MiB = 1024**2
@@ -63,7 +63,7 @@ async def test_a_job_over_the_volume_limit_is_killed() -> None:
         allowed_images=[BASE_IMAGE],
     )
     runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
-    node = Node(settings, runner, MemoryEventSink(), MemoryGateway(), "exec-unit")
+    node = docker_node(settings, runner, MemoryEventSink(), MemoryGateway(), "exec-unit")
     job = docker_job(
         "cp /code/big /outputs/big; sleep 20",
         inputs=[inline_input("file", {"big": b"x" * 500}, "/code/big")],

@@ -27,8 +27,8 @@ from typing import Any
 
 import aiodocker
 
-from executor.network import ACCEPT_PREFIX, iptables
-from executor.runner import LABEL_NODE
+from executor.engines.docker.network import ACCEPT_PREFIX, iptables
+from executor.engines.docker.runner import LABEL_NODE
 from shoal.broker import connect
 from shoal.model import Job
 from shoal.wire import Submission, SubmitReply, decode

@@ -20,7 +20,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from client.archive import pack
-from executor.inputs import place_inline
+from executor.engines.docker.inputs import place_inline
 from shoal.errors import CodeArchiveError
 from shoal.inline import inline_source
 from shoal.model import InputSource

@@ -17,8 +17,8 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 
 from executor.claims import Claims, amqp_claims
-from executor.memory_runner import MemoryRunner
-from executor.runner import LABEL_JOB, ImageInfo
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import LABEL_JOB, ImageInfo
 from executor.service import Executor, serve
 from executor.settings import ExecutorSettings
 from requester.service import Requester

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from executor.memory_runner import MemoryRunner
-from executor.runner import ImageInfo, RunnerError
+from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.runner import ImageInfo, RunnerError
 from executor.service import serve
 from executor.settings import ExecutorSettings
 from requester.service import Requester

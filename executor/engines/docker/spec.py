@@ -9,6 +9,13 @@ import posixpath
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from executor.engines.docker.runner import (
+    LABEL_EXECUTOR,
+    LABEL_JOB,
+    LABEL_NODE,
+    ContainerSpec,
+    ImageInfo,
+)
 from executor.failures import (
     IMAGE_NOT_ALLOWED,
     NETWORK_NOT_ALLOWED,
@@ -16,30 +23,16 @@ from executor.failures import (
     UNSUPPORTED,
     JobError,
 )
-from executor.runner import LABEL_EXECUTOR, LABEL_JOB, LABEL_NODE, ContainerSpec, ImageInfo
+from executor.limits import Limits
 from executor.settings import NOBODY, ExecutorSettings, user_is_root
 from shoal.images import ENV_MOUNT, runtime_images
 from shoal.model import DockerParams, Job, NetworkType, Task
-from shoal.units import format_bytes
 
 CA_MOUNT = "/etc/shoal/ca-bundle.crt"
 """Where the operator's CA bundle appears inside jobs."""
-PYTHON_IMAGE_PREFIX = "shoal/python:"
 ALWAYS_VOLUMES = ("/code", "/outputs")
 NOT_VOLUMES = ("/", "/tmp")
 """Paths never made volumes: the read-only root, and the tmpfs."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The limits a job runs with, after node defaults and maxima."""
-
-    memory: int
-    cpu: float
-    execution_timeout: float
-    grace: float = 10.0
-    """Seconds between SIGTERM and SIGKILL when the job is stopped or times out."""
-    notes: list[str] = field(default_factory=list)
 
 
 def docker_params(job: Job) -> DockerParams:
@@ -78,31 +71,6 @@ def network_type(task: Task, settings: ExecutorSettings) -> NetworkType:
     return kind
 
 
-def limits(task: Task, settings: ExecutorSettings, waited: float = 0.0) -> Limits:
-    """Memory, CPU, execution timeout and stop grace: the job's, else the node's defaults,
-    capped."""
-    notes: list[str] = []
-    memory = task.resources.memory or settings.default_memory
-    if memory > settings.max_memory:
-        notes.append(f"memory lowered from {format_bytes(memory)} to the node maximum")
-        memory = settings.max_memory
-    cpu = task.resources.cpu or settings.default_cpu
-    if cpu > settings.max_cpu:
-        notes.append(f"cpu lowered from {cpu:g} to the node maximum {settings.max_cpu:g}")
-        cpu = settings.max_cpu
-    timeout = task.timeouts.execution or settings.default_execution_timeout
-    if timeout > settings.max_execution_timeout:
-        notes.append(f"execution timeout lowered from {timeout:g}s to the node maximum")
-        timeout = settings.max_execution_timeout
-    if task.timeouts.total is not None:
-        timeout = min(timeout, max(task.timeouts.total - waited, 0.001))
-    grace = settings.stop_grace if task.timeouts.grace is None else task.timeouts.grace
-    if grace > settings.stop_grace_max:
-        notes.append(f"stop grace lowered from {grace:g}s to the node maximum")
-        grace = settings.stop_grace_max
-    return Limits(memory=memory, cpu=cpu, execution_timeout=timeout, grace=grace, notes=notes)
-
-
 def job_user(image: ImageInfo, settings: ExecutorSettings) -> str:
     """The user the job runs as (see ``ExecutorSettings.job_user``): never root unless
     ``allow_root``, whatever the image says."""
@@ -119,9 +87,10 @@ def numeric_uid(user: str) -> int:
     return int(head) if head.isdigit() else 0
 
 
-def uses_dep_cache(image: str, settings: ExecutorSettings) -> bool:
-    """Whether python jobs on ``image`` get prebuilt environments (``executor.depcache``)."""
-    return settings.dep_cache and image.startswith(PYTHON_IMAGE_PREFIX)
+def uses_dep_cache(params: DockerParams, settings: ExecutorSettings) -> bool:
+    """Whether the job gets a prebuilt environment (``depcache``): its translator asked for
+    one (``DockerParams.dep_cache``) and the node builds them."""
+    return settings.dep_cache and params.dep_cache
 
 
 def runs_as_root(user: str) -> bool:

@@ -34,7 +34,7 @@ import structlog
 
 from executor.addresses import DestinationPolicy, NodeAddresses, is_ip
 
-log = structlog.get_logger("executor.proxy")
+log = structlog.get_logger("executor.engines.docker.proxy")
 
 HEAD_LIMIT = 64 * 1024
 HEAD_TIMEOUT = 30.0

@@ -36,9 +36,8 @@ from typing import Any
 import structlog
 
 from executor import failures
-from executor.depplan import code_files, env_key, env_plan, pip_env
-from executor.failures import JobError
-from executor.runner import (
+from executor.engines.docker.depplan import code_files, env_key, env_plan, pip_env
+from executor.engines.docker.runner import (
     LABEL_EXECUTOR,
     LABEL_JOB,
     LABEL_NODE,
@@ -47,9 +46,11 @@ from executor.runner import (
     ImageInfo,
     RunnerError,
 )
+from executor.engines.docker.spec import CA_MOUNT, ca_env, runs_as_root
+from executor.failures import JobError
+from executor.limits import Limits
 from executor.settings import ExecutorSettings
 from executor.shielded import uncancellable
-from executor.spec import CA_MOUNT, Limits, ca_env, runs_as_root
 from shoal.images import ENV_MOUNT, LAUNCHER_PATH
 from shoal.metrics import DEPCACHE
 

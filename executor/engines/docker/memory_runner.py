@@ -26,16 +26,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import (
+from executor.engine import ExitInfo, Stream
+from executor.engines.docker.runner import (
     TAR_OVERHEAD,
     ContainerSpec,
-    ExitInfo,
     ImageInfo,
     RunnerError,
-    Stream,
     VolumeInfo,
 )
+from executor.failures import IMAGE_MISSING, JobError
 from executor.settings import PullPolicy
 
 

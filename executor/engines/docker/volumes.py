@@ -26,14 +26,12 @@ import stat
 
 import structlog
 
-from executor.runner import ContainerRunner, RunnerError
+from executor.engines.docker.runner import ContainerRunner, RunnerError
 
 log = structlog.get_logger("executor")
 
 BLOCK = 4096
 """What an entry costs at least (an inode and a directory slot)."""
-SIGXFSZ_EXIT = 128 + 25
-"""A shell's exit code for a command killed by ``SIGXFSZ`` (a file reached RLIMIT_FSIZE)."""
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -25,11 +25,11 @@ import aiodocker
 import structlog
 
 from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.gateway import HttpGateway, Lease, NoGateway, proxy_env
-from executor.proxy import USER, AllowListProxy
+from executor.engines.docker.gateway import HttpGateway, Lease, NoGateway, proxy_env
+from executor.engines.docker.proxy import USER, AllowListProxy
 from executor.settings import ExecutorSettings
 
-log = structlog.get_logger("executor.network")
+log = structlog.get_logger("executor.engines.docker.network")
 
 REJECT_COMMENT = "shoal-http-reject"
 ACCEPT_PREFIX = "shoal-proxy:"

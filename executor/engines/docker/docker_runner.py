@@ -23,18 +23,17 @@ from typing import Any
 import aiodocker
 import aiohttp
 
-from executor.failures import IMAGE_MISSING, JobError
-from executor.runner import (
+from executor.engine import ExitInfo, Stream
+from executor.engines.docker.runner import (
     TAR_OVERHEAD,
     ContainerSpec,
-    ExitInfo,
     ImageInfo,
     RunnerError,
-    Stream,
     VolumeInfo,
 )
+from executor.engines.docker.volumes import folders_usage
+from executor.failures import IMAGE_MISSING, JobError
 from executor.settings import PullPolicy
-from executor.volumes import folders_usage
 
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
+from executor.engine import EngineError, ExitInfo, Stream
 from executor.settings import PullPolicy
-
-Stream = Literal["stdout", "stderr"]
 
 LABEL_JOB = "shoal.job_id"
 LABEL_NODE = "shoal.node"
@@ -26,7 +25,7 @@ TAR_OVERHEAD = 64 * 1024
 """Bytes of tar headers and padding allowed on top of a result's size limit."""
 
 
-class RunnerError(Exception):
+class RunnerError(EngineError):
     """The container engine failed an operation."""
 
 
@@ -69,14 +68,6 @@ class ImageInfo:
     """The image's configured USER (``""``: root)."""
     id: str = ""
     """The engine's image ID (changes whenever the image is rebuilt)."""
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    """How a container ended."""
-
-    exit_code: int
-    oom_killed: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,25 +11,11 @@ import asyncio
 import base64
 import io
 import tarfile
-from dataclasses import dataclass, field
 
-from executor.runner import TAR_OVERHEAD, ContainerRunner
+from executor.engine import Outputs
+from executor.engines.docker.runner import TAR_OVERHEAD, ContainerRunner
 from shoal.model import ResultPath
 from shoal.units import format_bytes
-
-
-@dataclass
-class Outputs:
-    """What goes into the ``result`` event."""
-
-    archives: dict[str, str] = field(default_factory=dict)
-    truncated: bool = False
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def error(self) -> str | None:
-        """The result event's error: what was left out, and why."""
-        return "; ".join(self.notes) or None
 
 
 def repack(raw: bytes) -> bytes:

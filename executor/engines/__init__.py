@@ -1,0 +1,1 @@
+"""Engine adapters: each implements ``executor.engine.Engine`` for one execution environment."""

@@ -1,0 +1,1 @@
+"""The Docker engine: containers through aiodocker (``engine.DockerEngine``)."""

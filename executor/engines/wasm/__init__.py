@@ -1,0 +1,1 @@
+"""The WebAssembly engine: WASI modules in-process with wasmtime (``engine.WasmEngine``)."""

@@ -1,0 +1,286 @@
+"""The WebAssembly engine: a WASI module per job, run in-process by wasmtime in a thread.
+
+What the module sees: ``/code`` and ``/inputs`` read-only, ``/outputs`` and ``/tmp``
+writable, each a host folder the executor makes for the run and removes after it; nothing
+else of the host's file system, and no network (WASI gives none: a job asking for one is
+refused). Its argv is the module's name then ``params.parameters``; its environment
+``params.env`` and the task's ``env``.
+
+Limits: the job's memory limit caps the module's linear memory (wasmtime store limits; a
+module that ends abnormally with less than an eighth of it left is reported as out of
+memory); ``kill`` (any signal: WASI has no signals, so a stop or a timeout ends the module
+at once) advances the run's epoch, which traps the module at its next loop or call (not
+while it waits in a host call such as a sleep); ``/outputs`` and ``/tmp`` together may hold
+``volume_limit`` bytes. Output is written to host files and streamed from them while the
+module runs (each stream in order; the interleaving of the two is as seen at each poll).
+Compiled modules are cached per executor (``modules.ModuleCache``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import wasmtime
+from pydantic import ValidationError
+
+from executor import failures
+from executor.addresses import DestinationPolicy, NodeAddresses
+from executor.engine import ExitInfo, Outputs, Overrun, Stream
+from executor.engines.docker.inputs import Placement, prepare_inputs, top_level
+from executor.engines.docker.volumes import folders_usage
+from executor.engines.wasm.folders import collect, extract, host_path
+from executor.engines.wasm.modules import ModuleCache, engine_config
+from executor.failures import JobError
+from executor.limits import Limits
+from executor.settings import ExecutorSettings
+from executor.shielded import uncancellable
+from shoal.model import Job, NetworkType, WasmParams, describe_errors
+
+READ_ONLY = ("/code", "/inputs")
+WRITABLE = ("/outputs", "/tmp")
+LOG_POLL = 0.05
+"""Seconds between reads of a running module's output files."""
+KILLED_EXIT = 128 + 9
+"""The exit code of a module the executor ended (as for a process killed by SIGKILL)."""
+TRAP_EXIT = 1
+"""The exit code of a module that trapped (the trap is its last stderr line)."""
+OOM_SHARE = 8
+"""A module that ended abnormally with less than 1/OOM_SHARE of its memory limit left ran
+out of memory."""
+
+
+def wasm_params(job: Job) -> WasmParams:
+    """The job's wasm engine params; ``JobError(UNSUPPORTED)`` for any other engine."""
+    if job.task.engine.type != "wasm":
+        raise JobError(
+            failures.UNSUPPORTED,
+            f"engine {job.task.engine.type!r} is not wasm; the wasm engine runs wasm jobs only",
+        )
+    try:
+        return WasmParams.model_validate(job.task.engine.params)
+    except ValidationError as error:
+        raise JobError(failures.UNSUPPORTED, f"engine.params.{describe_errors(error)}") from None
+
+
+def _open_all(paths: dict[Stream, str]) -> dict[Stream, BinaryIO]:
+    return {name: open(path, "rb") for name, path in paths.items()}
+
+
+def _lay_out(
+    run_dir: str, placements: list[Placement], module: str
+) -> tuple[dict[str, str], dict[Stream, str], bytes]:
+    """Make the run's folders in ``run_dir``, extract the inputs, make the empty output
+    files; the folders (job path → host path), the output files, and the module's bytes."""
+    folders = {path: os.path.join(run_dir, path.strip("/")) for path in READ_ONLY + WRITABLE}
+    for folder in folders.values():
+        os.mkdir(folder, 0o700)
+    for placement in placements:
+        extract(placement.tar, folders[placement.root])
+    logs_at: dict[Stream, str] = {
+        "stdout": os.path.join(run_dir, "stdout"),
+        "stderr": os.path.join(run_dir, "stderr"),
+    }
+    for path in logs_at.values():
+        open(path, "wb").close()
+    found = host_path(folders, module)
+    if found is None or os.path.islink(found) or not os.path.isfile(found):
+        raise JobError(failures.INPUT_FAILED, f"the module {module} is not a file in /code")
+    with open(found, "rb") as source:
+        return folders, logs_at, source.read()
+
+
+@dataclass
+class WasmWorkload:
+    """One module's run: its own wasmtime engine (so its epoch is its own) and folders."""
+
+    module: wasmtime.Module
+    engine: wasmtime.Engine
+    wasi: wasmtime.WasiConfig
+    memory: int
+    logs_at: dict[Stream, str]
+    folders: dict[str, str]
+    settings: ExecutorSettings
+    job: Job
+    killed: bool = False
+    task: asyncio.Task[ExitInfo] | None = None
+    _ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(asyncio.to_thread(self._run))
+        self.task.add_done_callback(lambda _: self._ended.set())
+
+    def _run(self) -> ExitInfo:
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=self.memory)
+        store.set_epoch_deadline(1)
+        if self.killed:  # killed before the deadline was set: its epoch went by unseen
+            return ExitInfo(KILLED_EXIT)
+        store.set_wasi(self.wasi)
+        linker = wasmtime.Linker(self.engine)
+        linker.define_wasi()
+        instance: wasmtime.Instance | None = None
+        try:
+            instance = linker.instantiate(store, self.module)
+            start = instance.exports(store)["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+            return ExitInfo(0)
+        except wasmtime.ExitTrap as ended:
+            return ExitInfo(ended.code)
+        except (wasmtime.Trap, wasmtime.WasmtimeError, KeyError, AssertionError) as error:
+            if self.killed:
+                return ExitInfo(KILLED_EXIT)
+            what = "trapped" if instance is not None else "could not start"
+            line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+            self._stderr(f"wasm: the module {what}: {line}\n")
+            return ExitInfo(TRAP_EXIT, oom_killed=self._out_of_memory(store, instance, error))
+
+    def _out_of_memory(
+        self, store: wasmtime.Store, instance: wasmtime.Instance | None, error: Exception
+    ) -> bool:
+        if instance is None:
+            return "memory" in str(error) and "limit" in str(error)
+        memory = instance.exports(store).get("memory")
+        if not isinstance(memory, wasmtime.Memory):
+            return False
+        return self.memory - memory.data_len(store) < self.memory // OOM_SHARE
+
+    def _stderr(self, text: str) -> None:
+        with open(self.logs_at["stderr"], "a", encoding="utf-8") as stderr:
+            stderr.write(text)
+
+    async def logs(self) -> AsyncIterator[tuple[Stream, bytes]]:
+        files = await asyncio.to_thread(_open_all, self.logs_at)
+        try:
+            while True:
+                ended = self._ended.is_set()
+                for name, file in files.items():
+                    data = file.read()
+                    if data:
+                        yield name, data
+                if ended:
+                    return
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._ended.wait(), LOG_POLL)
+        finally:
+            for file in files.values():
+                file.close()
+
+    async def wait(self) -> ExitInfo:
+        assert self.task is not None, "started"
+        return await asyncio.shield(self.task)
+
+    async def kill(self, signal: str) -> None:
+        self.killed = True
+        self.engine.increment_epoch()
+
+    async def overrun(self) -> Overrun:
+        limit = self.settings.volume_limit
+        writable = [self.folders[path] for path in WRITABLE]
+        while True:
+            used = await asyncio.to_thread(folders_usage, writable, limit)
+            if used is not None and used > limit:
+                return Overrun(limit)
+            await asyncio.sleep(self.settings.volume_check_seconds)
+
+    async def collect(self) -> Outputs:
+        return await asyncio.to_thread(
+            collect, self.folders, self.job.task.outputs, self.settings.job_output_limit
+        )
+
+
+@dataclass
+class WasmEngine:
+    """Jobs of engine type ``wasm``: WASI modules, no Docker needed."""
+
+    settings: ExecutorSettings
+    addresses: NodeAddresses = field(default_factory=NodeAddresses)
+    name: str = "wasm"
+    modules: ModuleCache = field(default_factory=ModuleCache)
+
+    def admit(self, job: Job) -> None:
+        wasm_params(job)
+        task = job.task
+        if task.network is not None and task.network.type is not NetworkType.NONE:
+            raise JobError(
+                failures.NETWORK_NOT_ALLOWED,
+                "wasm jobs have no network (WASI gives none); run it as a docker job instead",
+            )
+        for item in task.inputs:
+            if top_level(item.target) not in READ_ONLY:
+                raise JobError(
+                    failures.UNSUPPORTED,
+                    f"input target {item.target} is outside /code and /inputs, the only "
+                    "folders a wasm job reads",
+                )
+        for result in task.outputs:
+            path = posixpath.normpath(result.path)
+            if path != "/outputs" and not path.startswith("/outputs/"):
+                raise JobError(
+                    failures.OUTPUT_NOT_WRITABLE,
+                    f"{result.path} is not under /outputs, the only folder a wasm job's "
+                    f"results are collected from; use -o {result.name}:/outputs",
+                )
+
+    def describe(self, job: Job) -> str:
+        return str(job.task.engine.params.get("module", ""))
+
+    def destinations(self) -> DestinationPolicy:
+        """Where url inputs may come from."""
+        return DestinationPolicy(
+            self.addresses,
+            allow_private=self.settings.allow_private_addresses,
+            allowed_ports=self.settings.allowed_ports,
+        )
+
+    @asynccontextmanager
+    async def workload(
+        self, job: Job, limits: Limits, stopped: asyncio.Event
+    ) -> AsyncIterator[WasmWorkload]:
+        params = wasm_params(job)
+        run_dir = tempfile.mkdtemp(prefix="shoal-wasm-")
+        try:
+            placements = await prepare_inputs(
+                job.task.inputs, self.settings, 0, self.destinations()
+            )
+            folders, logs_at, wasm = await asyncio.to_thread(
+                _lay_out, run_dir, placements, params.module
+            )
+            engine = wasmtime.Engine(engine_config())
+            try:
+                module = await asyncio.to_thread(self.modules.load, engine, wasm)
+            except wasmtime.WasmtimeError as error:
+                first = str(error).strip().splitlines()[0]
+                raise JobError(
+                    failures.INPUT_FAILED, f"{params.module} is not a WebAssembly module: {first}"
+                ) from None
+            wasi = wasmtime.WasiConfig()
+            wasi.argv = [posixpath.basename(params.module), *params.parameters]
+            environment = {**params.env, **job.task.env}
+            wasi.env = list(environment.items())
+            wasi.stdout_file = logs_at["stdout"]
+            wasi.stderr_file = logs_at["stderr"]
+            for path, folder in folders.items():
+                wasi.preopen_dir(folder, path, fs_mutable=path in WRITABLE)
+            workload = WasmWorkload(
+                module, engine, wasi, limits.memory, logs_at, folders, self.settings, job
+            )
+            try:
+                yield workload
+            finally:
+                if workload.task is not None and not workload.task.done():
+                    await workload.kill("SIGKILL")
+                    await uncancellable(asyncio.gather(workload.task, return_exceptions=True))
+        finally:
+            await uncancellable(asyncio.to_thread(shutil.rmtree, run_dir, True))
+
+    async def close(self) -> None:
+        """Nothing held beyond the module cache."""
