@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from executor.blobs import BlobCache, materialise
-from executor.failures import INPUT_FAILED, JobError
 from executor.engines.docker.inputs import place_inline
+from executor.failures import INPUT_FAILED, JobError
 from shoal.blobs import blob_source, digest
 from shoal.model import InputSource
 
