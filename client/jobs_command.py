@@ -196,6 +196,8 @@ def human_view(record: dict[str, Any]) -> list[str]:
         f"Type:        {record['job_type']}"
         + (f" → {engine['type']}" if engine["type"] != record["job_type"] else ""),
     ]
+    if record.get("waiting"):
+        lines.append(f"Waiting for: {record['waiting']}")
     if params.get("image"):
         lines.append(f"Image:       {params['image']}")
     argv = [*params.get("entrypoint", []), *params.get("parameters", [])]

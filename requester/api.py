@@ -43,6 +43,7 @@ from .replies import reply
 from .store import BlobStore, JobFilter, JobStore
 from .store.listing import Scope
 from .submissions import RetryPolicy
+from .waiting import WAITING_STATES, waiting_for
 
 log = structlog.get_logger(__name__)
 
@@ -164,7 +165,11 @@ class Api:
         if request.op == "resolve":
             return job
         if request.op == "describe":
-            return await self._store.describe(job_id)
+            record = await self._store.describe(job_id)
+            if record["state"] in WAITING_STATES:
+                nodes = await self._store.alive_nodes()
+                record["waiting"] = waiting_for(str(record["engine_spec"]["type"]), nodes)
+            return record
         if request.op == "logs":
             return await self._store.logs(job_id)
         if request.op == "get":

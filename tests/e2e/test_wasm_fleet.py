@@ -45,3 +45,9 @@ async def test_a_wasm_only_executor_takes_wasm_jobs_and_leaves_docker_jobs(
     waiting = await system.shoal("job", "describe", docker.out.strip(), "--output-format", "json")
     assert waiting.code == 0, waiting.err
     assert json.loads(waiting.out)["state"] == "queued"
+    assert json.loads(waiting.out)["waiting"] == (
+        "an executor serving engine 'docker': none is alive (executors alive serve: wasm); "
+        "the job runs once one starts (shoal status shows the executors)"
+    )
+    human = await system.shoal("job", "describe", docker.out.strip())
+    assert "Waiting for: an executor serving engine 'docker': none is alive" in human.out

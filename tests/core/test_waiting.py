@@ -1,0 +1,30 @@
+"""What a job that has not started waits for (``requester.waiting``)."""
+
+from __future__ import annotations
+
+from requester.waiting import waiting_for
+
+
+def executor(*engines: str, slots: int = 2, running: int = 0) -> dict[str, object]:
+    return {
+        "role": "executor",
+        "engines": list(engines),
+        "slots": slots,
+        "running": [f"j-{n}" for n in range(running)],
+    }
+
+
+def test_no_executor_alive() -> None:
+    assert waiting_for("wasm", [{"role": "requester", "engines": []}]).startswith(
+        "an executor serving engine 'wasm': none is alive; the job runs once one starts"
+    )
+
+
+def test_executors_of_other_engines_are_named() -> None:
+    line = waiting_for("wasm", [executor("docker"), executor("docker")])
+    assert "none is alive (executors alive serve: docker)" in line
+
+
+def test_busy_slots_of_the_engines_executors() -> None:
+    line = waiting_for("docker", [executor("docker", "wasm", running=2), executor("docker")])
+    assert line == "a free slot: 2 executor(s) serve engine 'docker', 2 of their 4 slot(s) busy"
