@@ -87,7 +87,16 @@ job=$(run exec duckdb --code examples/top_products.sql \
 run job logs "$job"
 
 echo
+echo "== wasm: a WASI module run in the executor's process (wasmtime, no container)"
+.venv/bin/python -c 'import sys, wasmtime; open(sys.argv[2], "wb").write(wasmtime.wat2wasm(open(sys.argv[1]).read()))' \
+    examples/hello.wat "$STATE/hello.wasm"
+job=$(run exec wasm --code "$STATE/hello.wasm" --id-only --wait)
+run job logs "$job"
+
+echo
 run job list
+echo
+run status
 echo
 echo "demo: done. Try, as the demo user:"
 echo "  export SHOAL_BROKER_URL=amqp://demo:\$(cat $STATE/secrets/demo.password)@127.0.0.1:5672/"

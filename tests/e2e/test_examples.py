@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import wasmtime
 
 from tests.images.support import make_tinydep, serve_directory
 
-from .conftest import System
+from .conftest import ROOT, System
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq]
 
@@ -161,3 +162,21 @@ async def test_python_dependency_installed_through_the_job_proxy(
         "type": "http",
         "domains": ["pypi.org", "files.pythonhosted.org", INDEX_HOST],
     }, "--domain adds to the package indexes"
+
+
+def compiled(example: str, folder: Path) -> Path:
+    """The WebAssembly text ``examples/EXAMPLE`` compiled into ``folder``."""
+    module = folder / Path(example).with_suffix(".wasm").name
+    module.write_bytes(bytes(wasmtime.wat2wasm((ROOT / "examples" / example).read_text())))
+    return module
+
+
+async def test_wasm_example_prints_and_writes_its_greeting(system: System, tmp_path: Path) -> None:
+    module = compiled("hello.wat", tmp_path)
+    done = await system.shoal("exec", "wasm", "--code", str(module), "--id-only", "--wait")
+    assert done.code == 0, done.err
+    job_id = done.out.strip()
+    assert (await system.shoal("job", "logs", job_id)).out == "hello from WebAssembly\n"
+    got = await system.shoal("job", "get", job_id, "--output-dir", str(tmp_path / "got"))
+    assert got.code == 0, got.err
+    assert (tmp_path / "got" / "outputs" / "hello.txt").read_text() == "hello from WebAssembly\n"
