@@ -62,8 +62,8 @@ run() {
 }
 
 start requester
-start executor
 ready requester requester.started
+start executor  # after the requester has declared the queues its first heartbeat goes to
 ready executor executor.ready
 SHOAL_BROKER_URL=$(account demo)
 export SHOAL_BROKER_URL
