@@ -22,6 +22,7 @@ BENCHMARKS = {
     "depcache": ["-m", "bench.bench_depcache"],
     "metrics": ["-m", "bench.bench_metrics"],
     "fleet": ["-m", "bench.bench_fleet"],
+    "wasm": ["-m", "bench.bench_wasm"],
     "submit": ["-m", "bench.bench_submit"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
