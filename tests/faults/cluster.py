@@ -247,6 +247,16 @@ class Cluster:
             count = len(self.states())
         return count
 
+    async def ended(self, at_least: int, within: float) -> int:
+        """How many jobs have ended once ``at_least`` have (or at the deadline)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        count = sum(state in TERMINAL for state in self.states().values())
+        while count < at_least and loop.time() < end:
+            await asyncio.sleep(0.05)
+            count = sum(state in TERMINAL for state in self.states().values())
+        return count
+
     async def settle(self, ids: list[str], within: float) -> None:
         """Wait until every job of ``ids`` is terminal in the store (or the deadline)."""
         loop = asyncio.get_running_loop()
