@@ -118,9 +118,11 @@ async def publish(
     """Publish ``message`` persistently (mandatory unless told); returns once confirmed.
 
     Only notifications that may have no listener (``recorded``) pass ``mandatory=False``.
-    With ``survive`` seconds, a publish that fails because the connection dropped is tried
-    again (with backoff) until the robust connection is back or that time has passed; only
-    for messages that are safe to publish twice (the broker may have taken the first).
+    With ``survive`` seconds, a publish that fails because the connection dropped, or that
+    the broker refuses to confirm (``Basic.Nack``: a quorum queue electing a new leader after
+    its node stopped), is tried again (with backoff) until it goes through or that time has
+    passed; only for messages that are safe to publish twice (the broker may have taken the
+    first).
     """
     loop = asyncio.get_running_loop()
     give_up, pause = loop.time() + survive, 0.1
@@ -130,9 +132,9 @@ async def publish(
                 make_message(message, **properties), routing_key=routing_key, mandatory=mandatory
             )
             break
-        except CHANNEL_GONE:
-            if loop.time() + pause > give_up:
-                raise
+        except (*CHANNEL_GONE, aiormq.exceptions.DeliveryError) as error:
+            if isinstance(error, aiormq.exceptions.PublishError) or loop.time() + pause > give_up:
+                raise  # a returned message (no queue for it) is not tried again
         await asyncio.sleep(pause)
         pause = min(pause * 2, RESEND_PAUSE_MAX)
     if isinstance(result, aiormq.abc.DeliveredMessage):  # Basic.Return: no queue took it

@@ -130,3 +130,30 @@ async def test_after_a_drop_the_connection_moves_to_the_next_address(
     finally:
         await connection.close()
         await second.close()
+
+
+async def test_a_nacked_publish_is_tried_again_while_it_may_survive(
+    private_broker_url: str,
+) -> None:
+    connection = await connect(private_broker_url)
+    try:
+        channel = await connection.channel()
+        full = {"x-max-length": 1, "x-overflow": "reject-publish"}
+        queue = await channel.declare_queue(exclusive=True, arguments=full)
+        exchange = channel.default_exchange
+        await publish(exchange, queue.name, ControlMessage(job_id="j-1"))
+        with pytest.raises(aio_pika.exceptions.DeliveryError):  # full: nacked, not tried again
+            await publish(exchange, queue.name, ControlMessage(job_id="j-2"))
+
+        async def make_room() -> None:
+            await asyncio.sleep(0.5)
+            message = await queue.get()
+            await message.ack()
+
+        room = asyncio.create_task(make_room())
+        await publish(exchange, queue.name, ControlMessage(job_id="j-3"), survive=10)
+        await room
+        message = await queue.get()
+        assert decode(message.body, ControlMessage).job_id == "j-3"
+    finally:
+        await connection.close()
