@@ -239,23 +239,25 @@ class Cluster:
 
     async def stored(self, at_least: int, within: float) -> int:
         """How many jobs the store holds once it holds ``at_least`` (or at the deadline)."""
-        loop = asyncio.get_running_loop()
-        end = loop.time() + within
-        count = len(self.states())
-        while count < at_least and loop.time() < end:
-            await asyncio.sleep(0.05)
-            count = len(self.states())
-        return count
+        return await self._count_until(len, at_least, within)
 
     async def ended(self, at_least: int, within: float) -> int:
         """How many jobs have ended once ``at_least`` have (or at the deadline)."""
+        return await self._count_until(
+            lambda states: sum(state in TERMINAL for state in states.values()), at_least, within
+        )
+
+    async def _count_until(
+        self, count: Callable[[dict[str, str]], int], at_least: int, within: float
+    ) -> int:
+        """``count`` of the jobs' states once it reaches ``at_least`` (or at the deadline)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + within
-        count = sum(state in TERMINAL for state in self.states().values())
-        while count < at_least and loop.time() < end:
+        found = count(self.states())
+        while found < at_least and loop.time() < end:
             await asyncio.sleep(0.05)
-            count = sum(state in TERMINAL for state in self.states().values())
-        return count
+            found = count(self.states())
+        return found
 
     async def settle(self, ids: list[str], within: float) -> None:
         """Wait until every job of ``ids`` is terminal in the store (or the deadline)."""
