@@ -115,6 +115,20 @@ class Audit:
     def clean(self) -> bool:
         return not (self.lost or self.stuck or self.run_twice or self.untruthful or self.leaked)
 
+    def __str__(self) -> str:
+        """Every finding on a line of its own, evidence last (a failed case's message: pytest
+        shortens a non-string message to one line)."""
+        found = {
+            "lost": self.lost,
+            "stuck": self.stuck,
+            "run twice": self.run_twice,
+            "untruthful": self.untruthful,
+            "leaked": self.leaked,
+        }
+        lines = [f"accepted {self.accepted}, states {self.states}, reasons {self.reasons}"]
+        lines += [f"{name} ({len(ids)}): {ids[:10]}" for name, ids in found.items() if ids]
+        return "\n".join([*lines, "evidence:", *self.evidence])
+
 
 def shell_job(script: str, **task: Any) -> Job:
     """A ``sh -c SCRIPT`` job on the test base image."""
@@ -369,7 +383,7 @@ class Cluster:
                 reason = f"{row['state']}: {str(row['error'])[:160]}"
                 report.reasons[reason] = report.reasons.get(reason, 0) + 1
             if row["state"] not in TERMINAL:
-                report.stuck.append(job_id)
+                report.stuck.append(f"{job_id}: {row['state']}")
             elif not truthful(row, self.expected.get(job_id, completed_ok)):
                 report.untruthful.append(f"{job_id}: {row['state']} {row['error']!r}")
             if finished.get(job_id, 0) > 1:

@@ -66,5 +66,5 @@ async def test_leader_node_stopped_mid_batch(
     finally:
         await cluster.shutdown()
     figures.add(Case("clustered broker", {"leader node stopped": 1}, submitted=count).judged(audit))
-    assert audit.clean, audit
-    assert audit.states == {"completed": count}, audit
+    assert audit.clean, str(audit)
+    assert audit.states == {"completed": count}, str(audit)

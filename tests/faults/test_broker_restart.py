@@ -48,4 +48,4 @@ async def test_broker_restart_during_a_burst(
     finally:
         await cluster.shutdown()
     figures.add(Case("broker restart", {"broker restart": 1}, submitted=count).judged(audit))
-    assert audit.clean, audit
+    assert audit.clean, str(audit)

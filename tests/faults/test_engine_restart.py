@@ -70,5 +70,5 @@ async def test_engine_restart_while_jobs_run(
             audit
         )
     )
-    assert audit.clean, audit
+    assert audit.clean, str(audit)
     assert {states[i] for i in after} == {"completed"}, "the executor did not recover"

@@ -74,4 +74,4 @@ async def test_executor_sigkill_at_random_points(cluster: Cluster, figures: Figu
             submitted=len(replies),
         ).judged(audit)
     )
-    assert audit.clean, audit
+    assert audit.clean, str(audit)

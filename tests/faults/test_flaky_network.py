@@ -70,4 +70,4 @@ async def test_drops_and_stalls_lose_and_double_nothing(
     audit = await proxied.audit(ids)
     faults = {"connection drops": proxy.drops, "connection stalls": proxy.stalls}
     figures.add(Case("flaky broker connections", faults, submitted=count).judged(audit))
-    assert audit.clean, audit
+    assert audit.clean, str(audit)

@@ -76,5 +76,5 @@ async def test_poison_messages_end_truthfully(cluster: Cluster, figures: Figures
         "executor crashes by a job": crashes,
     }
     figures.add(Case("poison messages", faults, submitted=len(ids)).judged(audit))
-    assert audit.clean, audit
+    assert audit.clean, str(audit)
     assert crashes > DELIVERY_LIMIT - 1

@@ -46,4 +46,4 @@ async def test_requester_sigkill_during_a_burst(cluster: Cluster, figures: Figur
     figures.add(
         Case("requester SIGKILL", {"requester SIGKILL": kills}, submitted=count).judged(audit)
     )
-    assert audit.clean, audit
+    assert audit.clean, str(audit)
