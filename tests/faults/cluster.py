@@ -273,14 +273,20 @@ class Cluster:
             found = count(self.states())
         return found
 
-    async def settle(self, ids: list[str], within: float) -> None:
-        """Wait until every job of ``ids`` is terminal in the store (or the deadline)."""
+    async def settle(self, ids: list[str], idle: float) -> None:
+        """Wait until every job of ``ids`` is terminal in the store, or until none has ended
+        for ``idle`` seconds (the test's own timeout bounds the whole wait): a slow machine
+        gets the time it needs, a stuck job is still found ``idle`` seconds after the last
+        job ended."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + within
-        while loop.time() < end:
+        ended, last_change = -1, loop.time()
+        while loop.time() < last_change + idle:
             states = self.states()
-            if all(states.get(i) in TERMINAL for i in ids):
+            now_ended = sum(states.get(i) in TERMINAL for i in ids)
+            if now_ended == len(ids):
                 return
+            if now_ended != ended:
+                ended, last_change = now_ended, loop.time()
             await asyncio.sleep(0.5)
 
     async def wait_state(self, job_id: str, wanted: set[str], within: float) -> str | None:

@@ -38,7 +38,7 @@ def rabbit_cluster() -> Iterator[list[RabbitNode]]:
         yield nodes
 
 
-@pytest.mark.timeout(1200 if LONG else 300)
+@pytest.mark.timeout(1200 if LONG else 900)
 async def test_leader_node_stopped_mid_batch(
     rabbit_cluster: list[RabbitNode], tmp_path: Path, figures: Figures
 ) -> None:
@@ -60,7 +60,7 @@ async def test_leader_node_stopped_mid_batch(
         assert ended < count, "the node stopped after every job had ended"
         moved = await asyncio.to_thread(others[0].quorum_queues)
         assert moved[COMPUTE_QUEUE].leader != leader.name, moved
-        await cluster.settle(ids, 600 if LONG else 200)
+        await cluster.settle(ids, 120)
         await cluster.shutdown()
         audit = await cluster.audit(ids)
     finally:
