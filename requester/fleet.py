@@ -5,7 +5,9 @@ Executors publish a :class:`~shoal.wire.Heartbeat` every ``heartbeat_every`` sec
 consumes it keeps it in the store (:class:`HeartbeatRecorder`), so every requester sharing
 a Postgres store answers with the same view. A requester writes its own heartbeat straight
 to the store (:func:`beat`) and removes it when it stops cleanly. A node drops out of the
-view ``MISSES`` intervals after its last heartbeat (``requester.store.nodes``).
+view ``MISSES`` intervals after its last heartbeat (``requester.store.nodes``); an executor
+whose broker connection is gone (it stopped, cleanly or not: its exclusive control queue went
+with the connection) drops out at the next ``status`` (:func:`without_gone`).
 
 Queue depth is read on demand by a passive declare (:func:`queue_depths`), which tells the
 ready count and the consumers; AMQP does not tell the unacknowledged count, so for
@@ -52,6 +54,20 @@ async def queue_depths(channel: AbstractChannel) -> list[dict[str, Any]]:
             {"name": name, "ready": result.message_count or 0, "consumers": result.consumer_count}
         )
     return found
+
+
+async def without_gone(
+    nodes: Sequence[dict[str, Any]],
+    alive: Callable[[str], Awaitable[bool]],
+    forget: Callable[[str], Awaitable[None]],
+) -> list[dict[str, Any]]:
+    """``nodes`` less the executors that ``alive`` says are gone, which are ``forget``-ten."""
+    executors = [node for node in nodes if node["role"] == "executor"]
+    answers = await asyncio.gather(*(alive(node["node_id"]) for node in executors))
+    gone = {node["node_id"] for node, up in zip(executors, answers, strict=True) if not up}
+    for node_id in gone:
+        await forget(node_id)
+    return [node for node in nodes if node["node_id"] not in gone]
 
 
 def status(

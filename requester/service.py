@@ -51,7 +51,7 @@ from .api import Api
 from .claims import Claims
 from .deadletters import DeadLetters
 from .delivery import InFlight
-from .fleet import HeartbeatRecorder, beat, queue_depths, requester_node_id, status
+from .fleet import HeartbeatRecorder, beat, queue_depths, requester_node_id, status, without_gone
 from .jobtypes import catalogue
 from .peers import Peer, RollCall
 from .recorder import Recorder
@@ -200,7 +200,9 @@ class Requester:
         """The ``status`` API answer (``requester.fleet``)."""
         assert self.store is not None
         assert self._depth_channel is not None
-        nodes = await self.store.alive_nodes()
+        nodes = await without_gone(
+            await self.store.alive_nodes(), self._executor_alive, self.store.forget_node
+        )
         return status(nodes, await queue_depths(self._depth_channel), operator=operator)
 
     async def _leave(self, beating: asyncio.Task[None]) -> None:

@@ -77,35 +77,55 @@ async def test_status_shows_the_requester_the_executor_and_queue_depths(system: 
     assert any(line.startswith("shoal.compute ") for line in lines)
 
 
-async def test_an_executor_that_stops_beating_drops_out(system: System) -> None:
-    env = {**system.env, "SHOAL_NODE_ID": f"gone-{uuid.uuid4().hex[:8]}"}
-    second = await asyncio.create_subprocess_exec(
+async def start_executor(system: System, **env: str) -> tuple[asyncio.subprocess.Process, str]:
+    """A second executor on a node of its own (once it is ready), and that node's ID."""
+    node = f"gone-{uuid.uuid4().hex[:8]}"
+    process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "client.main",
         "serve",
         "executor",
         cwd=ROOT,
-        env=env,
+        env={**system.env, "SHOAL_NODE_ID": node, **env},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
+    await _until_logged(process, "executor.ready", "executor")
+    return process, node
+
+
+def executor_hosts(found: dict[str, Any]) -> set[str]:
+    return {n["host"] for n in found["nodes"] if n["role"] == "executor"}
+
+
+async def test_an_executor_that_stops_beating_drops_out(system: System) -> None:
+    second, node = await start_executor(system)
     try:
-        await _until_logged(second, "executor.ready", "executor")
-
-        def hosts(found: dict[str, Any]) -> set[str]:
-            return {n["host"] for n in found["nodes"] if n["role"] == "executor"}
-
-        await until(system, lambda f: env["SHOAL_NODE_ID"] in hosts(f))
+        await until(system, lambda f: node in executor_hosts(f))
         second.send_signal(signal.SIGKILL)  # no goodbye: it just stops beating
         await second.wait()
-        found = await until(system, lambda f: env["SHOAL_NODE_ID"] not in hosts(f))
-        assert hosts(found) == {system.env["SHOAL_NODE_ID"]}
+        found = await until(system, lambda f: node not in executor_hosts(f))
+        assert executor_hosts(found) == {system.env["SHOAL_NODE_ID"]}
     finally:
         if second.returncode is None:
             second.kill()
             await second.wait()
-        await forget_proxy_rules(env["SHOAL_NODE_ID"])
+        await forget_proxy_rules(node)
+
+
+async def test_an_executor_that_stopped_leaves_the_view_at_once(system: System) -> None:
+    """Its heartbeat would keep it listed for three minutes; its broker connection is gone."""
+    second, node = await start_executor(system, SHOAL_HEARTBEAT_EVERY="60")
+    try:
+        await until(system, lambda f: node in executor_hosts(f))
+        second.send_signal(signal.SIGTERM)
+        assert await second.wait() == 0
+        assert executor_hosts(await status(system)) == {system.env["SHOAL_NODE_ID"]}
+    finally:
+        if second.returncode is None:
+            second.kill()
+            await second.wait()
 
 
 async def forget_proxy_rules(node: str) -> None:
