@@ -29,13 +29,7 @@ later. While no requester answers, the claim is retried (the delivery is held). 
 renewed in the background; a run whose lease another attempt took (it lapsed) is handed back,
 and its late events carry the old attempt, which the recorder refuses. With
 ``SHOAL_CLAIMS=false`` (no requester: tests, benchmarks) only this executor's own duplicate
-check applies.
-
-Duplicates: a delivery of a job already running here (the broker redelivers on a new channel
-what an old channel held when its connection dropped) is held, and settled as the run's own
-delivery is when the run ends: acked, or requeued when the run was handed back. Acking it at
-once would leave the run's old delivery, on a dead channel, as the only copy, and a run
-handed back through that channel would be lost.
+check applies: a job ID already running here is acked and dropped.
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
 ``drain_timeout`` → stop the rest (SIGTERM, SIGKILL after each job's grace), which requeues
@@ -55,7 +49,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
@@ -121,8 +115,6 @@ class Jobs:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     running: dict[str, JobControl] = field(default_factory=dict)
     stopped: OrderedDict[str, str] = field(default_factory=OrderedDict)
-    duplicates: dict[str, list[AbstractIncomingMessage]] = field(default_factory=dict)
-    """Job ID → later deliveries of a job running here, settled when its run ends."""
     draining: bool = False
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -198,34 +190,28 @@ class Executor:
                 delivery=message.delivery_tag,
                 redelivered=bool(message.redelivered),
             )
-            self.jobs.duplicates.setdefault(job.id, []).append(message)
+            await _settle(message.ack())
             return
         control = self.jobs.admit(job.id)  # before any await: a duplicate now sees it
-        handed_back = True
         try:
             async with self.jobs.slots:
-                handed_back = await self._run(message, request, control)
+                await self._run(message, request, control)
         except Exception as error:  # never leave a delivery unsettled: it would hold a slot
             log.exception("delivery.failed", job_id=job.id, error=f"{type(error).__name__}")
             await _settle(message.nack(requeue=True))
         finally:
             self.jobs.running.pop(job.id, None)
-            for duplicate in self.jobs.duplicates.pop(job.id, []):
-                await _settle(duplicate.nack(requeue=True) if handed_back else duplicate.ack())
 
     async def _run(
         self, message: AbstractIncomingMessage, request: ComputeRequest, control: JobControl
-    ) -> bool:
-        """Run the job of ``message`` and settle it; True when the run was handed back."""
+    ) -> None:
         if self.jobs.draining:
             await _settle(message.nack(requeue=True))
-            return True
+            return
         job = request.job
         structlog.contextvars.bind_contextvars(job_id=job.id)
-        if self.claims is not None:
-            claimed = await self._claim(message, job.id, control)
-            if claimed != "run":
-                return claimed == "handed back"
+        if self.claims is not None and not await self._claim(message, job.id, control):
+            return
         began = monotonic()
         job_type = job.labels.get("job-type", job.engine_type)
         JOBS_STARTED.labels(job_type).inc()
@@ -244,22 +230,23 @@ class Executor:
             if outcome is None or outcome.state is None:
                 await self.claims.release(job.id)
             self.claims.forget(job.id)
-        handed_back = outcome is None or outcome.state is None
-        await _settle(message.nack(requeue=True) if handed_back else message.ack())
+        if outcome is None or outcome.state is None:
+            await _settle(message.nack(requeue=True))
+        else:
+            await _settle(message.ack())
         _summary(job.id, outcome, monotonic() - began, bool(message.redelivered))
-        return handed_back
 
     async def _claim(
         self, message: AbstractIncomingMessage, job_id: str, control: JobControl
-    ) -> Literal["run", "refused", "handed back"]:
-        """Claim the run (retrying while no requester answers). A refused claim acks the
-        delivery, a shutdown meanwhile hands it back."""
+    ) -> bool:
+        """Claim the run (retrying while no requester answers); True when it may start.
+        A refused claim acks the delivery, a shutdown meanwhile hands it back."""
         assert self.claims is not None
         delay, attempt = CLAIM_RETRY_DELAY, new_attempt()
         while True:
             if self.jobs.draining:
                 await _settle(message.nack(requeue=True))
-                return "handed back"
+                return False
             try:
                 verdict, _ = await self.claims.claim(job_id, attempt)
                 break
@@ -269,11 +256,11 @@ class Executor:
             delay = min(delay * 2, CLAIM_RETRY_MAX)
         if verdict == "granted":
             control.attempt = attempt
-            return "run"
+            return True
         log.info("compute.skipped", verdict=verdict, redelivered=bool(message.redelivered))
         await _settle(message.ack())
         structlog.contextvars.unbind_contextvars("job_id")
-        return "refused"
+        return False
 
     async def drain(self, deadline: float) -> None:
         """Let running jobs finish until ``deadline`` seconds, then hand the rest back."""

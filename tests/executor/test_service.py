@@ -17,7 +17,7 @@ from shoal.model import JobState
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import JobEvent, utcnow
 
-from .conftest import Broker, RunningExecutor, StartExecutor
+from .conftest import Broker, StartExecutor
 from .support import BASE_IMAGE, PYTHON_IMAGE, docker_job, inline_input, untar
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(90)]
@@ -296,20 +296,6 @@ async def test_duplicate_compute_message_runs_once(
     assert await ready_count(broker) == 0
 
 
-async def test_duplicate_of_a_handed_back_run_goes_back_to_the_queue(
-    broker: Broker, start_executor: StartExecutor
-) -> None:
-    """The duplicate is held and settled as the run is: requeued when it is handed back."""
-    running = await start_executor(slots=2, drain_timeout=0.1)
-    job = docker_job("sleep 30")
-    await broker.submit(job)
-    await broker.events.running(job.id)
-    await broker.submit(job)
-    await wait_for_held_duplicate(running, job.id)
-    await running.stop()  # the drain deadline passes: the run is handed back
-    assert await ready_count(broker) == 2
-
-
 async def ready_count(broker: Broker) -> int:
     """How many messages the compute queue holds (taken off it: a quorum queue's
     ``Declare-Ok`` does not count returned messages)."""
@@ -318,15 +304,6 @@ async def ready_count(broker: Broker) -> int:
     while await queue.get(no_ack=True, fail=False) is not None:
         count += 1
     return count
-
-
-async def wait_for_held_duplicate(running: RunningExecutor, job_id: str) -> None:
-    """Until the executor holds a second delivery of ``job_id`` (it publishes nothing then)."""
-    async with asyncio.timeout(10):
-        while True:
-            if running.executor.jobs.duplicates.get(job_id):
-                return
-            await asyncio.sleep(0.02)
 
 
 async def test_native_job_attacks_refused(broker: Broker, start_executor: StartExecutor) -> None:
