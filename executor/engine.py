@@ -36,6 +36,9 @@ class ExitInfo:
 
     exit_code: int
     oom_killed: bool = False
+    error: str | None = None
+    """The engine's own reason for ending it (an ``executor.failures`` error text, e.g. a
+    wasm module trapped at a socket call), reported as the job's error."""
 
 
 @dataclass
