@@ -8,10 +8,13 @@ import aio_pika
 import aiodocker
 import pytest
 
+from executor.engines.docker.engine import DockerEngine
+from executor.engines.docker.gateway import MemoryGateway
 from executor.engines.docker.memory_runner import MemoryRunner
 from executor.engines.docker.network import iptables
+from executor.engines.docker.orphans import reap_orphans
 from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.service import reap_orphans
+from executor.settings import ExecutorSettings
 from shoal.liveness import executor_alive
 from shoal.model import JobState
 
@@ -42,6 +45,19 @@ async def test_reaps_only_containers_of_gone_executors() -> None:
     assert set(runner.containers) == {ids["live"], other_node}
     assert sorted(runner.removed) == sorted([ids["gone"], ids["unlabelled"], second])
     assert sorted(asked) == sorted([owners["live"], owners["gone"]])
+
+
+async def test_the_docker_engine_reaps_at_its_clean_up() -> None:
+    runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
+    gone = {LABEL_NODE: "n", LABEL_EXECUTOR: "n-2-bbbbbb"}
+    await runner.create(ContainerSpec(image=BASE_IMAGE, labels=gone))
+    engine = DockerEngine(ExecutorSettings(node_id="n"), runner, MemoryGateway(), "n-1-aaaaaa")
+
+    async def alive(executor_id: str) -> bool:
+        return False
+
+    await engine.clean_up(alive)
+    assert runner.containers == {}
 
 
 @pytest.mark.rabbitmq

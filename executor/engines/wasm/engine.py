@@ -34,7 +34,7 @@ from pydantic import ValidationError
 
 from executor import failures
 from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.engine import ExitInfo, Outputs, Overrun, Stream
+from executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
 from executor.engines.docker.inputs import Placement, prepare_inputs, top_level
 from executor.engines.docker.volumes import folders_usage
 from executor.engines.wasm.folders import collect, extract, host_path
@@ -289,6 +289,10 @@ class WasmEngine:
                     await uncancellable(asyncio.gather(workload.task, return_exceptions=True))
         finally:
             await uncancellable(asyncio.to_thread(shutil.rmtree, run_dir, True))
+
+    async def clean_up(self, alive: Alive) -> None:
+        """Nothing to reap: a wasm run lives in its executor's process (a killed executor's
+        run folders, which name no executor, stay in the temporary folder)."""
 
     async def close(self) -> None:
         """Nothing held beyond the module cache."""
