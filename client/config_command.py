@@ -91,7 +91,7 @@ def service_settings(ctx: click.Context, role: str, environ: Mapping[str, str]) 
     import importlib
 
     from client.serve_command import load_service_settings
-    from client.settings_help import as_text
+    from client.settings_help import as_text, sections
 
     from .profiles import choose_broker
 
@@ -102,7 +102,8 @@ def service_settings(ctx: click.Context, role: str, environ: Mapping[str, str]) 
     choice = choose_broker(root.get("broker"), root.get("profile"), environ)
     prefix = str(settings_class.model_config.get("env_prefix", ""))
     found = []
-    for field_name, field in settings_class.model_fields.items():
+    for field_name in [name for _, names in sections(settings_class) for name in names]:
+        field = settings_class.model_fields[field_name]
         variable = (prefix + field_name).upper()
         if field_name == "broker_url":
             source = _broker_source(choice.source)

@@ -52,13 +52,34 @@ def as_text(field: FieldInfo, value: Any) -> str:
     return _shown(value)
 
 
-def settings(settings_class: type[BaseModel]) -> list[tuple[str, str, str, bool]]:
-    """``(SHOAL_NAME, default, description, computed)`` for each field of a settings class;
-    ``computed``: the default is worked out when the process starts (so it depends on the
-    host: the CPU count, the host name)."""
+def sections(settings_class: type[BaseModel]) -> list[tuple[str, list[str]]]:
+    """A settings class's field names by section: ``("", the general ones)``, then for each
+    base class naming a ``SECTION`` (the settings only the Docker engine reads) its heading
+    and its fields. Sections only group: every variable is ``PREFIX<NAME>`` alike."""
+    from pydantic import BaseModel as Model
+
+    named = [
+        (str(vars(base)["SECTION"]), list(base.model_fields))
+        for base in settings_class.__mro__
+        if "SECTION" in vars(base) and issubclass(base, Model)
+    ]
+    grouped = {name for _, names in named for name in names}
+    general = [name for name in settings_class.model_fields if name not in grouped]
+    return [("", general), *named]
+
+
+def settings(
+    settings_class: type[BaseModel], names: list[str] | None = None
+) -> list[tuple[str, str, str, bool]]:
+    """``(SHOAL_NAME, default, description, computed)`` for the fields ``names`` of a
+    settings class (default: all, by section); ``computed``: the default is worked out when
+    the process starts (so it depends on the host: the CPU count, the host name)."""
     prefix = str(settings_class.model_config.get("env_prefix", ""))
+    if names is None:
+        names = [name for _, section in sections(settings_class) for name in section]
     found = []
-    for name, field in settings_class.model_fields.items():
+    for name in names:
+        field = settings_class.model_fields[name]
         default = as_text(field, field.get_default(call_default_factory=True, validated_data={}))
         factory = field.default_factory
         computed = factory is not None and factory not in (list, dict)
@@ -67,20 +88,24 @@ def settings(settings_class: type[BaseModel]) -> list[tuple[str, str, str, bool]
     return found
 
 
-def settings_rows(settings_class: type[BaseModel]) -> list[tuple[str, str]]:
+def settings_rows(
+    settings_class: type[BaseModel], names: list[str] | None = None
+) -> list[tuple[str, str]]:
     """``(SHOAL_NAME, "description [default: value]")`` for ``--help``."""
     rows = []
-    for env, default, description, computed in settings(settings_class):
+    for env, default, description, computed in settings(settings_class, names):
         where = " on this host" if computed else ""
         rows.append((env, f"{description} [default{where}: {default}]".lstrip()))
     return rows
 
 
-def markdown_table(settings_class: type[BaseModel], computed: dict[str, str]) -> str:
-    """The settings as a Markdown table for the README; ``computed`` says in words what each
-    host-dependent default is (``SHOAL_SLOTS``: "the CPU count")."""
+def markdown_table(
+    settings_class: type[BaseModel], computed: dict[str, str], names: list[str] | None = None
+) -> str:
+    """The settings (``names``, default all) as a Markdown table for the README; ``computed``
+    says in words what each host-dependent default is (``SHOAL_SLOTS``: "the CPU count")."""
     lines = ["| variable | default | meaning |", "|---|---|---|"]
-    for env, default, description, is_computed in settings(settings_class):
+    for env, default, description, is_computed in settings(settings_class, names):
         shown = f"`{default}`" if default not in ("empty", "none") else default
         shown = computed.get(env, "computed at start") if is_computed else shown
         lines.append(f"| `{env}` | {shown} | {description.replace('|', '/')} |")
@@ -98,5 +123,7 @@ class SettingsCommand(click.Command):
         super().format_epilog(ctx, formatter)
         module, name = self.settings.split(":")
         settings_class = getattr(importlib.import_module(module), name)
-        with formatter.section("Settings (environment variables)"):
-            formatter.write_dl(settings_rows(settings_class))
+        for heading, names in sections(settings_class):
+            title = f"Settings, {heading}" if heading else "Settings"
+            with formatter.section(f"{title} (environment variables)"):
+                formatter.write_dl(settings_rows(settings_class, names))

@@ -8,14 +8,14 @@ output, waits for it with the job's timeout, stops it (SIGTERM, SIGKILL after th
 collects its outputs, and turns the result into events.
 
 Engines: ``executor.engines.docker`` (Docker, and the in-memory twin of its container runner
-for the fast tests). Errors a job caused raise ``executor.failures.JobError``; an engine
-failure raises :class:`EngineError`.
+for the fast tests) and ``executor.engines.wasm`` (WebAssembly). Errors a job caused raise
+``executor.failures.JobError``; an engine failure raises :class:`EngineError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -24,6 +24,8 @@ from executor.limits import Limits
 from shoal.model import Job
 
 Stream = Literal["stdout", "stderr"]
+Alive = Callable[[str], Awaitable[bool]]
+"""Whether the executor with this ID is running (connected to the broker)."""
 
 
 class EngineError(Exception):
@@ -36,6 +38,9 @@ class ExitInfo:
 
     exit_code: int
     oom_killed: bool = False
+    error: str | None = None
+    """The engine's own reason for ending it (an ``executor.failures`` error text, e.g. a
+    wasm module trapped at a socket call), reported as the job's error."""
 
 
 @dataclass
@@ -108,6 +113,11 @@ class Engine(Protocol):
     ) -> AbstractAsyncContextManager[Workload]:
         """Prepare ``job``'s run; leaving the context removes everything it made
         (``stopped`` is set when the job is stopped while it is being prepared)."""
+        ...
+
+    async def clean_up(self, alive: Alive) -> None:
+        """Remove what the gone executors of this node left behind (once, at the executor's
+        start, before any job; ``alive`` says which executors still run)."""
         ...
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """The executor process: consume ``shoal.compute``, obey ``shoal.control``, shut down cleanly.
 
 Start: connect, declare its part of the topology (``declare_executor``), declare this
-executor's control queue, reap this node's orphaned containers, set up the HTTP gateway, read
-the node's own addresses (refreshed every ``address_refresh`` seconds,
+executor's control queue, set up the HTTP gateway, let each engine clean up what gone
+executors of the node left (``Engine.clean_up``; Docker reaps their containers), read the
+node's own addresses (refreshed every ``address_refresh`` seconds,
 ``executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
 of ``slots``; every job task is held in a set).
 
@@ -10,8 +11,9 @@ Liveness: the control queue is named after the executor (``shoal.executor.<execu
 is exclusive, so the broker holds it exactly as long as that executor's connection is open;
 another client declaring it passively gets ``RESOURCE_LOCKED`` while it lives and ``NOT_FOUND``
 once it is gone (:func:`executor_alive`). Reaping uses that: of the containers labelled with
-this node, only those whose executor (label ``shoal.executor``) is gone are removed, and the
-same holds for the proxy rules (``executor.engines.docker.network``). Several executors may
+this node, only those whose executor (label ``shoal.executor``) is gone are removed
+(``executor.engines.docker.orphans``), and the same holds for the proxy rules
+(``executor.engines.docker.network``). Several executors may
 share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
@@ -62,8 +64,7 @@ from executor.engines.docker.docker_runner import DockerRunner
 from executor.engines.docker.engine import DockerEngine
 from executor.engines.docker.gateway import HttpGateway, NoGateway
 from executor.engines.docker.network import DockerHttpGateway
-from executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
-from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
+from executor.engines.docker.runner import ContainerRunner
 from executor.engines.wasm.engine import WasmEngine
 from executor.events import AmqpEventSink
 from executor.execution import JobControl, Node, Outcome, execute, monotonic
@@ -100,10 +101,6 @@ READY_DOCKER_TIMEOUT = 2.0
 def new_executor_id(node_id: str) -> str:
     """A unique ID for this executor process on ``node_id``."""
     return f"{node_id}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-Alive = Callable[[str], Awaitable[bool]]
-"""Whether the executor with this ID is running (connected to the broker)."""
 
 
 @dataclass
@@ -308,38 +305,6 @@ def _summary(job_id: str, outcome: Outcome | None, duration: float, redelivered:
     structlog.contextvars.unbind_contextvars("job_id")
 
 
-async def reap_orphans(
-    runner: ContainerRunner, node_id: str, alive: Alive, *, deadline: float = REMOVE_DEADLINE
-) -> int:
-    """Remove this node's containers whose executor is gone; returns how many were removed.
-
-    A container without an executor label counts as an orphan; each executor is asked about
-    once. Listing and the removals (at once) get ``deadline`` seconds: a container the engine
-    cannot remove in time is logged and skipped, so a wedged one cannot stop this executor
-    starting.
-    """
-    try:
-        async with asyncio.timeout(deadline):
-            found = await runner.list_labelled({LABEL_NODE: node_id})
-    except (TimeoutError, RunnerError) as error:
-        log.error("orphans.list_failed", node=node_id, error=str(error) or "timed out")
-        return 0
-    verdicts: dict[str, bool] = {}
-    orphans: list[str] = []
-    for container, labels in found.items():
-        owner = labels.get(LABEL_EXECUTOR, "")
-        if owner not in verdicts:
-            verdicts[owner] = bool(owner) and await alive(owner)
-        if not verdicts[owner]:
-            orphans.append(container)
-    removed = await asyncio.gather(*(remove_within(runner, c, deadline) for c in orphans))
-    reaped = sum(removed)
-    if found:
-        kept = sorted(owner for owner, living in verdicts.items() if living)
-        log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
-    return reaped
-
-
 async def serve(
     settings: ExecutorSettings,
     stopping: asyncio.Event,
@@ -377,8 +342,6 @@ async def serve(
         async def alive(other: str) -> bool:
             return await executor_alive(live, other)
 
-        if runner is not None:
-            await reap_orphans(runner, settings.node_id, alive, deadline=settings.remove_timeout)
         if isinstance(runner, DockerRunner):
             addresses = NodeAddresses(runner.docker.networks.list)
             gateway = await DockerHttpGateway.start(
@@ -398,6 +361,8 @@ async def serve(
         if "wasm" in served:
             wasm = WasmEngine(settings, addresses)
             engines[wasm.name] = wasm
+        for engine in engines.values():
+            await engine.clean_up(alive)
         blobs = await api_blobs(
             await connection.channel(publisher_confirms=True),
             settings,

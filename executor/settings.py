@@ -1,5 +1,9 @@
 """The executor's settings: ``SHOAL_*`` environment variables, loaded once by ``service.run``.
 
+Engines: the settings only the Docker engine reads are grouped in
+:class:`DockerEngineSettings` (``--help`` and the README list them in their own table); the
+others apply to every engine the executor serves.
+
 Limits: a job's own ``resources`` and ``timeouts`` are used when given, the ``default_*``
 values otherwise, and both are capped at the ``max_*`` values (a larger request is lowered
 to the maximum, and the summary log line says so).
@@ -42,9 +46,9 @@ import socket
 import tempfile
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ClassVar, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, model_validator
 from pydantic_settings import NoDecode
 
 from shoal.settings import ServiceSettings
@@ -143,8 +147,81 @@ def _engines(value: object) -> object:
 Engines = Annotated[list[str], NoDecode, BeforeValidator(_engines)]
 
 
-class ExecutorSettings(ServiceSettings):
-    """What an executor process needs; every field is ``SHOAL_<NAME>`` in the environment."""
+class DockerEngineSettings(BaseModel):
+    """The settings only the Docker engine reads (``executor.engines.docker``): its
+    connection, images and users, containers, the ``http`` network and the dependency cache.
+
+    A mixin of :class:`ExecutorSettings`, not a nested model, so each is still
+    ``SHOAL_<NAME>``; an executor serving wasm only ignores them."""
+
+    SECTION: ClassVar[str] = "Docker engine only"
+    """The heading of these settings in ``--help`` and the README's reference."""
+
+    docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
+    pull_policy: PullPolicy = Field(
+        default=PullPolicy.NEVER,
+        description="never (default): an image missing on the node fails the job; "
+        "if-missing: pull it",
+    )
+    pull_timeout: Duration = Field(default=300.0, description="Longest an image pull may take")
+    job_user: str = Field(
+        default="auto",
+        description="User jobs run as: 'auto' = the image's USER if it is a numeric non-root "
+        f"uid (the runtime images: 1000:1000), else {NOBODY} (the image's own user when "
+        "allow_root); or an explicit 'uid:gid'",
+    )
+    allow_root: bool = Field(
+        default=False, description="Let jobs whose image's user is root run as root"
+    )
+    allowed_images: CommaList = Field(
+        default_factory=list,
+        description="Images native docker jobs may name, as shell patterns (comma list, e.g. "
+        "'busybox:*, ghcr.io/acme/*'); the runtime images are always allowed. Empty: native "
+        "docker jobs may use only the runtime images",
+    )
+    pids_limit: int = Field(
+        default=512, ge=16, description="Most processes (and threads) a job's container holds"
+    )
+    tmp_size: Memory = Field(default=512 * 1024**2, description="Size of the /tmp tmpfs")
+    allow_full_network: bool = Field(
+        default=False, description="Let jobs ask for unrestricted network access (--network full)"
+    )
+    http_network: str = Field(default="shoal-http", description="Internal Docker network name")
+    proxy_port: int = Field(default=0, ge=0, le=65535, description="0: any free port")
+    ca_bundle: OptionalPath = Field(
+        default_factory=_system_ca_bundle,
+        description="CA file jobs trust (mounted read-only; SSL_CERT_FILE, REQUESTS_CA_BUNDLE "
+        "and PIP_CERT point at it), for networks that intercept TLS. Default: the node's own "
+        f"bundle ({SYSTEM_CA_BUNDLE}) when present; 'none' mounts nothing",
+    )
+    dep_cache: bool = Field(
+        default=True,
+        description="Build python jobs' shareable requirements once per node in a separate "
+        "install container and mount the environment read-only (off: each job installs its own)",
+    )
+    dep_install_timeout: Duration = Field(
+        default=900.0, description="Longest an install step may run (also capped by the job's)"
+    )
+    remove_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the engine gets to remove a container (or list them at start); "
+        "one not removed in time is retried in the background and reaped by the next start",
+    )
+
+    @model_validator(mode="after")
+    def _root_allowed(self) -> Self:
+        if self.job_user != "auto" and user_is_root(self.job_user) and not self.allow_root:
+            raise ValueError(
+                f"job_user {self.job_user!r} may be root; give a numeric non-root 'uid:gid' "
+                "or set SHOAL_ALLOW_ROOT=true"
+            )
+        return self
+
+
+class ExecutorSettings(ServiceSettings, DockerEngineSettings):
+    """What an executor process needs; every field is ``SHOAL_<NAME>`` in the environment
+    (those of :class:`DockerEngineSettings` too)."""
 
     slots: int = Field(default_factory=_cpu_count, ge=1, description="Jobs run at once")
     node_id: str = Field(
@@ -162,20 +239,11 @@ class ExecutorSettings(ServiceSettings):
         description="The engines this executor serves, of docker and wasm (comma-separated); "
         "empty: every engine the node can run (docker when its engine answers, wasm always)",
     )
-    docker_url: str | None = Field(default=None, description="Docker API URL; None: default")
-    pull_policy: PullPolicy = Field(
-        default=PullPolicy.NEVER,
-        description="never (default): an image missing on the node fails the job; "
-        "if-missing: pull it",
-    )
-    pull_timeout: Duration = 300.0
 
     default_memory: Memory = 512 * 1024**2
     max_memory: Memory = 4 * 1024**3
     default_cpu: Cpu = 1.0
     max_cpu: Cpu = Field(default_factory=lambda: float(_cpu_count()))
-    pids_limit: int = Field(default=512, ge=16)
-    tmp_size: Memory = Field(default=512 * 1024**2, description="Size of the /tmp tmpfs")
     default_execution_timeout: Duration = 3600.0
     max_execution_timeout: Duration = 24 * 3600.0
     stop_grace: Duration = Field(
@@ -187,35 +255,10 @@ class ExecutorSettings(ServiceSettings):
     stop_grace_max: Duration = Field(
         default=300.0, gt=0, description="The longest grace a job may ask for"
     )
-    job_user: str = Field(
-        default="auto",
-        description="User jobs run as: 'auto' = the image's USER if it is a numeric non-root "
-        f"uid (the runtime images: 1000:1000), else {NOBODY} (the image's own user when "
-        "allow_root); or an explicit 'uid:gid'",
-    )
-    allow_root: bool = Field(
-        default=False, description="Let jobs whose image's user is root run as root"
-    )
-    allowed_images: CommaList = Field(
-        default_factory=list,
-        description="Images native docker jobs may name, as shell patterns (comma list, e.g. "
-        "'busybox:*, ghcr.io/acme/*'); the runtime images are always allowed. Empty: native "
-        "docker jobs may use only the runtime images",
-    )
 
-    allow_full_network: bool = False
-    http_network: str = Field(default="shoal-http", description="Internal Docker network name")
-    proxy_port: int = Field(default=0, ge=0, le=65535, description="0: any free port")
     upstream_proxy: str | None = Field(
         default=None, description="http://host:port the job proxy and url inputs go through"
     )
-    ca_bundle: OptionalPath = Field(
-        default_factory=_system_ca_bundle,
-        description="CA file jobs trust (mounted read-only; SSL_CERT_FILE, REQUESTS_CA_BUNDLE "
-        "and PIP_CERT point at it), for networks that intercept TLS. Default: the node's own "
-        f"bundle ({SYSTEM_CA_BUNDLE}) when present; 'none' mounts nothing",
-    )
-
     allowed_local_dirs: list[Path] = Field(default_factory=list)
     input_limit: Memory = Field(
         default=256 * 1024**2,
@@ -263,21 +306,6 @@ class ExecutorSettings(ServiceSettings):
         default=60.0, gt=0, description="Longest wait for the requester to send a blob"
     )
 
-    dep_cache: bool = Field(
-        default=True,
-        description="Build python jobs' shareable requirements once per node in a separate "
-        "install container and mount the environment read-only (off: each job installs its own)",
-    )
-    dep_install_timeout: Duration = Field(
-        default=900.0, description="Longest an install step may run (also capped by the job's)"
-    )
-
-    remove_timeout: Duration = Field(
-        default=30.0,
-        gt=0,
-        description="Seconds the engine gets to remove a container (or list them at start); "
-        "one not removed in time is retried in the background and reaped by the next start",
-    )
     drain_timeout: Duration = Field(
         default=30.0, description="On SIGTERM, how long running jobs may finish"
     )
@@ -299,12 +327,3 @@ class ExecutorSettings(ServiceSettings):
     stopped_memory: int = Field(
         default=10_000, ge=1, description="Stop requests for unseen jobs remembered"
     )
-
-    @model_validator(mode="after")
-    def _root_allowed(self) -> ExecutorSettings:
-        if self.job_user != "auto" and user_is_root(self.job_user) and not self.allow_root:
-            raise ValueError(
-                f"job_user {self.job_user!r} may be root; give a numeric non-root 'uid:gid' "
-                "or set SHOAL_ALLOW_ROOT=true"
-            )
-        return self

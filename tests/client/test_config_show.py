@@ -90,7 +90,11 @@ def test_requester_settings_mask_every_password(env: dict[str, str]) -> None:
 
 
 def test_executor_settings_as_a_table(env: dict[str, str]) -> None:
-    variables = {"SHOAL_SLOTS": "3", "SHOAL_UPSTREAM_PROXY": "http://p:s3cret@proxy:3128"}
+    variables = {
+        "SHOAL_SLOTS": "3",
+        "SHOAL_UPSTREAM_PROXY": "http://p:s3cret@proxy:3128",
+        "SHOAL_PULL_POLICY": "if-missing",
+    }
     done = shoal({**env, **variables}, "config", "show", "executor")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
@@ -98,6 +102,7 @@ def test_executor_settings_as_a_table(env: dict[str, str]) -> None:
     assert rows["SHOAL_SLOTS"] == ["3", "environment", "(SHOAL_SLOTS)"]
     assert rows["SHOAL_UPSTREAM_PROXY"][0] == "http://p:***@proxy:3128"
     assert rows["SHOAL_TMP_SIZE"] == ["512Mi", "default"]
+    assert rows["SHOAL_PULL_POLICY"] == ["if-missing", "environment", "(SHOAL_PULL_POLICY)"]
     assert rows["SHOAL_BROKER_URL"][0] == "amqp://alice:***@home:5672/"
     assert "s3cret" not in done.stdout
 

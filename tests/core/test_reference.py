@@ -13,7 +13,7 @@ import pytest
 
 from client.settings import ClientSettings
 from client.settings_help import settings_rows
-from executor.settings import ExecutorSettings
+from executor.settings import DockerEngineSettings, ExecutorSettings
 from requester.settings import RequesterSettings
 from shoal.model import JobState
 
@@ -63,6 +63,18 @@ def test_serve_help_lists_every_setting_with_its_default(
         assert squeezed("SHOAL_LIST_LIMIT Jobs `job list` shows by default [default: 50]") in shown
     else:
         assert squeezed("SHOAL_DEFAULT_MEMORY [default: 512Mi]") in shown
+        docker = shown.split(squeezed("Settings, Docker engine only (environment variables):"))
+        assert squeezed("SHOAL_TMP_SIZE Size of the /tmp tmpfs") in docker[1]
+
+
+def test_the_docker_engine_settings_have_their_own_table() -> None:
+    general, docker = README.split("Executor, Docker engine only")
+    general = general.split("Executor (`shoal serve executor`), every engine:")[1]
+    docker = docker.split("<!-- settings end -->")[0]
+    for name in DockerEngineSettings.model_fields:
+        assert f"| `SHOAL_{name.upper()}` |" in docker
+        assert f"`SHOAL_{name.upper()}`" not in general
+    assert "| `SHOAL_SLOTS` |" in general
 
 
 def test_every_job_state_is_explained() -> None:

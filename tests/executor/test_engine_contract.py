@@ -134,6 +134,21 @@ async def test_sigkill_ends_a_running_workload(engine: tuple[Engine, Jobs]) -> N
     assert exit_info.exit_code != 0
 
 
+async def test_clean_up_leaves_the_runs_of_live_executors(engine: tuple[Engine, Jobs]) -> None:
+    runs, jobs = engine
+    job = jobs.sleeps()
+
+    async def alive(executor_id: str) -> bool:
+        return True
+
+    async with runs.workload(job, limits(job.task, ExecutorSettings()), asyncio.Event()) as work:
+        await work.start()
+        await runs.clean_up(alive)
+        await work.kill("SIGKILL")
+        exit_info = await asyncio.wait_for(work.wait(), 30)
+    assert exit_info.exit_code != 0
+
+
 async def test_a_job_for_another_engine_is_refused(engine: tuple[Engine, Jobs]) -> None:
     runs, jobs = engine
     with pytest.raises(JobError) as refused:

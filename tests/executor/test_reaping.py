@@ -8,10 +8,13 @@ import aio_pika
 import aiodocker
 import pytest
 
+from executor.engines.docker.engine import DockerEngine
+from executor.engines.docker.gateway import MemoryGateway
 from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.network import iptables
+from executor.engines.docker.network import ACCEPT_PREFIX, iptables, remove_proxy_rules
+from executor.engines.docker.orphans import reap_orphans
 from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.service import reap_orphans
+from executor.settings import ExecutorSettings
 from shoal.liveness import executor_alive
 from shoal.model import JobState
 
@@ -42,6 +45,45 @@ async def test_reaps_only_containers_of_gone_executors() -> None:
     assert set(runner.containers) == {ids["live"], other_node}
     assert sorted(runner.removed) == sorted([ids["gone"], ids["unlabelled"], second])
     assert sorted(asked) == sorted([owners["live"], owners["gone"]])
+
+
+async def test_the_docker_engine_reaps_at_its_clean_up() -> None:
+    runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
+    gone = {LABEL_NODE: "n", LABEL_EXECUTOR: "n-2-bbbbbb"}
+    await runner.create(ContainerSpec(image=BASE_IMAGE, labels=gone))
+    engine = DockerEngine(ExecutorSettings(node_id="n"), runner, MemoryGateway(), "n-1-aaaaaa")
+
+    async def alive(executor_id: str) -> bool:
+        return False
+
+    await engine.clean_up(alive)
+    assert runner.containers == {}
+
+
+@pytest.mark.docker
+async def test_only_the_proxy_rules_of_gone_executors_are_removed() -> None:
+    node = f"rules-{uuid.uuid4().hex[:8]}"
+    owners = {"live": f"{node}-1-aaaaaa", "gone": f"{node}-2-bbbbbb", "unnamed": ""}
+    for port, owner in enumerate(owners.values(), start=1):
+        comment = f"{ACCEPT_PREFIX}{node} {owner}".rstrip()
+        rule = ["-i", "shoal-none0", "-p", "tcp", "--dport", str(port)]
+        code, output = await iptables(
+            "-A", "INPUT", *rule, "-m", "comment", "--comment", comment, "-j", "ACCEPT"
+        )
+        assert code == 0, output
+
+    async def alive(executor_id: str) -> bool:
+        return executor_id == owners["live"]
+
+    try:
+        stale = await remove_proxy_rules(node, alive)
+        assert sorted(rule.split("--dport ")[1].split()[0] for rule in stale) == ["2", "3"]
+    finally:
+        rest = await remove_proxy_rules(node)
+    assert [owners["live"] in rule for rule in rest] == [True]
+    code, rules = await iptables("-S", "INPUT")
+    assert code == 0
+    assert f"{ACCEPT_PREFIX}{node}" not in rules
 
 
 @pytest.mark.rabbitmq

@@ -9,11 +9,12 @@ import pytest
 
 from executor.engines.docker.gateway import MemoryGateway
 from executor.engines.docker.memory_runner import MemoryRunner
+from executor.engines.docker.orphans import reap_orphans
 from executor.engines.docker.removal import Leftovers
 from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
 from executor.events import MemoryEventSink
 from executor.execution import JobControl, Node, execute
-from executor.service import Executor, reap_orphans, serve
+from executor.service import Executor, serve
 from executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import JobState
 from shoal.wire import utcnow

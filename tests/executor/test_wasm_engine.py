@@ -17,7 +17,7 @@ from shoal.model import Job, JobState
 from shoal.wire import utcnow
 
 from .support import inline_input, untar
-from .wasm_modules import ESCAPES, GREEDY, GREETS, SPINS, wasm_job
+from .wasm_modules import ACCEPTS, ESCAPES, GREEDY, GREETS, OPENS_SOCKET, SPINS, wasm_job
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -75,6 +75,29 @@ async def test_running_past_its_timeout_is_killed(node: Node) -> None:
     assert outcome.state is JobState.FAILED
     assert outcome.error is not None
     assert outcome.error.startswith("timeout: execution exceeded 0.5s (ended by SIGTERM")
+
+
+async def test_a_socket_call_ends_the_module(node: Node) -> None:
+    job = wasm_job(ACCEPTS)
+    outcome = await run(node, job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.error == (
+        "network not allowed: wasm jobs have no network (WASI gives none): "
+        "the module called sock_accept"
+    )
+    events = sink(node).of(job.id)
+    stderr = "".join(e.data for e in events if e.kind == "log" and e.stream == "stderr")
+    assert stderr == f"wasm: {outcome.error}\n"
+
+
+async def test_a_module_importing_a_socket_opener_is_refused(node: Node) -> None:
+    outcome = await run(node, wasm_job(OPENS_SOCKET))
+    assert outcome.state is JobState.FAILED
+    assert outcome.exit_code is None, "it never started"
+    assert outcome.error == (
+        "network not allowed: wasm jobs have no network (WASI gives none): "
+        "the module imports wasi_snapshot_preview1::sock_open"
+    )
 
 
 async def test_a_stop_ends_a_running_module(node: Node) -> None:

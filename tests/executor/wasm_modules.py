@@ -74,6 +74,26 @@ GREEDY = """(module
 """
 """Grows its memory a MiB at a time until refused, then traps."""
 
+ACCEPTS = """(module
+  (import "wasi_snapshot_preview1" "sock_accept"
+    (func $sock_accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (call $proc_exit (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 16)))))
+"""
+"""Accepts a connection on descriptor 3 (``/code``, no socket); exits with the errno."""
+
+OPENS_SOCKET = """(module
+  (import "wasi_snapshot_preview1" "sock_open"
+    (func $sock_open (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (call $proc_exit (call $sock_open (i32.const 1) (i32.const 1) (i32.const 16)))))
+"""
+"""Opens a TCP socket with ``sock_open`` (an extension of other runtimes, not WASI's)."""
+
 
 def wasm(wat: str) -> bytes:
     """``wat`` compiled to a module."""

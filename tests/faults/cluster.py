@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shlex
 import signal
 import sqlite3
 import sys
@@ -27,7 +26,7 @@ from typing import Any
 
 import aiodocker
 
-from executor.engines.docker.network import ACCEPT_PREFIX, iptables
+from executor.engines.docker.network import GatewayError, remove_proxy_rules
 from executor.engines.docker.runner import LABEL_NODE
 from shoal.broker import connect
 from shoal.model import Job
@@ -333,43 +332,28 @@ class Cluster:
             path = self.folder / f"{number:02d}-{service.role}.jsonl"
             path.write_text("".join(json.dumps(e) + "\n" for e in service.events))
 
-    async def leftovers(self) -> list[str]:
-        """Containers still labelled for this cluster's nodes, and the proxy rules of its
-        executors still in ``INPUT`` (as ``rule: -A INPUT …``)."""
+    async def clear_leftovers(self) -> list[str]:
+        """Remove the containers still labelled for this cluster's nodes and the proxy rules
+        of its executors still in ``INPUT``; returns what was left (rules as
+        ``rule: -A INPUT …``)."""
         docker = aiodocker.Docker(url=self.docker_url)
+        found: list[str] = []
         try:
-            found: set[str] = set()
             for node in self.executors:
                 labelled = await docker.containers.list(
                     all=True, filters={"label": [f"{LABEL_NODE}={node}"]}
                 )
-                found |= {str(c.id) for c in labelled}
+                for container in labelled:
+                    found.append(str(container.id))
+                    with contextlib.suppress(aiodocker.DockerError):
+                        await container.delete(force=True)
         finally:
             await docker.close()
-        return sorted(found) + [f"rule: {rule}" for rule in await self.proxy_rules()]
-
-    async def proxy_rules(self) -> list[str]:
-        """The ``INPUT`` rules letting http jobs reach a proxy of this cluster's executors."""
-        code, listing = await iptables("-S", "INPUT")
-        if code != 0:
-            return []
-        return [
-            line
-            for line in listing.splitlines()
-            if any(f"{ACCEPT_PREFIX}{node} " in line for node in self.executors)
-        ]
-
-    async def remove_leftovers(self, leftovers: list[str]) -> None:
-        docker = aiodocker.Docker(url=self.docker_url)
-        try:
-            for leftover in leftovers:
-                if leftover.startswith("rule: "):
-                    await iptables("-D", *shlex.split(leftover.removeprefix("rule: "))[1:])
-                    continue
-                with contextlib.suppress(aiodocker.DockerError):
-                    await docker.containers.container(leftover).delete(force=True)
-        finally:
-            await docker.close()
+        rules: list[str] = []
+        for node in self.executors:
+            with contextlib.suppress(GatewayError):
+                rules += await remove_proxy_rules(node)
+        return sorted(found) + [f"rule: {rule}" for rule in rules]
 
     async def audit(self, ids: list[str]) -> Audit:
         """Judge every accepted job (call after :meth:`shutdown`)."""
@@ -396,8 +380,7 @@ class Cluster:
                 report.run_twice.append(job_id)
         troubled = (report.stuck + report.run_twice + report.untruthful)[:2]
         report.evidence = self.story([t.split(":")[0] for t in troubled]) if troubled else []
-        report.leaked = await self.leftovers()
-        await self.remove_leftovers(report.leaked)
+        report.leaked = await self.clear_leftovers()
         return report
 
 

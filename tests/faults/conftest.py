@@ -36,4 +36,4 @@ async def cluster(vhost_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
         yield made
     finally:
         await made.shutdown()
-        await made.remove_leftovers(await made.leftovers())
+        await made.clear_leftovers()

@@ -46,7 +46,7 @@ async def proxied(vhost_url: str, proxy: ChaosProxy, tmp_path: Path) -> AsyncIte
         yield made
     finally:
         await made.shutdown()
-        await made.remove_leftovers(await made.leftovers())
+        await made.clear_leftovers()
 
 
 @pytest.mark.timeout(1200 if LONG else 240)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from executor import failures
 from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.engine import ExitInfo, Outputs, Overrun, Stream
+from executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
 from executor.engines.docker.depcache import DepCache, InstallRequest, Prebuilt
 from executor.engines.docker.gateway import HttpGateway, Lease
 from executor.engines.docker.inputs import (
@@ -29,6 +29,7 @@ from executor.engines.docker.inputs import (
     prepare_inputs,
     top_level,
 )
+from executor.engines.docker.orphans import reap_orphans
 from executor.engines.docker.outputs import collect
 from executor.engines.docker.removal import Leftovers
 from executor.engines.docker.runner import ContainerRunner, ImageInfo, RunnerError
@@ -204,6 +205,12 @@ class DockerEngine:
             stopped=stopped,
         )
         return await self.depcache.environment(request)
+
+    async def clean_up(self, alive: Alive) -> None:
+        """Reap the containers of this node's gone executors (``orphans``)."""
+        await reap_orphans(
+            self.runner, self.settings.node_id, alive, deadline=self.settings.remove_timeout
+        )
 
     async def close(self) -> None:
         """Finish the pending removals, close the gateway, then the engine connection (each

@@ -10,21 +10,22 @@ the network's bridge (``br-<id[:12]>``) leave it the proxy and nothing else::
 Both are inserted at the top of ``INPUT`` (ACCEPT above REJECT). An ACCEPT rule's comment is
 ``shoal-proxy:<node id> <executor id>``. An executor removes its own at shutdown, and at start
 the stale ones of its node left by a killed process: those whose executor is gone (asked of
-the broker, see ``executor.service``) or that name none (older executors). The REJECT rule
-stays (it only concerns the internal network).
+the broker, see ``executor.service``) or that name none (older executors), with
+:func:`remove_proxy_rules` (which the tests use too). The REJECT rule stays (it only concerns
+the internal network).
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiodocker
 import structlog
 
 from executor.addresses import DestinationPolicy, NodeAddresses
+from executor.engine import Alive
 from executor.engines.docker.gateway import HttpGateway, Lease, NoGateway, proxy_env
 from executor.engines.docker.proxy import USER, AllowListProxy
 from executor.settings import ExecutorSettings
@@ -74,18 +75,26 @@ async def _delete_rules(comment: str) -> None:
             await iptables("-D", *words[1:])
 
 
-async def _delete_stale_rules(node_id: str, alive: Callable[[str], Awaitable[bool]]) -> None:
+async def remove_proxy_rules(node_id: str, alive: Alive | None = None) -> list[str]:
+    """Delete the ``INPUT`` rules that let http jobs reach the proxies of ``node_id``'s
+    executors that are gone (``alive`` says so, or the rule names no executor); without
+    ``alive``, of all of them. Returns the rules deleted, as ``iptables -S`` lists them;
+    ``GatewayError`` when the rules cannot be listed."""
     code, listing = await iptables("-S", "INPUT")
     if code != 0:
         raise GatewayError(f"cannot list iptables rules: {listing.strip()}")
+    removed = []
     for line in listing.splitlines():
         words = shlex.split(line)
         tags = [w[len(ACCEPT_PREFIX) :] for w in words if w.startswith(ACCEPT_PREFIX)]
         if words[:2] != ["-A", "INPUT"] or not tags:
             continue
         node, _, owner = tags[0].partition(" ")
-        if node == node_id and not (owner and await alive(owner)):
-            await iptables("-D", *words[1:])
+        if node != node_id or (owner and alive is not None and await alive(owner)):
+            continue
+        await iptables("-D", *words[1:])
+        removed.append(line)
+    return removed
 
 
 async def ensure_network(docker: aiodocker.Docker, name: str) -> dict[str, Any]:
@@ -143,7 +152,7 @@ class DockerHttpGateway:
         docker: aiodocker.Docker,
         settings: ExecutorSettings,
         executor_id: str,
-        alive: Callable[[str], Awaitable[bool]],
+        alive: Alive,
         addresses: NodeAddresses,
     ) -> HttpGateway:
         """Set everything up; on failure a ``NoGateway`` that fails http jobs with the reason.
@@ -161,7 +170,7 @@ class DockerHttpGateway:
         docker: aiodocker.Docker,
         settings: ExecutorSettings,
         executor_id: str,
-        alive: Callable[[str], Awaitable[bool]],
+        alive: Alive,
         addresses: NodeAddresses,
     ) -> HttpGateway:
         info = await ensure_network(docker, settings.http_network)
@@ -180,7 +189,7 @@ class DockerHttpGateway:
         port = await proxy.start(gateway, settings.proxy_port)
         comment = f"{ACCEPT_PREFIX}{settings.node_id} {executor_id}"
         try:
-            await _delete_stale_rules(settings.node_id, alive)
+            await remove_proxy_rules(settings.node_id, alive)
             await _ensure_rule(
                 ["-i", bridge, "-m", "comment", "--comment", REJECT_COMMENT, "-j", "REJECT"]
             )

@@ -5,7 +5,7 @@ times out or fails is logged (``container.remove_timed_out`` / ``container.remov
 and handed to :class:`Leftovers`, which retries it in the background, each attempt under the
 same deadline, until it succeeds or the executor closes. A container still left then carries
 its executor's label, so the next executor started on the node reaps it as an orphan (that
-reaping has deadlines too, see ``executor.service.reap_orphans``).
+reaping has deadlines too, see ``orphans.reap_orphans``).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 What the module sees: ``/code`` and ``/inputs`` read-only, ``/outputs`` and ``/tmp``
 writable, each a host folder the executor makes for the run and removes after it; nothing
 else of the host's file system, and no network (WASI gives none: a job asking for one is
-refused). Its argv is the module's name then ``params.parameters``; its environment
-``params.env`` and the task's ``env``.
+refused, and a module trying to use a socket is refused or ended, ``sockets``). Its argv is
+the module's name then ``params.parameters``; its environment ``params.env`` and the task's
+``env``.
 
 Limits: the job's memory limit caps the module's linear memory (wasmtime store limits; a
 module that ends abnormally with less than an eighth of it left is reported as out of
@@ -33,11 +34,12 @@ from pydantic import ValidationError
 
 from executor import failures
 from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.engine import ExitInfo, Outputs, Overrun, Stream
+from executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
 from executor.engines.docker.inputs import Placement, prepare_inputs, top_level
 from executor.engines.docker.volumes import folders_usage
 from executor.engines.wasm.folders import collect, extract, host_path
 from executor.engines.wasm.modules import ModuleCache, engine_config
+from executor.engines.wasm.sockets import SocketCalls, refuse_imports
 from executor.failures import JobError
 from executor.limits import Limits
 from executor.settings import ExecutorSettings
@@ -126,6 +128,8 @@ class WasmWorkload:
         store.set_wasi(self.wasi)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
+        sockets = SocketCalls()
+        sockets.define(linker, store)
         instance: wasmtime.Instance | None = None
         try:
             instance = linker.instantiate(store, self.module)
@@ -138,6 +142,9 @@ class WasmWorkload:
         except (wasmtime.Trap, wasmtime.WasmtimeError, KeyError, AssertionError) as error:
             if self.killed:
                 return ExitInfo(KILLED_EXIT)
+            if sockets.error is not None:
+                self._stderr(f"wasm: {sockets.error}\n")
+                return ExitInfo(TRAP_EXIT, error=sockets.error)
             what = "trapped" if instance is not None else "could not start"
             line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
             self._stderr(f"wasm: the module {what}: {line}\n")
@@ -262,6 +269,7 @@ class WasmEngine:
                 raise JobError(
                     failures.INPUT_FAILED, f"{params.module} is not a WebAssembly module: {first}"
                 ) from None
+            refuse_imports(module)
             wasi = wasmtime.WasiConfig()
             wasi.argv = [posixpath.basename(params.module), *params.parameters]
             environment = {**params.env, **job.task.env}
@@ -281,6 +289,10 @@ class WasmEngine:
                     await uncancellable(asyncio.gather(workload.task, return_exceptions=True))
         finally:
             await uncancellable(asyncio.to_thread(shutil.rmtree, run_dir, True))
+
+    async def clean_up(self, alive: Alive) -> None:
+        """Nothing to reap: a wasm run lives in its executor's process (a killed executor's
+        run folders, which name no executor, stay in the temporary folder)."""
 
     async def close(self) -> None:
         """Nothing held beyond the module cache."""

@@ -1,0 +1,51 @@
+"""Reaping at start: the containers of this node's executors that are gone.
+
+Every job container is labelled with its node and its executor (``runner.LABEL_NODE``,
+``runner.LABEL_EXECUTOR``). A killed executor leaves its containers behind; the next executor
+started on the node removes those whose executor no longer answers (``Alive``, asked of the
+broker, see ``shoal.liveness``), so several executors may share a node id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from executor.engine import Alive
+from executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
+from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
+
+log = structlog.get_logger("executor")
+
+
+async def reap_orphans(
+    runner: ContainerRunner, node_id: str, alive: Alive, *, deadline: float = REMOVE_DEADLINE
+) -> int:
+    """Remove this node's containers whose executor is gone; returns how many were removed.
+
+    A container without an executor label counts as an orphan; each executor is asked about
+    once. Listing and the removals (at once) get ``deadline`` seconds: a container the engine
+    cannot remove in time is logged and skipped, so a wedged one cannot stop this executor
+    starting.
+    """
+    try:
+        async with asyncio.timeout(deadline):
+            found = await runner.list_labelled({LABEL_NODE: node_id})
+    except (TimeoutError, RunnerError) as error:
+        log.error("orphans.list_failed", node=node_id, error=str(error) or "timed out")
+        return 0
+    verdicts: dict[str, bool] = {}
+    orphans: list[str] = []
+    for container, labels in found.items():
+        owner = labels.get(LABEL_EXECUTOR, "")
+        if owner not in verdicts:
+            verdicts[owner] = bool(owner) and await alive(owner)
+        if not verdicts[owner]:
+            orphans.append(container)
+    removed = await asyncio.gather(*(remove_within(runner, c, deadline) for c in orphans))
+    reaped = sum(removed)
+    if found:
+        kept = sorted(owner for owner, living in verdicts.items() if living)
+        log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
+    return reaped
