@@ -24,6 +24,7 @@ BENCHMARKS = {
     "fleet": ["-m", "bench.bench_fleet"],
     "wasm": ["-m", "bench.bench_wasm"],
     "submit": ["-m", "bench.bench_submit"],
+    "batch": ["-m", "bench.bench_batch"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = re.compile(r"^<!-- bench:(\w+) -->\n(.*?)^<!-- /bench:\1 -->\n", re.M | re.S)

@@ -42,6 +42,7 @@ from shoal.errors import (
 from shoal.model import TERMINAL_STATES, Job
 from shoal.wire import Submission, SubmitReply
 
+from .blobs import upload_shared
 from .extract import DEFAULT_LIMIT, extract, output_folder
 from .follow import LogChunk, LogPrinter, stored_chunks, wait_for_end, within
 from .listing import fetch, full_ids, since_time
@@ -161,13 +162,18 @@ class AsyncClient:
     async def submit(self, job: JobLike, *, idempotency_key: str | None = None) -> Submitted:
         """Submit one job (a :class:`Job`, as ``exec_job`` builds, or a spec dict).
 
-        The same ``idempotency_key`` again returns the first job instead of a new one.
+        The same ``idempotency_key`` again returns the first job instead of a new one. An
+        archive (``code``) this client submitted before goes to the requester once, as a
+        blob, as in :meth:`submit_many`.
 
         Example::
 
             submitted = await client.submit(shoal.exec_job("python", ["python", "-V"]))
         """
-        reply = await self.session.submit(as_submission(job, idempotency_key))
+        session = self.session
+        submission = as_submission(job, idempotency_key)
+        [submission] = await upload_shared(session, [submission], session.blob_memory)
+        reply = await session.submit(submission)
         return Submitted.from_reply(reply)
 
     async def submit_many(

@@ -53,6 +53,7 @@ from shoal.wire import (
     encode,
 )
 
+from .blobs import BlobMemory, upload_shared
 from .blocking import PERSISTENT, Endpoint
 from .settings import ClientSettings
 from .submit import checked
@@ -92,6 +93,8 @@ class Session:
         self._reconnecting = asyncio.Lock()
         self.generation = 0
         """How many times the session has moved to another connection."""
+        self.blob_memory = BlobMemory()
+        """The archives this session submitted, and which of them the requester holds."""
 
     async def _start(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
@@ -213,12 +216,10 @@ class Session:
         """Submit every job, up to ``window`` at a time in flight (pipelined publishes, each
         confirmed); one result per submission, in order: its reply, or the typed error it
         met (a refused job does not stop the others). Archives that several jobs carry go
-        to the requester once, as blobs the jobs name (``client.blobs``), unless ``share``
-        is false (then every job carries its own)."""
-        from .blobs import upload_shared
-
+        to the requester once, as blobs the jobs name (``client.blobs``), as do archives this
+        session submitted before, unless ``share`` is false (then every job carries its own)."""
         if share:
-            submissions = await upload_shared(self, submissions)
+            submissions = await upload_shared(self, submissions, self.blob_memory)
         results: list[SubmitReply | ShoalError | None] = [None] * len(submissions)
         slots = asyncio.Semaphore(window)
 

@@ -1,14 +1,22 @@
 """The client's half of shared code: only archives two jobs or more carry become blobs, the
 requester is asked once which it lacks, only those are uploaded, and a requester without
-blob ops gets the batch inline."""
+blob ops gets the batch inline. A client's memory of the archives it met carries this across
+its calls: an archive met again becomes a blob, one known held is not asked about again."""
 
 from __future__ import annotations
 
 import base64
+import os
 from pathlib import Path
 from typing import Any
 
-from client.blobs import naming_blobs, shared_archives, upload_shared
+from client.blobs import (
+    WORTH_REMEMBERING,
+    BlobMemory,
+    naming_blobs,
+    shared_archives,
+    upload_shared,
+)
 from client.prepare import ExecOptions, prepare_job
 from shoal.blobs import digest
 from shoal.errors import ProtocolError
@@ -37,13 +45,17 @@ class Requester:
 
 
 def batch(tmp_path: Path, count: int) -> list[Submission]:
+    """``count`` jobs sharing one code folder, each with its own input (files written once:
+    the same files archive the same, so a second batch carries the same code)."""
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
-    (code / "app.py").write_text("print('shared')\n")
+    if not (code / "app.py").exists():
+        (code / "app.py").write_text("print('shared')\n")
     jobs = []
     for n in range(count):
         own = tmp_path / f"part-{n}.csv"
-        own.write_text(f"{n}\n")
+        if not own.exists():
+            own.write_text(f"{n}\n")
         options = ExecOptions(
             "python", arguments=["python", "app.py"], code=str(code), each=str(own)
         )
@@ -99,3 +111,49 @@ def test_an_archive_inline_or_as_a_blob_is_the_same_submitted_job(tmp_path: Path
     assert sources(as_blob) == ["blob", "inline"]
     assert submitted_spec(as_blob.job) == submitted_spec(jobs[0].job)
     assert submitted_spec(as_blob.job) != submitted_spec(jobs[1].job)
+
+
+async def test_a_client_remembers_the_blobs_the_requester_holds_across_calls(
+    tmp_path: Path,
+) -> None:
+    memory = BlobMemory()
+    requester = Requester()
+    await upload_shared(requester, batch(tmp_path, 3), memory)
+    assert requester.calls == ["blobs-missing", "blob-put"]
+    again = await upload_shared(requester, batch(tmp_path, 3), memory)
+    assert requester.calls == ["blobs-missing", "blob-put"], "nothing asked, nothing sent"
+    assert [sources(s) for s in again] == [["blob", "inline"]] * 3
+    [single] = await upload_shared(requester, batch(tmp_path, 1), memory)
+    assert sources(single) == ["blob", "inline"]
+    assert len(requester.calls) == 2
+
+
+async def test_a_large_archive_submitted_alone_twice_goes_inline_then_as_a_blob(
+    tmp_path: Path,
+) -> None:
+    """A small one (each job's own input here) stays inline: not worth two round trips."""
+    memory = BlobMemory()
+    requester = Requester()
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "model.bin").write_bytes(os.urandom(WORTH_REMEMBERING))
+    first = batch(tmp_path, 1)
+    assert await upload_shared(requester, first, memory) == first
+    assert requester.calls == []
+    [second] = await upload_shared(requester, batch(tmp_path, 1), memory)
+    assert requester.calls == ["blobs-missing", "blob-put"]
+    assert sources(second) == ["blob", "inline"]
+    [third] = await upload_shared(requester, batch(tmp_path, 1), memory)
+    assert requester.calls == ["blobs-missing", "blob-put"]
+    assert sources(third) == ["blob", "inline"]
+
+
+def test_the_memory_forgets_the_archive_met_longest_ago() -> None:
+    memory = BlobMemory(size=2)
+    memory.note("a", held=True)
+    memory.note("b", held=False)
+    memory.note("a", held=False)  # met again: still held, now the newest
+    memory.note("c", held=False)
+    assert len(memory) == 2
+    assert "b" not in memory
+    assert memory.held("a")
+    assert not memory.held("c")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,34 @@ async def test_wasm_example_prints_and_writes_its_greeting(system: System, tmp_p
     got = await system.shoal("job", "get", job_id, "--output-dir", str(tmp_path / "got"))
     assert got.code == 0, got.err
     assert (tmp_path / "got" / "outputs" / "hello.txt").read_text() == "hello from WebAssembly\n"
+
+
+async def test_the_readme_batch_over_a_folder_of_csv_files_runs(
+    system: System, tmp_path: Path
+) -> None:
+    script = ROOT / "examples" / "csv_batch.sh"
+    assert script.read_text() in (ROOT / "README.md").read_text()
+    data, results = tmp_path / "data", tmp_path / "results"
+    data.mkdir()
+    header, *rows = (ROOT / "examples" / "sales.csv").read_text().splitlines()
+    for count in (1, 2, 3):  # the first row, the first two, the first three
+        (data / f"sales-{count}.csv").write_text("\n".join([header, *rows[:count]]) + "\n")
+    env = {**system.env, "PATH": f"{Path(sys.executable).parent}:{system.env['PATH']}"}
+    process = await asyncio.create_subprocess_exec(
+        "bash", str(script), str(data), str(results), cwd=ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(240):
+        _, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    batch, *jobs = (results / "jobs.txt").read_text().split()
+    assert batch.startswith("b-")
+    assert err.decode().splitlines()[-1] == f"batch {batch}: 3/3 ended (3 completed)"
+    summaries = [
+        json.loads((results / job / "outputs" / "summary.json").read_text()) for job in jobs
+    ]
+    assert sorted(summaries, key=lambda summary: sum(summary.values())) == [
+        {"north": 30.0},
+        {"north": 30.0, "south": 17.5},
+        {"north": 60.0, "south": 17.5},
+    ]
