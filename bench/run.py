@@ -23,6 +23,7 @@ BENCHMARKS = {
     "metrics": ["-m", "bench.bench_metrics"],
     "fleet": ["-m", "bench.bench_fleet"],
     "wasm": ["-m", "bench.bench_wasm"],
+    "pywasm": ["-m", "bench.bench_pywasm", "--compile"],
     "submit": ["-m", "bench.bench_submit"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")

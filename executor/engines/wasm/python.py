@@ -31,7 +31,7 @@ from executor.failures import JobError
 
 LIB_GUEST = "/usr/local/lib"
 ARGV0 = "python"
-ENV = {"TMPDIR": "/tmp", "HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1"}
+ENV = {"TMPDIR": "/tmp", "HOME": "/tmp"}
 """The guest's environment before the job's."""
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
