@@ -234,7 +234,8 @@ class WasmEngine:
     python: PythonRuntime | None = field(default_factory=find_python)
 
     def admit(self, job: Job) -> None:
-        wasm_params(job)
+        if wasm_params(job).runtime == "python":
+            python.require(self.python)
         task = job.task
         if task.network is not None and task.network.type is not NetworkType.NONE:
             raise JobError(
