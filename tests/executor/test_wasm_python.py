@@ -18,7 +18,7 @@ from executor.settings import ExecutorSettings
 from shoal.model import Job, JobState
 from shoal.wire import utcnow
 
-from .support import inline_input
+from .support import inline_input, untar
 from .wasm_modules import GREETS, wasm
 
 pytestmark = pytest.mark.timeout(1200)
@@ -89,3 +89,19 @@ def test_a_shipped_module_is_compiled_once_into_its_file(tmp_path: Path) -> None
     restarted = ModuleCache(folder=tmp_path / "compiled")
     restarted.load_file(wasmtime.Engine(engine_config()), shipped)
     assert restarted.compiles == 0, "the compiled file outlives the executor"
+
+
+async def test_matplotlib_finds_its_data_and_draws_into_outputs() -> None:
+    script = (
+        b"import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n"
+        b"plt.plot([1, 2, 3])\nplt.savefig('/outputs/plot.png')\n"
+    )
+    outputs = [{"name": "out", "path": "/outputs"}]
+    job = python_job({"app.py": script}, "app.py", outputs=outputs)
+    on = node()
+    outcome, _ = await run(on, job)
+    assert outcome.state is JobState.COMPLETED, outcome.error
+    assert isinstance(on.sink, MemoryEventSink)
+    (result,) = [e for e in on.sink.of(job.id) if e.kind == "result"]
+    assert result.outputs is not None
+    assert untar(result.outputs["out"])["plot.png"].startswith(b"\x89PNG")

@@ -16,9 +16,11 @@ this runtime installs nothing).
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import threading
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -30,6 +32,7 @@ from executor.engines.wasm.modules import COMPILED_DIR
 from executor.failures import JobError
 
 LIB_GUEST = "/usr/local/lib"
+MPL_DATA = "matplotlib/mpl-data"
 ARGV0 = "python"
 ENV = {"TMPDIR": "/tmp", "HOME": "/tmp"}
 """The guest's environment before the job's."""
@@ -71,9 +74,10 @@ class PythonRuntime:
         )
 
     def preopen(self, wasi: wasmtime.WasiConfig, code: str) -> None:
-        """Give the guest the interpreter's library (copied there on first use) and the
-        job's ``code`` folder again at ``/``, its working folder (so ``python app.py`` runs
-        ``/code/app.py``), both read-only."""
+        """Give the guest the interpreter's library (made on first use), matplotlib's data
+        files (which it reads as files, not from the zip), and the job's ``code`` folder
+        again at ``/``, its working folder (so ``python app.py`` runs ``/code/app.py``), all
+        read-only."""
         stat = self.stdlib.stat()
         lib = self.folder / f"python-lib-{stat.st_size}-{stat.st_mtime_ns}"
         with self._lock:
@@ -82,8 +86,16 @@ class PythonRuntime:
                 shutil.rmtree(partial, ignore_errors=True)
                 partial.mkdir(mode=0o700, parents=True)
                 shutil.copyfile(self.stdlib, partial / self.zip_name)
+                with zipfile.ZipFile(self.stdlib) as archive:
+                    if f"{MPL_DATA}.zip" in archive.namelist():
+                        inner = io.BytesIO(archive.read(f"{MPL_DATA}.zip"))
+                        zipfile.ZipFile(inner).extractall(partial / "mpl-data")
                 partial.replace(lib)
         wasi.preopen_dir(str(lib), LIB_GUEST, fs_mutable=False)
+        mpl_data = lib / "mpl-data"
+        if mpl_data.is_dir():
+            guest = f"{LIB_GUEST}/{self.zip_name}/{MPL_DATA}"
+            wasi.preopen_dir(str(mpl_data), guest, fs_mutable=False)
         wasi.preopen_dir(code, "/", fs_mutable=False)
 
 
