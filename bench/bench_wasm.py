@@ -10,8 +10,8 @@ process, so that its memory can be read) on a private vhost; jobs are submitted 
 2. N such jobs at the executor's concurrency (its ``SHOAL_SLOTS``): jobs/s of each.
 3. The executor's resident memory (RSS) idle, and at its highest while the wasm jobs ran.
 
-The python job type on the wasm engine (a WASI CPython) is not built yet, so the trivial job
-here is a WASI module, not ``print(1)`` in python.
+The trivial job here is a WASI module; ``bench.bench_pywasm`` measures ``print(1)`` in python
+on the wasm engine's CPython.
 
 Usage: python -m bench.bench_wasm [--jobs 40] [--runs 5] [--slots 2]
 Needs RabbitMQ, Docker and the base image (``bash runtime-images/build.sh``).

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "metrics": ["-m", "bench.bench_metrics"],
     "fleet": ["-m", "bench.bench_fleet"],
     "wasm": ["-m", "bench.bench_wasm"],
+    "pywasm": ["-m", "bench.bench_pywasm", "--compile"],
     "submit": ["-m", "bench.bench_submit"],
     "batch": ["-m", "bench.bench_batch"],
 }

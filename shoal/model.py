@@ -162,13 +162,21 @@ class DockerParams(_Model):
 
 
 class WasmParams(_Model):
-    """What a ``wasm`` engine's params must hold."""
+    """What a ``wasm`` engine's params must hold: a ``module`` or a ``runtime``."""
 
-    module: str = Field(min_length=1, pattern=r"^/code/")
+    module: str = Field(default="", pattern=r"^(/code/.*)?$")
     """The WASI module to run, a file under ``/code``."""
+    runtime: Literal["python"] | None = None
+    """Instead of a module: an interpreter the executor provides (``python``: CPython)."""
     parameters: list[str] = Field(default_factory=list)
     """Its argv after its own name."""
     env: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_module(self) -> WasmParams:
+        if bool(self.module) == (self.runtime is not None):
+            raise ValueError("give either a module under /code or a runtime, not both")
+        return self
 
 
 class InputSource(_Model):

@@ -34,7 +34,7 @@ class WasmTranslator:
         argv = argv_param(task, self.job_type)
         params = WasmParams(module=self._module(task), parameters=argv)
         return task.model_copy(
-            update={"engine": SpecConfig(type="wasm", params=params.model_dump())}
+            update={"engine": SpecConfig(type="wasm", params=params.model_dump(exclude_none=True))}
         )
 
     @staticmethod

@@ -53,6 +53,7 @@ def test_version_variable_and_quoted_argument_stays_one_item() -> None:
     job = prepare(["python", "--version=3.10"], ["-c", "import this"])
     assert params(job) == {
         "version": "3.10",
+        "runtime": "docker",
         "command": "python",
         "arguments": ["-c", "import this"],
     }

@@ -319,3 +319,40 @@ def test_wasm_refusals_say_what_to_fix(submitted: Job, error: str) -> None:
     with pytest.raises(TranslationError) as refused:
         translate_job(submitted, REGISTRY)
     assert error in refused.value.message
+
+
+def test_python_on_wasm_runs_the_argv_after_python_with_the_wasm_runtime() -> None:
+    result = translate_job(python(["python", "app.py", "x"], runtime="wasm"), REGISTRY)
+    task = result.runnable.task
+    assert task.engine.type == "wasm"
+    assert task.engine.params == {
+        "module": "",
+        "runtime": "python",
+        "parameters": ["app.py", "x"],
+        "env": {},
+    }
+    assert task.network is None
+
+
+@pytest.mark.parametrize(
+    ("submitted", "error"),
+    [
+        (python(["bash", "run.sh"], runtime="wasm"), "must start with python, not 'bash'"),
+        (python(["python", "a.py"], runtime="wasm", version="3.12"), "--version=3.12 needs"),
+        (python(["python", "a.py"], runtime="jvm"), "python runtime 'jvm' is not one of"),
+        (
+            job(
+                {
+                    "type": "python",
+                    "params": {"command": "", "arguments": ["python"], "runtime": "wasm"},
+                },
+                network={"type": "full"},
+            ),
+            "python --runtime=wasm has no network",
+        ),
+    ],
+)
+def test_python_on_wasm_refusals_say_what_to_fix(submitted: Job, error: str) -> None:
+    with pytest.raises(TranslationError) as refused:
+        translate_job(submitted, REGISTRY)
+    assert error in refused.value.message

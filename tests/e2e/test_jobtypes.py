@@ -35,10 +35,12 @@ async def test_job_types_come_from_the_requester(system: System) -> None:
     kinds = {kind["name"]: kind for kind in answer["job_types"]}
     assert set(kinds) >= {"python", "duckdb"}
     assert kinds["python"]["engine"] == "docker"
-    [version] = kinds["python"]["options"]
+    runtime, version = kinds["python"]["options"]
+    assert (runtime["name"], runtime["default"]) == ("runtime", "docker")
+    assert runtime["choices"] == ["docker", "wasm"]
     assert version["name"] == "version"
     assert version["default"] == "3.11"
-    assert "3.11" in version["choices"]
+    assert {"3.11", "3.15"} <= set(version["choices"])
     assert answer["untranslated"] == ["ruby"]
 
     table = await system.shoal("job-types")
@@ -51,6 +53,7 @@ async def test_exec_help_lists_what_the_cluster_runs(system: System) -> None:
     assert done.code == 0, done.err
     assert "Job types the cluster runs" in done.out
     assert "--version=3.11" in done.out
+    assert "--runtime=docker (docker|wasm)" in " ".join(done.out.split())
 
 
 async def test_a_template_without_a_translator_is_refused_at_exec(system: System) -> None:

@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import BinaryIO
 
 import wasmtime
@@ -37,8 +38,10 @@ from executor.addresses import DestinationPolicy, NodeAddresses
 from executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
 from executor.engines.docker.inputs import Placement, prepare_inputs, top_level
 from executor.engines.docker.volumes import folders_usage
+from executor.engines.wasm import python
 from executor.engines.wasm.folders import collect, extract, host_path
 from executor.engines.wasm.modules import ModuleCache, engine_config
+from executor.engines.wasm.python import PythonRuntime, find_python
 from executor.engines.wasm.sockets import SocketCalls, refuse_imports
 from executor.failures import JobError
 from executor.limits import Limits
@@ -76,11 +79,9 @@ def _open_all(paths: dict[Stream, str]) -> dict[Stream, BinaryIO]:
     return {name: open(path, "rb") for name, path in paths.items()}
 
 
-def _lay_out(
-    run_dir: str, placements: list[Placement], module: str
-) -> tuple[dict[str, str], dict[Stream, str], bytes]:
+def _lay_out(run_dir: str, placements: list[Placement]) -> tuple[dict[str, str], dict[Stream, str]]:
     """Make the run's folders in ``run_dir``, extract the inputs, make the empty output
-    files; the folders (job path → host path), the output files, and the module's bytes."""
+    files; the folders (job path → host path) and the output files."""
     folders = {path: os.path.join(run_dir, path.strip("/")) for path in READ_ONLY + WRITABLE}
     for folder in folders.values():
         os.mkdir(folder, 0o700)
@@ -92,11 +93,16 @@ def _lay_out(
     }
     for path in logs_at.values():
         open(path, "wb").close()
+    return folders, logs_at
+
+
+def _read_module(folders: dict[str, str], module: str) -> bytes:
+    """The bytes of the job's ``module`` (a file under ``/code``)."""
     found = host_path(folders, module)
     if found is None or os.path.islink(found) or not os.path.isfile(found):
         raise JobError(failures.INPUT_FAILED, f"the module {module} is not a file in /code")
     with open(found, "rb") as source:
-        return folders, logs_at, source.read()
+        return source.read()
 
 
 @dataclass
@@ -111,6 +117,10 @@ class WasmWorkload:
     folders: dict[str, str]
     settings: ExecutorSettings
     job: Job
+    reactor: bool = False
+    """The module is a reactor (the python runtime's): it runs by ``_initialize`` then
+    ``run``, whose result is its exit code, and imports WASI does not provide (its optional
+    ``host.call``) trap when called instead of refusing it."""
     killed: bool = False
     task: asyncio.Task[ExitInfo] | None = None
     _ended: asyncio.Event = field(default_factory=asyncio.Event)
@@ -130,13 +140,12 @@ class WasmWorkload:
         linker.define_wasi()
         sockets = SocketCalls()
         sockets.define(linker, store)
+        if self.reactor:
+            linker.define_unknown_imports_as_traps(self.module)
         instance: wasmtime.Instance | None = None
         try:
             instance = linker.instantiate(store, self.module)
-            start = instance.exports(store)["_start"]
-            assert isinstance(start, wasmtime.Func)
-            start(store)
-            return ExitInfo(0)
+            return ExitInfo(self._enter(store, instance))
         except wasmtime.ExitTrap as ended:
             return ExitInfo(ended.code)
         except (wasmtime.Trap, wasmtime.WasmtimeError, KeyError, AssertionError) as error:
@@ -149,6 +158,23 @@ class WasmWorkload:
             line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
             self._stderr(f"wasm: the module {what}: {line}\n")
             return ExitInfo(TRAP_EXIT, oom_killed=self._out_of_memory(store, instance, error))
+
+    def _enter(self, store: wasmtime.Store, instance: wasmtime.Instance) -> int:
+        """Run the module; its exit code when it returns (a command's ``_start``: 0)."""
+        exports = instance.exports(store)
+        if not self.reactor:
+            start = exports["_start"]
+            assert isinstance(start, wasmtime.Func)
+            start(store)
+            return 0
+        initialize = exports.get("_initialize")
+        if isinstance(initialize, wasmtime.Func):
+            initialize(store)
+        run = exports["run"]
+        assert isinstance(run, wasmtime.Func)
+        code = run(store)
+        assert isinstance(code, int)
+        return code
 
     def _out_of_memory(
         self, store: wasmtime.Store, instance: wasmtime.Instance | None, error: Exception
@@ -212,9 +238,11 @@ class WasmEngine:
     addresses: NodeAddresses = field(default_factory=NodeAddresses)
     name: str = "wasm"
     modules: ModuleCache = field(default_factory=ModuleCache)
+    python: PythonRuntime | None = field(default_factory=find_python)
 
     def admit(self, job: Job) -> None:
-        wasm_params(job)
+        if wasm_params(job).runtime == "python":
+            python.require(self.python)
         task = job.task
         if task.network is not None and task.network.type is not NetworkType.NONE:
             raise JobError(
@@ -238,7 +266,8 @@ class WasmEngine:
                 )
 
     def describe(self, job: Job) -> str:
-        return str(job.task.engine.params.get("module", ""))
+        params = job.task.engine.params
+        return str(params.get("module") or params.get("runtime") or "")
 
     def destinations(self) -> DestinationPolicy:
         """Where url inputs may come from."""
@@ -258,28 +287,37 @@ class WasmEngine:
             placements = await prepare_inputs(
                 job.task.inputs, self.settings, 0, self.destinations()
             )
-            folders, logs_at, wasm = await asyncio.to_thread(
-                _lay_out, run_dir, placements, params.module
-            )
+            folders, logs_at = await asyncio.to_thread(_lay_out, run_dir, placements)
             engine = wasmtime.Engine(engine_config())
-            try:
-                module = await asyncio.to_thread(self.modules.load, engine, wasm)
-            except wasmtime.WasmtimeError as error:
-                first = str(error).strip().splitlines()[0]
-                raise JobError(
-                    failures.INPUT_FAILED, f"{params.module} is not a WebAssembly module: {first}"
-                ) from None
-            refuse_imports(module)
             wasi = wasmtime.WasiConfig()
-            wasi.argv = [posixpath.basename(params.module), *params.parameters]
-            environment = {**params.env, **job.task.env}
+            if params.runtime == "python":
+                runtime = python.require(self.python)
+                refusal = await asyncio.to_thread(runtime.refusal, Path(folders["/code"]))
+                if refusal is not None:
+                    raise JobError(failures.DEPS_FAILED, refusal)
+                module = await asyncio.to_thread(self.modules.load_file, engine, runtime.module)
+                wasi.argv = [python.ARGV0, *params.parameters]
+                environment = {**python.ENV, **params.env, **job.task.env}
+                await asyncio.to_thread(runtime.preopen, wasi, folders["/code"])
+            else:
+                module = await self._compiled(engine, folders, params.module)
+                wasi.argv = [posixpath.basename(params.module), *params.parameters]
+                environment = {**params.env, **job.task.env}
             wasi.env = list(environment.items())
             wasi.stdout_file = logs_at["stdout"]
             wasi.stderr_file = logs_at["stderr"]
             for path, folder in folders.items():
                 wasi.preopen_dir(folder, path, fs_mutable=path in WRITABLE)
             workload = WasmWorkload(
-                module, engine, wasi, limits.memory, logs_at, folders, self.settings, job
+                module,
+                engine,
+                wasi,
+                limits.memory,
+                logs_at,
+                folders,
+                self.settings,
+                job,
+                reactor=params.runtime is not None,
             )
             try:
                 yield workload
@@ -293,6 +331,21 @@ class WasmEngine:
     async def clean_up(self, alive: Alive) -> None:
         """Nothing to reap: a wasm run lives in its executor's process (a killed executor's
         run folders, which name no executor, stay in the temporary folder)."""
+
+    async def _compiled(
+        self, engine: wasmtime.Engine, folders: dict[str, str], name: str
+    ) -> wasmtime.Module:
+        """The job's own module, compiled (or found in the cache) for ``engine``."""
+        wasm = await asyncio.to_thread(_read_module, folders, name)
+        try:
+            module = await asyncio.to_thread(self.modules.load, engine, wasm)
+        except wasmtime.WasmtimeError as error:
+            first = str(error).strip().splitlines()[0]
+            raise JobError(
+                failures.INPUT_FAILED, f"{name} is not a WebAssembly module: {first}"
+            ) from None
+        refuse_imports(module)
+        return module
 
     async def close(self) -> None:
         """Nothing held beyond the module cache."""

@@ -1,37 +1,51 @@
 """Compiled modules, cached per executor: a module is compiled once, then deserialized.
 
-Keyed by the sha256 of the module's bytes; the cache holds wasmtime's serialization of the
-compiled code (``Module.serialize``), which any engine made with the same configuration
-(``engine_config``) loads without compiling again.
+A job's module is keyed by the sha256 of its bytes; the cache holds wasmtime's serialization
+of the compiled code (``Module.serialize``), which any engine made with the same
+configuration (``engine_config``) loads without compiling again. A module the executor's
+packages ship (an interpreter such as the python runtime's, ~100 MB, minutes to compile) is
+compiled into a file of the node's ``COMPILED_DIR`` instead, kept across executor restarts,
+and mapped from there by each job (``load_file``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
+from importlib.metadata import version
+from pathlib import Path
 
 import wasmtime
 
 CACHED_MODULES = 32
 """Compiled modules kept (least recently used dropped first)."""
+COMPILED_DIR = Path(tempfile.gettempdir()) / f"shoal-compiled-wasm-{os.getuid()}"
+"""Where compiled shipped modules are kept: this user's own folder (0700), since a compiled
+module is native code that wasmtime runs as it finds it."""
 
 
 def engine_config() -> wasmtime.Config:
     """The configuration of every wasmtime engine of the executor: epoch interruption on
-    (a job is stopped by advancing its engine's epoch)."""
+    (a job is stopped by advancing its engine's epoch), and exception handling (which the
+    python runtime's CPython uses)."""
     config = wasmtime.Config()
     config.epoch_interruption = True
+    config.wasm_exceptions = True
     return config
 
 
 class ModuleCache:
     """sha256 of a module → its compiled code, shared by the executor's jobs (thread-safe)."""
 
-    def __init__(self, keep: int = CACHED_MODULES) -> None:
+    def __init__(self, keep: int = CACHED_MODULES, folder: Path = COMPILED_DIR) -> None:
         self._keep = keep
+        self._folder = folder
         self._compiled: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
+        self._file_lock = threading.Lock()
         self.compiles = 0
         """Modules compiled so far (the others were found in the cache)."""
 
@@ -51,3 +65,25 @@ class ModuleCache:
                 while len(self._compiled) > self._keep:
                     self._compiled.popitem(last=False)
         return wasmtime.Module.deserialize(engine, blob)
+
+    def load_file(self, engine: wasmtime.Engine, path: Path) -> wasmtime.Module:
+        """The module at ``path`` (a file the executor's packages ship, never a job's),
+        compiled once into the cache folder and mapped from it by every later job."""
+        stat = path.stat()
+        tag = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{version('wasmtime')}"
+        compiled = self._folder / f"{hashlib.sha256(tag.encode()).hexdigest()}.cwasm"
+        with self._file_lock:
+            self._folder.mkdir(mode=0o700, exist_ok=True)
+            owned = self._folder.lstat()
+            if owned.st_uid != os.getuid() or owned.st_mode & 0o077:
+                raise PermissionError(f"{self._folder} is not this user's own folder (0700)")
+            if not compiled.is_file():
+                self._compile_into(engine, path, compiled)
+        return wasmtime.Module.deserialize_file(engine, str(compiled))
+
+    def _compile_into(self, engine: wasmtime.Engine, path: Path, compiled: Path) -> None:
+        blob = wasmtime.Module.from_file(engine, str(path)).serialize()
+        partial = compiled.with_suffix(f".{os.getpid()}.partial")
+        partial.write_bytes(blob)
+        partial.replace(compiled)
+        self.compiles += 1

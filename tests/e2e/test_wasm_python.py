@@ -1,0 +1,75 @@
+"""``shoal exec python --runtime=wasm``: a python job through the whole system on the wasm
+engine's python runtime (its interpreter is compiled on the node's first run: minutes)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import System
+
+pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(1200)]
+
+SUMMARISES = """\
+import json
+import pandas as pd
+
+frame = pd.read_csv("/inputs/prices.csv")
+summary = {"rows": len(frame), "total": float(frame["price"].sum())}
+with open("/outputs/summary.json", "w") as out:
+    json.dump(summary, out)
+print(1)
+"""
+
+
+async def test_a_pandas_job_reads_its_csv_and_its_summary_is_collected(
+    system: System, tmp_path: Path
+) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(SUMMARISES)
+    prices = tmp_path / "prices.csv"
+    prices.write_text("item,price\napple,1.5\npear,2.25\n")
+    done = await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(app), "-i", f"src={prices}",
+        "--id-only", "--wait", "--", "python", "app.py",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    job_id = done.out.strip()
+    logs = await system.shoal("job", "logs", job_id)
+    assert logs.out == "1\n"
+    got = await system.shoal("job", "get", job_id, "--output-dir", str(tmp_path / "o"))
+    assert got.code == 0, got.err
+    summary = json.loads((tmp_path / "o" / "outputs" / "summary.json").read_text())
+    assert summary == {"rows": 2, "total": 3.75}
+
+
+async def test_the_exit_code_is_passed_through(system: System, tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text("raise SystemExit(5)\n")
+    done = await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(app), "--id-only", "--wait", "--",
+        "python", "app.py",
+    )  # fmt: skip
+    assert done.code != 0
+    described = await system.shoal(
+        "job", "describe", done.out.strip(), "--output-format", "json"
+    )  # fmt: skip
+    record = json.loads(described.out)
+    assert (record["state"], record["exit_code"]) == ("failed", 5)
+
+
+async def test_a_command_other_than_python_is_refused_at_submission(
+    system: System, tmp_path: Path
+) -> None:
+    app = tmp_path / "run.sh"
+    app.write_text("echo hi\n")
+    done = await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(app), "--", "bash", "run.sh"
+    )  # fmt: skip
+    assert done.code == 2
+    assert done.err.startswith(
+        "TranslationError: python --runtime=wasm runs python only: the command after -- "
+        "must start with python, not 'bash'"
+    )
