@@ -6,6 +6,10 @@ its contents placed under ``<target>``. The archive is a gzipped tar, base64 in 
 and so are hard links with a name outside it (their content is packed as a file otherwise);
 the total size of all packed files is capped (``shoal.limits.MAX_INLINE_BYTES``, the
 requester's limit too) before anything is sent.
+
+The last few archives are kept, each under the state of every packed entry (path, size,
+modification time, mode, inode), so the same unchanged folder given for many jobs
+(``--each``, ``exec_job`` in a loop) is read and compressed once, not once per job.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import gzip
 import io
 import os
 import tarfile
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,8 @@ from shoal.units import format_bytes
 
 EXCLUDED_DIRS = frozenset({"__pycache__", ".git"})
 EXCLUDED_SUFFIXES = (".pyc",)
+RECENT_ARCHIVES = 4
+"""Archives kept for reuse (each at most ``MAX_INLINE_BYTES`` of content)."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,19 @@ def _check_entries(entries: list[Path], root: Path) -> int:
     return total
 
 
+Signature = tuple[Path, tuple[tuple[str, int, int, int, int], ...]]
+_recent: OrderedDict[Signature, Packed] = OrderedDict()
+
+
+def _signature(root: Path, entries: list[Path]) -> Signature:
+    """What decides an archive's bytes: each entry's path and state."""
+    stamps = []
+    for entry in entries:
+        stat = entry.lstat()
+        stamps.append((str(entry), stat.st_size, stat.st_mtime_ns, stat.st_mode, stat.st_ino))
+    return root, tuple(stamps)
+
+
 def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> int:
     try:
         info = tar.gettarinfo(str(path), arcname=arcname)
@@ -117,6 +136,10 @@ def pack(source: str | Path, *, budget: int = MAX_INLINE_BYTES, what: str = "--c
             f"{what} {source} is {format_bytes(total)}; the limit for files sent with a job "
             f"is {format_bytes(budget)} in total"
         )
+    signature = _signature(root, entries)
+    if (cached := _recent.get(signature)) is not None:
+        _recent.move_to_end(signature)
+        return cached
     buffer = io.BytesIO()
     with (
         gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped,
@@ -128,4 +151,8 @@ def pack(source: str | Path, *, budget: int = MAX_INLINE_BYTES, what: str = "--c
             for entry in entries:
                 _add(tar, entry, entry.relative_to(root).as_posix())
     kind = "file" if root.is_file() else "dir"
-    return Packed(kind=kind, data=base64.b64encode(buffer.getvalue()).decode(), size=total)
+    packed = Packed(kind=kind, data=base64.b64encode(buffer.getvalue()).decode(), size=total)
+    _recent[signature] = packed
+    while len(_recent) > RECENT_ARCHIVES:
+        _recent.popitem(last=False)
+    return packed

@@ -65,3 +65,17 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_archive_is_reproducible(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("x")
     assert pack(tmp_path).data == pack(tmp_path).data
+
+
+def test_an_unchanged_folder_is_packed_once(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print(1)\n")
+    first = pack(tmp_path)
+    assert pack(tmp_path) is first  # read and compressed once
+    (tmp_path / "app.py").write_text("print(2)\n")
+    os.utime(tmp_path / "app.py", ns=(1, 1))  # a change within the same clock tick shows too
+    changed = pack(tmp_path)
+    assert changed is not first
+    with open_inline(changed.data) as tar:
+        member = tar.extractfile("app.py")
+        assert member is not None
+        assert member.read() == b"print(2)\n"
