@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services test-services images service-image demo stop test lint typecheck unit faults reliability fuzz bench clean
+.PHONY: install services test-services images service-image wasm-runtime demo stop test lint typecheck unit faults reliability fuzz bench clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ images: services
 service-image: install services
 	bash deploy/build.sh
 
+# Compiles the python runtime for wasm once per node (minutes), ahead of the first such job.
+wasm-runtime: install
+	$(BIN)/python -m executor.engines.wasm.modules
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,7 +41,7 @@ typecheck: install
 unit: install
 	$(BIN)/pytest -m "not rabbitmq and not docker"
 
-test: install test-services images service-image lint typecheck
+test: install test-services images service-image wasm-runtime lint typecheck
 	$(BIN)/pytest
 
 demo: install services images

@@ -4,8 +4,11 @@ A job's module is keyed by the sha256 of its bytes; the cache holds wasmtime's s
 of the compiled code (``Module.serialize``), which any engine made with the same
 configuration (``engine_config``) loads without compiling again. A module the executor's
 packages ship (an interpreter such as the python runtime's, ~100 MB, minutes to compile) is
-compiled into a file of the node's ``COMPILED_DIR`` instead, kept across executor restarts,
-and mapped from there by each job (``load_file``).
+compiled into a file of the node's ``COMPILED_DIR`` instead, named after the sha256 of its
+bytes and the wasmtime version, kept across executor restarts and reinstalls of the same
+package, and mapped from there by each job (``load_file``). ``python -m
+executor.engines.wasm.modules`` compiles the python runtime into it ahead of the first job
+(a node's set-up, as building the runtime images is for Docker).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class ModuleCache:
         self._compiled: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
         self._file_lock = threading.Lock()
+        self._digests: dict[tuple[str, int, int], str] = {}
+        """(path, size, mtime) of a shipped module → the sha256 of its bytes."""
         self.compiles = 0
         """Modules compiled so far (the others were found in the cache)."""
 
@@ -69,10 +74,8 @@ class ModuleCache:
     def load_file(self, engine: wasmtime.Engine, path: Path) -> wasmtime.Module:
         """The module at ``path`` (a file the executor's packages ship, never a job's),
         compiled once into the cache folder and mapped from it by every later job."""
-        stat = path.stat()
-        tag = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{version('wasmtime')}"
-        compiled = self._folder / f"{hashlib.sha256(tag.encode()).hexdigest()}.cwasm"
         with self._file_lock:
+            compiled = self._folder / f"{self._digest(path)}-{version('wasmtime')}.cwasm"
             self._folder.mkdir(mode=0o700, exist_ok=True)
             owned = self._folder.lstat()
             if owned.st_uid != os.getuid() or owned.st_mode & 0o077:
@@ -81,9 +84,42 @@ class ModuleCache:
                 self._compile_into(engine, path, compiled)
         return wasmtime.Module.deserialize_file(engine, str(compiled))
 
+    def _digest(self, path: Path) -> str:
+        """The sha256 of the file at ``path`` (read once while it stays the same file)."""
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in self._digests:
+            digest = hashlib.sha256()
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+            self._digests[key] = digest.hexdigest()
+        return self._digests[key]
+
     def _compile_into(self, engine: wasmtime.Engine, path: Path, compiled: Path) -> None:
         blob = wasmtime.Module.from_file(engine, str(path)).serialize()
         partial = compiled.with_suffix(f".{os.getpid()}.partial")
         partial.write_bytes(blob)
         partial.replace(compiled)
         self.compiles += 1
+
+
+def main() -> None:
+    """Compile the python runtime (when installed) into ``COMPILED_DIR``, saying how long."""
+    import time
+
+    from executor.engines.wasm.python import find_python
+
+    runtime = find_python()
+    if runtime is None:
+        print("no python runtime for wasm here (shoal[wasm-python] not installed): nothing to do")
+        return
+    began = time.monotonic()
+    cache = ModuleCache()
+    cache.load_file(wasmtime.Engine(engine_config()), runtime.module)
+    done = "compiled" if cache.compiles else "already compiled"
+    print(f"python runtime for wasm {done} in {COMPILED_DIR} ({time.monotonic() - began:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
