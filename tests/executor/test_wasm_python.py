@@ -89,6 +89,11 @@ def test_a_shipped_module_is_compiled_once_into_its_file(tmp_path: Path) -> None
     restarted = ModuleCache(folder=tmp_path / "compiled")
     restarted.load_file(wasmtime.Engine(engine_config()), shipped)
     assert restarted.compiles == 0, "the compiled file outlives the executor"
+    reinstalled = tmp_path / "elsewhere" / "greets.wasm"
+    reinstalled.parent.mkdir()
+    reinstalled.write_bytes(shipped.read_bytes())
+    restarted.load_file(wasmtime.Engine(engine_config()), reinstalled)
+    assert restarted.compiles == 0, "the same module installed elsewhere is found by its bytes"
 
 
 async def test_matplotlib_finds_its_data_and_draws_into_outputs() -> None:
