@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from bench.vhost import private_vhost
 from client.prepare import ExecOptions, prepare_job
 from client.session import SUBMIT_WINDOW, Session, open_session
 from client.settings import ClientSettings, Secret
+from requester.framebatch import FrameBatch
 from shoal.broker import connect
 from shoal.errors import ShoalError, UnavailableError
 from shoal.topology import work_queue_arguments
@@ -156,7 +157,8 @@ def code_jobs(code: Path, jobs: int, variant: str) -> list[Submission]:
 
 
 class Counted:
-    """Counts the bytes a session's channel publishes."""
+    """Counts the bytes a session's channel publishes: calls (``basic_publish``) and the
+    pipelined submissions (``FrameBatch``, one write per round)."""
 
     def __init__(self, session: Session) -> None:
         channel: Any = session._channel
@@ -171,6 +173,21 @@ class Counted:
             return await publish(body, **kwargs)
 
         channel.basic_publish = counted
+
+    @contextlib.contextmanager
+    def batches(self) -> Iterator[None]:
+        """Count what ``FrameBatch`` publishes meanwhile."""
+        publish = FrameBatch.publish
+
+        def counted(batch: FrameBatch, routing_key: str, body: bytes, *args: Any, **kw: Any) -> Any:
+            self.bytes += len(body)
+            return publish(batch, routing_key, body, *args, **kw)
+
+        FrameBatch.publish = counted  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            FrameBatch.publish = publish  # type: ignore[method-assign]
 
 
 def stored_bytes(database: Path, variant: str) -> tuple[int, int]:
@@ -194,9 +211,10 @@ async def code_bytes(url: str, database: Path, jobs: int, tmp: Path) -> dict[str
         submissions = code_jobs(code, jobs, variant)
         async with open_session(ClientSettings(broker_url=Secret(url), rpc_timeout=120)) as session:
             counter = Counted(session)
-            started = time.perf_counter()
-            results = await session.submit_many(submissions, share=share)
-            elapsed = time.perf_counter() - started
+            with counter.batches():
+                started = time.perf_counter()
+                results = await session.submit_many(submissions, share=share)
+                elapsed = time.perf_counter() - started
         refused = [r for r in results if isinstance(r, ShoalError)]
         assert not refused, refused[0]
         specs, blobs = stored_bytes(database, variant)
