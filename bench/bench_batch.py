@@ -92,9 +92,10 @@ async def shared_code(
         settings = ClientSettings(broker_url=Secret(url), rpc_timeout=300)
         async with open_session(settings) as session:
             counter = Counted(session)
-            started = time.perf_counter()
-            results = await session.submit_many(submissions, share=share)
-            elapsed = time.perf_counter() - started
+            with counter.batches():
+                started = time.perf_counter()
+                results = await session.submit_many(submissions, share=share)
+                elapsed = time.perf_counter() - started
         refused = [r for r in results if isinstance(r, ShoalError)]
         assert not refused, refused[0]
         specs, blobs = stored_bytes(database, variant)

@@ -2,7 +2,9 @@
 
 1. Rate. N small ``python`` jobs (no code) submitted with ``submit_many`` to ``shoal serve
    requester`` (SQLite store), timed from the first publish to the last reply: each job
-   parsed, translated, stored, published to ``shoal.compute`` with a confirm, answered.
+   parsed, translated, stored, published to ``shoal.compute`` with a confirm, answered;
+   with the CPU time per job of the client and of the requester process (the ceiling of one
+   requester's rate, whatever else shares the machine).
    Baselines in the same run, on the same broker:
    - raw aio-pika: the same N submission bodies published to a quorum queue, persistent,
      ``mandatory``, each confirmed, 256 in flight (``submit_many``'s window): the floor of
@@ -31,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from bench.vhost import private_vhost
 from client.prepare import ExecOptions, prepare_job
 from client.session import SUBMIT_WINDOW, Session, open_session
 from client.settings import ClientSettings, Secret
+from requester.framebatch import FrameBatch
 from shoal.broker import connect
 from shoal.errors import ShoalError, UnavailableError
 from shoal.topology import work_queue_arguments
@@ -52,14 +55,14 @@ MiB = 1024 * 1024
 
 
 @contextlib.asynccontextmanager
-async def requester(url: str, database: Path) -> AsyncIterator[None]:
-    """``shoal serve requester`` on ``database``, once it answers API calls."""
+async def requester(url: str, database: Path) -> AsyncIterator[int]:
+    """``shoal serve requester`` on ``database``, once it answers API calls; its PID."""
     env = {
         **requester_env(url, database.parent),
         "SHOAL_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
     }
     argv = (sys.executable, "-m", "client.main", "serve", "requester")
-    async with process(*argv, env=env):
+    async with process(*argv, env=env) as proc:
         settings = ClientSettings(broker_url=Secret(url))
         async with asyncio.timeout(60):
             while True:
@@ -69,19 +72,29 @@ async def requester(url: str, database: Path) -> AsyncIterator[None]:
                     break
                 except UnavailableError:
                     await asyncio.sleep(0.2)
-        yield
+        yield proc.pid
 
 
-async def shoal_rate(url: str, jobs: int) -> float:
-    """Jobs per second of ``submit_many`` (all answered, none refused)."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, every thread) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def shoal_rate(url: str, jobs: int, requester_pid: int) -> tuple[float, float, float]:
+    """Jobs per second of ``submit_many`` (all answered, none refused), and the CPU time
+    per job, in µs, of this client and of the requester."""
     submissions = [Submission(job=python_job()) for _ in range(jobs)]
     async with open_session(ClientSettings(broker_url=Secret(url))) as session:
+        client_cpu, requester_cpu = time.process_time(), cpu_seconds(requester_pid)
         started = time.perf_counter()
         results = await session.submit_many(submissions)
         elapsed = time.perf_counter() - started
+        client_cpu = time.process_time() - client_cpu
+        requester_cpu = cpu_seconds(requester_pid) - requester_cpu
     refused = [r for r in results if isinstance(r, ShoalError)]
     assert not refused, refused[0]
-    return jobs / elapsed
+    return jobs / elapsed, client_cpu / jobs * 1e6, requester_cpu / jobs * 1e6
 
 
 async def raw_rate(url: str, jobs: int) -> float:
@@ -156,7 +169,8 @@ def code_jobs(code: Path, jobs: int, variant: str) -> list[Submission]:
 
 
 class Counted:
-    """Counts the bytes a session's channel publishes."""
+    """Counts the bytes a session's channel publishes: calls (``basic_publish``) and the
+    pipelined submissions (``FrameBatch``, one write per round)."""
 
     def __init__(self, session: Session) -> None:
         channel: Any = session._channel
@@ -171,6 +185,21 @@ class Counted:
             return await publish(body, **kwargs)
 
         channel.basic_publish = counted
+
+    @contextlib.contextmanager
+    def batches(self) -> Iterator[None]:
+        """Count what ``FrameBatch`` publishes meanwhile."""
+        publish = FrameBatch.publish
+
+        def counted(batch: FrameBatch, routing_key: str, body: bytes, *args: Any, **kw: Any) -> Any:
+            self.bytes += len(body)
+            return publish(batch, routing_key, body, *args, **kw)
+
+        FrameBatch.publish = counted  # type: ignore[method-assign,assignment]
+        try:
+            yield
+        finally:
+            FrameBatch.publish = publish  # type: ignore[method-assign]
 
 
 def stored_bytes(database: Path, variant: str) -> tuple[int, int]:
@@ -194,9 +223,10 @@ async def code_bytes(url: str, database: Path, jobs: int, tmp: Path) -> dict[str
         submissions = code_jobs(code, jobs, variant)
         async with open_session(ClientSettings(broker_url=Secret(url), rpc_timeout=120)) as session:
             counter = Counted(session)
-            started = time.perf_counter()
-            results = await session.submit_many(submissions, share=share)
-            elapsed = time.perf_counter() - started
+            with counter.batches():
+                started = time.perf_counter()
+                results = await session.submit_many(submissions, share=share)
+                elapsed = time.perf_counter() - started
         refused = [r for r in results if isinstance(r, ShoalError)]
         assert not refused, refused[0]
         specs, blobs = stored_bytes(database, variant)
@@ -231,6 +261,11 @@ def report(
         f"Shoal / Celery loop: **{shoal / rates['celery_loop']:.2f}x**, "
         f"/ Celery group: **{shoal / rates['celery_group']:.2f}x** (target ≥ 3x)"
     )
+    print(
+        f"- CPU per submitted job: client **{rates['client_cpu']:.0f} µs**, requester "
+        f"**{rates['requester_cpu']:.0f} µs** (all its threads): one requester process "
+        f"takes at most {1e6 / rates['requester_cpu']:.0f} jobs/s on a core of its own"
+    )
     print()
     inline, blob = sizes["inline"], sizes["blob"]
     print(f"{shared} jobs sharing one 1 MiB `--code` folder (incompressible):\n")
@@ -264,8 +299,10 @@ async def main(jobs: int, shared: int) -> None:
     with private_vhost() as url, tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         database = tmp / f"{uuid.uuid4().hex}.sqlite3"
-        async with requester(url, database):
-            rates["shoal"] = await shoal_rate(url, jobs)
+        async with requester(url, database) as pid:
+            rates["shoal"], rates["client_cpu"], rates["requester_cpu"] = await shoal_rate(
+                url, jobs, pid
+            )
             print(f"shoal {rates['shoal']:.0f}/s", file=sys.stderr, flush=True)
             rates["raw"] = await raw_rate(url, jobs)
             print(f"raw {rates['raw']:.0f}/s", file=sys.stderr, flush=True)

@@ -217,21 +217,76 @@ class Session:
         confirmed); one result per submission, in order: its reply, or the typed error it
         met (a refused job does not stop the others). Archives that several jobs carry go
         to the requester once, as blobs the jobs name (``client.blobs``), as do archives this
-        session submitted before, unless ``share`` is false (then every job carries its own)."""
+        session submitted before, unless ``share`` is false (then every job carries its own).
+
+        The jobs go in rounds of half the window, two rounds in flight: a round's messages
+        leave in one socket write, then its confirms and replies are awaited together."""
         if share:
             submissions = await upload_shared(self, submissions, self.blob_memory)
-        results: list[SubmitReply | ShoalError | None] = [None] * len(submissions)
-        slots = asyncio.Semaphore(window)
+        bodies = [encode(submission) for submission in submissions]
+        results: list[SubmitReply | ShoalError] = []
+        size = max(1, window // 2)
+        rounds = [bodies[start : start + size] for start in range(0, len(bodies), size)]
+        slots = asyncio.Semaphore(2)
 
-        async def one(index: int, submission: Submission) -> None:
+        async def one(bodies: list[bytes]) -> list[SubmitReply | ShoalError]:
             async with slots:
-                try:
-                    results[index] = await self.submit(submission)
-                except ShoalError as error:
-                    results[index] = error
+                return await self._submit_round(bodies)
 
-        await asyncio.gather(*(one(i, s) for i, s in enumerate(submissions)))
-        return [r for r in results if r is not None]
+        for answers in await asyncio.gather(*(one(r) for r in rounds)):
+            results.extend(answers)
+        return results
+
+    async def _submit_round(self, bodies: list[bytes]) -> list[SubmitReply | ShoalError]:
+        """Publish submission ``bodies`` in one write; each one's reply or typed error."""
+        from requester.framebatch import FrameBatch, confirmed
+
+        channel = self._channel
+        assert isinstance(channel, aiormq.Channel)
+        timeout = self.settings.rpc_timeout
+        expiration = str(max(1, round(timeout * 1000)))
+        loop = asyncio.get_running_loop()
+        batch = FrameBatch(channel)
+        waiting: dict[str, asyncio.Future[bytes]] = {}
+        confirms = []
+        for body in bodies:
+            self._counter += 1
+            correlation = f"c{self._counter}"
+            waiting[correlation] = self._waiting[correlation] = loop.create_future()
+            properties = Basic.Properties(
+                content_type=CONTENT_TYPE,
+                delivery_mode=PERSISTENT,
+                reply_to=DIRECT_REPLY_TO,
+                correlation_id=correlation,
+                message_id=correlation,
+                user_id=self.user,
+                expiration=expiration,
+            )
+            confirms.append(
+                batch.publish(
+                    SUBMIT_QUEUE, body, properties, mandatory=True, exchange=REQUESTS_EXCHANGE
+                )
+            )
+        try:
+            await batch.flush()
+            try:
+                outcomes = await self.wait(confirmed(confirms), timeout)
+            except TimeoutError:
+                outcomes = [TimeoutError() for _ in confirms]
+            replies = list(waiting.values())
+            sent = [r for r, outcome in zip(replies, outcomes, strict=True) if outcome is None]
+            if sent:
+                with contextlib.suppress(TimeoutError):
+                    await self.wait(asyncio.wait(sent), timeout)
+        except ShoalError as error:
+            return [error for _ in bodies]
+        finally:
+            for correlation in waiting:
+                self._waiting.pop(correlation, None)
+        return [
+            _reply(reply, outcome, timeout)
+            for reply, outcome in zip(replies, outcomes, strict=True)
+        ]
 
     async def api(self, op: ApiOp, job_id: str | None = None, **params: Any) -> Any:
         """Call ``shoal.api``; the result, or the typed error raised."""
@@ -303,3 +358,23 @@ async def _connect(urls: list[str], seconds: float) -> tuple[str, AbstractConnec
         else:
             return address, connection
     raise unreachable_all(failures) from None
+
+
+def _reply(
+    reply: asyncio.Future[bytes], sent: Exception | None, timeout: float
+) -> SubmitReply | ShoalError:
+    """One submission's result: its reply, or the typed error (the requester's, or
+    ``UnavailableError`` when it was not confirmed or not answered in time)."""
+    if sent is not None:
+        if isinstance(sent, TimeoutError):
+            return UnavailableError(f"the broker did not confirm a submission within {timeout:g}s")
+        return UnavailableError(
+            f"queue {SUBMIT_QUEUE} does not exist: no requester has started on this broker "
+            "(shoal serve requester)"
+        )
+    if not reply.done():
+        return UnavailableError(f"no requester answered within {timeout:g}s; is one running?")
+    try:
+        return checked(decode(reply.result(), SubmitReply))
+    except ShoalError as error:
+        return error

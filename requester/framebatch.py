@@ -1,4 +1,5 @@
-"""Many AMQP frames in one socket write: the submission pipeline's publishes and acks.
+"""Many AMQP frames in one socket write: the submission pipeline's publishes and acks, and
+the client's pipelined submissions (``Session.submit_many``).
 
 aiormq writes every publish and every ack as its own frame, one ``send`` each, and a
 publish takes the channel lock, a timeout scope and a drain future. Per submission that is
@@ -78,12 +79,15 @@ class FrameBatch:
         props: commands.Basic.Properties,
         *,
         mandatory: bool,
+        exchange: str = "",
     ) -> asyncio.Future[object] | None:
-        """Add a publish to the default exchange; on a confirming channel, the future that
-        :meth:`confirmed` reads (``None`` on a channel without confirms)."""
+        """Add a publish to ``exchange`` (the default one unless named); on a confirming
+        channel, the future that :meth:`confirmed` reads (``None`` on a channel without
+        confirms). A ``mandatory`` message should carry a ``message_id``: it is how a return
+        is matched to its publish."""
         number = self.channel.number
         parts = [
-            _publish_frame(number, routing_key, mandatory),
+            _publish_frame(number, exchange, routing_key, mandatory),
             marshal(ContentHeader(0, len(body), props), number),
         ]
         limit = self.channel.max_content_size
@@ -123,10 +127,10 @@ class FrameBatch:
 
 
 @functools.lru_cache(maxsize=1024)
-def _publish_frame(channel_number: int, routing_key: str, mandatory: bool) -> bytes:
-    """The ``Basic.Publish`` frame to the default exchange (the same for every message to a
-    queue: the compute queue, or one caller's reply queue)."""
-    method = commands.Basic.Publish(exchange="", routing_key=routing_key, mandatory=mandatory)
+def _publish_frame(channel_number: int, exchange: str, routing_key: str, mandatory: bool) -> bytes:
+    """The ``Basic.Publish`` frame (the same for every message to a queue: the compute
+    queue, one caller's reply queue, or ``shoal.submit``)."""
+    method = commands.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
     return marshal(method, channel_number)
 
 

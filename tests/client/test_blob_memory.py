@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import shoal
+from requester.framebatch import FrameBatch
 from requester.service import Requester
 from requester.settings import RequesterSettings
 from shoal.model import Job
@@ -24,13 +25,15 @@ MODEL_BYTES = 256 * 1024
 
 
 class Published:
-    """The bodies a client's channel publishes: their bytes, and the blob ops among them."""
+    """The bodies a client's channel publishes (its calls, and ``submit_many``'s rounds of
+    submissions through ``FrameBatch``): their bytes, and the blob ops among them."""
 
-    def __init__(self, client: shoal.AsyncClient) -> None:
+    def __init__(self, client: shoal.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
         channel: Any = client.session._channel
         self.bytes = 0
         self.blob_ops: list[str] = []
         publish = channel.basic_publish
+        in_batch = FrameBatch.publish
 
         async def counted(body: bytes, **kwargs: Any) -> Any:
             self.bytes += len(body)
@@ -39,7 +42,12 @@ class Published:
                     self.blob_ops.append(op)
             return await publish(body, **kwargs)
 
+        def batched(batch: FrameBatch, routing_key: str, body: bytes, *args: Any, **kw: Any) -> Any:
+            self.bytes += len(body)
+            return in_batch(batch, routing_key, body, *args, **kw)
+
         channel.basic_publish = counted
+        monkeypatch.setattr(FrameBatch, "publish", batched)
 
     def take(self) -> tuple[int, list[str]]:
         """Bytes and blob ops since the last call."""
@@ -69,14 +77,18 @@ async def code_source(client: shoal.AsyncClient, job_id: str) -> dict[str, Any]:
 
 
 async def test_a_client_sends_shared_code_once_across_its_submit_calls(
-    requester: Requester, requester_settings: RequesterSettings, amqp_url: str, tmp_path: Path
+    requester: Requester,
+    requester_settings: RequesterSettings,
+    amqp_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code = tmp_path / "code"
     code.mkdir()
     (code / "app.py").write_text("import sys\nprint(sys.argv[1])\n")
     (code / "model.bin").write_bytes(os.urandom(MODEL_BYTES))  # incompressible
     async with shoal.AsyncClient(amqp_url) as client:
-        published = Published(client)
+        published = Published(client, monkeypatch)
         first = await client.submit_many(jobs(code, JOBS))
         sent, ops = published.take()
         assert ops == ["blobs-missing", "blob-put"]
