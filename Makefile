@@ -29,7 +29,7 @@ service-image: install services
 
 # Compiles the python runtime for wasm once per node (minutes), ahead of the first such job.
 wasm-runtime: install
-	$(BIN)/python -m executor.engines.wasm.modules
+	$(BIN)/python -m shoal.executor.engines.wasm.modules
 
 lint: install
 	$(BIN)/ruff check .

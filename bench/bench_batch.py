@@ -38,9 +38,9 @@ from typing import Any
 from bench.bench_requester import ROOT
 from bench.bench_submit import Counted, requester, stored_bytes
 from bench.vhost import private_vhost
-from client.prepare import ExecOptions, prepare_job
-from client.session import open_session
-from client.settings import ClientSettings, Secret
+from shoal.client.prepare import ExecOptions, prepare_job
+from shoal.client.session import open_session
+from shoal.client.settings import ClientSettings, Secret
 from shoal.errors import ShoalError
 from shoal.wire import Submission
 
@@ -120,7 +120,7 @@ def _timed(argv: Sequence[str], env: dict[str, str]) -> float:
 def run_latency(url: str, tmp: Path, runs: int) -> dict[str, float]:
     """Median seconds of ``shoal exec`` and of ``shoal job run`` of its dry-run spec."""
     env = {**os.environ, "SHOAL_BROKER_URL": url}
-    shoal = [sys.executable, "-m", "client.main"]
+    shoal = [sys.executable, "-m", "shoal.client.main"]
     job = ["python", "--", "python", "-c", "pass"]
     spec = tmp / "job.json"
     printed = subprocess.run(

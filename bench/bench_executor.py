@@ -36,14 +36,14 @@ import aiodocker
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from bench.vhost import private_vhost
-from executor.service import Executor, serve
-from executor.settings import ExecutorSettings
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.store import JobStore, NewJob
 from shoal.broker import publish
+from shoal.executor.service import Executor, serve
+from shoal.executor.settings import ExecutorSettings
 from shoal.logs import configure
 from shoal.model import TERMINAL_STATES, Job, JobState
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import JobStore, NewJob
 from shoal.topology import COMPUTE_QUEUE, declare
 from shoal.wire import ComputeRequest, JobEvent, decode
 

@@ -78,7 +78,7 @@ class Fleet:
 
     def shoal(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "client.main", *args],
+            [sys.executable, "-m", "shoal.client.main", *args],
             cwd=ROOT,
             env={**os.environ, "SHOAL_BROKER_URL": self.url},
             capture_output=True,

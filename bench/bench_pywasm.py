@@ -32,15 +32,15 @@ import wasmtime
 
 from bench.bench_wasm import run_all
 from bench.vhost import private_vhost
-from client.api import AsyncClient
-from client.exec_job import exec_job
-from executor.engines.wasm.modules import ModuleCache, engine_config
-from executor.engines.wasm.python import PythonRuntime, find_python
-from requester.service import Requester
-from requester.settings import RequesterSettings
+from shoal.client.api import AsyncClient
+from shoal.client.exec_job import exec_job
+from shoal.executor.engines.wasm.modules import ModuleCache, engine_config
+from shoal.executor.engines.wasm.python import PythonRuntime, find_python
 from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.logs import configure
 from shoal.model import Job
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = python_image(DEFAULT_PYTHON_VERSION)
@@ -73,7 +73,7 @@ async def end_to_end(args: argparse.Namespace, broker: str, folder: Path) -> dic
         "SHOAL_LOG_LEVEL": "warning",
     }
     executor = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client.main", "serve", "executor", cwd=ROOT, env=env,
+        sys.executable, "-m", "shoal.client.main", "serve", "executor", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     times: dict[str, list[float]] = {"wasm": [], "docker": []}

@@ -194,7 +194,7 @@ async def bench_requester(
     )
     computed = Arrivals(jobs)
     await _watch(channel, COMPUTE_QUEUE, computed)
-    argv = (sys.executable, "-m", "client.main", "serve", "requester")
+    argv = (sys.executable, "-m", "shoal.client.main", "serve", "requester")
     async with process(*argv, env={**requester_env(url, data), **(extra_env or {})}):
         await asyncio.wait_for(asyncio.gather(computed.done.wait(), replies.done.wait()), 300)
     await channel.close()
@@ -309,12 +309,12 @@ async def bench_celery(url: str, jobs: int, setup: str, data: Path | None = None
 
 
 async def exec_latency(url: str, runs: int, data: Path) -> tuple[float, float]:
-    argv = (sys.executable, "-m", "client.main", "serve", "requester")
+    argv = (sys.executable, "-m", "shoal.client.main", "serve", "requester")
     env = {**os.environ, "SHOAL_BROKER_URL": url}
     shoal = [
         sys.executable,
         "-m",
-        "client.main",
+        "shoal.client.main",
         "exec",
         "python",
         "--id-only",

@@ -41,12 +41,12 @@ import aio_pika
 
 from bench.bench_requester import process, python_job, requester_env
 from bench.vhost import private_vhost
-from client.prepare import ExecOptions, prepare_job
-from client.session import SUBMIT_WINDOW, Session, open_session
-from client.settings import ClientSettings, Secret
-from requester.framebatch import FrameBatch
 from shoal.broker import connect
+from shoal.client.prepare import ExecOptions, prepare_job
+from shoal.client.session import SUBMIT_WINDOW, Session, open_session
+from shoal.client.settings import ClientSettings, Secret
 from shoal.errors import ShoalError, UnavailableError
+from shoal.requester.framebatch import FrameBatch
 from shoal.topology import work_queue_arguments
 from shoal.wire import Submission, encode
 
@@ -61,7 +61,7 @@ async def requester(url: str, database: Path) -> AsyncIterator[int]:
         **requester_env(url, database.parent),
         "SHOAL_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
     }
-    argv = (sys.executable, "-m", "client.main", "serve", "requester")
+    argv = (sys.executable, "-m", "shoal.client.main", "serve", "requester")
     async with process(*argv, env=env) as proc:
         settings = ClientSettings(broker_url=Secret(url))
         async with asyncio.timeout(60):

@@ -34,12 +34,12 @@ import psutil
 import wasmtime
 
 from bench.vhost import private_vhost
-from client.api import AsyncClient
-from client.exec_job import exec_job
-from requester.service import Requester
-from requester.settings import RequesterSettings
+from shoal.client.api import AsyncClient
+from shoal.client.exec_job import exec_job
 from shoal.logs import configure
 from shoal.model import Job
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "shoal/base:bookworm"
@@ -106,7 +106,7 @@ async def measure(args: argparse.Namespace, broker: str, folder: Path) -> dict[s
         "SHOAL_LOG_LEVEL": "warning",
     }
     executor = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "client.main", "serve", "executor", cwd=ROOT, env=env,
+        sys.executable, "-m", "shoal.client.main", "serve", "executor", cwd=ROOT, env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     memory = psutil.Process(executor.pid)

@@ -27,11 +27,11 @@ import time
 from celery import Celery
 from kombu import Queue  # type: ignore[attr-defined]
 
-from requester.access import Access
-from requester.store import JobStore, Limits
-from requester.submissions import prepare
-from requester.translate import TranslatorRegistry, default_registry
 from shoal.model import JobState
+from shoal.requester.access import Access
+from shoal.requester.store import JobStore, Limits
+from shoal.requester.submissions import prepare
+from shoal.requester.translate import TranslatorRegistry, default_registry
 from shoal.wire import CONTENT_TYPE, ComputeRequest, SubmitReply, encode
 
 SETUP = os.environ.get("BENCH_CELERY_SETUP", "solo")

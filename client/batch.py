@@ -4,7 +4,7 @@ A batch file is JSON Lines: one job spec a line (what ``shoal job run`` takes, w
 one JSON object), blank lines and lines starting with ``#`` skipped. The whole file is
 checked before anything is submitted: every bad line is reported with its number and field
 path, and then nothing is submitted. The jobs then go through
-:meth:`client.api.AsyncClient.submit_many` (pipelined, each publish confirmed); a job the
+:meth:`shoal.client.api.AsyncClient.submit_many` (pipelined, each publish confirmed); a job the
 requester refuses does not stop the others, and every accepted job's ID is printed.
 """
 

@@ -8,7 +8,7 @@ socket with pamqp (aiormq's own framing library) doing the encoding.
 The guarantees are those of every Shoal publish: the message is persistent and
 ``mandatory``, and the channel is in confirm mode; a submission counts as sent only once the
 broker acked it. A returned (unroutable) message means no requester ever declared the queue.
-Replies come over direct reply-to, like ``client.session``; commands that follow a job
+Replies come over direct reply-to, like ``shoal.client.session``; commands that follow a job
 (events, API calls) use that module.
 """
 

@@ -2,7 +2,7 @@
 came from.
 
 Each setting is shown as the process would use it here: from ``--broker`` or a profile of
-the config file (the broker URL only, ``client.profiles``), from its ``SHOAL_*`` environment
+the config file (the broker URL only, ``shoal.client.profiles``), from its ``SHOAL_*`` environment
 variable, or the default. Secrets are masked: the password in any URL (the broker's, the
 store's, a proxy's) and the value of any setting named like a password, token or secret.
 """
@@ -25,8 +25,8 @@ from .output import FORMATS, echo_data
 MASK = "***"
 SECRET_NAME = re.compile(r"password|token|secret", re.IGNORECASE)
 SERVICES = {
-    "requester": "requester.settings:RequesterSettings",
-    "executor": "executor.settings:ExecutorSettings",
+    "requester": "shoal.requester.settings:RequesterSettings",
+    "executor": "shoal.executor.settings:ExecutorSettings",
 }
 
 
@@ -90,8 +90,8 @@ def service_settings(ctx: click.Context, role: str, environ: Mapping[str, str]) 
     """The effective settings of ``shoal serve ROLE`` started here, each with its source."""
     import importlib
 
-    from client.serve_command import load_service_settings
-    from client.settings_help import as_text, sections
+    from shoal.client.serve_command import load_service_settings
+    from shoal.client.settings_help import as_text, sections
 
     from .profiles import choose_broker
 

@@ -1,6 +1,6 @@
 """``shoal.exec_job``: the job ``shoal exec TYPE …`` builds, from Python values.
 
-Both go through :func:`client.prepare.prepare_job`, so the same arguments make the same job
+Both go through :func:`shoal.client.prepare.prepare_job`, so the same arguments make the same job
 (apart from its fresh ID and creation time) and meet the same ``UsageError`` subclasses.
 
 Example::

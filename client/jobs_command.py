@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 def _run(ctx: click.Context, work: Callable[[AsyncClient], Awaitable[T]]) -> T:
-    """Open a client (``client.api``) with the CLI's settings and run ``work(client)``."""
+    """Open a client (``shoal.client.api``) with the CLI's settings and run ``work(client)``."""
     import asyncio
 
     settings: ClientSettings = load_client_settings(ctx)

@@ -1,7 +1,7 @@
 """``shoal job-types``: the job types the cluster runs, asked of a requester.
 
 A requester answers with the job types it has both a template and a translator for
-(``requester.jobtypes``). When none answers, the command shows this installation's own
+(``shoal.requester.jobtypes``). When none answers, the command shows this installation's own
 templates and translators instead and says so on stderr; ``shoal exec --help`` does the same
 in a shorter time.
 """
@@ -34,8 +34,8 @@ class Catalogue:
 
 def local_catalogue(settings: ClientSettings) -> dict[str, Any]:
     """The job types of this installation: its templates that it has a translator for."""
-    from requester.jobtypes import catalogue
-    from requester.translate import default_registry
+    from shoal.requester.jobtypes import catalogue
+    from shoal.requester.translate import default_registry
 
     return catalogue(default_registry(), settings.template_dirs)
 

@@ -14,15 +14,15 @@ import click
 from .failures import report
 
 COMMANDS = {
-    "broker": ("client.broker_command", "broker_group"),
-    "config": ("client.config_command", "config_group"),
-    "exec": ("client.exec_command", "exec_command"),
-    "job": ("client.jobs_command", "job_group"),
-    "job-types": ("client.jobtypes_command", "job_types_command"),
-    "schema": ("client.schema_command", "schema_command"),
-    "serve": ("client.serve_command", "serve_group"),
-    "status": ("client.status_command", "status_command"),
-    "version": ("client.version_command", "version_command"),
+    "broker": ("shoal.client.broker_command", "broker_group"),
+    "config": ("shoal.client.config_command", "config_group"),
+    "exec": ("shoal.client.exec_command", "exec_command"),
+    "job": ("shoal.client.jobs_command", "job_group"),
+    "job-types": ("shoal.client.jobtypes_command", "job_types_command"),
+    "schema": ("shoal.client.schema_command", "schema_command"),
+    "serve": ("shoal.client.serve_command", "serve_group"),
+    "status": ("shoal.client.status_command", "status_command"),
+    "version": ("shoal.client.version_command", "version_command"),
 }
 """Command name → (module, attribute): each imported only when its command runs (or for
 ``--help``), so ``shoal exec`` does not pay for the job and serve commands' imports."""
@@ -95,7 +95,7 @@ def cli(broker: str | None, profile: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every error becomes one line ``Type: message`` on stderr and its exit
-    code (``client.failures``).
+    code (``shoal.client.failures``).
 
     Run as a program (``argv`` is ``None``), ``exec`` and ``job`` end with ``os._exit``
     once their output is flushed: tearing down the interpreter (pydantic, jinja2, click)

@@ -1,4 +1,4 @@
-"""``shoal job run FILE|-``: submit a job written as a spec file (``client.specfile``)."""
+"""``shoal job run FILE|-``: submit a job written as a spec file (``shoal.client.specfile``)."""
 
 from __future__ import annotations
 

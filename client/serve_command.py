@@ -34,7 +34,7 @@ def _load(module: str, name: str) -> Any:
 
 def load_service_settings(ctx: click.Context, settings_class: type[S]) -> S:
     """The service's settings from ``SHOAL_*`` variables, the broker URL chosen as for every
-    command (``client.profiles``); a bad value is a ``UsageError`` naming its variable."""
+    command (``shoal.client.profiles``); a bad value is a ``UsageError`` naming its variable."""
     from pydantic import SecretStr, ValidationError
 
     from .profiles import choose_broker
@@ -66,7 +66,7 @@ def serve_group() -> None:
 
 
 @serve_group.command(
-    "requester", cls=SettingsCommand, settings="requester.settings:RequesterSettings"
+    "requester", cls=SettingsCommand, settings="shoal.requester.settings:RequesterSettings"
 )
 @click.pass_context
 def serve_requester(ctx: click.Context) -> None:
@@ -76,13 +76,15 @@ def serve_requester(ctx: click.Context) -> None:
     SQLite (the default, one requester) or postgresql+asyncpg://USER@HOST/DB (several
     requesters).
     """
-    from requester.service import run
-    from requester.settings import RequesterSettings
+    from shoal.requester.service import run
+    from shoal.requester.settings import RequesterSettings
 
     ctx.exit(run(load_service_settings(ctx, RequesterSettings)))
 
 
-@serve_group.command("executor", cls=SettingsCommand, settings="executor.settings:ExecutorSettings")
+@serve_group.command(
+    "executor", cls=SettingsCommand, settings="shoal.executor.settings:ExecutorSettings"
+)
 @click.option(
     "--engines",
     metavar="LIST",
@@ -99,6 +101,6 @@ def serve_executor(ctx: click.Context, engines: str | None) -> None:
     """
     if engines is not None:
         os.environ["SHOAL_ENGINES"] = engines
-    settings_class: type[CommonSettings] = _load("executor.settings", "ExecutorSettings")
-    run: Callable[[CommonSettings], int] = _load("executor.service", "run")
+    settings_class: type[CommonSettings] = _load("shoal.executor.settings", "ExecutorSettings")
+    run: Callable[[CommonSettings], int] = _load("shoal.executor.service", "run")
     ctx.exit(run(load_service_settings(ctx, settings_class)))

@@ -14,7 +14,7 @@ A broker that goes away mid-command (a restart, a network cut) is the one-line
 ``UnavailableError`` (exit 3) of every command: :func:`open_session` is the one place that
 maps the AMQP library's errors, and every wait races the connection's end, so nothing
 waits out a timeout for a reply that cannot come. Given several broker addresses (a
-cluster's nodes), a wait for a job's end (``client.follow``) instead moves the session to the
+cluster's nodes), a wait for a job's end (``shoal.client.follow``) instead moves the session to the
 next address that answers (:meth:`Session.reconnect`) and carries on.
 """
 
@@ -216,7 +216,7 @@ class Session:
         """Submit every job, up to ``window`` at a time in flight (pipelined publishes, each
         confirmed); one result per submission, in order: its reply, or the typed error it
         met (a refused job does not stop the others). Archives that several jobs carry go
-        to the requester once, as blobs the jobs name (``client.blobs``), as do archives this
+        to the requester once, as blobs the jobs name (``shoal.client.blobs``), as do archives this
         session submitted before, unless ``share`` is false (then every job carries its own).
 
         The jobs go in rounds of half the window, two rounds in flight: a round's messages
@@ -239,7 +239,7 @@ class Session:
 
     async def _submit_round(self, bodies: list[bytes]) -> list[SubmitReply | ShoalError]:
         """Publish submission ``bodies`` in one write; each one's reply or typed error."""
-        from requester.framebatch import FrameBatch, confirmed
+        from shoal.requester.framebatch import FrameBatch, confirmed
 
         channel = self._channel
         assert isinstance(channel, aiormq.Channel)

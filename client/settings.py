@@ -5,7 +5,7 @@ five variables itself, because importing pydantic-settings costs every ``shoal e
 50 ms. The semantics are the same: the ``SHOAL_`` prefix, names matched case-insensitively,
 ``SHOAL_TEMPLATE_DIRS`` a JSON list (or, for convenience, ``os.pathsep``-separated paths),
 a bad value an error naming the variable. The broker URL may also come from ``--broker`` or
-a profile of the config file (``client.profiles``).
+a profile of the config file (``shoal.client.profiles``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def _positive(name: str, text: str) -> float:
 def load_client_settings(
     ctx: click.Context, environ: Mapping[str, str] | None = None
 ) -> ClientSettings:
-    """Settings from the environment, the broker URL chosen by ``client.profiles`` from
+    """Settings from the environment, the broker URL chosen by ``shoal.client.profiles`` from
     ``--broker``, ``--profile``, ``SHOAL_BROKER_URL``, ``SHOAL_PROFILE`` and the config file."""
     from .profiles import choose_broker
 

@@ -1,6 +1,6 @@
 """``shoal status``: the services that are alive and the depth of each queue.
 
-Asked of a requester (API op ``status``, ``requester.fleet``): services publish heartbeats
+Asked of a requester (API op ``status``, ``shoal.requester.fleet``): services publish heartbeats
 every ``SHOAL_HEARTBEAT_EVERY`` seconds (10 by default) and drop out of the view after
 missing three. Running job IDs are shown to operators (JSON output); other users see how
 many.

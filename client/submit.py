@@ -87,9 +87,9 @@ def translate_here(job: Job) -> str | None:
     error (the requester's admission limits too, as ``SHOAL_MAX_JOB_MEMORY`` here sets them);
     a note instead when this installation has no translator for the job's type (a
     requester's plug-in may have one)."""
-    from requester.admission import DEFAULT_MAX_JOB_MEMORY, Admission
-    from requester.translate import default_registry, translate_job
     from shoal.model import NATIVE_ENGINES
+    from shoal.requester.admission import DEFAULT_MAX_JOB_MEMORY, Admission
+    from shoal.requester.translate import default_registry, translate_job
     from shoal.units import parse_memory
 
     limit = os.environ.get("SHOAL_MAX_JOB_MEMORY")
@@ -122,7 +122,7 @@ def checked(answer: SubmitReply) -> SubmitReply:
 
 
 def submit_blocking(settings: ClientSettings, submission: Submission) -> SubmitReply:
-    """Submit over one blocking connection (``client.blocking``): no asyncio, no aiormq.
+    """Submit over one blocking connection (``shoal.client.blocking``): no asyncio, no aiormq.
 
     The submission expires when nobody answered in time, so a timed-out ``exec`` (exit 3)
     does not start a job later (expired submissions are dead-lettered, not dropped).

@@ -1,6 +1,6 @@
 """The public Python API, blocking: :class:`Client` (``shoal.Client``).
 
-Each call runs the matching :class:`client.api.AsyncClient` method on an event loop that
+Each call runs the matching :class:`shoal.client.api.AsyncClient` method on an event loop that
 the client keeps in a thread of its own, so the connection stays alive (heartbeats
 answered) between calls, and a ``Client`` works in a program that has an event loop running
 already (a notebook). Errors are the same typed :mod:`shoal.errors` exceptions.
@@ -38,7 +38,7 @@ T = TypeVar("T")
 
 class Client:
     """A connection to a Shoal cluster, for programs without asyncio: the methods of
-    :class:`client.api.AsyncClient`, blocking.
+    :class:`shoal.client.api.AsyncClient`, blocking.
 
     Example::
 
@@ -112,7 +112,7 @@ class Client:
             raise
 
     def submit(self, job: JobLike, *, idempotency_key: str | None = None) -> Submitted:
-        """Submit one job; see :meth:`client.api.AsyncClient.submit`.
+        """Submit one job; see :meth:`shoal.client.api.AsyncClient.submit`.
 
         Example::
 
@@ -128,7 +128,7 @@ class Client:
         window: int = SUBMIT_WINDOW,
     ) -> builtins.list[Submitted | ShoalError]:
         """Submit every job, pipelined; one result per job, in order: :class:`Submitted`
-        or the typed error that refused it. See :meth:`client.api.AsyncClient.submit_many`.
+        or the typed error that refused it. See :meth:`shoal.client.api.AsyncClient.submit_many`.
 
         Example::
 
@@ -156,7 +156,7 @@ class Client:
         limit: int | None = None,
         after: str | None = None,
     ) -> dict[str, Any]:
-        """Jobs, newest first; see :meth:`client.api.AsyncClient.list`.
+        """Jobs, newest first; see :meth:`shoal.client.api.AsyncClient.list`.
 
         Example::
 
@@ -170,7 +170,7 @@ class Client:
         self, job_id: str, *, timeout: float | None = None, check: bool = True
     ) -> dict[str, Any]:
         """Wait until the job ended and is recorded; its record. See
-        :meth:`client.api.AsyncClient.wait` for the errors.
+        :meth:`shoal.client.api.AsyncClient.wait` for the errors.
 
         Example::
 
@@ -215,7 +215,7 @@ class Client:
         allow_left_out: bool = False,
     ) -> Outputs:
         """Write the ended job's outputs to ``dest/NAME``; see
-        :meth:`client.api.AsyncClient.get`.
+        :meth:`shoal.client.api.AsyncClient.get`.
 
         Example::
 
@@ -226,7 +226,7 @@ class Client:
         )
 
     def stop(self, job_id: str) -> dict[str, Any]:
-        """Stop the job; see :meth:`client.api.AsyncClient.stop`.
+        """Stop the job; see :meth:`shoal.client.api.AsyncClient.stop`.
 
         Example::
 

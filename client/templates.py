@@ -1,5 +1,5 @@
 """Rendering job-type templates (Jinja2 templates of a JSON job) found by
-``templates.discovery``: the ``templates/`` folder shipped with Shoal, the
+``shoal.templates.discovery``: the ``templates/`` folder shipped with Shoal, the
 ``shoal.templates`` entry points, and the operator folders in ``SHOAL_TEMPLATE_DIRS``.
 
 Every ``{{ expression }}`` renders as a JSON value, so user input can never break the JSON.
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.errors import TemplateError, UnknownJobTypeError
-from templates.discovery import CLI_VARIABLES, discover
+from shoal.templates.discovery import CLI_VARIABLES, discover
 
 __all__ = ["CLI_VARIABLES", "discover", "lookup", "render"]
 

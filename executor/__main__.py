@@ -1,11 +1,11 @@
-"""``python -m executor``: run an executor with settings from the environment."""
+"""``python -m shoal.executor``: run an executor with settings from the environment."""
 
 from __future__ import annotations
 
 import sys
 
-from executor.service import run
-from executor.settings import ExecutorSettings
+from shoal.executor.service import run
+from shoal.executor.settings import ExecutorSettings
 
 if __name__ == "__main__":
     sys.exit(run(ExecutorSettings()))

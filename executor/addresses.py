@@ -32,7 +32,7 @@ from typing import Any
 import psutil
 import structlog
 
-log = structlog.get_logger("executor.addresses")
+log = structlog.get_logger("shoal.executor.addresses")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

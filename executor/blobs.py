@@ -30,10 +30,10 @@ from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from executor.failures import INPUT_FAILED, JobError
-from executor.settings import ExecutorSettings
 from shoal.blobs import as_inline, digest
 from shoal.errors import NotFoundError, ShoalError, UnavailableError, from_wire
+from shoal.executor.failures import INPUT_FAILED, JobError
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import InputSource
 from shoal.names import BLOBS_KEY, DIRECT_REPLY_TO, FLEET_EXCHANGE
 from shoal.wire import CONTENT_TYPE, ApiReply, ApiRequest, decode, encode

@@ -28,11 +28,11 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from executor.settings import ExecutorSettings
-from requester.batching import Batcher
 from shoal.broker import broker_user
 from shoal.errors import UnavailableError, from_wire
+from shoal.executor.settings import ExecutorSettings
 from shoal.names import CLAIMS_KEY, DIRECT_REPLY_TO, FLEET_EXCHANGE
+from shoal.requester.batching import Batcher
 from shoal.wire import (
     CONTENT_TYPE,
     ClaimItem,
@@ -229,7 +229,7 @@ class _Hold:
 
 @dataclass
 class MemoryClaimBook:
-    """The store's claim rules in memory (``requester.store.claims``), on a loop clock."""
+    """The store's claim rules in memory (``shoal.requester.store.claims``), on a loop clock."""
 
     jobs: dict[str, str] = field(default_factory=dict)
     """Job ID → state (``queued``, ``running``, or a terminal state)."""

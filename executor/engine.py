@@ -1,4 +1,4 @@
-"""The engine port: what the engine-neutral job lifecycle (``executor.execution``) asks of an
+"""The engine port: what the engine-neutral job lifecycle (``shoal.executor.execution``) asks of an
 execution environment.
 
 An :class:`Engine` admits a job (its own checks: image, network, params) and opens a
@@ -7,9 +7,9 @@ removes it on exit, whatever happened. The lifecycle starts the workload, stream
 output, waits for it with the job's timeout, stops it (SIGTERM, SIGKILL after the grace),
 collects its outputs, and turns the result into events.
 
-Engines: ``executor.engines.docker`` (Docker, and the in-memory twin of its container runner
-for the fast tests) and ``executor.engines.wasm`` (WebAssembly). Errors a job caused raise
-``executor.failures.JobError``; an engine failure raises :class:`EngineError`.
+Engines: ``shoal.executor.engines.docker`` (Docker, and the in-memory twin of its container runner
+for the fast tests) and ``shoal.executor.engines.wasm`` (WebAssembly). Errors a job caused raise
+``shoal.executor.failures.JobError``; an engine failure raises :class:`EngineError`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from executor.limits import Limits
+from shoal.executor.limits import Limits
 from shoal.model import Job
 
 Stream = Literal["stdout", "stderr"]
@@ -39,7 +39,7 @@ class ExitInfo:
     exit_code: int
     oom_killed: bool = False
     error: str | None = None
-    """The engine's own reason for ending it (an ``executor.failures`` error text, e.g. a
+    """The engine's own reason for ending it (an ``shoal.executor.failures`` error text, e.g. a
     wasm module trapped at a socket call), reported as the job's error."""
 
 

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from aio_pika.abc import AbstractExchange
 
-from executor.engine import Stream
 from shoal.broker import publish
+from shoal.executor.engine import Stream
 from shoal.model import JobState
 from shoal.wire import JobEvent
 

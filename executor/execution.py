@@ -23,14 +23,14 @@ from datetime import datetime
 
 import structlog
 
-from executor import failures
-from executor.blobs import BlobCache, materialise
-from executor.engine import Engine, EngineError, ExitInfo, Outputs, Workload
-from executor.events import EventSink, JobEvents
-from executor.failures import JobError
-from executor.limits import Limits, limits
-from executor.logstream import LogPump
-from executor.settings import ExecutorSettings
+from shoal.executor import failures
+from shoal.executor.blobs import BlobCache, materialise
+from shoal.executor.engine import Engine, EngineError, ExitInfo, Outputs, Workload
+from shoal.executor.events import EventSink, JobEvents
+from shoal.executor.failures import JobError
+from shoal.executor.limits import Limits, limits
+from shoal.executor.logstream import LogPump
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import Job, JobState
 from shoal.units import format_bytes
 from shoal.wire import utcnow
@@ -49,7 +49,7 @@ class JobControl:
     reason: str | None = None
     requeue: bool = False
     attempt: str | None = None
-    """The run's execution claim (``executor.claims``), carried by its events."""
+    """The run's execution claim (``shoal.executor.claims``), carried by its events."""
 
     def stop(self, reason: str, *, requeue: bool = False) -> None:
         """Ask the job to stop (kill its container)."""
@@ -73,7 +73,7 @@ class Node:
     sink: EventSink
     executor_id: str
     blobs: BlobCache | None = None
-    """Where blob inputs come from (``executor.blobs``); without it they fail the job."""
+    """Where blob inputs come from (``shoal.executor.blobs``); without it they fail the job."""
 
     def engine(self, job: Job) -> Engine:
         """The engine for ``job``; ``JobError(UNSUPPORTED)`` when none here serves it."""

@@ -1,7 +1,7 @@
 """An executor's heartbeat: what it is and how busy, every ``heartbeat_every`` seconds.
 
 Published to ``shoal.fleet`` with key ``heartbeat`` (routed to ``shoal.heartbeats``, read by
-a requester into the view behind ``shoal status``, see ``requester.fleet``), signed with the
+a requester into the view behind ``shoal status``, see ``shoal.requester.fleet``), signed with the
 executor's account (``user_id``). Not mandatory: before any requester declared the queue a
 heartbeat is dropped. Each expires in the queue after the view would have dropped it, so a
 backlog never piles up while no requester runs. A failed publish (the broker is away) is
@@ -18,8 +18,8 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 import shoal
-from executor.settings import ExecutorSettings
 from shoal.broker import broker_user, publish
+from shoal.executor.settings import ExecutorSettings
 from shoal.names import HEARTBEAT_KEY
 from shoal.topology import declare_fleet
 from shoal.wire import HEARTBEAT_MISSES, Heartbeat

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from executor.settings import ExecutorSettings
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import Task
 from shoal.units import format_bytes
 

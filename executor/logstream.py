@@ -16,9 +16,9 @@ import codecs
 import contextlib
 from collections.abc import AsyncIterator
 
-from executor.engine import Stream
-from executor.events import JobEvents
-from executor.settings import ExecutorSettings
+from shoal.executor.engine import Stream
+from shoal.executor.events import JobEvents
+from shoal.executor.settings import ExecutorSettings
 from shoal.units import format_bytes
 
 _END = None

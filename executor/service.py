@@ -4,7 +4,7 @@ Start: connect, declare its part of the topology (``declare_executor``), declare
 executor's control queue, set up the HTTP gateway, let each engine clean up what gone
 executors of the node left (``Engine.clean_up``; Docker reaps their containers), read the
 node's own addresses (refreshed every ``address_refresh`` seconds,
-``executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
+``shoal.executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
 of ``slots``; every job task is held in a set).
 
 Liveness: the control queue is named after the executor (``shoal.executor.<executor id>``) and
@@ -12,12 +12,12 @@ is exclusive, so the broker holds it exactly as long as that executor's connecti
 another client declaring it passively gets ``RESOURCE_LOCKED`` while it lives and ``NOT_FOUND``
 once it is gone (:func:`executor_alive`). Reaping uses that: of the containers labelled with
 this node, only those whose executor (label ``shoal.executor``) is gone are removed
-(``executor.engines.docker.orphans``), and the same holds for the proxy rules
-(``executor.engines.docker.network``). Several executors may
+(``shoal.executor.engines.docker.orphans``), and the same holds for the proxy rules
+(``shoal.executor.engines.docker.network``). Several executors may
 share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
-duplicate check → stop list → wait for a slot → claim the run (``executor.claims``) →
+duplicate check → stop list → wait for a slot → claim the run (``shoal.executor.claims``) →
 ``execution.execute`` → ack once the terminal event is confirmed, or ``nack(requeue)`` when the
 job was handed back at shutdown. One summary log line per job.
 
@@ -56,22 +56,22 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from executor.addresses import NodeAddresses
-from executor.blobs import api_blobs
-from executor.claims import Claims, amqp_claims, new_attempt
-from executor.engine import Engine
-from executor.engines.docker.docker_runner import DockerRunner
-from executor.engines.docker.engine import DockerEngine
-from executor.engines.docker.gateway import HttpGateway, NoGateway
-from executor.engines.docker.network import DockerHttpGateway
-from executor.engines.docker.runner import ContainerRunner
-from executor.engines.wasm.engine import WasmEngine
-from executor.events import AmqpEventSink
-from executor.execution import JobControl, Node, Outcome, execute, monotonic
-from executor.heartbeat import Busy, start_heartbeat
-from executor.settings import ExecutorSettings
 from shoal.broker import broker_user, connect
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, ShoalError, UnavailableError
+from shoal.executor.addresses import NodeAddresses
+from shoal.executor.blobs import api_blobs
+from shoal.executor.claims import Claims, amqp_claims, new_attempt
+from shoal.executor.engine import Engine
+from shoal.executor.engines.docker.docker_runner import DockerRunner
+from shoal.executor.engines.docker.engine import DockerEngine
+from shoal.executor.engines.docker.gateway import HttpGateway, NoGateway
+from shoal.executor.engines.docker.network import DockerHttpGateway
+from shoal.executor.engines.docker.runner import ContainerRunner
+from shoal.executor.engines.wasm.engine import WasmEngine
+from shoal.executor.events import AmqpEventSink
+from shoal.executor.execution import JobControl, Node, Outcome, execute, monotonic
+from shoal.executor.heartbeat import Busy, start_heartbeat
+from shoal.executor.settings import ExecutorSettings
 from shoal.liveness import executor_alive, executor_queue
 from shoal.logs import configure
 from shoal.metrics import (

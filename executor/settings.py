@@ -18,7 +18,7 @@ large: ...`` (the results within the limit are kept).
 Node id: ``node_id`` defaults to the host name, so executors on one host share it. That is
 safe: each container also carries its executor's own ID (``<node>-<pid>-<random>``), and an
 executor starting up removes only the containers (and proxy rules) of executors of its node
-that are no longer connected to the broker (``executor.service``, "Liveness"), never those of
+that are no longer connected to the broker (``shoal.executor.service``, "Liveness"), never those of
 a running one. Orphans of a killed executor are removed by the next executor started on the
 node. Executors on one Docker host that use different brokers or vhosts cannot see each other:
 give them different ``SHOAL_NODE_ID`` values.
@@ -27,7 +27,7 @@ Trust: native docker jobs may name only the runtime images (what translated jobs
 images matching ``allowed_images``; an image missing on the node is never pulled unless
 ``pull_policy`` is ``if-missing``. Jobs run as a non-root user unless ``allow_root``: an
 image whose user is root (or a name that cannot be checked) runs as ``NOBODY``. Destinations
-of http jobs and url inputs are checked by ``executor.addresses``.
+of http jobs and url inputs are checked by ``shoal.executor.addresses``.
 
 Stopping: a job stopped (``shoal job stop``), timed out, or handed back at shutdown gets
 SIGTERM, then SIGKILL once its grace has passed: ``timeouts.grace`` of the job, else
@@ -148,7 +148,7 @@ Engines = Annotated[list[str], NoDecode, BeforeValidator(_engines)]
 
 
 class DockerEngineSettings(BaseModel):
-    """The settings only the Docker engine reads (``executor.engines.docker``): its
+    """The settings only the Docker engine reads (``shoal.executor.engines.docker``): its
     connection, images and users, containers, the ``http`` network and the dependency cache.
 
     A mixin of :class:`ExecutorSettings`, not a nested model, so each is still
@@ -284,7 +284,7 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
         default=1024**3,
         description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
         "largest file a job may write (RLIMIT_FSIZE); past it the job is killed and fails "
-        "with 'output too large' (see executor.engines.docker.volumes)",
+        "with 'output too large' (see shoal.executor.engines.docker.volumes)",
     )
     volume_check_seconds: float = Field(
         default=2.0, gt=0, description="How often a running job's volumes are measured"

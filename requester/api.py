@@ -2,18 +2,18 @@
 
 Ops (``ApiRequest.op``): ``list`` (params ``states`` or ``state``, ``labels`` {k: v},
 ``since``, ``limit``, ``after``: the jobs), ``page`` (the same, with the counts and the next
-cursor, ``requester.store.listing``), ``summary`` (counts by state and job type), and per
+cursor, ``shoal.requester.store.listing``), ``summary`` (counts by state and job type), and per
 job ``resolve`` (its summary), ``describe``, ``logs``, ``get`` (the job's state, its outputs
 as base64 tar.gz per result name and ``left_out``: notes on the results it does not have)
-and ``stop``; ``status`` (the live services and the queues' depth, ``requester.fleet``:
+and ``stop``; ``status`` (the live services and the queues' depth, ``shoal.requester.fleet``:
 job IDs of running jobs only for operators); and the blob ops ``blobs-missing``,
-``blob-put``, ``blob-get`` (``requester.blobapi``). A job is named by its ID or by a unique
+``blob-put``, ``blob-get`` (``shoal.requester.blobapi``). A job is named by its ID or by a unique
 prefix of it (at least six characters after ``j-``), looked up among the caller's jobs only.
 Each answers only about the jobs the caller (the request's broker-checked ``user_id``) may
-see (``requester.access``); another user's job is "not found".
+see (``shoal.requester.access``); another user's job is "not found".
 Stopping a job that has not started marks it ``stopped`` in the store, so the requester never
 hands it out again and executors that see its compute message skip it (their claim of the run
-is answered ``stopped``, see ``requester.claims``); stopping a running job (or one a live
+is answered ``stopped``, see ``shoal.requester.claims``); stopping a running job (or one a live
 claim holds) sends the control message, and the executor running it kills it and reports
 the end.
 """

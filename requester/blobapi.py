@@ -1,4 +1,4 @@
-"""The API's blob ops (``shoal.blobs``), answered from a :class:`~requester.store.BlobStore`.
+"""The API's blob ops (``shoal.blobs``), answered from a :class:`~shoal.requester.store.BlobStore`.
 
 - ``blobs-missing`` (params ``hashes``: sha256 hex strings, at most :data:`MAX_HASHES`):
   ``{"missing": [...]}``, the ones the store does not hold. One call per batch.

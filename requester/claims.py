@@ -2,7 +2,7 @@
 
 A claim request carries every run an executor is about to start (several when slots free up
 together); the reply has one verdict per run, in order (``shoal.wire.Verdict``). The store
-decides (``requester.store.claims``); the one thing it cannot tell is whether the executor
+decides (``shoal.requester.store.claims``); the one thing it cannot tell is whether the executor
 holding a live lease still runs. For a ``claimed`` answer naming a live holder, this handler
 asks the broker (``shoal.liveness``): if the holder is gone — its compute message was
 redelivered because its executor died — the run is taken over at once instead of after the

@@ -4,7 +4,7 @@ Where a message died and why come from its ``x-death`` header (the newest death 
 
 - a compute message (``shoal.compute``): its job ends ``failed`` with the reason, e.g.
   "delivery limit reached", and executors are told to stop it — unless its retry policy
-  lists ``lost`` and attempts remain: then it is queued again (``requester.store.retries``);
+  lists ``lost`` and attempts remain: then it is queued again (``shoal.requester.store.retries``);
 - a submission (``shoal.submit``): if its job was stored and never queued, the job ends
   ``failed``; a caller waiting on ``reply_to`` is answered with the job (when it was queued
   after all) or with the error; a submission that never became a job is only logged;

@@ -5,7 +5,7 @@ Executors publish a :class:`~shoal.wire.Heartbeat` every ``heartbeat_every`` sec
 consumes it keeps it in the store (:class:`HeartbeatRecorder`), so every requester sharing
 a Postgres store answers with the same view. A requester writes its own heartbeat straight
 to the store (:func:`beat`) and removes it when it stops cleanly. A node drops out of the
-view ``MISSES`` intervals after its last heartbeat (``requester.store.nodes``); an executor
+view ``MISSES`` intervals after its last heartbeat (``shoal.requester.store.nodes``); an executor
 whose broker connection is gone (it stopped, cleanly or not: its exclusive control queue went
 with the connection) drops out at the next ``status`` (:func:`without_gone`).
 

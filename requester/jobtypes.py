@@ -1,6 +1,6 @@
 """What a requester runs: its job types, as ``shoal job-types`` and ``shoal exec --help`` show.
 
-A job type is offered when this requester has both its template (``templates.discovery``:
+A job type is offered when this requester has both its template (``shoal.templates.discovery``:
 built-in, entry points, ``SHOAL_TEMPLATE_DIRS``) and a translator for it. Each entry gives the
 template's options with their defaults, the values the translator accepts where it says
 (``choices``), the engine its jobs run on, and the template's one-line description. A
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from templates.discovery import discover, options, summary
+from shoal.templates.discovery import discover, options, summary
 
 from .translate.registry import TranslatorRegistry
 

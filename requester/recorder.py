@@ -5,7 +5,7 @@ requesters): the store's writes are order-safe (states only move forward, log ch
 keyed by ``seq``), so the recorder writes whatever comes and acks after the commit. Events
 are written in rounds (group commit) to keep up with chatty logs.
 
-Only events published by executor accounts are recorded (``requester.access``: the broker
+Only events published by executor accounts are recorded (``shoal.requester.access``: the broker
 checks the ``user_id`` an executor signs its events with), and only for the runs that
 account runs: the first account whose event for a (job, executor) run is recorded owns the
 run, and another account's events for it are refused; so are the events of an attempt that

@@ -3,7 +3,7 @@
 Start: open the store (schema created), connect (robust), declare the topology, then consume
 ``shoal.submit``, ``shoal.recorder``, ``shoal.api``, ``shoal.heartbeats``, ``shoal.claims``
 and ``shoal.dead``, each on its own channel and prefetch, start the sweeper (jobs past their
-timeouts) and this requester's own heartbeat (``requester.fleet``).
+timeouts) and this requester's own heartbeat (``shoal.requester.fleet``).
 Stop (SIGTERM/SIGINT, see :func:`run`): stop the sweeper, cancel the consumers, let in-flight
 deliveries finish within ``shutdown_grace`` (the rest are cancelled and go back to their
 queue), then close the connection and the store — the reverse of start. A second signal
@@ -197,7 +197,7 @@ class Requester:
             await asyncio.sleep(self.settings.queue_depth_every)
 
     async def _status(self, operator: bool) -> dict[str, Any]:
-        """The ``status`` API answer (``requester.fleet``)."""
+        """The ``status`` API answer (``shoal.requester.fleet``)."""
         assert self.store is not None
         assert self._depth_channel is not None
         nodes = await without_gone(

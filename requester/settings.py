@@ -117,7 +117,7 @@ class RequesterSettings(ServiceSettings):
         return [Path(part) for part in self.template_dirs.split(os.pathsep) if part.strip()]
 
     def admission(self) -> Admission:
-        """The limits on what a job may ask for (``requester.admission``)."""
+        """The limits on what a job may ask for (``shoal.requester.admission``)."""
         return Admission(max_memory=self.max_job_memory)
 
     def access(self) -> Access:

@@ -2,7 +2,7 @@
 
 Deliveries from ``shoal.submit`` are taken a round at a time (whatever arrived meanwhile, up
 to ``max_round``) and every step serves the whole round: one store transaction, the compute
-messages and then the replies and acks each in one socket write (``requester.framebatch``).
+messages and then the replies and acks each in one socket write (``shoal.requester.framebatch``).
 A lone submission is a round of one, handled at once; under load a round is a prefetch
 window. Two rounds run at once, so one's CPU work overlaps the other's waits.
 
@@ -132,7 +132,7 @@ class _StoreOp:
 class SubmissionPipeline:
     """Consumes ``shoal.submit`` on ``channel``, which also carries the confirmed compute
     publishes; replies go out on ``replies``, a channel without confirms (see
-    ``requester.replies``). :meth:`start`, then :meth:`cancel` and :meth:`drain`."""
+    ``shoal.requester.replies``). :meth:`start`, then :meth:`cancel` and :meth:`drain`."""
 
     def __init__(
         self,

@@ -2,18 +2,18 @@
 
 Every ``interval`` seconds each requester runs its :attr:`Sweeper.steps` in order; a step
 that fails is logged and tried again next time. The one step today fails the jobs whose
-deadline passed (``requester.store.deadlines``) and announces each end
-(``requester.announce``): a job still waiting gets "expired in the queue", a job past its
+deadline passed (``shoal.requester.store.deadlines``) and announces each end
+(``shoal.requester.announce``): a job still waiting gets "expired in the queue", a job past its
 total timeout gets "timed out" and its executor a stop. Several requesters sweep the same
 store safely: a job moves to ``failed`` once, and only the requester that moved it
 announces it. With a ``compute`` exchange a second step republishes the compute message of
-each job whose retry is due (``requester.store.retries``); two requesters may both publish
+each job whose retry is due (``shoal.requester.store.retries``); two requesters may both publish
 it, and the executors' claims run it once. Before it, a step makes due the compute message
 of each run whose claim's lease lapsed or was handed back while its job had not ended
-(``requester.store.lapses``): the executor that held it may have been the only one to get
+(``shoal.requester.store.lapses``): the executor that held it may have been the only one to get
 the message, so without a resend no executor would ever run it. With a ``retention``, a last
-step removes the history of jobs that ended longer ago than that (``requester.store.retention``),
-at most once a minute.
+step removes the history of jobs that ended longer ago than that
+(``shoal.requester.store.retention``), at most once a minute.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class Sweeper:
 
     async def resend_lapsed(self) -> None:
         """Make due the compute message of each run whose lease lapsed or was handed back
-        while its job had not ended (``requester.store.lapses``); the next step publishes."""
+        while its job had not ended (``shoal.requester.store.lapses``); the next step publishes."""
         while True:
             marked = await self._store.mark_lapsed(limit=BATCH)
             for job_id in marked:

@@ -24,10 +24,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from client.api import AsyncClient, Outputs, Submitted
-    from client.exec_job import exec_job
-    from client.follow import LogChunk
-    from client.sync_api import Client
+    from shoal.client.api import AsyncClient, Outputs, Submitted
+    from shoal.client.exec_job import exec_job
+    from shoal.client.follow import LogChunk
+    from shoal.client.sync_api import Client
 
 __version__ = "0.1.0"
 
@@ -42,12 +42,12 @@ __all__ = [
 ]
 
 _LAZY = {
-    "AsyncClient": "client.api",
-    "Outputs": "client.api",
-    "Submitted": "client.api",
-    "Client": "client.sync_api",
-    "LogChunk": "client.follow",
-    "exec_job": "client.exec_job",
+    "AsyncClient": "shoal.client.api",
+    "Outputs": "shoal.client.api",
+    "Submitted": "shoal.client.api",
+    "Client": "shoal.client.sync_api",
+    "LogChunk": "shoal.client.follow",
+    "exec_job": "shoal.client.exec_job",
 }
 """Where each name of the API lives (``client/`` imports ``shoal``, so it is loaded late)."""
 

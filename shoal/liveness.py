@@ -4,7 +4,7 @@ An executor's control queue is named after it (``shoal.executor.<executor id>``)
 exclusive, so the broker holds it exactly as long as that executor's connection is open:
 another client declaring it passively gets ``RESOURCE_LOCKED`` while it lives and
 ``NOT_FOUND`` once it is gone. Executors use this to reap orphaned containers, the requester
-to hand a claimed run to another executor when its holder is gone (``requester.claims``).
+to hand a claimed run to another executor when its holder is gone (``shoal.requester.claims``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Why a job ended, in words and as an exit code: read from its state, exit code and error.
 
-A job's ``error`` (set by its executor, ``executor.failures``, or by the requester for a job
+A job's ``error`` (set by its executor, ``shoal.executor.failures``, or by the requester for a job
 it ended itself: lost, expired, timed out) starts with a prefix that names what went wrong.
 :func:`explain` turns it into an :class:`Outcome`: a category from :data:`CATEGORIES`, the
 last useful line (the launcher's message, the job's last stderr line, the requester's

@@ -2,7 +2,7 @@
 
 Every work queue dead-letters to ``shoal.dlx`` after :data:`DELIVERY_LIMIT` redeliveries.
 ``shoal.dead`` keeps at most :data:`DEAD_MAX_LENGTH` messages / :data:`DEAD_MAX_BYTES`
-bytes, dropping the oldest; the requester consumes it (``requester.deadletters``). A
+bytes, dropping the oldest; the requester consumes it (``shoal.requester.deadletters``). A
 ``shoal.dead`` declared unbounded by an older Shoal keeps its arguments (RabbitMQ refuses to
 change them): :func:`declare` then uses it as it is and logs how to bound it with a policy
 (``scripts/ensure-rabbitmq.sh`` sets that policy on the default vhost).
@@ -164,7 +164,7 @@ async def declare_executor(
 ) -> Topology:
     """Declare what an executor uses — the compute queue of each of its ``engines``,
     ``shoal.events``, ``shoal.control``, the dead-letter exchange, and with ``claims``
-    ``shoal.fleet`` (heartbeats declare it too, ``executor.heartbeat``) — and nothing its
+    ``shoal.fleet`` (heartbeats declare it too, ``shoal.executor.heartbeat``) — and nothing its
     account may not touch (``shoal.roles``). ``shoal.claims`` and its binding are the requester's:
     until a requester declared them, a claim request comes back unrouted."""
     dead_letter = await channel.declare_exchange(

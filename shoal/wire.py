@@ -99,7 +99,7 @@ class JobEvent(Message):
     """Result name → base64 tar.gz of that folder (kind ``result``)."""
     truncated: bool = False
     attempt: str | None = None
-    """The execution claim this run holds (``executor.claims``); the recorder refuses the
+    """The execution claim this run holds (``shoal.executor.claims``); the recorder refuses the
     events of an attempt that no longer holds its job's claim."""
 
     @field_validator("outputs")

@@ -3,8 +3,8 @@
 Templates come from, in order (a later source overrides an earlier one of the same name):
 the folder of this package, the ``shoal.templates`` entry points (each naming a ``.tpl`` file
 or a folder of them), and operator folders (``SHOAL_TEMPLATE_DIRS``). Names are
-case-insensitive. The CLI renders them (``client.templates``); requesters describe them to
-the CLI (``requester.jobtypes``).
+case-insensitive. The CLI renders them (``shoal.client.templates``); requesters describe them to
+the CLI (``shoal.requester.jobtypes``).
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Engine adapters: each implements ``executor.engine.Engine`` for one execution environment."""
+"""Engine adapters: each implements ``shoal.executor.engine.Engine`` for one execution
+environment."""

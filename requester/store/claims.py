@@ -4,7 +4,7 @@ One row per job that was ever claimed or stopped before it ran. The first claim 
 (``INSERT … ON CONFLICT DO NOTHING``), so of two executors racing for a job exactly one wins,
 on SQLite and on Postgres alike. The row holds the winning ``attempt``, its executor and the
 lease end; renewals push the end forward. A lease that lapsed (its executor died or hung), or
-whose executor is gone (``requester.claims`` asks the broker), is taken over by a conditional
+whose executor is gone (``shoal.requester.claims`` asks the broker), is taken over by a conditional
 ``UPDATE … WHERE attempt = <old>``, so two takers cannot both win either. A stop before any
 run inserts (or takes over a lapsed lease as) ``STOP_ATTEMPT``: every later claim answers
 ``stopped``. Events of an attempt that no longer holds its row are refused

@@ -4,7 +4,7 @@ A page is keyset-paged, newest first: ``(created_at, id)`` of the job named by `
 starts the next page, so a page costs the rows it returns plus two counts (the matching jobs,
 and those on earlier pages), whatever the page's depth. Translated originals are left out
 unless a state filter asks for ``translated``. ``scope`` (owner, namespaces) keeps that
-owner's jobs and the jobs in those namespaces (``requester.access``); ``None`` is every job.
+owner's jobs and the jobs in those namespaces (``shoal.requester.access``); ``None`` is every job.
 """
 
 from __future__ import annotations

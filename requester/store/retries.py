@@ -40,7 +40,7 @@ from .claims import RELEASED
 from .dialect import insert_for
 
 KINDS = {"executor error": "engine", "exit code": "exit"}
-"""Failure categories (``executor.failures``, the error's prefix) → retry kinds."""
+"""Failure categories (``shoal.executor.failures``, the error's prefix) → retry kinds."""
 ATTEMPT_MARK = "#"
 MIN_DELAY = 0.5
 """Seconds a retry waits at the least, whatever the policy: the executor that reported the

@@ -17,18 +17,18 @@
     claims       job_id → the attempt that holds the job's run, its executor and lease end
                  (``store.claims``); a stop before any run holds it as ``STOP_ATTEMPT``
     deadlines    (job_id, kind) → when the job's ``queue`` or ``total`` timeout runs out
-                 (``requester.store.deadlines``; a row is removed once handled)
+                 (``shoal.requester.store.deadlines``; a row is removed once handled)
     retries      job_id → the number of the job's current attempt (2 once retried) and when its
-                 compute message is due again (``requester.store.retries``; NULL once sent)
+                 compute message is due again (``shoal.requester.store.retries``; NULL once sent)
     run_accounts (job_id, executor) → the broker account whose event for that run was recorded
                  first: only that account's events for it are recorded afterwards
     blobs        sha256 → a content-addressed archive many jobs share (``shoal.blobs``): its
-                 bytes and size, when it was first stored (``requester.store.blobs``)
+                 bytes and size, when it was first stored (``shoal.requester.store.blobs``)
     job_blobs    (job_id, sha256): the blobs a job's inputs name, so that retention removes a
                  blob once no job kept names it (``store.retention``)
     store_meta   key → value about the store itself: ``store_id``, made once, names the store
-                 to the other requesters of a broker (``requester.peers``)
-    nodes        node_id → the latest heartbeat of a service (``requester.store.nodes``), its
+                 to the other requesters of a broker (``shoal.requester.peers``)
+    nodes        node_id → the latest heartbeat of a service (``shoal.requester.store.nodes``), its
                  role, when it was sent and when it expires (``shoal status``)
 
 Tables are created when missing; columns added since a table was created are added by

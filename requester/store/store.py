@@ -116,7 +116,7 @@ class JobStore:
         return str(value)
 
     def blobs(self) -> BlobStore:
-        """The blob store in this database (``requester.store.blobs``)."""
+        """The blob store in this database (``shoal.requester.store.blobs``)."""
         return DatabaseBlobStore(self._engine, self._write)
 
     async def close(self) -> None:

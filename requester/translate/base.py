@@ -15,7 +15,7 @@ class Translator(Protocol):
     ``translate`` must not mutate its argument and must raise only ``TranslationError``
     (anything else is wrapped into one by the caller).
 
-    Optional attributes, shown by ``shoal job-types`` (``requester.jobtypes``): ``engine``,
+    Optional attributes, shown by ``shoal job-types`` (``shoal.requester.jobtypes``): ``engine``,
     the engine its tasks run on (default ``docker``), and ``choices``, template option →
     the values it accepts (``{"version": ("3.11", "3.12")}``).
     """

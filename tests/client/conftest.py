@@ -39,7 +39,7 @@ class Shoal:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "client.main",
+            "shoal.client.main",
             *args,
             cwd=self.cwd,
             env={

@@ -21,9 +21,9 @@ SPEC_ONLY = ("id", "created_at")
 def test_import_shoal_loads_no_client_code_until_a_name_is_used() -> None:
     probe = (
         "import sys, shoal\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('client', 'aiormq')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('shoal.client', 'aiormq'))))\n"
         "shoal.Client\n"
-        "print('client.sync_api' in sys.modules)\n"
+        "print('shoal.client.sync_api' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
@@ -32,8 +32,8 @@ def test_import_shoal_loads_no_client_code_until_a_name_is_used() -> None:
 
 
 def test_the_api_names_are_exported_and_unknown_ones_are_attribute_errors() -> None:
-    from client.api import AsyncClient
-    from client.sync_api import Client
+    from shoal.client.api import AsyncClient
+    from shoal.client.sync_api import Client
 
     assert shoal.Client is Client
     assert shoal.AsyncClient is AsyncClient
@@ -105,7 +105,7 @@ def test_exec_job_builds_the_job_of_shoal_exec(
         [
             sys.executable,
             "-m",
-            "client.main",
+            "shoal.client.main",
             *command,
             "--",
             "python",

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 import shoal
-from requester.framebatch import FrameBatch
-from requester.service import Requester
-from requester.settings import RequesterSettings
 from shoal.model import Job
+from shoal.requester.framebatch import FrameBatch
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 
 pytestmark = [pytest.mark.rabbitmq]
 

@@ -10,22 +10,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from client.blobs import (
+from shoal.blobs import digest
+from shoal.client.blobs import (
     WORTH_REMEMBERING,
     BlobMemory,
     naming_blobs,
     shared_archives,
     upload_shared,
 )
-from client.prepare import ExecOptions, prepare_job
-from shoal.blobs import digest
+from shoal.client.prepare import ExecOptions, prepare_job
 from shoal.errors import ProtocolError
 from shoal.model import submitted_spec
 from shoal.wire import Submission
 
 
 class Requester:
-    """The requester's blob ops in memory (``requester.blobapi``), recording the calls."""
+    """The requester's blob ops in memory (``shoal.requester.blobapi``), recording the calls."""
 
     def __init__(self, *, held: tuple[bytes, ...] = (), old: bool = False) -> None:
         self.blobs = {digest(blob): blob for blob in held}

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
 from shoal.inline import open_inline
 from shoal.model import Job, JobState, derived_job_id
+from shoal.requester.service import Requester
 from shoal.topology import COMPUTE_QUEUE, DEAD_QUEUE
 from shoal.wire import ComputeRequest, JobEvent, decode
 from tests.requester.amqp import collect

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from client.config_command import mask_url, masked
+from shoal.client.config_command import mask_url, masked
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 def shoal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.main", *args],
+        [sys.executable, "-m", "shoal.client.main", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from client.extract import extract, output_folder
+from shoal.client.extract import extract, output_folder
 from shoal.errors import UsageError
 from tests.bombs import zeros_bomb
 

@@ -9,13 +9,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("aio_pika", "aiormq", "sqlalchemy", "aiodocker", "structlog", "requester", "executor")
+HEAVY = (
+    "aio_pika",
+    "aiormq",
+    "sqlalchemy",
+    "aiodocker",
+    "structlog",
+    "shoal.requester",
+    "shoal.executor",
+)
 
-TRANSLATION = ("requester", "requester.translate")
+TRANSLATION = ("shoal.requester", "shoal.requester.translate")
 """What a dry run loads of the requester: its translators (pydantic only), nothing else."""
 PROBE = """
 import sys
-from client.main import main
+from shoal.client.main import main
 code = main({argv!r})
 loaded = [m for m in {heavy!r} if m in sys.modules and m not in {allowed!r}]
 print("LOADED:" + ",".join(loaded), file=sys.stderr)
@@ -33,7 +41,12 @@ print("LOADED:" + ",".join(loaded), file=sys.stderr)
     ],
 )
 def test_no_heavy_imports(argv: list[str], allowed: tuple[str, ...]) -> None:
-    heavy = (*HEAVY, "requester.service", "requester.store", "requester.submissions")
+    heavy = (
+        *HEAVY,
+        "shoal.requester.service",
+        "shoal.requester.store",
+        "shoal.requester.submissions",
+    )
     done = subprocess.run(
         [sys.executable, "-c", PROBE.format(argv=argv, heavy=heavy, allowed=allowed)],
         cwd=ROOT,

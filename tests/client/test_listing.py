@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
-from requester.store import JobStore, NewJob
 from shoal.model import Job, JobState
+from shoal.requester.service import Requester
+from shoal.requester.store import JobStore, NewJob
 from tests.requester.jobs import docker_job, state
 
 from .conftest import Shoal

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
+from shoal.requester.service import Requester
 from tests.services import rabbit_vhost
 
 from .conftest import ROOT, Done, Shoal
@@ -275,7 +275,7 @@ def test_offline_mistake(mistake: Mistake, tmp_path: Path) -> None:
         **{key: value for key, value in mistake.env.items()},
     }
     done = subprocess.run(
-        [sys.executable, "-m", "client.main", *shlex.split(mistake.argv)],
+        [sys.executable, "-m", "shoal.client.main", *shlex.split(mistake.argv)],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -368,7 +368,7 @@ def test_the_last_resort(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from client import main, output
+    from shoal.client import main, output
 
     monkeypatch.delenv("SHOAL_DEBUG", raising=False)
     monkeypatch.setattr(output, "echo_data", _raising(error))
@@ -380,7 +380,7 @@ def test_the_last_resort(
 def test_shoal_debug_shows_the_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from client import main, output
+    from shoal.client import main, output
 
     monkeypatch.setenv("SHOAL_DEBUG", "1")
     monkeypatch.setattr(output, "echo_data", _raising(ValueError("boom")))
@@ -424,7 +424,12 @@ def test_the_readme_error_examples_are_what_the_cli_prints(tmp_path: Path) -> No
     assert examples
     for command, line in examples:
         done = subprocess.run(
-            [sys.executable, "-m", "client.main", *shlex.split(command.removeprefix("$ shoal "))],
+            [
+                sys.executable,
+                "-m",
+                "shoal.client.main",
+                *shlex.split(command.removeprefix("$ shoal ")),
+            ],
             capture_output=True,
             text=True,
             cwd=tmp_path,
@@ -443,7 +448,7 @@ def test_the_readme_error_examples_are_what_the_cli_prints(tmp_path: Path) -> No
 def test_a_closed_stdout_ends_quietly_with_141(argv: list[str]) -> None:
     """``shoal … | head -1``: the reader left; no line, exit 128 + SIGPIPE as a shell reports."""
     with subprocess.Popen(
-        [sys.executable, "-m", "client.main", *argv],
+        [sys.executable, "-m", "shoal.client.main", *argv],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from requester.service import Requester
+from shoal.requester.service import Requester
 
 from .conftest import Done, Shoal
 from .cutting_proxy import cutting_proxy

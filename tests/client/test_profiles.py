@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from client.profiles import BrokerChoice, choose_broker, config_path
+from shoal.client.profiles import BrokerChoice, choose_broker, config_path
 from shoal.errors import UsageError
 
 CONFIG = """

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from client.blocking import Endpoint
-from client.settings import DEFAULT_BROKER_URL, ClientSettings
+from shoal.client.blocking import Endpoint
+from shoal.client.settings import DEFAULT_BROKER_URL, ClientSettings
 from shoal.errors import UsageError
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from client.specfile import read_spec
+from shoal.client.specfile import read_spec
 from shoal.errors import InvalidJobError, TooLargeError, UsageError
 from shoal.limits import MAX_SUBMISSION_BYTES
 
@@ -71,8 +71,8 @@ def test_missing_folder_and_oversized_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_a_batch_labels_every_job_and_derives_one_idempotency_key_per_line() -> None:
-    from client.batch import labelled
-    from client.submit import member_key
+    from shoal.client.batch import labelled
+    from shoal.client.submit import member_key
     from shoal.model import parse_job
 
     jobs = labelled([parse_job(DOCKER_JOB), parse_job({**DOCKER_JOB, "labels": {"a": "b"}})], "b-1")

@@ -7,12 +7,12 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from client.session import open_session
-from client.settings import ClientSettings, Secret
-from requester.service import Requester
+from shoal.client.session import open_session
+from shoal.client.settings import ClientSettings, Secret
 from shoal.errors import ShoalError, UnavailableError, UnknownJobTypeError
 from shoal.model import Job, parse_job
 from shoal.names import REQUESTS_EXCHANGE
+from shoal.requester.service import Requester
 from shoal.wire import Submission, SubmitReply
 from tests.requester.jobs import python_job
 from tests.services import rabbit_vhost

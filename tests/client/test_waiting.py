@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
 from shoal.model import Job, JobState
+from shoal.requester.service import Requester
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import JobEvent
 from tests.requester.test_submit import queue_depth

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
 from shoal.model import Job, JobState
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 from shoal.wire import JobEvent
 
 from .conftest import Shoal

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from client.archive import pack
+from shoal.client.archive import pack
 from shoal.errors import CodeArchiveError
 from shoal.inline import open_inline
 

@@ -18,7 +18,7 @@ from shoal.wire import SCHEMA_VERSION
 
 def shoal(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "client.main", *args],
+        [sys.executable, "-m", "shoal.client.main", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -88,7 +88,7 @@ def test_help_teaches(args: list[str]) -> None:
 
 def test_help_does_not_import_the_services() -> None:
     code = (
-        "import sys; from client.main import main; "
+        "import sys; from shoal.client.main import main; "
         "rc = main(['exec', '--help']); "
         "print(sorted(m for m in ('aio_pika', 'aiodocker', 'sqlalchemy') if m in sys.modules))"
     )
@@ -114,7 +114,7 @@ def test_version_names_the_client_and_its_broker(tmp_path: Path) -> None:
     config = tmp_path / "config.toml"
     config.write_text('[profiles.lab]\nbroker_url = "amqp://me:secret@lab:5672/"\n')
     done = subprocess.run(
-        [sys.executable, "-m", "client.main", "--profile", "lab", "version"],
+        [sys.executable, "-m", "shoal.client.main", "--profile", "lab", "version"],
         capture_output=True,
         text=True,
         env={**os.environ, "SHOAL_CONFIG": str(config)},
@@ -130,7 +130,7 @@ def test_version_names_the_client_and_its_broker(tmp_path: Path) -> None:
 
 def test_shell_completion_as_the_readme_says() -> None:
     script = subprocess.run(
-        [sys.executable, "-m", "client.main"],
+        [sys.executable, "-m", "shoal.client.main"],
         capture_output=True,
         text=True,
         env={**os.environ, "_SHOAL_COMPLETE": "bash_source"},
@@ -139,7 +139,7 @@ def test_shell_completion_as_the_readme_says() -> None:
     )
     assert "complete -o nosort -F _shoal_completion shoal" in script.stdout
     words = subprocess.run(
-        [sys.executable, "-m", "client.main"],
+        [sys.executable, "-m", "shoal.client.main"],
         capture_output=True,
         text=True,
         env={

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from client.jobs_command import human_view
+from shoal.client.jobs_command import human_view
 
 
 def test_each_attempt_is_an_execution_line() -> None:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from client.listing import duration, footer, format_duration, format_time, since_time
+from shoal.client.listing import duration, footer, format_duration, format_time, since_time
 from shoal.errors import UsageError
 
 NOW = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
@@ -56,8 +56,8 @@ def test_since_is_a_duration_back_or_a_time() -> None:
 
 
 def test_the_cli_knows_every_job_state() -> None:
-    from client.jobs_command import STATES
-    from client.listing import SUMMARY_STATES
+    from shoal.client.jobs_command import STATES
+    from shoal.client.listing import SUMMARY_STATES
     from shoal.model import JobState
 
     assert sorted(STATES) == sorted(state.value for state in JobState)

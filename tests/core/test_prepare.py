@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from client.prepare import ExecOptions, prepare_job, split_argv
+from shoal.client.prepare import ExecOptions, prepare_job, split_argv
 from shoal.errors import CodeArchiveError, TemplateError, UnknownJobTypeError, UsageError
 from shoal.inline import open_inline
 from shoal.model import Job

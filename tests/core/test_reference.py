@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from client.settings import ClientSettings
-from client.settings_help import settings_rows
-from executor.settings import DockerEngineSettings, ExecutorSettings
-from requester.settings import RequesterSettings
+from shoal.client.settings import ClientSettings
+from shoal.client.settings_help import settings_rows
+from shoal.executor.settings import DockerEngineSettings, ExecutorSettings
 from shoal.model import JobState
+from shoal.requester.settings import RequesterSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -46,7 +46,7 @@ def test_serve_help_lists_every_setting_with_its_default(
     service: str, settings_class: type[RequesterSettings | ExecutorSettings]
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "client.main", "serve", service, "--help"],
+        [sys.executable, "-m", "shoal.client.main", "serve", service, "--help"],
         cwd=ROOT,
         capture_output=True,
         text=True,

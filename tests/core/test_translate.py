@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from requester.translate import (
+from shoal.errors import ShoalError, TranslationError, UnknownJobTypeError
+from shoal.images import LAUNCHER_PATH, PYTHON_VERSIONS, duckdb_image, python_image
+from shoal.model import Job, JobState, Network, SpecConfig, Task, parse_job
+from shoal.requester.translate import (
     Translator,
     TranslatorRegistry,
     builtin_translators,
     default_registry,
     translate_job,
 )
-from requester.translate.registry import ENTRY_POINT_GROUP
-from shoal.errors import ShoalError, TranslationError, UnknownJobTypeError
-from shoal.images import LAUNCHER_PATH, PYTHON_VERSIONS, duckdb_image, python_image
-from shoal.model import Job, JobState, Network, SpecConfig, Task, parse_job
+from shoal.requester.translate.registry import ENTRY_POINT_GROUP
 
 
 def job(engine: dict[str, Any], **task: Any) -> Job:
@@ -245,7 +245,7 @@ def test_entry_points_add_translators(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_entry_points(group: str) -> list[Entry]:
         return [Entry()] if group == ENTRY_POINT_GROUP else []
 
-    monkeypatch.setattr("requester.translate.registry.entry_points", fake_entry_points)
+    monkeypatch.setattr("shoal.requester.translate.registry.entry_points", fake_entry_points)
     assert default_registry().job_types() == ["boom", "duckdb", "python", "wasm"]
 
 

@@ -1,8 +1,8 @@
-"""What a job that has not started waits for (``requester.waiting``)."""
+"""What a job that has not started waits for (``shoal.requester.waiting``)."""
 
 from __future__ import annotations
 
-from requester.waiting import waiting_for
+from shoal.requester.waiting import waiting_for
 
 
 def executor(*engines: str, slots: int = 2, running: int = 0) -> dict[str, object]:

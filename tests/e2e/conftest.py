@@ -41,7 +41,7 @@ class System:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "client.main",
+            "shoal.client.main",
             *args,
             cwd=ROOT,
             env=self.env,
@@ -94,7 +94,7 @@ async def _service(role: str, env: dict[str, str], ready: str) -> AsyncIterator[
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client.main",
+        "shoal.client.main",
         "serve",
         role,
         cwd=ROOT,

@@ -78,7 +78,7 @@ class Deployment:
     def shoal(self, *args: str) -> Done:
         env = {**os.environ, "SHOAL_BROKER_URL": self.user_url()}
         done = subprocess.run(
-            [sys.executable, "-m", "client.main", *args],
+            [sys.executable, "-m", "shoal.client.main", *args],
             cwd=ROOT,
             env=env,
             capture_output=True,

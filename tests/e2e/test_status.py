@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from executor.engines.docker.network import GatewayError, remove_proxy_rules
+from shoal.executor.engines.docker.network import GatewayError, remove_proxy_rules
 
 from .conftest import ROOT, System, _until_logged
 
@@ -83,7 +83,7 @@ async def start_executor(system: System, **env: str) -> tuple[asyncio.subprocess
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client.main",
+        "shoal.client.main",
         "serve",
         "executor",
         cwd=ROOT,

@@ -13,13 +13,13 @@ import pytest
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from aiohttp import web
 
-from executor.engines.docker.docker_runner import DockerRunner
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ContainerRunner, ImageInfo
-from executor.events import MemoryEventSink
-from executor.service import Executor, serve
-from executor.settings import ExecutorSettings
 from shoal.broker import publish
+from shoal.executor.engines.docker.docker_runner import DockerRunner
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ContainerRunner, ImageInfo
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.service import Executor, serve
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import TERMINAL_STATES, Job, JobState
 from shoal.topology import COMPUTE_QUEUE, Topology, declare
 from shoal.wire import ComputeRequest, ControlMessage, JobEvent, decode

@@ -14,13 +14,13 @@ from typing import Any
 import psutil
 from aiohttp import web
 
-from executor.addresses import is_internal
-from executor.engines.docker.engine import DockerEngine
-from executor.engines.docker.gateway import HttpGateway
-from executor.engines.docker.runner import ContainerRunner
-from executor.events import EventSink
-from executor.execution import Node
-from executor.settings import ExecutorSettings
+from shoal.executor.addresses import is_internal
+from shoal.executor.engines.docker.engine import DockerEngine
+from shoal.executor.engines.docker.gateway import HttpGateway
+from shoal.executor.engines.docker.runner import ContainerRunner
+from shoal.executor.events import EventSink
+from shoal.executor.execution import Node
+from shoal.executor.settings import ExecutorSettings
 from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.inline import inline_source
 from shoal.model import Job

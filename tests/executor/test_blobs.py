@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.blobs import BlobCache, materialise
-from executor.engines.docker.inputs import place_inline
-from executor.failures import INPUT_FAILED, JobError
 from shoal.blobs import blob_source, digest
+from shoal.executor.blobs import BlobCache, materialise
+from shoal.executor.engines.docker.inputs import place_inline
+from shoal.executor.failures import INPUT_FAILED, JobError
 from shoal.model import InputSource
 
 

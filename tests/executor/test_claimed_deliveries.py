@@ -10,13 +10,13 @@ from typing import cast
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
-from executor.claims import Claims, MemoryClaimBook, MemoryClaimTransport
-from executor.engines.docker.gateway import MemoryGateway
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ImageInfo
-from executor.events import MemoryEventSink
-from executor.service import Executor
-from executor.settings import ExecutorSettings, PullPolicy
+from shoal.executor.claims import Claims, MemoryClaimBook, MemoryClaimTransport
+from shoal.executor.engines.docker.gateway import MemoryGateway
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ImageInfo
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.service import Executor
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.wire import ClaimReply, ClaimRequest, ComputeRequest, encode
 

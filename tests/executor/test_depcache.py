@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from executor.engines.docker.depcache import LABEL_ENV_KEY, VOLUME_PREFIX
-from executor.engines.docker.depplan import env_key, env_plan, pip_env
-from executor.engines.docker.docker_runner import DockerRunner
-from executor.engines.docker.gateway import MemoryGateway
-from executor.engines.docker.runner import LABEL_EXECUTOR
-from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, Outcome, execute
-from executor.settings import ExecutorSettings, PullPolicy
+from shoal.executor.engines.docker.depcache import LABEL_ENV_KEY, VOLUME_PREFIX
+from shoal.executor.engines.docker.depplan import env_key, env_plan, pip_env
+from shoal.executor.engines.docker.docker_runner import DockerRunner
+from shoal.executor.engines.docker.gateway import MemoryGateway
+from shoal.executor.engines.docker.runner import LABEL_EXECUTOR
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl, Node, Outcome, execute
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.images import LAUNCHER_PATH
 from shoal.model import Job, JobState
 from shoal.wire import JobEvent, utcnow

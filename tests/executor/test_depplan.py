@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.engines.docker.depplan import code_files, env_key, env_plan, pip_env
+from shoal.executor.engines.docker.depplan import code_files, env_key, env_plan, pip_env
 from tests.images.support import load_launcher
 
 from .support import tar_of

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from executor.engine import Engine, Stream, Workload
-from executor.engines.docker.docker_runner import DockerRunner
-from executor.engines.docker.engine import DockerEngine
-from executor.engines.docker.gateway import NoGateway
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ContainerRunner, ImageInfo
-from executor.engines.wasm.engine import WasmEngine
-from executor.failures import UNSUPPORTED, JobError
-from executor.limits import limits
-from executor.settings import ExecutorSettings, PullPolicy
+from shoal.executor.engine import Engine, Stream, Workload
+from shoal.executor.engines.docker.docker_runner import DockerRunner
+from shoal.executor.engines.docker.engine import DockerEngine
+from shoal.executor.engines.docker.gateway import NoGateway
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ContainerRunner, ImageInfo
+from shoal.executor.engines.wasm.engine import WasmEngine
+from shoal.executor.failures import UNSUPPORTED, JobError
+from shoal.executor.limits import limits
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job
 
 from .support import BASE_IMAGE, docker_job

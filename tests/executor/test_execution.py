@@ -13,14 +13,14 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from yarl import URL
 
-from executor.engines.docker.gateway import MemoryGateway
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ImageInfo
-from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, Outcome, execute
-from executor.failures import exit_error
-from executor.service import Executor
-from executor.settings import ExecutorSettings, PullPolicy
+from shoal.executor.engines.docker.gateway import MemoryGateway
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ImageInfo
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl, Node, Outcome, execute
+from shoal.executor.failures import exit_error
+from shoal.executor.service import Executor
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.wire import ComputeRequest, JobEvent, encode, utcnow
 

@@ -9,8 +9,8 @@ import tracemalloc
 
 import pytest
 
-from executor.engines.docker.inputs import place_inline
-from executor.failures import JobError
+from shoal.executor.engines.docker.inputs import place_inline
+from shoal.executor.failures import JobError
 from shoal.inline import inline_source
 from shoal.model import InputSource
 from tests.bombs import zeros_bomb

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ContainerSpec, ImageInfo
-from executor.events import JobEvents, MemoryEventSink
-from executor.logstream import LogPump
-from executor.settings import ExecutorSettings
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ContainerSpec, ImageInfo
+from shoal.executor.events import JobEvents, MemoryEventSink
+from shoal.executor.logstream import LogPump
+from shoal.executor.settings import ExecutorSettings
 
 from .support import BASE_IMAGE, tar_of
 

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import aiodocker
 import pytest
 
-from executor.addresses import NodeAddresses
-from executor.engines.docker.network import REJECT_COMMENT, iptables
+from shoal.executor.addresses import NodeAddresses
+from shoal.executor.engines.docker.network import REJECT_COMMENT, iptables
 from shoal.model import JobState
 from shoal.wire import JobEvent
 

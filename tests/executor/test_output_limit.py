@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from executor.engines.docker.docker_runner import DockerRunner
-from executor.engines.docker.runner import LABEL_NODE
+from shoal.executor.engines.docker.docker_runner import DockerRunner
+from shoal.executor.engines.docker.runner import LABEL_NODE
 from shoal.model import JobState
 
 from .conftest import Broker, StartExecutor

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import aiodocker
 import pytest
 
-from executor.engines.docker.runner import LABEL_NODE
+from shoal.executor.engines.docker.runner import LABEL_NODE
 from shoal.model import JobState
 
 from .conftest import Broker, StartExecutor
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(120)
 
 @dataclass
 class ExecutorProcess:
-    """``python -m executor`` in a child process."""
+    """``python -m shoal.executor`` in a child process."""
 
     process: asyncio.subprocess.Process
     node_id: str
@@ -71,7 +71,7 @@ async def spawn(broker_url: str) -> AsyncIterator[object]:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "executor",
+            "shoal.executor",
             env=variables,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,

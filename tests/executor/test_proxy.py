@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from executor.addresses import DestinationPolicy, NodeAddresses, docker_networks, is_internal
-from executor.engines.docker.proxy import AllowListProxy, host_allowed
+from shoal.executor.addresses import DestinationPolicy, NodeAddresses, docker_networks, is_internal
+from shoal.executor.engines.docker.proxy import AllowListProxy, host_allowed
 
 from .support import http_server, node_address
 

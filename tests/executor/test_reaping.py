@@ -8,13 +8,18 @@ import aio_pika
 import aiodocker
 import pytest
 
-from executor.engines.docker.engine import DockerEngine
-from executor.engines.docker.gateway import MemoryGateway
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.network import ACCEPT_PREFIX, iptables, remove_proxy_rules
-from executor.engines.docker.orphans import reap_orphans
-from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.settings import ExecutorSettings
+from shoal.executor.engines.docker.engine import DockerEngine
+from shoal.executor.engines.docker.gateway import MemoryGateway
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.network import ACCEPT_PREFIX, iptables, remove_proxy_rules
+from shoal.executor.engines.docker.orphans import reap_orphans
+from shoal.executor.engines.docker.runner import (
+    LABEL_EXECUTOR,
+    LABEL_NODE,
+    ContainerSpec,
+    ImageInfo,
+)
+from shoal.executor.settings import ExecutorSettings
 from shoal.liveness import executor_alive
 from shoal.model import JobState
 

@@ -7,15 +7,20 @@ import time
 
 import pytest
 
-from executor.engines.docker.gateway import MemoryGateway
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.orphans import reap_orphans
-from executor.engines.docker.removal import Leftovers
-from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerSpec, ImageInfo
-from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, execute
-from executor.service import Executor, serve
-from executor.settings import ExecutorSettings, PullPolicy
+from shoal.executor.engines.docker.gateway import MemoryGateway
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.orphans import reap_orphans
+from shoal.executor.engines.docker.removal import Leftovers
+from shoal.executor.engines.docker.runner import (
+    LABEL_EXECUTOR,
+    LABEL_NODE,
+    ContainerSpec,
+    ImageInfo,
+)
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl, Node, execute
+from shoal.executor.service import Executor, serve
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import JobState
 from shoal.wire import utcnow
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from executor.engine import Stream
-from executor.engines.docker.docker_runner import DockerRunner
-from executor.engines.docker.runner import ContainerRunner, ContainerSpec, RunnerError
-from executor.failures import IMAGE_MISSING, JobError
-from executor.settings import PullPolicy
+from shoal.executor.engine import Stream
+from shoal.executor.engines.docker.docker_runner import DockerRunner
+from shoal.executor.engines.docker.runner import ContainerRunner, ContainerSpec, RunnerError
+from shoal.executor.failures import IMAGE_MISSING, JobError
+from shoal.executor.settings import PullPolicy
 
 from .support import BASE_IMAGE, tar_of
 

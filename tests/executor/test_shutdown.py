@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from executor.service import shut_down
+from shoal.executor.service import shut_down
 
 
 async def test_a_failing_step_does_not_skip_the_later_ones() -> None:

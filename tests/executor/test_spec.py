@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from executor.engines.docker.runner import ImageInfo
-from executor.engines.docker.spec import (
+from shoal.errors import InvalidJobError
+from shoal.executor.engines.docker.runner import ImageInfo
+from shoal.executor.engines.docker.spec import (
     OutputLayout,
     SpecInputs,
     check_image,
@@ -16,10 +17,9 @@ from executor.engines.docker.spec import (
     network_type,
     output_layout,
 )
-from executor.failures import JobError
-from executor.limits import limits
-from executor.settings import ExecutorSettings
-from shoal.errors import InvalidJobError
+from shoal.executor.failures import JobError
+from shoal.executor.limits import limits
+from shoal.executor.settings import ExecutorSettings
 from shoal.images import PYTHON_VERSIONS, duckdb_image, python_image
 from shoal.model import parse_job
 

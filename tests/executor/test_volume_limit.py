@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from executor.engines.docker.gateway import MemoryGateway
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ContainerRunner, ContainerSpec, ImageInfo
-from executor.engines.docker.volumes import BLOCK, disk_usage, folders_usage
-from executor.events import MemoryEventSink
-from executor.execution import JobControl, execute
-from executor.settings import ExecutorSettings, PullPolicy
+from shoal.executor.engines.docker.gateway import MemoryGateway
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ContainerRunner, ContainerSpec, ImageInfo
+from shoal.executor.engines.docker.volumes import BLOCK, disk_usage, folders_usage
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl, execute
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import JobState
 from shoal.wire import utcnow
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.engines.wasm.engine import WasmEngine
-from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, Outcome, execute
-from executor.settings import ExecutorSettings
+from shoal.executor.engines.wasm.engine import WasmEngine
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl, Node, Outcome, execute
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import Job, JobState
 from shoal.wire import utcnow
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import wasmtime
 
-from executor.engines.wasm.engine import WasmEngine
-from executor.engines.wasm.modules import ModuleCache, engine_config
-from executor.events import MemoryEventSink
-from executor.execution import JobControl, Node, Outcome, execute
-from executor.settings import ExecutorSettings
+from shoal.executor.engines.wasm.engine import WasmEngine
+from shoal.executor.engines.wasm.modules import ModuleCache, engine_config
+from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl, Node, Outcome, execute
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import Job, JobState
 from shoal.wire import utcnow
 

@@ -26,9 +26,9 @@ from typing import Any
 
 import aiodocker
 
-from executor.engines.docker.network import GatewayError, remove_proxy_rules
-from executor.engines.docker.runner import LABEL_NODE
 from shoal.broker import connect
+from shoal.executor.engines.docker.network import GatewayError, remove_proxy_rules
+from shoal.executor.engines.docker.runner import LABEL_NODE
 from shoal.model import Job
 from shoal.wire import Submission, SubmitReply, decode
 from tests.executor.support import BASE_IMAGE, docker_job
@@ -176,7 +176,7 @@ class Cluster:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "client.main",
+            "shoal.client.main",
             "serve",
             role,
             cwd=ROOT,

@@ -1,4 +1,4 @@
-"""``--code`` and local ``-i`` folders packed by the client (``client.archive.pack``).
+"""``--code`` and local ``-i`` folders packed by the client (``shoal.client.archive.pack``).
 
 Whatever the folder holds — links (symbolic and hard) leading out of it, absolute links,
 link loops, FIFOs, files far over the budget — packing is a ``CodeArchiveError`` or an
@@ -19,9 +19,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from client.archive import pack
-from executor.engines.docker.inputs import place_inline
+from shoal.client.archive import pack
 from shoal.errors import CodeArchiveError
+from shoal.executor.engines.docker.inputs import place_inline
 from shoal.inline import inline_source
 from shoal.model import InputSource
 from tests.fuzz.profiles import fuzz

@@ -1,4 +1,4 @@
-"""The archives ``shoal job get`` unpacks (``client.extract``): whatever a result archive
+"""The archives ``shoal job get`` unpacks (``shoal.client.extract``): whatever a result archive
 holds, nothing is written outside ``--output-dir``, no link left in it leads out, and a
 refusal is a one-line ``UsageError``.
 """
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from client.extract import extract
+from shoal.client.extract import extract
 from shoal.errors import UsageError
 from tests.fuzz.profiles import fuzz
 from tests.fuzz.tarballs import Member, archives, build, gzip_bomb, links_leaving, snapshot

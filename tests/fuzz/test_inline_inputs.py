@@ -1,5 +1,5 @@
 """Inline input archives as the executor places them
-(``executor.engines.docker.inputs.place_inline``).
+(``shoal.executor.engines.docker.inputs.place_inline``).
 
 Whatever the archive in a job message holds, placing it is a ``JobError`` (input failed) or
 a placement tar that is safe to unpack at its root: relative names without ``..``, every
@@ -20,8 +20,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from executor.engines.docker.inputs import Placement, place_inline
-from executor.failures import INPUT_FAILED, JobError
+from shoal.executor.engines.docker.inputs import Placement, place_inline
+from shoal.executor.failures import INPUT_FAILED, JobError
 from shoal.inline import inline_source
 from shoal.model import InputSource
 from tests.fuzz.profiles import fuzz

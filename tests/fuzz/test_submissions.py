@@ -1,6 +1,6 @@
 """Submissions as the requester receives them: every body is a typed refusal or a valid job.
 
-``requester.submissions.prepare`` (limits → parse → admission → access → translate) is called
+``shoal.requester.submissions.prepare`` (limits → parse → admission → access → translate) is called
 directly, without a broker, for one user.
 A refusal must be a ``ShoalError`` whose reply encodes and comes back as the same type; an
 accepted job must be native and survive the wire and the store unchanged (``NaN`` or an
@@ -14,13 +14,13 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from requester.access import Access
-from requester.admission import DEFAULT_MAX_JOB_MEMORY
-from requester.store import NewJob
-from requester.submissions import prepare
-from requester.translate.registry import TranslatorRegistry, default_registry
 from shoal.errors import ShoalError, from_wire
 from shoal.model import NATIVE_ENGINES, Job
+from shoal.requester.access import Access
+from shoal.requester.admission import DEFAULT_MAX_JOB_MEMORY
+from shoal.requester.store import NewJob
+from shoal.requester.submissions import prepare
+from shoal.requester.translate.registry import TranslatorRegistry, default_registry
 from shoal.wire import SCHEMA_VERSION, ComputeRequest, SubmitReply, WireError, decode, encode
 from tests.core.strategies import jobs
 from tests.fuzz.jsonvalues import dumps, json_values, mutated
@@ -42,7 +42,7 @@ def _documents() -> st.SearchStrategy[dict[str, Any]]:
     def as_submission(job: Job, key: str | None, job_type: str | None) -> dict[str, Any]:
         data = job.model_dump(mode="json")
         resources = data["tasks"][0]["resources"]
-        resources["gpu"] = 0  # the cluster runs no GPU jobs (requester.admission)
+        resources["gpu"] = 0  # the cluster runs no GPU jobs (shoal.requester.admission)
         if resources["memory"] is not None:
             resources["memory"] = min(resources["memory"], DEFAULT_MAX_JOB_MEMORY)
         engine = data["tasks"][0]["engine"]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from client.prepare import ExecOptions, prepare_job, split_argv
+from shoal.client.prepare import ExecOptions, prepare_job, split_argv
 from shoal.errors import TemplateError, UsageError
 from shoal.model import Job
 from shoal.wire import Submission, decode, encode

@@ -10,9 +10,9 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from pydantic import SecretStr
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.store import JobStore, Limits
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import JobStore, Limits
 from shoal.topology import DEAD_QUEUE, WORK_QUEUES, declare
 
 from .amqp import Client, broker

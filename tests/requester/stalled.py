@@ -9,10 +9,10 @@ import asyncio
 import sys
 from typing import Any
 
-from requester import service
-from requester.settings import RequesterSettings
-from requester.store import JobStore
-from requester.submissions import SubmissionPipeline
+from shoal.requester import service
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import JobStore
+from shoal.requester.submissions import SubmissionPipeline
 
 
 async def _hang(*_args: Any, **_kwargs: Any) -> Any:

@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from client.session import Session, open_session
-from client.settings import ClientSettings, Secret
-from executor.claims import AmqpClaimTransport, Claims
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.store import NewJob
 from shoal.broker import connect, publish
+from shoal.client.session import Session, open_session
+from shoal.client.settings import ClientSettings, Secret
 from shoal.errors import AccessError, NotFoundError
+from shoal.executor.claims import AmqpClaimTransport, Claims
 from shoal.model import Job, JobState
 from shoal.names import EVENTS_EXCHANGE
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import NewJob
 from shoal.wire import JobEvent, Submission
 from tests.shared.accounts import Accounts, role_accounts
 

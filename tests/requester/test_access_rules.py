@@ -1,11 +1,11 @@
-"""``requester.access``: who sees which job, from the settings' user lists."""
+"""``shoal.requester.access``: who sees which job, from the settings' user lists."""
 
 from __future__ import annotations
 
 import pytest
 
-from requester.access import Access, namespace_members, user_list
 from shoal.errors import AccessError, NotFoundError
+from shoal.requester.access import Access, namespace_members, user_list
 
 ACCESS = Access(
     requester="req",

@@ -9,13 +9,13 @@ import os
 
 import pytest
 
-from requester.access import Access
-from requester.blobapi import handle_blob
-from requester.service import Requester
-from requester.store import JobStore
 from shoal.blobs import digest
 from shoal.errors import AccessError
 from shoal.limits import MAX_API_REQUEST_BYTES
+from shoal.requester.access import Access
+from shoal.requester.blobapi import handle_blob
+from shoal.requester.service import Requester
+from shoal.requester.store import JobStore
 
 from .amqp import Client
 from .test_recorder_api import api

@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from requester.store import BlobStore, JobStore
 from shoal.blobs import digest
+from shoal.requester.store import BlobStore, JobStore
 
 
 @pytest.fixture

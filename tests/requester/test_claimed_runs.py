@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from executor.claims import Claims, amqp_claims
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import LABEL_JOB, ImageInfo
-from executor.service import Executor, serve
-from executor.settings import ExecutorSettings
-from requester.service import Requester
-from requester.settings import RequesterSettings
 from shoal.broker import publish
+from shoal.executor.claims import Claims, amqp_claims
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import LABEL_JOB, ImageInfo
+from shoal.executor.service import Executor, serve
+from shoal.executor.settings import ExecutorSettings
 from shoal.liveness import executor_queue
 from shoal.model import TERMINAL_STATES, Job, JobState
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import ComputeRequest, JobEvent, Submission
 

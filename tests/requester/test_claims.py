@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from executor.claims import AmqpClaimTransport, Claims, MemoryClaimBook, MemoryClaimTransport
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.store import NewJob
 from shoal.broker import broker_user
+from shoal.executor.claims import AmqpClaimTransport, Claims, MemoryClaimBook, MemoryClaimTransport
 from shoal.liveness import executor_queue
 from shoal.model import Job
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import NewJob
 
 from .amqp import broker
 from .jobs import docker_job

@@ -1,12 +1,12 @@
-"""The store's execution claims (``requester.store.claims``), on SQLite and on Postgres."""
+"""The store's execution claims (``shoal.requester.store.claims``), on SQLite and on Postgres."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from requester.store import JobStore, NewJob
 from shoal.model import JobState
+from shoal.requester.store import JobStore, NewJob
 from shoal.wire import ClaimItem
 
 from .jobs import docker_job, state, timed_job

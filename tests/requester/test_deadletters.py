@@ -14,12 +14,12 @@ from aiormq.abc import FieldTable
 from structlog.testing import capture_logs
 from structlog.typing import EventDict
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.store import NewJob
 from shoal.inline import inline_source
 from shoal.limits import MiB
 from shoal.model import JobState
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import NewJob
 from shoal.topology import (
     API_QUEUE,
     COMPUTE_QUEUE,

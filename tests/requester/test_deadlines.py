@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from requester.store import JobStore, NewJob
-from requester.store.deadlines import Expired
 from shoal.model import Job, JobState
+from shoal.requester.store import JobStore, NewJob
+from shoal.requester.store.deadlines import Expired
 
 from .jobs import state, timed_job
 

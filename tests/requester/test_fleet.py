@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
 from shoal.names import HEARTBEATS_QUEUE
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 from shoal.topology import API_QUEUE
 from shoal.wire import ApiReply, ApiRequest, Heartbeat, decode
 

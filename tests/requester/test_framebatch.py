@@ -10,7 +10,7 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
-from requester.framebatch import FrameBatch, NotConfirmedError, confirmed, properties
+from shoal.requester.framebatch import FrameBatch, NotConfirmedError, confirmed, properties
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 
 from .amqp import collect

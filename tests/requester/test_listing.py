@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from requester.store import JobFilter, JobStore, NewJob
-from requester.translate import default_registry, translate_job
 from shoal.errors import NotFoundError, UsageError
 from shoal.model import Job, JobState
+from shoal.requester.store import JobFilter, JobStore, NewJob
+from shoal.requester.translate import default_registry, translate_job
 from shoal.wire import JobEvent
 
 from .jobs import docker_job, python_job, state

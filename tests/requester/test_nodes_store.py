@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from requester.fleet import status
-from requester.store import JobStore
+from shoal.requester.fleet import status
+from shoal.requester.store import JobStore
 from shoal.wire import Heartbeat
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from requester.store import JobStore, NewJob
 from shoal.errors import ProtocolError
+from shoal.requester.store import JobStore, NewJob
 from shoal.wire import JobEvent, decode, encode
 
 from .jobs import docker_job, result, tar_gz

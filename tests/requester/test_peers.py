@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
 from shoal.errors import UsageError
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -12,10 +12,10 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
 from shoal.broker import publish
 from shoal.limits import MAX_API_REQUEST_BYTES
 from shoal.model import JobState
+from shoal.requester.service import Requester
 from shoal.topology import API_QUEUE, CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from shoal.wire import ApiOp, ApiReply, ApiRequest, ControlMessage, JobEvent, Submission, decode
 

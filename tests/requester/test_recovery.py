@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.store import JobStore
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.store import JobStore
 from shoal.topology import COMPUTE_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
 
@@ -184,7 +184,9 @@ async def test_broker_restarted_mid_stream_loses_nothing(
 async def test_sigterm_stops_gracefully(
     requester_settings: RequesterSettings, client: Client
 ) -> None:
-    process = await spawn("-m", "client.main", "serve", "requester", settings=requester_settings)
+    process = await spawn(
+        "-m", "shoal.client.main", "serve", "requester", settings=requester_settings
+    )
     try:
         reply = await client.submit(Submission(job=python_job()), deadline=20)
         assert reply.job_id is not None

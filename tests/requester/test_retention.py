@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from requester.store import JobStore, NewJob, schema
-from requester.translate import default_registry, translate_job
 from shoal.blobs import blob_source, digest
 from shoal.errors import NotFoundError
 from shoal.model import JobState, parse_job
+from shoal.requester.store import JobStore, NewJob, schema
+from shoal.requester.translate import default_registry, translate_job
 
 from .jobs import log, python_job, result, state, tar_gz
 

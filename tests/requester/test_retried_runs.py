@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
-from executor.engines.docker.memory_runner import MemoryRunner
-from executor.engines.docker.runner import ImageInfo, RunnerError
-from executor.service import serve
-from executor.settings import ExecutorSettings
-from requester.service import Requester
-from requester.settings import RequesterSettings
+from shoal.executor.engines.docker.memory_runner import MemoryRunner
+from shoal.executor.engines.docker.runner import ImageInfo, RunnerError
+from shoal.executor.service import serve
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import TERMINAL_STATES, Job, JobState
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 from shoal.topology import COMPUTE_QUEUE, DELIVERY_LIMIT
 
 from ..executor.support import BASE_IMAGE, docker_job

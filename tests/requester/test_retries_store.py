@@ -1,13 +1,13 @@
-"""Retries in the store (``requester.store.retries``), on SQLite and on Postgres."""
+"""Retries in the store (``shoal.requester.store.retries``), on SQLite and on Postgres."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from requester.store import JobStore, NewJob
-from requester.store.retries import kind_of, run_key, split_key
 from shoal.model import Job, JobState, parse_job
+from shoal.requester.store import JobStore, NewJob
+from shoal.requester.store.retries import kind_of, run_key, split_key
 from shoal.wire import ClaimItem
 
 from .jobs import docker_job, log, state

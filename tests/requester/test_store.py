@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from requester.store import JobStore, NewJob
-from requester.translate import default_registry, translate_job
 from shoal.errors import NotFoundError
 from shoal.model import JobState
+from shoal.requester.store import JobStore, NewJob
+from shoal.requester.translate import default_registry, translate_job
 
 from .conftest import LIMITS
 from .jobs import docker_job, log, python_job, result, state, tar_gz
@@ -211,7 +211,7 @@ async def test_replicas_opening_a_new_store_together_all_start(
 async def test_a_store_from_before_owners_gains_the_column(store: JobStore) -> None:
     from sqlalchemy import inspect, text
 
-    from requester.store import schema
+    from shoal.requester.store import schema
 
     async with store._engine.begin() as conn:  # the jobs table as it was before owners
         await conn.execute(text("DROP INDEX ix_jobs_owner_created"))

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester import submissions
-from requester.framebatch import FrameBatch
-from requester.service import Requester
-from requester.settings import RequesterSettings
-from requester.submissions import idempotent_id
 from shoal.inline import inline_source
 from shoal.limits import MAX_META_VALUE_BYTES, MiB
 from shoal.model import JobState, derived_job_id
+from shoal.requester import submissions
+from shoal.requester.framebatch import FrameBatch
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
+from shoal.requester.submissions import idempotent_id
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
 from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
 

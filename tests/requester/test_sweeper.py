@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from requester.service import Requester
-from requester.settings import RequesterSettings
 from shoal.errors import NotFoundError
 from shoal.model import JobState
+from shoal.requester.service import Requester
+from shoal.requester.settings import RequesterSettings
 from shoal.topology import CONTROL_EXCHANGE, EVENTS_EXCHANGE
 from shoal.wire import ControlMessage, JobEvent, Submission, decode
 

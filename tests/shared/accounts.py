@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from client.accounts import Rabbitmqctl, remove_user, setup
+from shoal.client.accounts import Rabbitmqctl, remove_user, setup
 from shoal.roles import Role
 from tests.services import rabbit_vhost, vhost_of
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from executor.settings import ExecutorSettings
+from shoal.executor.settings import ExecutorSettings
 from shoal.names import COMPUTE_QUEUE
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "keda-scaledobject.yaml"

@@ -17,11 +17,11 @@ import pytest
 from aiormq.abc import AbstractChannel
 from pamqp.commands import Basic
 
-from client.accounts import Rabbitmqctl, ensure_user, remove_user
-from client.main import main
-from executor.heartbeat import Busy, start_heartbeat
-from executor.settings import ExecutorSettings
 from shoal.broker import connect
+from shoal.client.accounts import Rabbitmqctl, ensure_user, remove_user
+from shoal.client.main import main
+from shoal.executor.heartbeat import Busy, start_heartbeat
+from shoal.executor.settings import ExecutorSettings
 from shoal.names import (
     API_QUEUE,
     BLOBS_KEY,

@@ -35,9 +35,9 @@ from typing import Any
 
 import structlog
 
-from executor import failures
-from executor.engines.docker.depplan import code_files, env_key, env_plan, pip_env
-from executor.engines.docker.runner import (
+from shoal.executor import failures
+from shoal.executor.engines.docker.depplan import code_files, env_key, env_plan, pip_env
+from shoal.executor.engines.docker.runner import (
     LABEL_EXECUTOR,
     LABEL_JOB,
     LABEL_NODE,
@@ -46,11 +46,11 @@ from executor.engines.docker.runner import (
     ImageInfo,
     RunnerError,
 )
-from executor.engines.docker.spec import CA_MOUNT, ca_env, runs_as_root
-from executor.failures import JobError
-from executor.limits import Limits
-from executor.settings import ExecutorSettings
-from executor.shielded import uncancellable
+from shoal.executor.engines.docker.spec import CA_MOUNT, ca_env, runs_as_root
+from shoal.executor.failures import JobError
+from shoal.executor.limits import Limits
+from shoal.executor.settings import ExecutorSettings
+from shoal.executor.shielded import uncancellable
 from shoal.images import ENV_MOUNT, LAUNCHER_PATH
 from shoal.metrics import DEPCACHE
 

@@ -23,17 +23,17 @@ from typing import Any
 import aiodocker
 import aiohttp
 
-from executor.engine import ExitInfo, Stream
-from executor.engines.docker.runner import (
+from shoal.executor.engine import ExitInfo, Stream
+from shoal.executor.engines.docker.runner import (
     TAR_OVERHEAD,
     ContainerSpec,
     ImageInfo,
     RunnerError,
     VolumeInfo,
 )
-from executor.engines.docker.volumes import folders_usage
-from executor.failures import IMAGE_MISSING, JobError
-from executor.settings import PullPolicy
+from shoal.executor.engines.docker.volumes import folders_usage
+from shoal.executor.failures import IMAGE_MISSING, JobError
+from shoal.executor.settings import PullPolicy
 
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)

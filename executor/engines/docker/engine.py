@@ -17,23 +17,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from executor import failures
-from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
-from executor.engines.docker.depcache import DepCache, InstallRequest, Prebuilt
-from executor.engines.docker.gateway import HttpGateway, Lease
-from executor.engines.docker.inputs import (
+from shoal.executor import failures
+from shoal.executor.addresses import DestinationPolicy, NodeAddresses
+from shoal.executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engines.docker.depcache import DepCache, InstallRequest, Prebuilt
+from shoal.executor.engines.docker.gateway import HttpGateway, Lease
+from shoal.executor.engines.docker.inputs import (
     Placement,
     place_dirs,
     place_roots,
     prepare_inputs,
     top_level,
 )
-from executor.engines.docker.orphans import reap_orphans
-from executor.engines.docker.outputs import collect
-from executor.engines.docker.removal import Leftovers
-from executor.engines.docker.runner import ContainerRunner, ImageInfo, RunnerError
-from executor.engines.docker.spec import (
+from shoal.executor.engines.docker.orphans import reap_orphans
+from shoal.executor.engines.docker.outputs import collect
+from shoal.executor.engines.docker.removal import Leftovers
+from shoal.executor.engines.docker.runner import ContainerRunner, ImageInfo, RunnerError
+from shoal.executor.engines.docker.spec import (
     ALWAYS_VOLUMES,
     SpecInputs,
     check_image,
@@ -45,11 +45,11 @@ from executor.engines.docker.spec import (
     output_layout,
     uses_dep_cache,
 )
-from executor.engines.docker.volumes import watch
-from executor.failures import JobError
-from executor.limits import Limits
-from executor.settings import ExecutorSettings
-from executor.shielded import uncancellable
+from shoal.executor.engines.docker.volumes import watch
+from shoal.executor.failures import JobError
+from shoal.executor.limits import Limits
+from shoal.executor.settings import ExecutorSettings
+from shoal.executor.shielded import uncancellable
 from shoal.model import Job, NetworkType
 
 

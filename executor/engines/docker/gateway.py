@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from executor.failures import NETWORK_NOT_ALLOWED, JobError
+from shoal.executor.failures import NETWORK_NOT_ALLOWED, JobError
 
 
 @dataclass(frozen=True)

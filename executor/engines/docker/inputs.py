@@ -9,7 +9,7 @@ refused, ``/inputs/data.csv`` works); a folder input is placed *under* its targe
   Unpacked as a stream, member by member, and refused as soon as it passes ``input_limit``
   (a decompression bomb costs at most about that much memory, never its unpacked size).
 - ``url``: downloaded by the executor (``input_limit`` bytes, ``url_timeout`` seconds, at most
-  5 redirects). Every hop goes through the destination policy (``executor.addresses``): a port
+  5 redirects). Every hop goes through the destination policy (``shoal.executor.addresses``): a port
   other than 80, 443 and the operator's, or a host that is or resolves to (any of its
   addresses) the node's own or a private address, is refused, so a job cannot read the node's
   services; aiohttp connects to the addresses the resolver checked.
@@ -39,10 +39,10 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from executor.addresses import DestinationPolicy, is_ip
-from executor.failures import INPUT_FAILED, JobError
-from executor.settings import ExecutorSettings
 from shoal.bounded import BoundedGzip
+from shoal.executor.addresses import DestinationPolicy, is_ip
+from shoal.executor.failures import INPUT_FAILED, JobError
+from shoal.executor.settings import ExecutorSettings
 from shoal.model import InputSource
 from shoal.units import format_bytes
 

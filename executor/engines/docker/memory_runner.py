@@ -26,16 +26,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from executor.engine import ExitInfo, Stream
-from executor.engines.docker.runner import (
+from shoal.executor.engine import ExitInfo, Stream
+from shoal.executor.engines.docker.runner import (
     TAR_OVERHEAD,
     ContainerSpec,
     ImageInfo,
     RunnerError,
     VolumeInfo,
 )
-from executor.failures import IMAGE_MISSING, JobError
-from executor.settings import PullPolicy
+from shoal.executor.failures import IMAGE_MISSING, JobError
+from shoal.executor.settings import PullPolicy
 
 
 @dataclass

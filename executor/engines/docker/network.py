@@ -10,7 +10,7 @@ the network's bridge (``br-<id[:12]>``) leave it the proxy and nothing else::
 Both are inserted at the top of ``INPUT`` (ACCEPT above REJECT). An ACCEPT rule's comment is
 ``shoal-proxy:<node id> <executor id>``. An executor removes its own at shutdown, and at start
 the stale ones of its node left by a killed process: those whose executor is gone (asked of
-the broker, see ``executor.service``) or that name none (older executors), with
+the broker, see ``shoal.executor.service``) or that name none (older executors), with
 :func:`remove_proxy_rules` (which the tests use too). The REJECT rule stays (it only concerns
 the internal network).
 """
@@ -24,13 +24,13 @@ from typing import Any
 import aiodocker
 import structlog
 
-from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.engine import Alive
-from executor.engines.docker.gateway import HttpGateway, Lease, NoGateway, proxy_env
-from executor.engines.docker.proxy import USER, AllowListProxy
-from executor.settings import ExecutorSettings
+from shoal.executor.addresses import DestinationPolicy, NodeAddresses
+from shoal.executor.engine import Alive
+from shoal.executor.engines.docker.gateway import HttpGateway, Lease, NoGateway, proxy_env
+from shoal.executor.engines.docker.proxy import USER, AllowListProxy
+from shoal.executor.settings import ExecutorSettings
 
-log = structlog.get_logger("executor.engines.docker.network")
+log = structlog.get_logger("shoal.executor.engines.docker.network")
 
 REJECT_COMMENT = "shoal-http-reject"
 ACCEPT_PREFIX = "shoal-proxy:"

@@ -12,9 +12,14 @@ import asyncio
 
 import structlog
 
-from executor.engine import Alive
-from executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
-from executor.engines.docker.runner import LABEL_EXECUTOR, LABEL_NODE, ContainerRunner, RunnerError
+from shoal.executor.engine import Alive
+from shoal.executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
+from shoal.executor.engines.docker.runner import (
+    LABEL_EXECUTOR,
+    LABEL_NODE,
+    ContainerRunner,
+    RunnerError,
+)
 
 log = structlog.get_logger("executor")
 

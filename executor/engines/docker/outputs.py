@@ -2,7 +2,7 @@
 
 Each result's archive holds the folder's *contents* (member names relative to the result
 path, no leading folder), so ``tar -xzf`` in an empty folder recreates it. See
-``executor.settings`` for what happens beyond ``job_output_limit``.
+``shoal.executor.settings`` for what happens beyond ``job_output_limit``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import base64
 import io
 import tarfile
 
-from executor.engine import Outputs
-from executor.engines.docker.runner import TAR_OVERHEAD, ContainerRunner
+from shoal.executor.engine import Outputs
+from shoal.executor.engines.docker.runner import TAR_OVERHEAD, ContainerRunner
 from shoal.model import ResultPath
 from shoal.units import format_bytes
 

@@ -8,7 +8,7 @@ listening port serves every job and each request is checked against *that job's*
 - ``GET http://host/...`` (plain HTTP): forwarded in origin form with ``Connection: close``.
 - A host is allowed when it equals an allowed domain or is a subdomain of one
   (``pypi.org`` allows ``pypi.org`` and ``www.pypi.org``); IP addresses match exactly.
-- The destination policy (``executor.addresses``) is applied after the allow-list: a port
+- The destination policy (``shoal.executor.addresses``) is applied after the allow-list: a port
   other than 80, 443 and the operator's is refused, and so is a host that is, or resolves to
   (any of its addresses), the node's own or a private address; the proxy connects to the
   address it checked.
@@ -32,9 +32,9 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from executor.addresses import DestinationPolicy, NodeAddresses, is_ip
+from shoal.executor.addresses import DestinationPolicy, NodeAddresses, is_ip
 
-log = structlog.get_logger("executor.engines.docker.proxy")
+log = structlog.get_logger("shoal.executor.engines.docker.proxy")
 
 HEAD_LIMIT = 64 * 1024
 HEAD_TIMEOUT = 30.0

@@ -15,7 +15,7 @@ import contextlib
 
 import structlog
 
-from executor.engines.docker.runner import ContainerRunner, RunnerError
+from shoal.executor.engines.docker.runner import ContainerRunner, RunnerError
 
 log = structlog.get_logger("executor")
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from executor.engine import EngineError, ExitInfo, Stream
-from executor.settings import PullPolicy
+from shoal.executor.engine import EngineError, ExitInfo, Stream
+from shoal.executor.settings import PullPolicy
 
 LABEL_JOB = "shoal.job_id"
 LABEL_NODE = "shoal.node"

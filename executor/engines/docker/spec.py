@@ -9,22 +9,22 @@ import posixpath
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
-from executor.engines.docker.runner import (
+from shoal.executor.engines.docker.runner import (
     LABEL_EXECUTOR,
     LABEL_JOB,
     LABEL_NODE,
     ContainerSpec,
     ImageInfo,
 )
-from executor.failures import (
+from shoal.executor.failures import (
     IMAGE_NOT_ALLOWED,
     NETWORK_NOT_ALLOWED,
     OUTPUT_NOT_WRITABLE,
     UNSUPPORTED,
     JobError,
 )
-from executor.limits import Limits
-from executor.settings import NOBODY, ExecutorSettings, user_is_root
+from shoal.executor.limits import Limits
+from shoal.executor.settings import NOBODY, ExecutorSettings, user_is_root
 from shoal.images import ENV_MOUNT, runtime_images
 from shoal.model import DockerParams, Job, NetworkType, Task
 

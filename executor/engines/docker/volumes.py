@@ -26,7 +26,7 @@ import stat
 
 import structlog
 
-from executor.engines.docker.runner import ContainerRunner, RunnerError
+from shoal.executor.engines.docker.runner import ContainerRunner, RunnerError
 
 log = structlog.get_logger("executor")
 

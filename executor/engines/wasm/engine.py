@@ -33,20 +33,20 @@ from typing import BinaryIO
 import wasmtime
 from pydantic import ValidationError
 
-from executor import failures
-from executor.addresses import DestinationPolicy, NodeAddresses
-from executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
-from executor.engines.docker.inputs import Placement, prepare_inputs, top_level
-from executor.engines.docker.volumes import folders_usage
-from executor.engines.wasm import python
-from executor.engines.wasm.folders import collect, extract, host_path
-from executor.engines.wasm.modules import ModuleCache, engine_config
-from executor.engines.wasm.python import PythonRuntime, find_python
-from executor.engines.wasm.sockets import SocketCalls, refuse_imports
-from executor.failures import JobError
-from executor.limits import Limits
-from executor.settings import ExecutorSettings
-from executor.shielded import uncancellable
+from shoal.executor import failures
+from shoal.executor.addresses import DestinationPolicy, NodeAddresses
+from shoal.executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engines.docker.inputs import Placement, prepare_inputs, top_level
+from shoal.executor.engines.docker.volumes import folders_usage
+from shoal.executor.engines.wasm import python
+from shoal.executor.engines.wasm.folders import collect, extract, host_path
+from shoal.executor.engines.wasm.modules import ModuleCache, engine_config
+from shoal.executor.engines.wasm.python import PythonRuntime, find_python
+from shoal.executor.engines.wasm.sockets import SocketCalls, refuse_imports
+from shoal.executor.failures import JobError
+from shoal.executor.limits import Limits
+from shoal.executor.settings import ExecutorSettings
+from shoal.executor.shielded import uncancellable
 from shoal.model import Job, NetworkType, WasmParams, describe_errors
 
 READ_ONLY = ("/code", "/inputs")

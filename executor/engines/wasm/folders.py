@@ -7,7 +7,7 @@ import io
 import os
 import tarfile
 
-from executor.engine import Outputs
+from shoal.executor.engine import Outputs
 from shoal.model import ResultPath
 from shoal.units import format_bytes
 

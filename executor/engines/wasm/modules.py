@@ -7,7 +7,7 @@ packages ship (an interpreter such as the python runtime's, ~100 MB, minutes to 
 compiled into a file of the node's ``COMPILED_DIR`` instead, named after the sha256 of its
 bytes and the wasmtime version, kept across executor restarts and reinstalls of the same
 package, and mapped from there by each job (``load_file``). ``python -m
-executor.engines.wasm.modules`` compiles the python runtime into it ahead of the first job
+shoal.executor.engines.wasm.modules`` compiles the python runtime into it ahead of the first job
 (a node's set-up, as building the runtime images is for Docker).
 """
 
@@ -108,7 +108,7 @@ def main() -> None:
     """Compile the python runtime (when installed) into ``COMPILED_DIR``, saying how long."""
     import time
 
-    from executor.engines.wasm.python import find_python
+    from shoal.executor.engines.wasm.python import find_python
 
     runtime = find_python()
     if runtime is None:

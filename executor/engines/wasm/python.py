@@ -28,9 +28,9 @@ from pathlib import Path
 
 import wasmtime
 
-from executor import failures
-from executor.engines.wasm.modules import COMPILED_DIR
-from executor.failures import JobError
+from shoal.executor import failures
+from shoal.executor.engines.wasm.modules import COMPILED_DIR
+from shoal.executor.failures import JobError
 
 LIB_GUEST = "/usr/local/lib"
 MPL_DATA = "matplotlib/mpl-data"

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import wasmtime
 
-from executor import failures
-from executor.failures import JobError
+from shoal.executor import failures
+from shoal.executor.failures import JobError
 
 WASI = "wasi_snapshot_preview1"
 CALLS = ("sock_accept", "sock_recv", "sock_send", "sock_shutdown")
