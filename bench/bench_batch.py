@@ -176,7 +176,7 @@ def report(
         f"{inline['stored'] / inline['jobs']:,.0f} stored ({inline['seconds']:.2f} s for "
         f"{inline['jobs']:.0f} jobs). Packing the folder once took "
         f"{sizes['pack']['seconds']:.2f} s (not in the times above; `--each` and `exec_job` "
-        "pack it for every job).\n"
+        "reuse the archive of an unchanged folder).\n"
     )
     ratio = latency["run"] / latency["exec"]
     print(f"`shoal job run` of one spec against `shoal exec` (median of {runs}, --id-only):\n")
