@@ -112,11 +112,21 @@ async def take_over(
     now: datetime,
 ) -> bool:
     """Give the claim held by ``old_attempt`` to ``attempt`` until ``ends``; False if it
-    changed meanwhile."""
-    claims = schema.claims
+    changed meanwhile, or if the job ended meanwhile (its run finished while the holder's
+    liveness was being asked: taking it over would run it again)."""
+    claims, jobs = schema.claims, schema.jobs
+    not_ended = select(jobs.c.id).where(
+        jobs.c.id == job_id, jobs.c.state.notin_([state.value for state in TERMINAL_STATES])
+    )
     moved = await conn.execute(
         update(claims)
-        .where(and_(claims.c.job_id == job_id, claims.c.attempt == old_attempt))
+        .where(
+            and_(
+                claims.c.job_id == job_id,
+                claims.c.attempt == old_attempt,
+                claims.c.job_id.in_(not_ended),
+            )
+        )
         .values(attempt=attempt, executor=executor, expires_at=ends, claimed_at=now)
     )
     return bool(moved.rowcount)

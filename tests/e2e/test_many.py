@@ -91,7 +91,11 @@ async def test_submit_many_of_a_thousand_jobs_runs_each_exactly_once(
         submitted = [r for r in results if isinstance(r, shoal.Submitted)]
         assert len(submitted) == JOBS, next(r for r in results if r not in submitted)
         assert len({s.job_id for s in submitted}) == JOBS
-        assert await until_ended(client, {"many": tag}) == {"completed": JOBS}
+        ended = await until_ended(client, {"many": tag})
+        if ended != {"completed": JOBS}:
+            listed = await client.list(labels={"many": tag}, states=["failed"], limit=1)
+            why = [(await client.describe(job["id"]))["error"] for job in listed["jobs"]]
+            pytest.fail(f"{ended}; a failed job's error: {why}")
     database = Path(system.env["SHOAL_DATABASE_URL"].split("///", 1)[1])
     found = runs(database, tag)
     assert len(found) == JOBS

@@ -60,6 +60,16 @@ async def test_ended_jobs_are_not_granted(store: JobStore) -> None:
     assert await claim(store, "j-nobody", "a4") == "unknown"
 
 
+async def test_a_run_that_ended_is_not_taken_over(store: JobStore) -> None:
+    """The requester asks the broker whether a holder is gone between its claim read and the
+    take-over; a run that ended meanwhile stays ended (taking it would run it twice)."""
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "a1") == "granted"
+    await store.record_events([state(job_id, JobState.COMPLETED, attempt="a1")])
+    assert not await store.take_over(job_id, "a2", "ex-a2", "a1", 30.0)
+    assert await claim(store, job_id, "a2") == "claimed"
+
+
 async def test_a_job_the_sweeper_failed_is_answered_expired_and_stays_failed(
     store: JobStore,
 ) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from shoal.liveness import executor_queue
 from shoal.names import HEARTBEATS_QUEUE
 from shoal.requester.service import Requester
 from shoal.requester.settings import RequesterSettings
@@ -60,9 +61,11 @@ async def two_requesters(
 
 
 async def test_requesters_on_one_store_share_the_view(
-    two_requesters: list[Requester], client: Client
+    two_requesters: list[Requester], client: Client, connection: AbstractRobustConnection
 ) -> None:
     a, b = two_requesters
+    channel = await connection.channel()  # holds the executor's control queue: it is alive
+    await channel.declare_queue(executor_queue("exec-1"), exclusive=True, auto_delete=True)
     executor = Heartbeat(node_id="exec-1", role="executor", slots=2, running=["j-x"], interval=5)
     await client.send(executor, queue=HEARTBEATS_QUEUE, reply=False)
     everyone = {a.node_id, b.node_id, "exec-1"}

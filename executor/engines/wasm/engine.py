@@ -3,7 +3,7 @@
 What the module sees: ``/code`` and ``/inputs`` read-only, ``/outputs`` and ``/tmp``
 writable, each a host folder the executor makes for the run and removes after it; nothing
 else of the host's file system, and no network (WASI gives none: a job asking for one is
-refused, and a module trying to use a socket is refused or ended, ``sockets``). Its argv is
+refused, and a module importing a socket opener is refused, ``sockets``). Its argv is
 the module's name then ``params.parameters``; its environment ``params.env`` and the task's
 ``env``.
 
@@ -42,7 +42,7 @@ from shoal.executor.engines.wasm import python
 from shoal.executor.engines.wasm.folders import collect, extract, host_path
 from shoal.executor.engines.wasm.modules import ModuleCache, engine_config
 from shoal.executor.engines.wasm.python import PythonRuntime, find_python
-from shoal.executor.engines.wasm.sockets import SocketCalls, refuse_imports
+from shoal.executor.engines.wasm.sockets import refuse_imports
 from shoal.executor.failures import JobError
 from shoal.executor.limits import Limits
 from shoal.executor.settings import ExecutorSettings
@@ -138,8 +138,6 @@ class WasmWorkload:
         store.set_wasi(self.wasi)
         linker = wasmtime.Linker(self.engine)
         linker.define_wasi()
-        sockets = SocketCalls()
-        sockets.define(linker, store)
         if self.reactor:
             linker.define_unknown_imports_as_traps(self.module)
         instance: wasmtime.Instance | None = None
@@ -151,9 +149,6 @@ class WasmWorkload:
         except (wasmtime.Trap, wasmtime.WasmtimeError, KeyError, AssertionError) as error:
             if self.killed:
                 return ExitInfo(KILLED_EXIT)
-            if sockets.error is not None:
-                self._stderr(f"wasm: {sockets.error}\n")
-                return ExitInfo(TRAP_EXIT, error=sockets.error)
             what = "trapped" if instance is not None else "could not start"
             line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
             self._stderr(f"wasm: the module {what}: {line}\n")
