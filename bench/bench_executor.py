@@ -171,6 +171,20 @@ async def stored_batch(
     return await shoal_batch(channel, terminals, jobs, batch)
 
 
+async def started_requester(broker: str, folder: Path) -> Requester:
+    """A quiet requester in this process on a SQLite store in ``folder``, started."""
+    requester = Requester(
+        RequesterSettings(
+            broker_url=broker,
+            database_url=f"sqlite+aiosqlite:///{folder / 'jobs.sqlite3'}",
+            log_level="warning",
+            log_format="json",
+        )
+    )
+    await requester.start()
+    return requester
+
+
 async def measure(args: argparse.Namespace, broker: str, folder: Path) -> dict[str, Any]:
     """Every timing, with executors served in-process on the vhost ``broker`` names and a
     requester (store in ``folder``) answering the claims of the executor that makes them."""
@@ -185,15 +199,7 @@ async def measure(args: argparse.Namespace, broker: str, folder: Path) -> dict[s
         log_format="json",
     )
     claiming = settings.model_copy(update={"claims": True})
-    requester = Requester(
-        RequesterSettings(
-            broker_url=broker,
-            database_url=f"sqlite+aiosqlite:///{folder / 'jobs.sqlite3'}",
-            log_level="warning",
-            log_format="json",
-        )
-    )
-    await requester.start()
+    requester = await started_requester(broker, folder)
     assert requester.store is not None
     store = requester.store
     connection = await aio_pika.connect_robust(broker)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import wasmtime
 
+from bench.bench_executor import started_requester
 from bench.bench_wasm import run_all
 from bench.vhost import private_vhost
 from shoal.client.api import AsyncClient
@@ -39,8 +40,6 @@ from shoal.executor.engines.wasm.python import PythonRuntime, find_python
 from shoal.images import DEFAULT_PYTHON_VERSION, python_image
 from shoal.logs import configure
 from shoal.model import Job
-from shoal.requester.service import Requester
-from shoal.requester.settings import RequesterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = python_image(DEFAULT_PYTHON_VERSION)
@@ -54,15 +53,7 @@ def python_job(app: Path, runtime: str) -> Job:
 async def end_to_end(args: argparse.Namespace, broker: str, folder: Path) -> dict[str, float]:
     app = folder / "app.py"
     app.write_text("print(1)\n")
-    requester = Requester(
-        RequesterSettings(
-            broker_url=broker,
-            database_url=f"sqlite+aiosqlite:///{folder / 'jobs.sqlite3'}",
-            log_level="warning",
-            log_format="json",
-        )
-    )
-    await requester.start()
+    requester = await started_requester(broker, folder)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),

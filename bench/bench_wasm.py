@@ -33,13 +33,12 @@ from pathlib import Path
 import psutil
 import wasmtime
 
+from bench.bench_executor import started_requester
 from bench.vhost import private_vhost
 from shoal.client.api import AsyncClient
 from shoal.client.exec_job import exec_job
 from shoal.logs import configure
 from shoal.model import Job
-from shoal.requester.service import Requester
-from shoal.requester.settings import RequesterSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = "shoal/base:bookworm"
@@ -85,15 +84,7 @@ async def peak_rss(process: psutil.Process, done: asyncio.Event) -> int:
 async def measure(args: argparse.Namespace, broker: str, folder: Path) -> dict[str, object]:
     module = folder / "hello.wasm"
     module.write_bytes(bytes(wasmtime.wat2wasm((ROOT / "examples" / "hello.wat").read_text())))
-    requester = Requester(
-        RequesterSettings(
-            broker_url=broker,
-            database_url=f"sqlite+aiosqlite:///{folder / 'jobs.sqlite3'}",
-            log_level="warning",
-            log_format="json",
-        )
-    )
-    await requester.start()
+    requester = await started_requester(broker, folder)
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
