@@ -36,12 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_requester import ROOT
-from bench.bench_submit import Counted, requester, stored_bytes
+from bench.bench_submit import measured_submit, requester
 from bench.vhost import private_vhost
 from shoal.client.prepare import ExecOptions, prepare_job
-from shoal.client.session import open_session
-from shoal.client.settings import ClientSettings, Secret
-from shoal.errors import ShoalError
 from shoal.wire import Submission
 
 MiB = 1024 * 1024
@@ -89,23 +86,8 @@ async def shared_code(
     # inline first: the blobs table then holds only the blob variant's blob
     for variant, share, count in (("inline", False, sample), ("blob", True, jobs)):
         submissions, packing = code_jobs(code, count, variant)
-        settings = ClientSettings(broker_url=Secret(url), rpc_timeout=300)
-        async with open_session(settings) as session:
-            counter = Counted(session)
-            with counter.batches():
-                started = time.perf_counter()
-                results = await session.submit_many(submissions, share=share)
-                elapsed = time.perf_counter() - started
-        refused = [r for r in results if isinstance(r, ShoalError)]
-        assert not refused, refused[0]
-        specs, blobs = stored_bytes(database, variant)
-        found[variant] = {
-            "jobs": count,
-            "published": counter.bytes,
-            "blob": counter.blob_bytes,
-            "stored": specs + blobs,
-            "seconds": elapsed,
-        }
+        measured = await measured_submit(url, database, submissions, variant, share, 300)
+        found[variant] = {"jobs": count, **measured}
         found["pack"] = {"seconds": packing}
         print(f"{variant}: {found[variant]}", file=sys.stderr, flush=True)
     return found

@@ -221,22 +221,36 @@ async def code_bytes(url: str, database: Path, jobs: int, tmp: Path) -> dict[str
     found: dict[str, dict[str, float]] = {}
     for variant, share in (("inline", False), ("blob", True)):
         submissions = code_jobs(code, jobs, variant)
-        async with open_session(ClientSettings(broker_url=Secret(url), rpc_timeout=120)) as session:
-            counter = Counted(session)
-            with counter.batches():
-                started = time.perf_counter()
-                results = await session.submit_many(submissions, share=share)
-                elapsed = time.perf_counter() - started
-        refused = [r for r in results if isinstance(r, ShoalError)]
-        assert not refused, refused[0]
-        specs, blobs = stored_bytes(database, variant)
-        found[variant] = {
-            "published": counter.bytes,
-            "stored": specs + blobs,
-            "blob": counter.blob_bytes,
-            "seconds": elapsed,
-        }
+        found[variant] = await measured_submit(url, database, submissions, variant, share, 120)
     return found
+
+
+async def measured_submit(
+    url: str,
+    database: Path,
+    submissions: list[Submission],
+    variant: str,
+    share: bool,
+    rpc_timeout: float,
+) -> dict[str, float]:
+    """``submit_many`` of ``submissions`` (none refused): bytes published (``blob``: of them,
+    in blob uploads) and stored for ``variant``'s jobs, seconds until all were queued."""
+    settings = ClientSettings(broker_url=Secret(url), rpc_timeout=rpc_timeout)
+    async with open_session(settings) as session:
+        counter = Counted(session)
+        with counter.batches():
+            started = time.perf_counter()
+            results = await session.submit_many(submissions, share=share)
+            elapsed = time.perf_counter() - started
+    refused = [r for r in results if isinstance(r, ShoalError)]
+    assert not refused, refused[0]
+    specs, blobs = stored_bytes(database, variant)
+    return {
+        "published": counter.bytes,
+        "blob": counter.blob_bytes,
+        "stored": specs + blobs,
+        "seconds": elapsed,
+    }
 
 
 def report(
