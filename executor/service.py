@@ -359,7 +359,7 @@ async def serve(
             docker = DockerEngine(settings, runner, gateway, executor_id, addresses)
             engines[docker.name] = docker
         if "wasm" in served:
-            wasm = WasmEngine(settings, addresses)
+            wasm = WasmEngine(settings, addresses, executor_id=executor_id)
             engines[wasm.name] = wasm
         for engine in engines.values():
             await engine.clean_up(alive)

@@ -4,7 +4,6 @@ with a clear reason, and its module cache."""
 from __future__ import annotations
 
 import asyncio
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,10 +22,16 @@ pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
-def node() -> Node:
+def node(tmp_path: Path) -> Node:
     settings = ExecutorSettings(node_id="unit", log_flush_seconds=0.05)
-    engine = WasmEngine(settings)
+    engine = WasmEngine(settings, executor_id="exec-unit", runs_root=tmp_path / "runs")
     return Node(settings, {engine.name: engine}, MemoryEventSink(), "exec-unit")
+
+
+def engine_of(node: Node) -> WasmEngine:
+    engine = node.engines["wasm"]
+    assert isinstance(engine, WasmEngine)
+    return engine
 
 
 def sink(node: Node) -> MemoryEventSink:
@@ -38,12 +43,12 @@ async def run(node: Node, job: Job, control: JobControl | None = None) -> Outcom
     return await execute(job, utcnow(), node, control or JobControl())
 
 
-def run_folders() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob("shoal-wasm-*"))
+def run_folders(node: Node) -> set[Path]:
+    return set(engine_of(node).runs_root.glob("*/*"))
 
 
 async def test_a_job_runs_streams_its_output_and_keeps_its_results(node: Node) -> None:
-    before = run_folders()
+    before = run_folders(node)
     job = wasm_job(GREETS, outputs=[{"name": "out", "path": "/outputs"}])
     outcome = await run(node, job)
     assert outcome.state is JobState.FAILED
@@ -55,7 +60,7 @@ async def test_a_job_runs_streams_its_output_and_keeps_its_results(node: Node) -
     (result,) = [e for e in events if e.kind == "result"]
     assert result.outputs is not None
     assert untar(result.outputs["out"]) == {"out.txt": b"done\n"}
-    assert run_folders() == before, "the run's host folders are removed"
+    assert run_folders(node) == before, "the run's host folders are removed"
 
 
 async def test_reading_outside_its_folders_is_refused(node: Node) -> None:
@@ -142,3 +147,23 @@ async def test_a_file_that_is_no_module_fails_its_input(node: Node) -> None:
     assert outcome.state is JobState.FAILED
     assert outcome.error is not None
     assert outcome.error.startswith("input failed: /code/module.wasm is not a WebAssembly module")
+
+
+async def test_a_gone_executors_run_folders_are_removed_at_start(node: Node) -> None:
+    engine = engine_of(node)
+    gone = engine.runs_root / "node-a-1-abc" / "run-x"
+    living = engine.runs_root / "node%2Fb-2-def" / "run-y"
+    own = engine.runs / "run-z"
+    for folder in (gone, living, own):
+        (folder / "outputs").mkdir(parents=True)
+    asked: list[str] = []
+
+    async def alive(executor_id: str) -> bool:
+        asked.append(executor_id)
+        return executor_id == "node/b-2-def"
+
+    await engine.clean_up(alive)
+    assert not gone.parent.exists()
+    assert living.is_dir()
+    assert own.is_dir()
+    assert sorted(asked) == ["node-a-1-abc", "node/b-2-def"], "its own folder is not asked about"

@@ -14,7 +14,9 @@ at once) advances the run's epoch, which traps the module at its next loop or ca
 while it waits in a host call such as a sleep); ``/outputs`` and ``/tmp`` together may hold
 ``volume_limit`` bytes. Output is written to host files and streamed from them while the
 module runs (each stream in order; the interleaving of the two is as seen at each poll).
-Compiled modules are cached per executor (``modules.ModuleCache``).
+Compiled modules are cached per executor (``modules.ModuleCache``). Run folders live in a
+folder per executor (``runs_root``), so the next executor started on the node removes those
+of an executor that was killed (``clean_up``).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import os
 import posixpath
 import shutil
 import tempfile
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import quote, unquote
 
+import structlog
 import wasmtime
 from pydantic import ValidationError
 
@@ -48,6 +53,8 @@ from shoal.executor.limits import Limits
 from shoal.executor.settings import ExecutorSettings
 from shoal.executor.shielded import uncancellable
 from shoal.model import Job, NetworkType, WasmParams, describe_errors
+
+log = structlog.get_logger("executor")
 
 READ_ONLY = ("/code", "/inputs")
 WRITABLE = ("/outputs", "/tmp")
@@ -234,6 +241,16 @@ class WasmEngine:
     name: str = "wasm"
     modules: ModuleCache = field(default_factory=ModuleCache)
     python: PythonRuntime | None = field(default_factory=find_python)
+    executor_id: str = field(default_factory=lambda: f"local-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    runs_root: Path = field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / f"shoal-wasm-runs-{os.getuid()}"
+    )
+    """Where each executor of the node keeps its runs' folders, one folder per executor."""
+
+    @property
+    def runs(self) -> Path:
+        """This executor's folder of run folders."""
+        return self.runs_root / quote(self.executor_id, safe="")
 
     def admit(self, job: Job) -> None:
         if wasm_params(job).runtime == "python":
@@ -277,7 +294,8 @@ class WasmEngine:
         self, job: Job, limits: Limits, stopped: asyncio.Event
     ) -> AsyncIterator[WasmWorkload]:
         params = wasm_params(job)
-        run_dir = tempfile.mkdtemp(prefix="shoal-wasm-")
+        self.runs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run_dir = tempfile.mkdtemp(prefix="run-", dir=self.runs)
         try:
             placements = await prepare_inputs(
                 job.task.inputs, self.settings, 0, self.destinations()
@@ -324,8 +342,17 @@ class WasmEngine:
             await uncancellable(asyncio.to_thread(shutil.rmtree, run_dir, True))
 
     async def clean_up(self, alive: Alive) -> None:
-        """Nothing to reap: a wasm run lives in its executor's process (a killed executor's
-        run folders, which name no executor, stay in the temporary folder)."""
+        """Remove the run folders of this node's executors that are gone (a wasm run lives
+        in its executor's process, so a killed executor leaves only its folders)."""
+        try:
+            owners = [entry.name for entry in self.runs_root.iterdir() if entry.is_dir()]
+        except FileNotFoundError:
+            return
+        for name in owners:
+            if name == self.runs.name or await alive(unquote(name)):
+                continue
+            await asyncio.to_thread(shutil.rmtree, self.runs_root / name, True)
+            log.info("orphans.reaped", engine=self.name, executor=unquote(name))
 
     async def _compiled(
         self, engine: wasmtime.Engine, folders: dict[str, str], name: str
@@ -343,4 +370,6 @@ class WasmEngine:
         return module
 
     async def close(self) -> None:
-        """Nothing held beyond the module cache."""
+        """Remove this executor's (by now empty) folder of run folders."""
+        with suppress(OSError):
+            self.runs.rmdir()
