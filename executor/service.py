@@ -68,6 +68,7 @@ from shoal.executor.engines.docker.gateway import HttpGateway, NoGateway
 from shoal.executor.engines.docker.network import DockerHttpGateway
 from shoal.executor.engines.docker.runner import ContainerRunner
 from shoal.executor.engines.wasm.engine import WasmEngine
+from shoal.executor.engines.wasm.python import PythonRuntime, find_python
 from shoal.executor.events import AmqpEventSink
 from shoal.executor.execution import JobControl, Node, Outcome, execute, monotonic
 from shoal.executor.heartbeat import Busy, start_heartbeat
@@ -83,6 +84,7 @@ from shoal.metrics import (
     HealthServer,
     count_reconnects,
 )
+from shoal.names import PYTHON_WASM
 from shoal.topology import declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode, utcnow
 
@@ -332,7 +334,8 @@ async def serve(
         count_reconnects(connection)
         channel = await connection.channel(publisher_confirms=True)
         await channel.set_qos(prefetch_count=settings.slots)
-        served = tuple(_served(settings, runner))
+        python = find_python()
+        served = tuple(_served(settings, runner, python))
         topology = await declare_executor(channel, claims=settings.claims, engines=served)
         control_queue = await channel.declare_queue(
             executor_queue(executor_id), exclusive=True, auto_delete=True
@@ -359,7 +362,7 @@ async def serve(
             docker = DockerEngine(settings, runner, gateway, executor_id, addresses)
             engines[docker.name] = docker
         if "wasm" in served:
-            wasm = WasmEngine(settings, addresses, executor_id=executor_id)
+            wasm = WasmEngine(settings, addresses, python=python, executor_id=executor_id)
             engines[wasm.name] = wasm
         for engine in engines.values():
             await engine.clean_up(alive)
@@ -384,11 +387,11 @@ async def serve(
             connection,
             settings,
             executor_id,
-            tuple(node.engines),
+            served,
             lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
         )
         log.info(
-            "executor.ready", slots=settings.slots, node=settings.node_id, engines=sorted(engines)
+            "executor.ready", slots=settings.slots, node=settings.node_id, engines=list(served)
         )
         if ready is not None:
             ready(executor)
@@ -421,12 +424,17 @@ async def serve(
         log.info("executor.stopped")
 
 
-def _served(settings: ExecutorSettings, runner: ContainerRunner | None) -> list[str]:
-    """The engines this executor serves: docker when it has a runner, wasm unless
-    ``settings.engines`` leaves it out."""
+def _served(
+    settings: ExecutorSettings, runner: ContainerRunner | None, python: PythonRuntime | None
+) -> list[str]:
+    """The lanes (``shoal.names.lane``) this executor serves: docker when it has a runner,
+    wasm unless ``settings.engines`` leaves it out, and wasm's python lane when it has the
+    python runtime too."""
     served = ["docker"] if runner is not None else []
     if not settings.engines or "wasm" in settings.engines:
         served.append("wasm")
+        if python is not None:
+            served.append(PYTHON_WASM)
     return served
 
 

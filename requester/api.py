@@ -32,7 +32,7 @@ from shoal import limits
 from shoal.broker import publish
 from shoal.errors import ProtocolError, ShoalError, UsageError
 from shoal.model import JOB_ID, TERMINAL_STATES, JobState
-from shoal.names import FLEET_EXCHANGE
+from shoal.names import FLEET_EXCHANGE, lane
 from shoal.wire import ApiReply, ApiRequest, ControlMessage, JobEvent, WireError, decode
 
 from . import delivery
@@ -168,7 +168,9 @@ class Api:
             record = await self._store.describe(job_id)
             if record["state"] in WAITING_STATES:
                 nodes = await self._store.alive_nodes()
-                record["waiting"] = waiting_for(str(record["engine_spec"]["type"]), nodes)
+                engine = record["engine_spec"]
+                kind = lane(str(engine["type"]), engine.get("params", {}).get("runtime"))
+                record["waiting"] = waiting_for(kind, nodes)
             return record
         if request.op == "logs":
             return await self._store.logs(job_id)

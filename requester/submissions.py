@@ -40,7 +40,7 @@ from shoal import limits
 from shoal.errors import IdempotencyConflictError, InvalidJobError, ProtocolError, ShoalError
 from shoal.metrics import ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
-from shoal.topology import SUBMIT_QUEUE, compute_queue
+from shoal.topology import SUBMIT_QUEUE, compute_queue, job_lane
 from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
 
 from . import delivery
@@ -360,7 +360,7 @@ class SubmissionPipeline:
             batch = FrameBatch(raw)
             futures = [
                 batch.publish(
-                    compute_queue(item.job.runnable.task.engine.type),
+                    compute_queue(job_lane(item.job.runnable)),
                     encode(ComputeRequest(job=item.job.runnable)),
                     properties(message_id=item.job_id),
                     mandatory=True,

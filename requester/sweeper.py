@@ -28,7 +28,7 @@ import structlog
 from aio_pika.abc import AbstractExchange
 
 from shoal.broker import publish
-from shoal.topology import compute_queue
+from shoal.topology import compute_queue, job_lane
 from shoal.wire import ComputeRequest, utcnow
 
 from .announce import Announcer
@@ -117,7 +117,7 @@ class Sweeper:
             for job in due:
                 await publish(
                     self._compute,
-                    compute_queue(job.task.engine.type),
+                    compute_queue(job_lane(job)),
                     ComputeRequest(job=job),
                     message_id=job.id,
                 )

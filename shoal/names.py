@@ -8,6 +8,8 @@
     shoal.submit    quorum queue     submissions (reply_to + correlation_id)
     shoal.compute   quorum queue     requester → executors: docker jobs
     shoal.compute.wasm  quorum queue requester → executors serving the wasm engine
+    shoal.compute.wasm.python  quorum queue  requester → executors serving the wasm engine
+                                     with its python runtime (``python --runtime=wasm``)
     shoal.api       quorum queue     client → requester RPC over the job store
     shoal.fleet     direct exchange  executor → requester: key ``claims`` routes to
                                      shoal.claims (executors may not write to
@@ -31,8 +33,16 @@ import re
 SUBMIT_QUEUE = "shoal.submit"
 COMPUTE_QUEUE = "shoal.compute"
 WASM_COMPUTE_QUEUE = "shoal.compute.wasm"
-COMPUTE_QUEUES = {"docker": COMPUTE_QUEUE, "wasm": WASM_COMPUTE_QUEUE}
-"""Engine → the compute queue of its jobs (docker keeps the queue it always had)."""
+PYTHON_WASM_COMPUTE_QUEUE = "shoal.compute.wasm.python"
+PYTHON_WASM = "wasm-python"
+"""The lane of wasm jobs run by the executors' python runtime (not every wasm executor has
+one: it comes with the ``shoal[wasm-python]`` extra)."""
+COMPUTE_QUEUES = {
+    "docker": COMPUTE_QUEUE,
+    "wasm": WASM_COMPUTE_QUEUE,
+    PYTHON_WASM: PYTHON_WASM_COMPUTE_QUEUE,
+}
+"""Lane → the compute queue of its jobs (docker keeps the queue it always had)."""
 API_QUEUE = "shoal.api"
 CLAIMS_QUEUE = "shoal.claims"
 RECORDER_QUEUE = "shoal.recorder"
@@ -54,6 +64,7 @@ WORK_QUEUES = (
     SUBMIT_QUEUE,
     COMPUTE_QUEUE,
     WASM_COMPUTE_QUEUE,
+    PYTHON_WASM_COMPUTE_QUEUE,
     API_QUEUE,
     RECORDER_QUEUE,
     CLAIMS_QUEUE,
@@ -68,10 +79,17 @@ USERNAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 """What a Shoal user (a RabbitMQ account) may be called."""
 
 
-def compute_queue(engine: str) -> str:
-    """The compute queue of jobs for ``engine``; an engine no executor serves gets the
-    docker queue, whose executors fail the job as unsupported."""
-    return COMPUTE_QUEUES.get(engine, COMPUTE_QUEUE)
+def lane(engine: str, runtime: object = None) -> str:
+    """The lane of a job for ``engine`` (its ``params``' ``runtime``): the engine's name, or
+    :data:`PYTHON_WASM` for a wasm job run by the python runtime. Executors say which lanes
+    they serve (heartbeat ``engines``) and consume their compute queues."""
+    return PYTHON_WASM if engine == "wasm" and runtime == "python" else engine
+
+
+def compute_queue(lane: str) -> str:
+    """The compute queue of jobs in ``lane`` (:func:`lane`); an engine no executor serves
+    gets the docker queue, whose executors fail the job as unsupported."""
+    return COMPUTE_QUEUES.get(lane, COMPUTE_QUEUE)
 
 
 def event_key(owner: str, job_id: str, kind: str) -> str:

@@ -4,8 +4,9 @@ read (regexps over exchange and queue names), and which job-event keys it may bi
 =========  ==============================================================================
 requester  everything in its vhost (declares the topology, reads submissions, API calls and
            events, publishes compute jobs, replies and ``recorded`` events)
-executor   declares and consumes ``shoal.compute`` and ``shoal.compute.wasm``; its own
-           control queue (``shoal.executor.<id>``) bound to ``shoal.control``; publishes to
+executor   declares and consumes ``shoal.compute``, ``shoal.compute.wasm`` and
+           ``shoal.compute.wasm.python``; its own control queue (``shoal.executor.<id>``)
+           bound to ``shoal.control``; publishes to
            ``shoal.events``, and to ``shoal.fleet`` claim requests (routed to
            ``shoal.claims``, answered by direct reply-to), heartbeats (routed to
            ``shoal.heartbeats``) and blob fetches (key ``blobs``, routed to ``shoal.api``,
@@ -70,9 +71,9 @@ class Permissions:
 PERMISSIONS: dict[Role, Permissions] = {
     "requester": Permissions(".*", ".*", ".*"),
     "executor": Permissions(
-        configure=rf"^(shoal\.(compute(\.wasm)?|events|control|dlx|fleet)|{_EXECUTOR_QUEUE})$",
+        configure=rf"^(shoal\.(compute(\.wasm(\.python)?)?|events|control|dlx|fleet)|{_EXECUTOR_QUEUE})$",
         write=rf"^(shoal\.(events|dlx|fleet)|{_EXECUTOR_QUEUE})$",
-        read=rf"^(shoal\.(compute(\.wasm)?|control)|{_EXECUTOR_QUEUE})$",
+        read=rf"^(shoal\.(compute(\.wasm(\.python)?)?|control)|{_EXECUTOR_QUEUE})$",
     ),
     "client": Permissions(
         configure=rf"^{_PRIVATE}$",

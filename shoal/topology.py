@@ -21,6 +21,7 @@ import structlog
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustChannel
 from aiormq.abc import FieldTable
 
+from shoal.model import Job
 from shoal.names import (
     API_QUEUE,
     BLOBS_KEY,
@@ -34,6 +35,7 @@ from shoal.names import (
     FLEET_EXCHANGE,
     HEARTBEAT_KEY,
     HEARTBEATS_QUEUE,
+    PYTHON_WASM_COMPUTE_QUEUE,
     RECORDED_KINDS,
     RECORDER_QUEUE,
     REQUEST_QUEUES,
@@ -43,6 +45,7 @@ from shoal.names import (
     WORK_QUEUES,
     compute_queue,
     event_key,
+    lane,
 )
 
 DEAD_MAX_LENGTH = 10_000
@@ -67,6 +70,7 @@ __all__ = [
     "EVENTS_EXCHANGE",
     "FLEET_EXCHANGE",
     "HEARTBEATS_QUEUE",
+    "PYTHON_WASM_COMPUTE_QUEUE",
     "RECORDER_QUEUE",
     "SUBMIT_QUEUE",
     "WASM_COMPUTE_QUEUE",
@@ -152,6 +156,12 @@ class Topology:
     """``shoal.fleet`` (claims); declared by an executor only when it claims runs."""
 
 
+def job_lane(job: Job) -> str:
+    """The lane (and so the compute queue) of ``job`` (:func:`shoal.names.lane`)."""
+    engine = job.task.engine
+    return lane(engine.type, engine.params.get("runtime"))
+
+
 async def declare_fleet(channel: AbstractChannel) -> AbstractExchange:
     """``shoal.fleet``: executors' claims and services' heartbeats to the requesters."""
     return await channel.declare_exchange(
@@ -162,7 +172,8 @@ async def declare_fleet(channel: AbstractChannel) -> AbstractExchange:
 async def declare_executor(
     channel: AbstractChannel, *, claims: bool = False, engines: tuple[str, ...] = ("docker",)
 ) -> Topology:
-    """Declare what an executor uses — the compute queue of each of its ``engines``,
+    """Declare what an executor uses — the compute queue of each of its ``engines`` (lanes,
+    ``shoal.names.lane``),
     ``shoal.events``, ``shoal.control``, the dead-letter exchange, and with ``claims``
     ``shoal.fleet`` (heartbeats declare it too, ``shoal.executor.heartbeat``) — and nothing its
     account may not touch (``shoal.roles``). ``shoal.claims`` and its binding are the requester's:

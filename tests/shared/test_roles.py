@@ -224,8 +224,14 @@ async def test_executor_declares_consumes_obeys_and_reports(accounts: Accounts) 
     connection = await connect(accounts.url("executor"))
     try:
         channel = await connection.channel()
-        topology = await declare_executor(channel)
-        await topology.queues[COMPUTE_QUEUE].consume(_noop)
+        topology = await declare_executor(channel, engines=("docker", "wasm", "wasm-python"))
+        for queue in topology.queues.values():
+            await queue.consume(_noop)
+        assert sorted(topology.queues) == [
+            COMPUTE_QUEUE,
+            "shoal.compute.wasm",
+            "shoal.compute.wasm.python",
+        ]
         control = await channel.declare_queue(
             "shoal.executor.test-1", exclusive=True, auto_delete=True
         )
