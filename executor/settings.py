@@ -257,7 +257,9 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
     )
 
     upstream_proxy: str | None = Field(
-        default=None, description="http://host:port the job proxy and url inputs go through"
+        default=None,
+        description="http://host:port the job proxy, url inputs and the pip of python "
+        "--runtime=wasm jobs' requirements go through",
     )
     wasm_package_index: str = Field(
         default="https://pypi.org/simple",
