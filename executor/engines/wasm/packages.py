@@ -8,37 +8,37 @@ install`` lines in the docstring of the entry module, else the ``[project] depen
 the host: a ``[tool.poetry]`` project or ``dynamic`` dependencies, a pip option (``-r``,
 ``--index-url``...), a URL or local path, or a line that is not a PEP 508 requirement fail
 the job (``dependencies failed: ...``) saying which. Markers are evaluated for the guest
-(``sys_platform == "wasi"``, Python 3.15) and the requirements whose markers do not hold are
-dropped.
+(``sys_platform == "wasi"``, Python 3.15); requirements whose markers do not hold are dropped.
 
-Built-in packages: a requirement on a package the interpreter has built in (its ``MANIFEST``
-lists it with its version) installs nothing; one whose version specifier leaves that version
-out fails the job (the built-in cannot be replaced), and its extras add nothing. When every
-requirement is built in, pip does not run. Otherwise the host's pip (the executor's own
-``sys.executable -m pip``) installs the others into a folder with ``--target``,
-``--only-binary=:all: --platform any --implementation py --abi none`` and the interpreter's
-Python version, so only pure-Python (``py3-none-any``) wheels are accepted and no package is
-built. The built-ins take part in the resolution as stub wheels (``dist-info`` only, no
-requirements of their own, tagged ``py3XY`` with a build number so pip prefers them to an
+Built-in packages (``PythonRuntime.built_in``: the distributions whose ``dist-info`` the
+interpreter's standard library zip holds) are never installed: a requirement on one installs
+nothing, one whose specifier leaves its version out fails the job (a built-in cannot be
+replaced), and its extras add nothing; when every requirement is built in, pip does not run.
+The others are installed by the host's pip (the executor's own ``sys.executable -m pip``)
+with ``--target``, ``--only-binary=:all: --platform any --implementation py --abi none`` and
+the interpreter's Python version: only pure-Python (``py3-none-any``) wheels are accepted,
+nothing is built. The built-ins take part in that resolution as stub wheels (``dist-info``
+only, no requirements, tagged ``py3XY`` with a build number so that pip prefers them to an
 index's wheel of the same version) in a ``--find-links`` folder, each pinned to its version
-by a ``--constraint``: a dependency on numpy is met by the built-in numpy, and one asking for
-another version fails the resolution. Every built-in distribution pip put in the target (its
-``RECORD``'s files, normally the stub's ``dist-info`` alone) is then removed from it. A
-package without a pure-Python wheel fails the job naming it (``dependencies failed: lightgbm
-has no pure-Python wheel; ...``) with pip's output as the job's ``requirements.log``.
+by a ``--constraint``: a dependency on numpy is met by the built-in numpy, one on another
+version fails. Every built-in distribution pip put in the target (the files its ``RECORD``
+lists: normally the stub's ``dist-info`` alone) is then removed. A package without a
+pure-Python wheel fails the job naming it (``dependencies failed: lightgbm has no pure-Python
+wheel ...``), pip's output being the job's ``requirements.log``.
 
 Package index: pip looks only where the executor's settings say (``wasm_package_index``,
-default PyPI, through ``upstream_proxy`` when set), with no pip configuration file and none
-of the executor's ``PIP_*`` variables; the job's environment never reaches the host's pip.
+default PyPI, through ``upstream_proxy`` when set), reading no pip configuration file and
+none of the executor's ``PIP_*`` variables; the job's environment never reaches it.
 
-Cache: one folder per requirement set under the node's ``COMPILED_DIR``, named after the
-sha256 of the normalized requirements, the interpreter's version and the index; it is built
-as ``<name>.partial`` and renamed into place, under a lock file (and an in-process lock) so
-concurrent jobs of one node with the same set run pip once; later jobs reuse it. Each job
-sees it read-only at the build's ``site-packages`` path (``/usr/local/lib/python3.15/
-site-packages``, a preopen nested in ``/usr/local/lib``'s, the longest prefix winning), put
-on ``sys.path`` after the standard library zip by ``python.PythonRuntime.argv`` (the
-interpreter runs isolated, with no ``site``: it reads no ``PYTHONPATH``).
+Cache: one folder per requirement set in the node's ``COMPILED_DIR``, named after the sha256
+of the normalized requirements, the interpreter's version and built-ins, and the index. It is
+built as ``<name>.partial`` and renamed into place under a lock file (and an in-process
+lock), so that concurrent jobs of a node with the same set run pip once; later jobs reuse it.
+Each job sees it read-only at the build's ``site-packages`` path
+(``/usr/local/lib/python3.15/site-packages``, a preopen nested in ``/usr/local/lib``'s: the
+longest prefix wins), put on ``sys.path`` after the standard library zip by
+``PythonRuntime.argv`` (the interpreter runs isolated and without ``site``: it reads no
+``PYTHONPATH``).
 """
 
 from __future__ import annotations
@@ -339,7 +339,12 @@ class PackageCache:
             return None
         text = "".join(sorted({f"{_normalized(r)}\n" for r in wanted}))
         index = self.settings.wasm_package_index
-        material = {"requirements": text, "python": runtime.version, "index": index}
+        material = {
+            "requirements": text,
+            "python": runtime.version,
+            "built_in": runtime.built_in,
+            "index": index,
+        }
         key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
         target = self.folder / f"{PREFIX}{key}"
         if target.is_dir():

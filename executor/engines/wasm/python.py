@@ -52,7 +52,7 @@ class PythonRuntime:
     version: str
     """The interpreter's Python version (``3.15.0``)."""
     built_in: dict[str, str]
-    """The packages it has built in (canonical name → version)."""
+    """The Python distributions it has built in (canonical name → version)."""
     folder: Path = COMPILED_DIR
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -113,20 +113,31 @@ def find_python() -> PythonRuntime | None:
     module = artifacts / "python.wasm"
     if not module.is_file() or not manifest.is_file():
         return None
-    built_in: dict[str, str] = {}
     version = ""
     for line in manifest.read_text(encoding="utf-8").splitlines():
         kind, _, rest = line.partition(" ")
-        words = rest.split()
-        if kind == "package" and len(words) == 2:
-            built_in[canonicalize_name(words[0])] = words[1]
-        if kind == "python" and words:
-            version = words[0]
+        if kind == "python" and rest.strip():
+            version = rest.split()[0]
     stdlib = artifacts / "python-stdlib.zip"
     if version.count(".") < 1 or not stdlib.is_file():
         return None
     zip_name = "python{}{}.zip".format(*version.split(".")[:2])
+    built_in = distributions(stdlib)
     return PythonRuntime(module, stdlib, zip_name, version, built_in)
+
+
+def distributions(stdlib: Path) -> dict[str, str]:
+    """The Python distributions built into the interpreter, whose ``dist-info`` its standard
+    library zip holds (canonical name → version): its ``MANIFEST``'s packages less the C
+    libraries and build tools it lists too (zlib, openblas, pybind11...)."""
+    found: dict[str, str] = {}
+    with zipfile.ZipFile(stdlib) as archive:
+        for name in archive.namelist():
+            top, _, rest = name.partition("/")
+            if top.endswith(".dist-info") and rest == "METADATA":
+                project, _, release = top.removesuffix(".dist-info").rpartition("-")
+                found[canonicalize_name(project)] = release
+    return found
 
 
 def require(runtime: PythonRuntime | None) -> PythonRuntime:
