@@ -14,6 +14,8 @@ from shoal.executor.engines.wasm.engine import WasmEngine
 from shoal.executor.engines.wasm.packages import (
     PREFIX,
     PackageCache,
+    guest_markers,
+    parse_requirements,
     pip_failure,
     requirement_lines,
 )
@@ -202,3 +204,9 @@ def test_an_unreachable_index_is_not_taken_for_a_missing_wheel() -> None:
     assert pip_failure(output, "http://index") == (
         "the package index http://index could not be read for tinydep"
     )
+
+
+def test_markers_are_evaluated_for_the_guest() -> None:
+    lines = [(1, "a; sys_platform == 'linux'"), (2, "b>=1; python_version >= '3.15'"), (3, "c")]
+    kept = parse_requirements("requirements.txt", lines, guest_markers("3.15.0"))
+    assert [str(r) for r in kept] == ["b>=1", "c"]
