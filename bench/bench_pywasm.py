@@ -91,7 +91,7 @@ def wasi_start(runtime: PythonRuntime, cache: ModuleCache, code: Path) -> float:
     wasi = wasmtime.WasiConfig()
     wasi.argv = ["python", "-c", "print(1)"]
     wasi.stdout_file = os.devnull
-    runtime.preopen(wasi, str(code))
+    runtime.preopen(wasi, str(code), None)
     store.set_wasi(wasi)
     linker = wasmtime.Linker(engine)
     linker.define_wasi()

@@ -257,7 +257,18 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
     )
 
     upstream_proxy: str | None = Field(
-        default=None, description="http://host:port the job proxy and url inputs go through"
+        default=None,
+        description="http://host:port the job proxy, url inputs and the pip of python "
+        "--runtime=wasm jobs' requirements go through",
+    )
+    wasm_package_index: str = Field(
+        default="https://pypi.org/simple",
+        description="The package index (simple API) where the executor's pip finds the "
+        "pure-Python wheels of python --runtime=wasm jobs' requirements (the job's own "
+        "environment and the executor's pip configuration are not read)",
+    )
+    wasm_install_timeout: Duration = Field(
+        default=900.0, gt=0, description="Longest pip may take to install such requirements"
     )
     allowed_local_dirs: list[Path] = Field(default_factory=list)
     input_limit: Memory = Field(

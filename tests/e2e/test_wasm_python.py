@@ -4,13 +4,32 @@ engine's python runtime (its interpreter is compiled on the node's first run: mi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.images.support import make_tinydep, serve_directory
+
 from .conftest import System
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(1200)]
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A package index on 127.0.0.1 holding tinydep."""
+    simple = tmp_path_factory.mktemp("index") / "simple"
+    make_tinydep(simple / "tinydep")
+    with serve_directory(simple.parent, "127.0.0.1") as url:
+        yield f"{url}/simple"
+
+
+@pytest.fixture
+def system_env(index: str) -> dict[str, str]:
+    """The executor's pip finds python --runtime=wasm jobs' requirements on ``index``."""
+    return {"SHOAL_WASM_PACKAGE_INDEX": index}
+
 
 SUMMARISES = """\
 import json
@@ -72,4 +91,33 @@ async def test_a_command_other_than_python_is_refused_at_submission(
     assert done.err.startswith(
         "TranslationError: python --runtime=wasm runs python only: the command after -- "
         "must start with python, not 'bash'"
+    )
+
+
+async def test_a_pure_python_requirement_is_installed_and_a_native_one_refused(
+    system: System, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("import tinydep\nprint(tinydep.VALUE)\n")
+    (code / "requirements.txt").write_text("tinydep==1.0\n")
+    done = await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(code), "--id-only", "--wait", "--",
+        "python", "app.py",
+    )  # fmt: skip
+    assert done.code == 0, done.err
+    logs = await system.shoal("job", "logs", done.out.strip())
+    assert logs.out == "tinydep-1.0\n"
+    (code / "requirements.txt").write_text("tinydep==1.0\nlightgbm\n")
+    done = await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(code), "--id-only", "--wait", "--",
+        "python", "app.py",
+    )  # fmt: skip
+    assert done.code != 0
+    described = await system.shoal(
+        "job", "describe", done.out.strip(), "--output-format", "json"
+    )  # fmt: skip
+    assert json.loads(described.out)["error"] == (
+        "dependencies failed: lightgbm has no pure-Python wheel on the package index; a WASI "
+        "interpreter cannot load native code: run it with --runtime=docker"
     )

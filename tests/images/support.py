@@ -48,12 +48,15 @@ def make_wheel(
     version: str,
     module_source: str,
     scripts: Mapping[str, str] | None = None,
+    requires: Sequence[str] = (),
 ) -> Path:
-    """Write a pure-python wheel of one module package ``name``; ``scripts``: console scripts."""
+    """Write a pure-python wheel of one module package ``name``; ``scripts``: console scripts;
+    ``requires``: its requirements."""
     dist = f"{name}-{version}.dist-info"
+    metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
     files: dict[str, str] = {
         f"{name}/__init__.py": module_source,
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/METADATA": metadata + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{dist}/WHEEL": (
             "Wheel-Version: 1.0\nGenerator: shoal-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
         ),

