@@ -4,11 +4,14 @@ engine's python runtime (its interpreter is compiled on the node's first run: mi
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from shoal.executor.engines.wasm.modules import COMPILED_DIR
+from shoal.executor.engines.wasm.packages import PREFIX
 from tests.images.support import make_tinydep, serve_directory
 
 from .conftest import System
@@ -18,11 +21,18 @@ pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq, pytest.mark.timeout(1200
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A package index on 127.0.0.1 holding tinydep."""
+    """A package index on 127.0.0.1 holding tinydep; the package sets installed from it (its
+    port is part of their key, so no later run meets them) are removed after the tests."""
     simple = tmp_path_factory.mktemp("index") / "simple"
     make_tinydep(simple / "tinydep")
+    before = set(COMPILED_DIR.glob(f"{PREFIX}*"))
     with serve_directory(simple.parent, "127.0.0.1") as url:
         yield f"{url}/simple"
+    for made in set(COMPILED_DIR.glob(f"{PREFIX}*")) - before:
+        if made.is_dir():
+            shutil.rmtree(made, ignore_errors=True)
+        else:
+            made.unlink(missing_ok=True)
 
 
 @pytest.fixture
