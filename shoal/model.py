@@ -319,6 +319,12 @@ NO_RETRIES = Retries()
 """The default: no retry."""
 
 
+def _asks_none(retries: Retries) -> bool:
+    """Whether ``retries`` is the default (compared field by field: a model's ``==`` costs
+    more, and this runs on every serialization of a task)."""
+    return retries.attempts == 0 and retries.__dict__ == NO_RETRIES.__dict__
+
+
 def _default_outputs() -> list[ResultPath]:
     return [ResultPath(name="outputs", path="/outputs")]
 
@@ -342,7 +348,7 @@ class Task(_Model):
     network: Network | None = None
     """``None`` leaves the choice to the job type (the translator); native jobs get none."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    retries: Retries = Field(default_factory=Retries, exclude_if=lambda r: r == NO_RETRIES)
+    retries: Retries = Field(default_factory=Retries, exclude_if=_asks_none)
     """Left out of the serialized form while it asks for none: jobs read the same as before
     it existed, to components that do not know it."""
 
@@ -432,11 +438,11 @@ class Job(_Model):
         return self.task.engine.type
 
 
-def describe_errors(error: ValidationError) -> str:
-    """One line per problem: ``field.path: message``."""
+def describe_errors(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``field.path: message`` (paths below ``prefix`` if given)."""
     lines = []
     for item in error.errors(include_url=False):
-        path = ""
+        path = prefix
         for part in item["loc"]:
             if isinstance(part, int) or not _PLAIN_KEY.fullmatch(part):
                 path += f"[{part!r}]"  # quoted: a key may hold dots, quotes or newlines
