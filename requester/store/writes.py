@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.model import STATE_ORDER, TERMINAL_STATES, Job, JobState, checked_output_name
@@ -171,6 +171,25 @@ async def advance_state(
         .returning(jobs.c.id)
     )
     return [row.id for row in result]
+
+
+_QUEUED = STATE_ORDER[JobState.QUEUED]
+_MARK_QUEUED = (
+    update(schema.jobs)
+    .where(
+        schema.jobs.c.id.in_(bindparam("job_ids", expanding=True)),
+        schema.jobs.c.state_rank < _QUEUED,
+    )
+    .values(state=JobState.QUEUED.value, state_rank=_QUEUED, updated_at=bindparam("now"))
+)
+"""``advance_state(…, QUEUED)`` as one statement built once, without ``RETURNING``: the
+submission pipeline marks every confirmed job of a round with it."""
+
+
+async def mark_queued(conn: AsyncConnection, job_ids: Sequence[str]) -> None:
+    """Move the pending ``job_ids`` to ``queued`` (those further on stay)."""
+    if job_ids:
+        await conn.execute(_MARK_QUEUED, {"job_ids": list(job_ids), "now": _now()})
 
 
 async def claim_run(conn: AsyncConnection, event: JobEvent, account: str) -> bool:
