@@ -41,7 +41,15 @@ from shoal.errors import IdempotencyConflictError, InvalidJobError, ProtocolErro
 from shoal.metrics import ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
 from shoal.topology import SUBMIT_QUEUE, compute_queue, job_lane
-from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode, encode
+from shoal.wire import (
+    Submission,
+    SubmitReply,
+    WireError,
+    compute_body,
+    decode,
+    encode,
+    utcnow,
+)
 
 from . import delivery
 from .access import Access
@@ -358,10 +366,11 @@ class SubmissionPipeline:
         try:
             raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
             batch = FrameBatch(raw)
+            now = utcnow()
             futures = [
                 batch.publish(
                     compute_queue(job_lane(item.job.runnable)),
-                    encode(ComputeRequest(job=item.job.runnable)),
+                    compute_body(item.job.runnable_json, now),
                     properties(message_id=item.job_id),
                     mandatory=True,
                 )

@@ -21,10 +21,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -265,16 +263,9 @@ class Timeouts(_Model):
     execution: Seconds = None
     queue: Seconds = None
     total: Seconds = None
-    grace: Seconds = None
-
-    @model_serializer(mode="wrap")
-    def _without_unset_grace(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Leave ``grace`` out while unset: jobs read the same as before it existed, to
-        components that do not know it."""
-        data = handler(self)
-        if isinstance(data, dict) and self.grace is None:
-            data.pop("grace", None)
-        return data
+    grace: Seconds = Field(default=None, exclude_if=lambda grace: grace is None)
+    """Left out of the serialized form while unset: jobs read the same as before it
+    existed, to components that do not know it."""
 
 
 RETRY_KINDS = ("lost", "engine", "exit")
@@ -324,6 +315,16 @@ class Retries(_Model):
         return base * (1 + jitter / 4)
 
 
+NO_RETRIES = Retries()
+"""The default: no retry."""
+
+
+def _asks_none(retries: Retries) -> bool:
+    """Whether ``retries`` is the default (compared field by field: a model's ``==`` costs
+    more, and this runs on every serialization of a task)."""
+    return retries.attempts == 0 and retries.__dict__ == NO_RETRIES.__dict__
+
+
 def _default_outputs() -> list[ResultPath]:
     return [ResultPath(name="outputs", path="/outputs")]
 
@@ -347,7 +348,9 @@ class Task(_Model):
     network: Network | None = None
     """``None`` leaves the choice to the job type (the translator); native jobs get none."""
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    retries: Retries = Field(default_factory=Retries)
+    retries: Retries = Field(default_factory=Retries, exclude_if=_asks_none)
+    """Left out of the serialized form while it asks for none: jobs read the same as before
+    it existed, to components that do not know it."""
 
     @field_validator("env")
     @classmethod
@@ -375,15 +378,6 @@ class Task(_Model):
             except ValidationError as error:
                 raise ValueError(f"engine.params.{describe_errors(error)}") from None
         return self
-
-    @model_serializer(mode="wrap")
-    def _without_unused_retries(self, handler: SerializerFunctionWrapHandler) -> Any:
-        """Leave ``retries`` out while it asks for none: jobs read the same as before it
-        existed, to components that do not know it."""
-        data = handler(self)
-        if isinstance(data, dict) and self.retries.attempts == 0 and self.retries == Retries():
-            data.pop("retries", None)
-        return data
 
 
 SHOAL_META_PREFIX = "shoal."
@@ -444,11 +438,11 @@ class Job(_Model):
         return self.task.engine.type
 
 
-def describe_errors(error: ValidationError) -> str:
-    """One line per problem: ``field.path: message``."""
+def describe_errors(error: ValidationError, prefix: str = "") -> str:
+    """One line per problem: ``field.path: message`` (paths below ``prefix`` if given)."""
     lines = []
     for item in error.errors(include_url=False):
-        path = ""
+        path = prefix
         for part in item["loc"]:
             if isinstance(part, int) or not _PLAIN_KEY.fullmatch(part):
                 path += f"[{part!r}]"  # quoted: a key may hold dots, quotes or newlines

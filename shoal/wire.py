@@ -10,7 +10,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from shoal.errors import ProtocolError, ShoalError
 from shoal.model import Job, JobState, checked_output_name, describe_errors
@@ -66,6 +66,17 @@ class ComputeRequest(Message):
 
     job: Job
     submitted_at: datetime = Field(default_factory=utcnow)
+
+
+_TIMESTAMP = TypeAdapter(datetime)
+
+
+def compute_body(job_json: str, submitted_at: datetime) -> bytes:
+    """``encode(ComputeRequest(job=job, submitted_at=submitted_at))`` for a job already
+    serialized (``job_json`` is ``job.model_dump_json()``): the same bytes, without
+    serializing the job again."""
+    at = _TIMESTAMP.dump_json(submitted_at).decode()
+    return f'{{"schema_version":{SCHEMA_VERSION},"job":{job_json},"submitted_at":{at}}}'.encode()
 
 
 EventKind = Literal["state", "log", "result", "recorded"]

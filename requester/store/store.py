@@ -145,7 +145,7 @@ class JobStore:
         """One transaction: mark ``queued`` jobs (see :meth:`mark_queued`), then add ``new``
         ones (see :meth:`add_jobs`). The submission pipeline's group commit."""
         async with self._write() as conn:
-            await writes.advance_state(conn, queued, JobState.QUEUED)
+            await writes.mark_queued(conn, queued)
             return await _insert(conn, new) if new else {}
 
     async def mark_queued(self, job_ids: Sequence[str]) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.model import STATE_ORDER, TERMINAL_STATES, Job, JobState, checked_output_name
@@ -40,6 +41,12 @@ class NewJob:
     runnable: Job
     idempotency_key: str | None = None
 
+    @functools.cached_property
+    def runnable_json(self) -> str:
+        """The runnable job as JSON, made once: its stored spec, and the job of its compute
+        message (``shoal.wire.compute_body``)."""
+        return self.runnable.model_dump_json()
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -53,8 +60,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _job_row(job: Job, state: JobState, job_type: str, key: str | None) -> dict[str, Any]:
-    now = _now()
+def _job_row(
+    job: Job, spec: str, labels: str, state: JobState, job_type: str, key: str | None, now: datetime
+) -> dict[str, Any]:
     return {
         "id": job.id,
         "name": job.name,
@@ -67,8 +75,8 @@ def _job_row(job: Job, state: JobState, job_type: str, key: str | None) -> dict[
         "original_id": None,
         "translated_id": None,
         "idempotency_key": key,
-        "spec": job.model_dump_json(),
-        "labels": json.dumps(job.labels, sort_keys=True),
+        "spec": spec,
+        "labels": labels,
         "exit_code": None,
         "error": None,
         "created_at": job.created_at,
@@ -76,17 +84,31 @@ def _job_row(job: Job, state: JobState, job_type: str, key: str | None) -> dict[
     }
 
 
+def _labels(job: Job) -> str:
+    return json.dumps(job.labels, sort_keys=True)
+
+
 async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[str, JobState]:
     """Insert each submission's rows unless present; the runnable jobs' current states."""
     rows: dict[str, dict[str, Any]] = {}
     labels: dict[tuple[str, str], dict[str, str]] = {}
     blobs: dict[tuple[str, str], dict[str, str]] = {}
+    now = _now()
     for item in items:
         original, runnable = item.original, item.runnable
         job_type = original.engine_type
-        run_row = _job_row(runnable, JobState.PENDING, job_type, item.idempotency_key)
+        key = item.idempotency_key
+        labels_json = _labels(runnable)
+        run_row = _job_row(
+            runnable, item.runnable_json, labels_json, JobState.PENDING, job_type, key, now
+        )
         if runnable.id != original.id:
-            orig_row = _job_row(original, JobState.TRANSLATED, job_type, item.idempotency_key)
+            if original.labels != runnable.labels:
+                labels_json = _labels(original)
+            spec = original.model_dump_json()
+            orig_row = _job_row(
+                original, spec, labels_json, JobState.TRANSLATED, job_type, key, now
+            )
             orig_row["translated_id"] = runnable.id
             run_row["original_id"] = original.id
             rows.setdefault(original.id, orig_row)
@@ -149,6 +171,25 @@ async def advance_state(
         .returning(jobs.c.id)
     )
     return [row.id for row in result]
+
+
+_QUEUED = STATE_ORDER[JobState.QUEUED]
+_MARK_QUEUED = (
+    update(schema.jobs)
+    .where(
+        schema.jobs.c.id.in_(bindparam("job_ids", expanding=True)),
+        schema.jobs.c.state_rank < _QUEUED,
+    )
+    .values(state=JobState.QUEUED.value, state_rank=_QUEUED, updated_at=bindparam("now"))
+)
+"""``advance_state(…, QUEUED)`` as one statement built once, without ``RETURNING``: the
+submission pipeline marks every confirmed job of a round with it."""
+
+
+async def mark_queued(conn: AsyncConnection, job_ids: Sequence[str]) -> None:
+    """Move the pending ``job_ids`` to ``queued`` (those further on stay)."""
+    if job_ids:
+        await conn.execute(_MARK_QUEUED, {"job_ids": list(job_ids), "now": _now()})
 
 
 async def claim_run(conn: AsyncConnection, event: JobEvent, account: str) -> bool:

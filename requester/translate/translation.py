@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from shoal.errors import ShoalError, TranslationError
-from shoal.model import NATIVE_ENGINES, Job, JobState, derived_job_id, describe_errors
+from shoal.model import NATIVE_ENGINES, Job, JobState, Task, derived_job_id, describe_errors
 
 from .registry import TranslatorRegistry
 
@@ -58,26 +58,29 @@ def translate_job(job: Job, registry: TranslatorRegistry) -> Translation:
         )
     translator_name = f"{type(translator).__module__}.{type(translator).__qualname__}"
     runnable_id = derived_job_id(job.id)
-    # One validation of the whole new job: the translator's task may be a model_copy, which
-    # pydantic does not validate.
-    data = job.model_dump(mode="json", exclude={"tasks"})
-    data.update(
-        id=runnable_id,
-        meta={
-            **job.meta,
-            META_JOB_TYPE: job_type,
-            META_TRANSLATOR: translator_name,
-            META_ORIGINAL_ID: job.id,
-        },
-        tasks=[task.model_dump(mode="json")],
-        state=JobState.PENDING.value,
-    )
+    # One validation of the whole new task: the translator's task may be a model_copy, which
+    # pydantic does not validate. The rest of the new job is the validated ``job`` with a
+    # derived ID and string meta, valid by construction.
     try:
-        runnable = Job.model_validate(data)
+        checked = Task.model_validate(task.model_dump(mode="json"))
     except ValidationError as error:
+        errors = describe_errors(error, prefix="tasks[0]")
         raise TranslationError(
-            f"translator for {job_type!r} produced an invalid job: {describe_errors(error)}"
+            f"translator for {job_type!r} produced an invalid job: {errors}"
         ) from None
+    runnable = job.model_copy(
+        update={
+            "id": runnable_id,
+            "meta": {
+                **job.meta,
+                META_JOB_TYPE: job_type,
+                META_TRANSLATOR: translator_name,
+                META_ORIGINAL_ID: job.id,
+            },
+            "tasks": [checked],
+            "state": JobState.PENDING,
+        }
+    )
     original = job.model_copy(
         update={
             "meta": {**job.meta, META_TRANSLATED_ID: runnable_id},

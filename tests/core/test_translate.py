@@ -229,6 +229,24 @@ def test_a_translator_must_produce_a_native_engine() -> None:
         translate_job(job({"type": "lazy"}), TranslatorRegistry([NotNative()]))
 
 
+class Unchecked:
+    """Builds its task with ``model_copy``, which pydantic does not validate."""
+
+    job_type = "sloppy"
+
+    def translate(self, task: Task) -> Task:
+        engine = SpecConfig(type="docker", params={"image": "", "entrypoint": "sh"})
+        return task.model_copy(update={"engine": engine})
+
+
+def test_an_invalid_task_from_a_translator_is_refused_with_its_field() -> None:
+    with pytest.raises(TranslationError) as caught:
+        translate_job(job({"type": "sloppy"}), TranslatorRegistry([Unchecked()]))
+    assert "translator for 'sloppy' produced an invalid job: tasks[0]: engine.params.image" in str(
+        caught.value
+    )
+
+
 def test_duplicate_job_types_are_rejected() -> None:
     with pytest.raises(TranslationError, match="duplicate translator for job type 'python'"):
         TranslatorRegistry([*builtin_translators(), *builtin_translators()])

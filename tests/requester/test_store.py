@@ -67,6 +67,19 @@ async def test_states_only_move_forward(store: JobStore) -> None:
     assert run["ended_at"] is not None
 
 
+async def test_a_round_marks_its_jobs_queued_and_adds_the_next(store: JobStore) -> None:
+    first, running, later = translated(), translated(), translated()
+    await store.add_jobs([first, running])
+    await store.mark_queued([running.runnable.id])
+    await store.record_events([state(running.runnable.id, JobState.RUNNING)])
+    queued = [first.runnable.id, running.runnable.id]
+    assert await store.write_round([later], queued) == {later.runnable.id: JobState.PENDING}
+    assert (await store.describe(first.runnable.id))["state"] == "queued"
+    assert (await store.describe(running.runnable.id))["state"] == "running"
+    assert (await store.describe(later.runnable.id))["state"] == "pending"
+    assert await store.write_round([], []) == {}
+
+
 async def test_concurrent_recorders_cannot_regress(store: JobStore) -> None:
     item = translated()
     job_id = item.runnable.id
