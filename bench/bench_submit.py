@@ -27,8 +27,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
+import re
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,24 +84,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def shoal_rate(url: str, jobs: int, requester_pid: int) -> tuple[float, float, float]:
+def broker_pid(port: int = 5672) -> int | None:
+    """The process listening on the broker's ``port`` (``ss``), or ``None`` when not told."""
+    listing = subprocess.run(
+        ["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True, check=False
+    )
+    found = re.search(r"pid=(\d+)", listing.stdout)
+    return int(found[1]) if found else None
+
+
+def broker_cpu(pid: int | None) -> float:
+    """The broker's CPU seconds so far (``nan`` when its process is not known)."""
+    return cpu_seconds(pid) if pid is not None else math.nan
+
+
+async def shoal_rate(
+    url: str, jobs: int, requester_pid: int, broker: int | None
+) -> tuple[float, float, float, float]:
     """Jobs per second of ``submit_many`` (all answered, none refused), and the CPU time
-    per job, in µs, of this client and of the requester."""
+    per job, in µs, of this client, of the requester and of the broker."""
     submissions = [Submission(job=python_job()) for _ in range(jobs)]
     async with open_session(ClientSettings(broker_url=Secret(url))) as session:
         client_cpu, requester_cpu = time.process_time(), cpu_seconds(requester_pid)
+        broker_before = broker_cpu(broker)
         started = time.perf_counter()
         results = await session.submit_many(submissions)
         elapsed = time.perf_counter() - started
         client_cpu = time.process_time() - client_cpu
         requester_cpu = cpu_seconds(requester_pid) - requester_cpu
+        broker_used = broker_cpu(broker) - broker_before
     refused = [r for r in results if isinstance(r, ShoalError)]
     assert not refused, refused[0]
-    return jobs / elapsed, client_cpu / jobs * 1e6, requester_cpu / jobs * 1e6
+    per_job = 1e6 / jobs
+    return jobs / elapsed, client_cpu * per_job, requester_cpu * per_job, broker_used * per_job
 
 
-async def raw_rate(url: str, jobs: int) -> float:
-    """Publishes per second with aio-pika: persistent, mandatory, confirmed, 256 in flight."""
+async def raw_rate(url: str, jobs: int, broker: int | None) -> tuple[float, float]:
+    """Publishes per second with aio-pika: persistent, mandatory, confirmed, 256 in flight;
+    and the broker's CPU time per publish, in µs."""
     conn = await connect(url, name="bench-raw")
     channel = await conn.channel(publisher_confirms=True)
     queue = await channel.declare_queue(RAW_QUEUE, durable=True, arguments=work_queue_arguments())
@@ -111,12 +134,14 @@ async def raw_rate(url: str, jobs: int) -> float:
             message = aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
             await channel.default_exchange.publish(message, RAW_QUEUE, mandatory=True)
 
+    broker_before = broker_cpu(broker)
     started = time.perf_counter()
     await asyncio.gather(*(one() for _ in range(jobs)))
     elapsed = time.perf_counter() - started
+    broker_used = broker_cpu(broker) - broker_before
     await queue.delete(if_unused=False, if_empty=False)
     await conn.close()
-    return jobs / elapsed
+    return jobs / elapsed, broker_used / jobs * 1e6
 
 
 def celery_rates(url: str, jobs: int) -> tuple[float, float]:
@@ -280,6 +305,13 @@ def report(
         f"**{rates['requester_cpu']:.0f} µs** (all its threads): one requester process "
         f"takes at most {1e6 / rates['requester_cpu']:.0f} jobs/s on a core of its own"
     )
+    if not math.isnan(rates["broker_cpu"]):
+        print(
+            f"- Broker CPU per job: Shoal **{rates['broker_cpu']:.0f} µs** (the submission in, "
+            "its compute message out, the reply, two acks: two quorum-queue writes), raw publish "
+            f"**{rates['raw_broker_cpu']:.0f} µs** (one quorum-queue write): "
+            f"{rates['broker_cpu'] / rates['raw_broker_cpu']:.2f}x"
+        )
     print()
     inline, blob = sizes["inline"], sizes["blob"]
     print(f"{shared} jobs sharing one 1 MiB `--code` folder (incompressible):\n")
@@ -313,12 +345,16 @@ async def main(jobs: int, shared: int) -> None:
     with private_vhost() as url, tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         database = tmp / f"{uuid.uuid4().hex}.sqlite3"
+        broker = broker_pid()
         async with requester(url, database) as pid:
-            rates["shoal"], rates["client_cpu"], rates["requester_cpu"] = await shoal_rate(
-                url, jobs, pid
-            )
+            (
+                rates["shoal"],
+                rates["client_cpu"],
+                rates["requester_cpu"],
+                rates["broker_cpu"],
+            ) = await shoal_rate(url, jobs, pid, broker)
             print(f"shoal {rates['shoal']:.0f}/s", file=sys.stderr, flush=True)
-            rates["raw"] = await raw_rate(url, jobs)
+            rates["raw"], rates["raw_broker_cpu"] = await raw_rate(url, jobs, broker)
             print(f"raw {rates['raw']:.0f}/s", file=sys.stderr, flush=True)
             rates["celery_loop"], rates["celery_group"] = await asyncio.to_thread(
                 celery_rates, url, jobs
