@@ -15,12 +15,14 @@ from shoal.executor.engines.wasm.packages import (
     PREFIX,
     PackageCache,
     guest_markers,
+    job_requirements,
     parse_requirements,
     pip_failure,
     requirement_lines,
 )
 from shoal.executor.events import MemoryEventSink
 from shoal.executor.execution import Node
+from shoal.executor.failures import JobError
 from shoal.executor.settings import ExecutorSettings
 from shoal.model import JobState
 from tests.images.support import make_tinydep, make_wheel, serve_directory
@@ -210,3 +212,15 @@ def test_markers_are_evaluated_for_the_guest() -> None:
     lines = [(1, "a; sys_platform == 'linux'"), (2, "b>=1; python_version >= '3.15'"), (3, "c")]
     kept = parse_requirements("requirements.txt", lines, guest_markers("3.15.0"))
     assert [str(r) for r in kept] == ["b>=1", "c"]
+
+
+def test_a_docstring_s_pip_line_may_carry_flags_that_change_nothing() -> None:
+    app = b'"""Counts.\n\npip install -U --quiet tinydep==1.0\n"""\nimport tinydep\n'
+    assert job_requirements({"app.py": app}, ["app.py"]) == (
+        "app.py's docstring",
+        [(0, "tinydep==1.0")],
+    )
+    with_index = b'"""pip install -i http://elsewhere tinydep"""\n'
+    source, lines = job_requirements({"app.py": with_index}, ["app.py"]) or ("", [])
+    with pytest.raises(JobError, match="-i is a pip option"):
+        parse_requirements(source, lines, guest_markers("3.15.0"))

@@ -79,6 +79,11 @@ from shoal.executor.settings import ExecutorSettings
 PREFIX = "python-packages-"
 LOCK_POLL = 0.1
 """Seconds between tries of another executor's build lock."""
+HARMLESS_FLAGS = frozenset(
+    {"-U", "--upgrade", "-q", "--quiet", "-v", "--verbose", "--no-cache-dir", "--user"}
+)
+"""Flags of a docstring's ``pip install`` line that change nothing here (and take no value):
+left out; any other option is refused."""
 LOG_NAME = "requirements.log"
 REFUSE_NATIVE = "a WASI interpreter cannot load native code: run it with --runtime=docker"
 _NO_MATCH = re.compile(r"No matching distribution found for (\S+)(?: \(from ([^)]+)\))?")
@@ -170,7 +175,8 @@ def job_requirements(
     if module is not None:
         commands = docstring_pip_lines(files[module])
         if commands:
-            return f"{module}'s docstring", [(0, word) for c in commands for word in c[2:]]
+            words = [word for c in commands for word in c[2:] if word not in HARMLESS_FLAGS]
+            return f"{module}'s docstring", [(0, word) for word in words]
     pyproject = files.get("pyproject.toml")
     if pyproject is not None and declares_project(_text(pyproject)):
         found = _pyproject_requirements(_text(pyproject))
