@@ -11,7 +11,7 @@ logged and the next beat tries again.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -25,6 +25,9 @@ from shoal.topology import declare_fleet
 from shoal.wire import HEARTBEAT_MISSES, Heartbeat
 
 log = structlog.get_logger(__name__)
+
+IMAGES_TIMEOUT = 5.0
+"""Seconds a beat waits for the Docker engine to say which runtime images it holds."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,12 @@ def start_heartbeat(
     executor_id: str,
     engines: Sequence[str],
     busy: Callable[[], Busy],
+    images: Callable[[], Awaitable[list[str]]] | None = None,
 ) -> asyncio.Task[None]:
-    """Beat until the task is cancelled."""
-    return asyncio.create_task(_beat(connection, settings, executor_id, list(engines), busy))
+    """Beat until the task is cancelled (``images``: the runtime images the node holds)."""
+    return asyncio.create_task(
+        _beat(connection, settings, executor_id, list(engines), busy, images)
+    )
 
 
 async def _beat(
@@ -55,12 +61,20 @@ async def _beat(
     executor_id: str,
     engines: list[str],
     busy: Callable[[], Busy],
+    images: Callable[[], Awaitable[list[str]]] | None,
 ) -> None:
     channel = await connection.channel()
     fleet = await declare_fleet(channel)
     account = broker_user(settings.broker_url.get_secret_value())
     interval = settings.heartbeat_every
+    held: list[str] = []
     while True:
+        if images is not None:
+            try:
+                async with asyncio.timeout(IMAGES_TIMEOUT):
+                    held = await images()
+            except Exception as error:  # the engine is slow or away: say what was seen last
+                log.warning("heartbeat.images_unknown", error=f"{type(error).__name__}: {error}")
         now = busy()
         heartbeat = Heartbeat(
             node_id=executor_id,
@@ -68,6 +82,7 @@ async def _beat(
             host=settings.node_id,
             version=shoal.__version__,
             engines=engines,
+            images=held,
             slots=settings.slots,
             running=now.jobs,
             held=now.held,

@@ -389,6 +389,7 @@ async def serve(
             executor_id,
             served,
             lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
+            docker.held_images if docker is not None else None,
         )
         log.info(
             "executor.ready", slots=settings.slots, node=settings.node_id, engines=list(served)

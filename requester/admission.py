@@ -12,13 +12,21 @@ own maximum, with a note only in their log) or waiting forever:
   ``job describe``: the user learns it before anything ran, and a job that needs the memory
   never runs out of it halfway. An executor smaller than this still lowers a job to its own
   maximum, as before.
+- A docker job naming a runtime image (``shoal.images.runtime_images``) that none of the live
+  executors serving docker holds (their heartbeats' ``images``, :class:`ImageCheck`). While
+  no such executor is alive (or none says which images it holds), the job is accepted and
+  waits for one, as a job of an engine no executor serves does (``shoal.requester.waiting``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from shoal.errors import UnsupportedError
+from shoal.images import runtime_images
 from shoal.model import Job
 from shoal.units import format_bytes
 
@@ -48,3 +56,58 @@ class Admission:
 
 DEFAULT_ADMISSION = Admission()
 """The default limits (tests and tools that build a pipeline without settings)."""
+
+
+IMAGES_TTL = 2.0
+"""Seconds the live executors' images are reused before the store is asked again."""
+
+
+@dataclass
+class ImageCheck:
+    """Refuses docker jobs naming a runtime image no live docker executor holds.
+
+    ``nodes`` gives the live nodes' heartbeats (``JobStore.alive_nodes``); they are asked at
+    most every ``ttl`` seconds, so a round of submissions costs no query.
+    """
+
+    nodes: Callable[[], Awaitable[list[dict[str, Any]]]]
+    ttl: float = IMAGES_TTL
+    _asked: float = field(default=-IMAGES_TTL, init=False)
+    _held: frozenset[str] | None = field(default=None, init=False)
+
+    async def held(self) -> frozenset[str] | None:
+        """The runtime images the live docker executors hold, ``None`` when none says."""
+        now = time.monotonic()
+        if now - self._asked >= self.ttl:
+            self._asked = now
+            try:
+                nodes = await self.nodes()
+            except Exception:  # the store is away: the submission path finds out itself
+                return self._held
+            reporting = [
+                node
+                for node in nodes
+                if node.get("role") == "executor"
+                and "docker" in node.get("engines", [])
+                and node.get("images")
+            ]
+            self._held = (
+                frozenset(image for node in reporting for image in node["images"])
+                if reporting
+                else None
+            )
+        return self._held
+
+    async def refusal(self, job: Job) -> UnsupportedError | None:
+        """Why ``job`` cannot run on the live executors, or ``None``."""
+        engine = job.task.engine
+        image = engine.params.get("image")
+        if engine.type != "docker" or image not in runtime_images():
+            return None
+        held = await self.held()
+        if held is None or image in held:
+            return None
+        return UnsupportedError(
+            f"no executor alive holds the runtime image {image} (they hold: "
+            f"{', '.join(sorted(held))}); build it on their nodes with runtime-images/build.sh"
+        )

@@ -46,6 +46,7 @@ from shoal.topology import (
     work_queue_arguments,
 )
 
+from .admission import ImageCheck
 from .announce import Announcer
 from .api import Api
 from .claims import Claims
@@ -126,6 +127,7 @@ class Requester:
             retry,
             access=access,
             admission=s.admission(),
+            images=ImageCheck(self.store.alive_nodes),
             queue=SUBMIT_QUEUE,
         )
         if self._tune_gc:

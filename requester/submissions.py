@@ -53,7 +53,7 @@ from shoal.wire import (
 
 from . import delivery
 from .access import Access
-from .admission import DEFAULT_ADMISSION, Admission
+from .admission import DEFAULT_ADMISSION, Admission, ImageCheck
 from .batching import Batcher
 from .framebatch import FrameBatch, confirmed, properties
 from .store import JobStore, NewJob
@@ -152,6 +152,7 @@ class SubmissionPipeline:
         *,
         access: Access,
         admission: Admission = DEFAULT_ADMISSION,
+        images: ImageCheck | None = None,
         queue: str = SUBMIT_QUEUE,
         max_round: int = 256,
         max_rounds: int = 2,
@@ -163,6 +164,7 @@ class SubmissionPipeline:
         self._retry = retry
         self._access = access
         self._admission = admission
+        self._images = images
         self._queue = queue
         self._max_round = max_round
         self._slots = asyncio.Semaphore(max_rounds)
@@ -259,6 +261,8 @@ class SubmissionPipeline:
                 log.exception("submission.unreadable")
                 reason = f"the requester could not read this submission: {type(error).__name__}"
                 refused.append((message, ProtocolError(reason)))
+        if self._images is not None:
+            items = await self._with_images(items, refused)
         if refused:
             await self._refuse(refused)
         items = await self._with_blobs(items)
@@ -277,6 +281,21 @@ class SubmissionPipeline:
                 del self._busy[job_id]
             done.set_result(None)
         await self._finish(items)
+
+    async def _with_images(
+        self, items: list[_Item], refused: list[tuple[DeliveredMessage, ShoalError]]
+    ) -> list[_Item]:
+        """The items whose runtime image a live executor holds (``ImageCheck``); the others
+        go to ``refused``."""
+        assert self._images is not None
+        kept = []
+        for item in items:
+            error = await self._images.refusal(item.job.runnable)
+            if error is None:
+                kept.append(item)
+            else:
+                refused.append((item.message, error))
+        return kept
 
     async def _with_blobs(self, items: list[_Item]) -> list[_Item]:
         """Refuse the items naming a blob (``shoal.blobs``) the store does not hold, or with

@@ -185,6 +185,9 @@ class Heartbeat(Message):
     """The machine (an executor's ``SHOAL_NODE_ID``)."""
     version: str = ""
     engines: list[str] = Field(default_factory=list)
+    images: list[str] = Field(default_factory=list)
+    """The runtime images (``shoal.images.runtime_images``) its Docker engine holds (an
+    executor serving docker; checked at each beat)."""
     slots: int = 0
     """Jobs it runs at once (executors; 0 for a requester)."""
     running: list[str] = Field(default_factory=list)

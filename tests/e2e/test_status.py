@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from shoal.executor.engines.docker.network import GatewayError, remove_proxy_rules
+from shoal.images import runtime_images
 
 from .conftest import ROOT, System, _until_logged
 
@@ -56,6 +57,7 @@ async def test_status_shows_the_requester_the_executor_and_queue_depths(system: 
     executor = next(n for n in found["nodes"] if n["role"] == "executor")
     assert executor["host"] == system.env["SHOAL_NODE_ID"]
     assert executor["engines"] == ["docker", "wasm", "wasm-python"]
+    assert executor["images"] == sorted(runtime_images()), "the set-up builds every one"
     assert executor["slots"] >= 1
     assert executor["running"] == []  # the test's account is the requester's: an operator
     assert executor["draining"] is False

@@ -9,16 +9,18 @@ from typing import Any
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from shoal.images import DEFAULT_PYTHON_VERSION, duckdb_image, python_image
 from shoal.inline import inline_source
 from shoal.limits import MAX_META_VALUE_BYTES, MiB
 from shoal.model import JobState, derived_job_id
 from shoal.requester import submissions
+from shoal.requester.admission import IMAGES_TTL
 from shoal.requester.framebatch import FrameBatch
 from shoal.requester.service import Requester
 from shoal.requester.settings import RequesterSettings
 from shoal.requester.submissions import idempotent_id
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
-from shoal.wire import ComputeRequest, Submission, SubmitReply, decode
+from shoal.wire import ComputeRequest, Heartbeat, Submission, SubmitReply, decode
 
 from .amqp import Client, collect, collect_dead
 from .jobs import docker_job, python_job
@@ -306,3 +308,28 @@ async def test_failed_compute_publish_is_retried_until_it_lands(
     assert reply.job_id == derived_job_id(job.id) == message.message_id
     assert requester.store is not None
     assert (await requester.store.describe(job.id))["state"] == JobState.QUEUED
+
+
+async def test_a_runtime_image_no_live_executor_holds_is_refused(
+    requester: Requester, client: Client
+) -> None:
+    assert requester.store is not None
+    accepted = await client.submit(Submission(job=python_job()))
+    assert accepted.error is None, "no executor says which images it holds: the job waits"
+    await requester.store.record_heartbeat(
+        Heartbeat(
+            node_id="exec-a", role="executor", engines=["docker"], images=[duckdb_image()],
+            interval=10,
+        )
+    )  # fmt: skip
+    await asyncio.sleep(IMAGES_TTL)
+    reply = await client.submit(Submission(job=python_job()))
+    assert reply.error is not None
+    assert reply.error.type == "UnsupportedError"
+    image = python_image(DEFAULT_PYTHON_VERSION)
+    assert reply.error.message == (
+        f"no executor alive holds the runtime image {image} (they hold: {duckdb_image()}); "
+        "build it on their nodes with runtime-images/build.sh"
+    )
+    native = await client.submit(Submission(job=docker_job()))
+    assert native.error is None, "an image the operator allows is not a runtime image"

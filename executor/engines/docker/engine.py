@@ -48,8 +48,9 @@ from shoal.executor.engines.docker.spec import (
 from shoal.executor.engines.docker.volumes import watch
 from shoal.executor.failures import JobError
 from shoal.executor.limits import Limits
-from shoal.executor.settings import ExecutorSettings
+from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.executor.shielded import uncancellable
+from shoal.images import runtime_images
 from shoal.model import Job, NetworkType
 
 
@@ -205,6 +206,17 @@ class DockerEngine:
             stopped=stopped,
         )
         return await self.depcache.environment(request)
+
+    async def held_images(self) -> list[str]:
+        """The runtime images this node's Docker engine holds (never pulled here)."""
+        held = []
+        for image in sorted(runtime_images()):
+            try:
+                await self.runner.image(image, PullPolicy.NEVER)
+            except JobError:
+                continue
+            held.append(image)
+        return held
 
     async def clean_up(self, alive: Alive) -> None:
         """Reap the containers of this node's gone executors (``orphans``)."""
