@@ -86,6 +86,20 @@ async def test_shutdown_does_not_wait_for_a_wedged_container() -> None:
     assert len(runner.containers) == 1, "left for the next executor's orphan reaping"
 
 
+async def test_shutdown_removes_what_the_engine_can_remove_again() -> None:
+    """An engine back (from a restart) before the next background attempt: closing removes
+    the container instead of leaving it to the next executor."""
+    runner = WedgedRunner()
+    node = wedged_node(runner, remove_timeout=0.1)
+    docker_of(node).leftovers = Leftovers(runner, deadline=0.1, retry_every=60)
+    await execute(docker_job("true"), utcnow(), node, JobControl())
+    assert docker_of(node).leftovers.pending
+    runner.unwedge.set()
+    async with asyncio.timeout(2):
+        await docker_of(node).leftovers.close()
+    assert runner.containers == {}
+
+
 async def test_reaping_skips_a_container_it_cannot_remove() -> None:
     runner = WedgedRunner()
     labels = {LABEL_NODE: "n", LABEL_EXECUTOR: "n-1-gone00"}

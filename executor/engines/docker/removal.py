@@ -2,10 +2,12 @@
 
 ``remove_within`` gives the engine ``deadline`` seconds to remove a container. A removal that
 times out or fails is logged (``container.remove_timed_out`` / ``container.remove_failed``)
-and handed to :class:`Leftovers`, which retries it in the background, each attempt under the
-same deadline, until it succeeds or the executor closes. A container still left then carries
-its executor's label, so the next executor started on the node reaps it as an orphan (that
-reaping has deadlines too, see ``orphans.reap_orphans``).
+and handed to :class:`Leftovers`, which retries it in the background (after 1 s, then twice as
+long each time up to ``RETRY_EVERY``: an engine restarting is back within seconds), each
+attempt under the same deadline, until it succeeds or the executor closes; closing tries once
+more, within ``CLOSE_DEADLINE``. A container still left then carries its executor's label, so
+the next executor started on the node reaps it as an orphan (that reaping has deadlines too,
+see ``orphans.reap_orphans``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ log = structlog.get_logger("executor")
 REMOVE_DEADLINE = 30.0
 """Seconds the engine gets to remove one container."""
 RETRY_EVERY = 30.0
-"""Seconds between background attempts to remove a container left behind."""
+"""Most seconds between background attempts to remove a container left behind."""
+RETRY_FIRST = 1.0
+"""Seconds before the first background attempt (doubled after each failed one)."""
+CLOSE_DEADLINE = 5.0
+"""Seconds the engine gets, at close, for a last attempt at the containers left."""
 
 
 async def remove_within(runner: ContainerRunner, container: str, deadline: float) -> bool:
@@ -69,9 +75,11 @@ class Leftovers:
         return False
 
     async def _retry(self, container: str) -> None:
+        delay = min(RETRY_FIRST, self._retry_every)
         try:
             while True:
-                await asyncio.sleep(self._retry_every)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_every)
                 if await remove_within(self._runner, container, self._deadline):
                     log.info("container.removed_late", container=container)
                     return
@@ -83,11 +91,17 @@ class Leftovers:
         await asyncio.gather(*self._tasks.values())
 
     async def close(self) -> None:
-        """Stop retrying (what is left is reaped by the next executor on the node)."""
+        """Stop retrying and try each container left once more (what is still left is
+        reaped by the next executor on the node)."""
+        left = list(self._tasks)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks:
-            log.warning("containers.left_for_reaping", count=len(tasks))
+        deadline = min(self._deadline, CLOSE_DEADLINE)
+        removed = await asyncio.gather(
+            *(remove_within(self._runner, container, deadline) for container in left)
+        )
+        if not all(removed):
+            log.warning("containers.left_for_reaping", count=removed.count(False))
