@@ -38,9 +38,6 @@ class ExitInfo:
 
     exit_code: int
     oom_killed: bool = False
-    error: str | None = None
-    """The engine's own reason for ending it (an ``shoal.executor.failures`` error text, e.g. a
-    wasm module trapped at a socket call), reported as the job's error."""
 
 
 @dataclass

@@ -213,8 +213,6 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
             f"{failures.OUTPUT_TOO_LARGE}: the job's volumes (/outputs, /code, inputs) held "
             f"more than the {format_bytes(run.storage_limit)} volume limit"
         )
-    if run.exit.error is not None:
-        return JobState.FAILED, run.exit.error
     if run.exit.oom_killed:
         return JobState.FAILED, (
             f"{failures.OOM_KILLED}: the job used more than its memory limit of "
