@@ -7,11 +7,13 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from shoal.executor.engines.wasm.modules import COMPILED_DIR
 from shoal.executor.engines.wasm.packages import PREFIX
+from tests.client.conftest import Done
 from tests.images.support import make_tinydep, serve_directory
 
 from .conftest import System
@@ -41,6 +43,23 @@ def system_env(index: str) -> dict[str, str]:
     return {"SHOAL_WASM_PACKAGE_INDEX": index}
 
 
+async def run_app(system: System, code: Path, *options: str) -> Done:
+    """``shoal exec python --runtime=wasm --code CODE OPTIONS --id-only --wait -- python
+    app.py``."""
+    return await system.shoal(
+        "exec", "python", "--runtime=wasm", "--code", str(code), *options, "--id-only",
+        "--wait", "--", "python", "app.py",
+    )  # fmt: skip
+
+
+async def described(system: System, done: Done) -> dict[str, Any]:
+    """``shoal job describe`` of the job ``done`` printed, as JSON."""
+    found = await system.shoal("job", "describe", done.out.strip(), "--output-format", "json")
+    assert found.code == 0, found.err
+    record: dict[str, Any] = json.loads(found.out)
+    return record
+
+
 SUMMARISES = """\
 import json
 import pandas as pd
@@ -60,10 +79,7 @@ async def test_a_pandas_job_reads_its_csv_and_its_summary_is_collected(
     app.write_text(SUMMARISES)
     prices = tmp_path / "prices.csv"
     prices.write_text("item,price\napple,1.5\npear,2.25\n")
-    done = await system.shoal(
-        "exec", "python", "--runtime=wasm", "--code", str(app), "-i", f"src={prices}",
-        "--id-only", "--wait", "--", "python", "app.py",
-    )  # fmt: skip
+    done = await run_app(system, app, "-i", f"src={prices}")
     assert done.code == 0, done.err
     job_id = done.out.strip()
     logs = await system.shoal("job", "logs", job_id)
@@ -77,15 +93,9 @@ async def test_a_pandas_job_reads_its_csv_and_its_summary_is_collected(
 async def test_the_exit_code_is_passed_through(system: System, tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text("raise SystemExit(5)\n")
-    done = await system.shoal(
-        "exec", "python", "--runtime=wasm", "--code", str(app), "--id-only", "--wait", "--",
-        "python", "app.py",
-    )  # fmt: skip
+    done = await run_app(system, app)
     assert done.code != 0
-    described = await system.shoal(
-        "job", "describe", done.out.strip(), "--output-format", "json"
-    )  # fmt: skip
-    record = json.loads(described.out)
+    record = await described(system, done)
     assert (record["state"], record["exit_code"]) == ("failed", 5)
 
 
@@ -111,23 +121,14 @@ async def test_a_pure_python_requirement_is_installed_and_a_native_one_refused(
     code.mkdir()
     (code / "app.py").write_text("import tinydep\nprint(tinydep.VALUE)\n")
     (code / "requirements.txt").write_text("tinydep==1.0\n")
-    done = await system.shoal(
-        "exec", "python", "--runtime=wasm", "--code", str(code), "--id-only", "--wait", "--",
-        "python", "app.py",
-    )  # fmt: skip
+    done = await run_app(system, code)
     assert done.code == 0, done.err
     logs = await system.shoal("job", "logs", done.out.strip())
     assert logs.out == "tinydep-1.0\n"
     (code / "requirements.txt").write_text("tinydep==1.0\nlightgbm\n")
-    done = await system.shoal(
-        "exec", "python", "--runtime=wasm", "--code", str(code), "--id-only", "--wait", "--",
-        "python", "app.py",
-    )  # fmt: skip
+    done = await run_app(system, code)
     assert done.code != 0
-    described = await system.shoal(
-        "job", "describe", done.out.strip(), "--output-format", "json"
-    )  # fmt: skip
-    assert json.loads(described.out)["error"] == (
+    assert (await described(system, done))["error"] == (
         "dependencies failed: lightgbm has no pure-Python wheel on the package index; a WASI "
         "interpreter cannot load native code: run it with --runtime=docker"
     )
