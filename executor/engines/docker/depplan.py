@@ -92,7 +92,8 @@ def requirements_are_local(lines: Iterable[str]) -> bool:
     return False
 
 
-def _text(data: bytes) -> str:
+def code_text(data: bytes) -> str:
+    """A code file's text (UTF-8, bad bytes replaced, newlines made ``\\n``)."""
     text = data.decode("utf-8", errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
@@ -176,11 +177,11 @@ def env_plan(files: Mapping[str, bytes], argv: Sequence[str] = ()) -> dict[str, 
             if requirements_are_local(a for c in commands for a in c[2:]):
                 return None
             return {"rule": "docstring", "installs": commands, "files": {}}
-    if "pyproject.toml" in files and declares_project(_text(files["pyproject.toml"])):
+    if "pyproject.toml" in files and declares_project(code_text(files["pyproject.toml"])):
         return None
     if "requirements.txt" not in files:
         return None
-    text = _text(files["requirements.txt"])
+    text = code_text(files["requirements.txt"])
     if requirements_are_local(text.splitlines()):
         return None
     return {

@@ -67,6 +67,7 @@ from packaging.utils import canonicalize_name
 from shoal.executor import failures
 from shoal.executor.engines.docker.depcache import tar_of
 from shoal.executor.engines.docker.depplan import (
+    code_text,
     declares_project,
     docstring_pip_lines,
     entry_module,
@@ -112,10 +113,6 @@ def guest_markers(version: str) -> dict[str, str]:
         "python_version": f"{major}.{minor}",
         "sys_platform": "wasi",
     }
-
-
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
 
 
 def requirement_lines(text: str) -> list[tuple[int, str]]:
@@ -178,13 +175,13 @@ def job_requirements(
             words = [word for c in commands for word in c[2:] if word not in HARMLESS_FLAGS]
             return f"{module}'s docstring", [(0, word) for word in words]
     pyproject = files.get("pyproject.toml")
-    if pyproject is not None and declares_project(_text(pyproject)):
-        found = _pyproject_requirements(_text(pyproject))
+    if pyproject is not None and declares_project(code_text(pyproject)):
+        found = _pyproject_requirements(code_text(pyproject))
         return ("pyproject.toml", found) if found else None
     requirements = files.get("requirements.txt")
     if requirements is None:
         return None
-    return "requirements.txt", requirement_lines(_text(requirements))
+    return "requirements.txt", requirement_lines(code_text(requirements))
 
 
 def parse_requirements(
