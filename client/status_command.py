@@ -65,8 +65,8 @@ def status_command(ctx: click.Context, output_format: str) -> None:
     version, engines, slots in use/total, running jobs, last seen) and each Shoal queue's
     messages ready, unacknowledged and consumers. A service drops out of the list after
     missing three heartbeats (SHOAL_HEARTBEAT_EVERY, 10 s by default, on the service).
-    Unacknowledged counts are known for shoal.compute only (from the executors'
-    heartbeats); RabbitMQ's management API has the others.
+    Unacknowledged counts are known for the compute queues (the deliveries of each that
+    the executors hold, from their heartbeats); RabbitMQ's management API has the others.
 
     \b
     Example:

@@ -36,8 +36,8 @@ class Busy:
 
     jobs: list[str]
     """IDs of the jobs it has taken (running, or waiting for a slot)."""
-    held: int
-    """Deliveries of ``shoal.compute`` it holds unacknowledged."""
+    held: dict[str, int]
+    """Deliveries it holds unacknowledged, by compute queue (only the queues it holds some of)."""
     draining: bool
 
 
@@ -85,7 +85,8 @@ async def _beat(
             images=held,
             slots=settings.slots,
             running=now.jobs,
-            held=now.held,
+            held=sum(now.held.values()),
+            held_by_queue=now.held,
             draining=now.draining,
             interval=interval,
         )

@@ -48,9 +48,10 @@ import asyncio
 import os
 import signal
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -84,7 +85,7 @@ from shoal.metrics import (
     HealthServer,
     count_reconnects,
 )
-from shoal.names import PYTHON_WASM
+from shoal.names import COMPUTE_QUEUE, PYTHON_WASM
 from shoal.topology import declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode, utcnow
 
@@ -112,15 +113,24 @@ class Jobs:
     slots: asyncio.Semaphore
     remember: int
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    held: Counter[str] = field(default_factory=Counter)
+    """Deliveries held (a task each, until settled), by the queue they came from."""
     running: dict[str, JobControl] = field(default_factory=dict)
     stopped: OrderedDict[str, str] = field(default_factory=OrderedDict)
     draining: bool = False
 
-    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run ``work`` as a task held until it ends."""
+    def spawn(self, work: Coroutine[Any, Any, None], queue: str = COMPUTE_QUEUE) -> None:
+        """Run ``work``, the handling of a delivery of ``queue``, as a task held until it ends."""
         task = asyncio.create_task(work)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.held[queue] += 1
+        task.add_done_callback(lambda done: self._ended(done, queue))
+
+    def _ended(self, task: asyncio.Task[None], queue: str) -> None:
+        self.tasks.discard(task)
+        self.held[queue] -= 1
+        if not self.held[queue]:
+            del self.held[queue]
 
     def stop(self, job_id: str, reason: str) -> bool:
         """Stop a running job, or remember the request; True when it was running here."""
@@ -159,9 +169,11 @@ class Executor:
         if control is not None:
             control.stop(LOST_REASON, requeue=True)
 
-    async def on_compute(self, message: AbstractIncomingMessage) -> None:
-        """Consumer callback: start the job's task and return."""
-        self.jobs.spawn(self._handle(message))
+    async def on_compute(
+        self, message: AbstractIncomingMessage, queue: str = COMPUTE_QUEUE
+    ) -> None:
+        """Consumer callback of compute queue ``queue``: start the job's task and return."""
+        self.jobs.spawn(self._handle(message), queue)
 
     async def on_control(self, message: AbstractIncomingMessage) -> None:
         """Control-queue callback (no ack needed: the private queue is auto-ack)."""
@@ -380,7 +392,8 @@ async def serve(
         await control_queue.consume(executor.on_control, no_ack=True)
         consuming: list[tuple[AbstractQueue, str]] = []
         for queue in topology.queues.values():
-            consuming.append((queue, await queue.consume(executor.on_compute)))
+            callback = partial(executor.on_compute, queue=queue.name)
+            consuming.append((queue, await queue.consume(callback)))
         health = await _health(settings, executor, connection, runner)
         jobs = executor.jobs
         beating = start_heartbeat(
@@ -388,7 +401,7 @@ async def serve(
             settings,
             executor_id,
             served,
-            lambda: Busy(list(jobs.running), len(jobs.tasks), jobs.draining),
+            lambda: Busy(list(jobs.running), dict(jobs.held), jobs.draining),
             docker.held_images if docker is not None else None,
         )
         log.info(

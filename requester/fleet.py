@@ -10,15 +10,17 @@ whose broker connection is gone (it stopped, cleanly or not: its exclusive contr
 with the connection) drops out at the next ``status`` (:func:`without_gone`).
 
 Queue depth is read on demand by a passive declare (:func:`queue_depths`), which tells the
-ready count and the consumers; AMQP does not tell the unacknowledged count, so for
-``shoal.compute`` it is the sum of what the live executors say they hold, and for the
-other queues it is left out (``null``; RabbitMQ's management API has it).
+ready count and the consumers; AMQP does not tell the unacknowledged count, so for each
+compute queue it is the sum of what the live executors say they hold of it (heartbeat
+``held_by_queue``, :func:`with_unacknowledged`), and for the other queues it is left out
+(``null``; RabbitMQ's management API has it).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -27,7 +29,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 import shoal
 from shoal.errors import ProtocolError
-from shoal.names import COMPUTE_QUEUE, DEAD_QUEUE, WORK_QUEUES
+from shoal.names import COMPUTE_QUEUE, COMPUTE_QUEUES, DEAD_QUEUE, WORK_QUEUES
 from shoal.wire import Heartbeat, decode
 
 from . import delivery
@@ -70,20 +72,37 @@ async def without_gone(
     return [node for node in nodes if node["node_id"] not in gone]
 
 
+def with_unacknowledged(
+    nodes: Sequence[dict[str, Any]], queues: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``queues`` with ``unacknowledged``: for a compute queue, the deliveries of it that the
+    executors among ``nodes`` hold (a heartbeat without ``held_by_queue``, from an older
+    executor, counts its ``held`` for ``shoal.compute``); ``None`` for the other queues."""
+    held: Counter[str] = Counter()
+    for node in nodes:
+        if node["role"] == "executor":
+            held.update(node.get("held_by_queue") or {COMPUTE_QUEUE: node["held"]})
+    compute = set(COMPUTE_QUEUES.values())
+    return [
+        {**queue, "unacknowledged": held[queue["name"]] if queue["name"] in compute else None}
+        for queue in queues
+    ]
+
+
 def status(
     nodes: Sequence[dict[str, Any]], queues: Sequence[dict[str, Any]], *, operator: bool
 ) -> dict[str, Any]:
     """The ``status`` answer: live ``nodes`` (job IDs only for an ``operator``: the others
     see how many), ``queues`` with ``unacknowledged`` where it is known, and ``misses``."""
-    held = sum(node["held"] for node in nodes if node["role"] == "executor")
     shown = [
-        {**node, "running": node["running"] if operator else len(node["running"])} for node in nodes
+        {
+            **node,
+            "held_by_queue": node.get("held_by_queue", {}),
+            "running": node["running"] if operator else len(node["running"]),
+        }
+        for node in nodes
     ]
-    depths = [
-        {**queue, "unacknowledged": held if queue["name"] == COMPUTE_QUEUE else None}
-        for queue in queues
-    ]
-    return {"nodes": shown, "queues": depths, "misses": MISSES}
+    return {"nodes": shown, "queues": with_unacknowledged(nodes, queues), "misses": MISSES}
 
 
 class HeartbeatRecorder:

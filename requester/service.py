@@ -33,7 +33,7 @@ from aio_pika.abc import (
 from shoal.broker import connect
 from shoal.liveness import executor_alive
 from shoal.logs import configure
-from shoal.metrics import QUEUE_READY, HealthServer, count_reconnects
+from shoal.metrics import QUEUE_READY, QUEUE_UNACKED, HealthServer, count_reconnects
 from shoal.topology import (
     API_QUEUE,
     CLAIMS_QUEUE,
@@ -52,7 +52,15 @@ from .api import Api
 from .claims import Claims
 from .deadletters import DeadLetters
 from .delivery import InFlight
-from .fleet import HeartbeatRecorder, beat, queue_depths, requester_node_id, status, without_gone
+from .fleet import (
+    HeartbeatRecorder,
+    beat,
+    queue_depths,
+    requester_node_id,
+    status,
+    with_unacknowledged,
+    without_gone,
+)
 from .jobtypes import catalogue
 from .peers import Peer, RollCall
 from .recorder import Recorder
@@ -189,12 +197,20 @@ class Requester:
         return None
 
     async def _watch_depth(self, channel: AbstractRobustChannel) -> None:
-        """Read each work queue's ready count every ``queue_depth_every`` seconds."""
+        """Every ``queue_depth_every`` seconds, read each queue's ready count and each compute
+        queue's unacknowledged one, from the heartbeats in the view (without asking the broker
+        whether each executor is still connected, as ``status`` does: a stopped executor's
+        deliveries count until its heartbeat expires)."""
+        assert self.store is not None
         while True:
             try:
-                for queue in await queue_depths(channel):
+                nodes = await self.store.alive_nodes()
+                depths = with_unacknowledged(nodes, await queue_depths(channel))
+                for queue in depths:
                     QUEUE_READY.labels(queue["name"]).set(queue["ready"])
-            except Exception as error:  # the broker is away: the next read retries
+                    if queue["unacknowledged"] is not None:
+                        QUEUE_UNACKED.labels(queue["name"]).set(queue["unacknowledged"])
+            except Exception as error:  # the broker or the store is away: the next read retries
                 log.debug("metrics.depth_failed", error=str(error))
             await asyncio.sleep(self.settings.queue_depth_every)
 

@@ -10,8 +10,10 @@ Each service process serves, on ``SHOAL_METRICS_PORT`` (off when 0, the default;
 
 Metrics (all ``shoal_``): ``submissions_total{outcome,reason}`` (requester: accepted, or
 refused by error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
-(requester: ready messages per work queue, read every ``queue_depth_every`` seconds; the
-unacknowledged count is RabbitMQ's own, from its Prometheus plugin or management API),
+(requester: ready messages per work queue, read every ``queue_depth_every`` seconds),
+``queue_messages_unacked{queue}`` (requester, at the same time: deliveries of each compute
+queue the live executors hold, from their heartbeats; the other queues' count is RabbitMQ's
+own, from its Prometheus plugin or management API),
 ``jobs_started_total{job_type}``, ``jobs_finished_total{state,job_type}``,
 ``job_duration_seconds{job_type}``, ``job_queue_wait_seconds{job_type}``, ``executor_slots{state}``
 (busy or free), ``depcache_lookups_total{result}`` (hit, built, busy) (executors), and
@@ -49,6 +51,11 @@ ROUND_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 QUEUE_READY = Gauge("shoal_queue_messages_ready", "Messages ready in a work queue", ["queue"])
+QUEUE_UNACKED = Gauge(
+    "shoal_queue_messages_unacked",
+    "Deliveries of a compute queue the live executors hold unacknowledged",
+    ["queue"],
+)
 JOBS_STARTED = Counter("shoal_jobs_started_total", "Jobs an executor started", ["job_type"])
 JOBS_FINISHED = Counter(
     "shoal_jobs_finished_total", "Job runs that ended here, by state", ["state", "job_type"]

@@ -193,7 +193,11 @@ class Heartbeat(Message):
     running: list[str] = Field(default_factory=list)
     """IDs of the jobs it runs now."""
     held: int = 0
-    """Deliveries of its work queue it holds unacknowledged (an executor: of ``shoal.compute``)."""
+    """Deliveries of the compute queues it holds unacknowledged, in all (an executor)."""
+    held_by_queue: dict[str, int] = Field(default_factory=dict, exclude_if=lambda held: not held)
+    """``held`` by compute queue (the queues it holds some of). Left out while it holds none,
+    so an idle executor's heartbeat reads the same to a requester older than the field; a
+    heartbeat without it (an older executor) counts its ``held`` for ``shoal.compute``."""
     draining: bool = False
     interval: float = Field(gt=0)
     at: datetime = Field(default_factory=utcnow)

@@ -22,6 +22,8 @@ from tests.requester.services import rabbit_vhost
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_SECONDS = 60
+SPINS = '(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))'
+"""A WASI module (text) that runs until it is stopped."""
 
 
 @pytest.fixture(scope="module")

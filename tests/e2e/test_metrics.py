@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import wasmtime
 
-from .conftest import ROOT, System, _service
+from .conftest import ROOT, SPINS, System, _service
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq]
 
@@ -45,6 +46,7 @@ async def watched(vhost_url: str, tmp_path: Path) -> AsyncIterator[tuple[System,
         "SHOAL_NODE_ID": f"metrics-{uuid.uuid4().hex[:8]}",
         "SHOAL_LOG_FORMAT": "json",
         "SHOAL_QUEUE_DEPTH_EVERY": "0.2",
+        "SHOAL_HEARTBEAT_EVERY": "0.5",
     }
     requester_port, executor_port = free_port(), free_port()
     async with (
@@ -82,4 +84,31 @@ async def test_services_expose_health_and_job_metrics(
         requester_text
     )
     assert 'shoal_queue_messages_ready{queue="shoal.compute"}' in requester_text
+    for queue in ("shoal.compute", "shoal.compute.wasm", "shoal.compute.wasm.python"):
+        assert f'shoal_queue_messages_unacked{{queue="{queue}"}}' in requester_text
+    assert 'shoal_queue_messages_unacked{queue="shoal.submit"}' not in requester_text
     assert "shoal_submission_round_size_count" in requester_text
+
+
+async def test_unacknowledged_deliveries_are_exported_per_compute_queue(
+    watched: tuple[System, int, int], tmp_path: Path
+) -> None:
+    """A running wasm job counts in ``shoal.compute.wasm``'s unacked gauge, not in
+    ``shoal.compute``'s (from the executor's heartbeats)."""
+    system, requester_port, _ = watched
+    module = tmp_path / "spin.wasm"
+    await asyncio.to_thread(module.write_bytes, bytes(wasmtime.wat2wasm(SPINS)))
+    done = await system.shoal("exec", "wasm", "--code", str(module), "--id-only")
+    assert done.code == 0, done.err
+    held = 'shoal_queue_messages_unacked{queue="shoal.compute.wasm"} 1.0'
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                _, text = await fetch(requester_port, "/metrics")
+                if held in text:
+                    break
+                await asyncio.sleep(0.2)  # the next heartbeat, the next depth read
+        assert 'shoal_queue_messages_unacked{queue="shoal.compute"} 0.0' in text
+    finally:
+        stopped = await system.shoal("job", "stop", done.out.strip())
+        assert stopped.code == 0, stopped.err

@@ -9,14 +9,16 @@ import signal
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import wasmtime
 
 from shoal.executor.engines.docker.network import GatewayError, remove_proxy_rules
 from shoal.images import runtime_images
 
-from .conftest import ROOT, System, _until_logged
+from .conftest import ROOT, SPINS, System, _until_logged
 
 pytestmark = [pytest.mark.docker, pytest.mark.rabbitmq]
 
@@ -77,6 +79,39 @@ async def test_status_shows_the_requester_the_executor_and_queue_depths(system: 
     ]  # fmt: skip
     assert any(line.startswith(executor["node_id"]) and "docker" in line for line in lines)
     assert any(line.startswith("shoal.compute ") for line in lines)
+
+
+def unacked(found: dict[str, Any]) -> dict[str, int | None]:
+    return {q["name"]: q["unacknowledged"] for q in found["queues"]}
+
+
+async def test_a_held_delivery_counts_for_the_queue_it_came_from(
+    system: System, tmp_path: Path
+) -> None:
+    """A running wasm job is an unacknowledged delivery of ``shoal.compute.wasm``, not of
+    ``shoal.compute``, in the JSON and in the table."""
+    module = tmp_path / "spin.wasm"
+    await asyncio.to_thread(module.write_bytes, bytes(wasmtime.wat2wasm(SPINS)))
+    done = await system.shoal("exec", "wasm", "--code", str(module), "--id-only")
+    assert done.code == 0, done.err
+    job_id = done.out.strip()
+    try:
+        found = await until(system, lambda f: unacked(f)["shoal.compute.wasm"] == 1)
+        assert unacked(found)["shoal.compute"] == 0
+        assert unacked(found)["shoal.compute.wasm.python"] == 0
+        assert unacked(found)["shoal.submit"] is None
+        executor = next(n for n in found["nodes"] if n["role"] == "executor")
+        assert executor["held_by_queue"] == {"shoal.compute.wasm": 1}
+        assert executor["held"] == 1
+        table = await system.shoal("status")
+        assert table.code == 0, table.err
+        rows = {line.split()[0]: line.split()[1:] for line in table.out.splitlines() if line}
+        assert rows["shoal.compute.wasm"][:2] == ["0", "1"]  # READY, UNACKED
+        assert rows["shoal.compute"][:2] == ["0", "0"]
+    finally:
+        stopped = await system.shoal("job", "stop", job_id)
+        assert stopped.code == 0, stopped.err
+    await until(system, lambda f: unacked(f)["shoal.compute.wasm"] == 0)
 
 
 async def start_executor(system: System, **env: str) -> tuple[asyncio.subprocess.Process, str]:

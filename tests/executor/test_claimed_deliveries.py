@@ -18,6 +18,7 @@ from shoal.executor.events import MemoryEventSink
 from shoal.executor.service import Executor
 from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
+from shoal.names import COMPUTE_QUEUE, WASM_COMPUTE_QUEUE
 from shoal.wire import ClaimReply, ClaimRequest, ComputeRequest, encode
 
 from .support import BASE_IMAGE, docker_job, docker_node
@@ -117,3 +118,23 @@ async def test_a_claim_failing_unexpectedly_still_settles_the_delivery(setup: Se
     assert (await setup.deliver(job)).settled == ["requeue"]
     assert setup.runner.created == {}
     assert job.id not in setup.executor.jobs.running
+
+
+async def test_held_deliveries_are_counted_by_their_queue(setup: Setup) -> None:
+    """What the heartbeat's ``held_by_queue`` says: a delivery counts for the compute queue it
+    came from while it is held, and no longer once it is settled."""
+    jobs = setup.executor.jobs
+    jobs.slots = asyncio.Semaphore(0)  # no free slot: the deliveries wait, held
+    deliveries = [Delivery(encode(ComputeRequest(job=docker_job(f"echo {n}")))) for n in range(3)]
+    await setup.executor.on_compute(cast(AbstractIncomingMessage, deliveries[0]))
+    for delivery in deliveries[1:]:
+        await setup.executor.on_compute(
+            cast(AbstractIncomingMessage, delivery), queue=WASM_COMPUTE_QUEUE
+        )
+    assert jobs.held == {COMPUTE_QUEUE: 1, WASM_COMPUTE_QUEUE: 2}
+    jobs.draining = True  # each hands its delivery back once it gets a slot
+    for _ in deliveries:
+        jobs.slots.release()
+    await asyncio.wait_for(asyncio.gather(*jobs.tasks), 10)
+    assert [d.settled for d in deliveries] == [["requeue"]] * 3
+    assert jobs.held == {}

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from shoal.names import (
+    COMPUTE_QUEUE,
+    COMPUTE_QUEUES,
+    PYTHON_WASM_COMPUTE_QUEUE,
+    SUBMIT_QUEUE,
+    WASM_COMPUTE_QUEUE,
+)
 from shoal.requester.fleet import status
 from shoal.requester.store import JobStore
 from shoal.wire import Heartbeat
@@ -47,3 +54,28 @@ async def test_status_shows_job_ids_to_operators_only(store: JobStore) -> None:
     assert seen["nodes"][0]["running"] == ["j-a", "j-b"]
     assert [q["unacknowledged"] for q in seen["queues"]] == [3, None]
     assert status(nodes, queues, operator=False)["nodes"][0]["running"] == 2
+
+
+async def test_unacknowledged_deliveries_count_for_the_queue_they_came_from(
+    store: JobStore,
+) -> None:
+    """Each compute queue's unacknowledged count sums what the executors hold of it; an
+    older executor's heartbeat (``held`` alone) counts for ``shoal.compute``."""
+    wasm = {WASM_COMPUTE_QUEUE: 1}
+    await store.record_heartbeat(beat("e-1", held=3, held_by_queue={COMPUTE_QUEUE: 2, **wasm}))
+    await store.record_heartbeat(beat("e-2", held=1, held_by_queue=wasm))
+    await store.record_heartbeat(beat("e-old", held=4))
+    await store.record_heartbeat(beat("e-idle"))
+    queues = [
+        {"name": name, "ready": 0, "consumers": 1}
+        for name in (*COMPUTE_QUEUES.values(), SUBMIT_QUEUE)
+    ]
+    seen = status(await store.alive_nodes(), queues, operator=True)
+    assert {q["name"]: q["unacknowledged"] for q in seen["queues"]} == {
+        COMPUTE_QUEUE: 6,
+        WASM_COMPUTE_QUEUE: 2,
+        PYTHON_WASM_COMPUTE_QUEUE: 0,
+        SUBMIT_QUEUE: None,
+    }
+    held = {n["node_id"]: n["held_by_queue"] for n in seen["nodes"]}
+    assert held == {"e-1": {COMPUTE_QUEUE: 2, **wasm}, "e-2": wasm, "e-idle": {}, "e-old": {}}

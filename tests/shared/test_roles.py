@@ -36,6 +36,7 @@ from shoal.names import (
     RECORDER_QUEUE,
     REQUESTS_EXCHANGE,
     SUBMIT_QUEUE,
+    WASM_COMPUTE_QUEUE,
     event_key,
 )
 from shoal.topology import declare, declare_executor
@@ -293,7 +294,11 @@ async def test_executor_heartbeats_reach_the_requesters_signed(accounts: Account
     settings = ExecutorSettings(broker_url=accounts.url("executor"), heartbeat_every=0.2)
     connection = await connect(accounts.url("executor"))
     beating = start_heartbeat(
-        connection, settings, "exec-1", ("docker",), lambda: Busy(["j-1"], 1, False)
+        connection,
+        settings,
+        "exec-1",
+        ("docker",),
+        lambda: Busy(["j-1"], {WASM_COMPUTE_QUEUE: 1}, False),
     )
     try:
         async with channel_of(accounts.url("requester")) as requester, asyncio.timeout(10):
@@ -309,6 +314,7 @@ async def test_executor_heartbeats_reach_the_requesters_signed(accounts: Account
     assert got.header.properties.user_id == accounts.users["executor"]
     heartbeat = decode(got.body, Heartbeat)
     assert (heartbeat.node_id, heartbeat.running, heartbeat.held) == ("exec-1", ["j-1"], 1)
+    assert heartbeat.held_by_queue == {WASM_COMPUTE_QUEUE: 1}
 
 
 def test_password_files_are_private_and_setup_is_idempotent(
