@@ -57,7 +57,7 @@ from typing import Any
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
-from shoal.broker import broker_user, connect
+from shoal.broker import broker_user, connect, connected, consumer_active
 from shoal.errors import EXIT_OK, EXIT_UNAVAILABLE, ProtocolError, ShoalError, UnavailableError
 from shoal.executor.addresses import NodeAddresses
 from shoal.executor.blobs import api_blobs
@@ -394,7 +394,7 @@ async def serve(
         for queue in topology.queues.values():
             callback = partial(executor.on_compute, queue=queue.name)
             consuming.append((queue, await queue.consume(callback)))
-        health = await _health(settings, executor, connection, runner)
+        health = await _health(settings, executor, connection, runner, consuming)
         jobs = executor.jobs
         beating = start_heartbeat(
             connection,
@@ -488,9 +488,11 @@ async def _health(
     executor: Executor,
     connection: AbstractRobustConnection,
     runner: ContainerRunner | None,
+    compute: list[tuple[AbstractQueue, str]],
 ) -> HealthServer:
     """Slot gauges, and ``/metrics``, ``/livez``, ``/readyz`` (ready: connected, not
-    draining, and the Docker engine answers within ``READY_DOCKER_TIMEOUT``)."""
+    draining, consuming every ``compute`` queue, and the Docker engine answers within
+    ``READY_DOCKER_TIMEOUT``)."""
     slots = settings.slots
 
     def busy() -> int:
@@ -500,10 +502,13 @@ async def _health(
     SLOTS.labels("free").set_function(lambda: slots - busy())
 
     async def ready() -> str | None:
-        if connection.is_closed:
+        if not connected(connection):
             return "not connected to the broker"
         if executor.jobs.draining:
             return "draining"
+        for queue, tag in compute:
+            if not await consumer_active(queue, tag):
+                return f"not consuming {queue.name}"
         if isinstance(runner, DockerRunner):
             try:
                 async with asyncio.timeout(READY_DOCKER_TIMEOUT):
@@ -512,7 +517,9 @@ async def _health(
                 return f"the Docker engine does not answer: {type(error).__name__}"
         return None
 
-    health = HealthServer(settings.metrics_host, settings.metrics_port, ready)
+    health = HealthServer(
+        settings.metrics_host, settings.metrics_port, ready, port_file=settings.metrics_port_file
+    )
     await health.start()
     return health
 

@@ -30,7 +30,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from shoal.broker import connect
+from shoal.broker import connect, connected, consumer_active
 from shoal.liveness import executor_alive
 from shoal.logs import configure
 from shoal.metrics import QUEUE_READY, QUEUE_UNACKED, HealthServer, count_reconnects
@@ -171,7 +171,9 @@ class Requester:
             Claims(self.store, replies, self._executor_alive, retry, access),
         )
         await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
-        health = HealthServer(s.metrics_host, s.metrics_port, self._ready)
+        health = HealthServer(
+            s.metrics_host, s.metrics_port, self._ready, port_file=s.metrics_port_file
+        )
         await health.start()
         await roll_call.answer()
         beating = asyncio.create_task(
@@ -190,10 +192,16 @@ class Requester:
 
     async def _ready(self) -> str | None:
         """Why this requester is not ready (``/readyz``), or None."""
-        if self.connection is None or self.connection.is_closed:
+        if self.connection is None or not connected(self.connection):
             return "not connected to the broker"
-        if not self._consumers:
+        if self.submissions is None or not self.submissions.consuming():
+            return f"not consuming {SUBMIT_QUEUE}"
+        consumers = list(self._consumers)
+        if not consumers:
             return "not consuming"
+        for consumer in consumers:
+            if not await consumer_active(consumer.queue, consumer.tag):
+                return f"not consuming {consumer.queue.name}"
         return None
 
     async def _watch_depth(self, channel: AbstractRobustChannel) -> None:

@@ -190,6 +190,14 @@ class SubmissionPipeline:
         assert ok.consumer_tag is not None
         self._consumer = (raw, ok.consumer_tag)
 
+    def consuming(self) -> bool:
+        """True while the broker delivers submissions here: the consumer is registered on
+        an open channel (after a reconnect, once it consumed again)."""
+        if self._consumer is None or self._stopping:
+            return False
+        raw, tag = self._consumer
+        return not raw.is_closed and tag in raw.consumers
+
     async def _on_reopen(self, _channel: Any) -> None:
         if not self._stopping:
             await self._consume()

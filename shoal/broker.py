@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractExchange
+from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractQueue
 from yarl import URL
 
 from shoal.brokerurl import broker_urls, redact, unreachable_all
@@ -88,6 +88,22 @@ async def connect(
         else:
             return connection
     raise unreachable_all(failures) from None
+
+
+def connected(connection: AbstractConnection) -> bool:
+    """True while ``connection`` is up. A robust connection is not ``is_closed`` while it
+    reconnects after a drop, so that alone does not tell."""
+    return connection.connected.is_set() and not connection.is_closed
+
+
+async def consumer_active(queue: AbstractQueue, tag: str) -> bool:
+    """True while consumer ``tag`` of ``queue`` is registered on an open channel: false once
+    it is cancelled (by us or the broker) or its channel or connection drops, true again once
+    a robust channel has registered it anew after a reconnect."""
+    if queue.channel.is_closed:
+        return False
+    underlay = cast(aiormq.Channel, await queue.channel.get_underlay_channel())
+    return tag in underlay.consumers
 
 
 def broker_user(url: str) -> str:

@@ -1,12 +1,15 @@
 """Prometheus metrics and health endpoints of the ``shoal serve`` processes.
 
-Each service process serves, on ``SHOAL_METRICS_PORT`` (off when 0, the default; bound to
-``SHOAL_METRICS_HOST``, loopback by default):
+Each service process serves, on ``SHOAL_METRICS_PORT`` (off when 0, the default; ``auto``:
+a free port the system picks; bound to ``SHOAL_METRICS_HOST``, loopback by default; the port
+is written to ``SHOAL_METRICS_PORT_FILE`` when set, so that a health check inside a container
+of ``docker compose --scale`` on the host's network finds its own replica's):
 
 - ``/metrics``: the metrics below in Prometheus' text format (``prometheus-client``);
 - ``/livez``: 200 while the process answers (no broker call);
 - ``/readyz``: 200 when the service is connected and consuming (an executor: and its Docker
-  engine answers), 503 otherwise, with the reason as the body.
+  engine answers, and it is not draining), 503 otherwise, with the reason as the body; a
+  check that takes over ``READY_TIMEOUT`` seconds answers 503 too.
 
 Metrics (all ``shoal_``): ``submissions_total{outcome,reason}`` (requester: accepted, or
 refused by error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
@@ -25,7 +28,11 @@ process runs one service, so they describe it.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Literal
 
 import structlog
 from aiohttp import web
@@ -75,6 +82,9 @@ DEPCACHE = Counter(
 )
 RECONNECTS = Counter("shoal_broker_reconnects_total", "Broker connections re-established")
 
+READY_TIMEOUT = 3.0
+"""Seconds a ``/readyz`` check may take (the Docker engine's answer included)."""
+
 Ready = Callable[[], Awaitable[str | None]]
 """``None`` when the service is ready, else why not."""
 
@@ -87,11 +97,23 @@ def count_reconnects(connection: object) -> None:
 
 
 class HealthServer:
-    """``/metrics``, ``/livez`` and ``/readyz`` on one port; :meth:`start`, :meth:`close`."""
+    """``/metrics``, ``/livez`` and ``/readyz`` on one port; :meth:`start`, :meth:`close`.
 
-    def __init__(self, host: str, port: int, ready: Ready) -> None:
+    ``port`` is 0 for none, ``"auto"`` for one the system picks; once started, :attr:`bound`
+    is the port listened on, also written to ``port_file`` when given."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int | Literal["auto"],
+        ready: Ready,
+        *,
+        port_file: Path | None = None,
+    ) -> None:
         self.host = host
         self.port = port
+        self.port_file = port_file
+        self.bound: int | None = None
         self._ready = ready
         self._runner: web.AppRunner | None = None
 
@@ -99,20 +121,27 @@ class HealthServer:
         """Listen (a port of 0 is left closed: metrics are off)."""
         if not self.port:
             return
+        if self.port_file is not None:  # a crashed run's port must not pass for this one's
+            self.port_file.unlink(missing_ok=True)
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/livez", self._livez)
         app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, 0 if self.port == "auto" else self.port)
         await site.start()
-        log.info("metrics.listening", host=self.host, port=self.port)
+        self.bound = int(self._runner.addresses[0][1])
+        if self.port_file is not None:
+            _write_atomically(self.port_file, f"{self.bound}\n")
+        log.info("metrics.listening", host=self.host, port=self.bound)
 
     async def close(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+            if self.port_file is not None:
+                self.port_file.unlink(missing_ok=True)
 
     async def _metrics(self, _: web.Request) -> web.Response:
         return web.Response(
@@ -124,9 +153,20 @@ class HealthServer:
 
     async def _readyz(self, _: web.Request) -> web.Response:
         try:
-            problem = await self._ready()
+            async with asyncio.timeout(READY_TIMEOUT):
+                problem = await self._ready()
+        except TimeoutError:
+            problem = f"the check took over {READY_TIMEOUT} s"
         except Exception as error:  # a readiness probe answers, whatever broke
             problem = f"{type(error).__name__}: {error}"
         if problem is None:
             return web.Response(text="ready\n")
         return web.Response(status=503, text=f"not ready: {problem}\n")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` so that a reader sees the old content or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    partial.replace(path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,11 +41,15 @@ class CommonSettings(BaseSettings):
 class ServiceSettings(CommonSettings):
     """What every ``shoal serve`` process has besides: its metrics and health port."""
 
-    metrics_port: int = Field(
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] | Literal["auto"] = Field(
         default=0,
-        ge=0,
-        le=65535,
-        description="Port of /metrics, /livez and /readyz (shoal.metrics); 0: off",
+        description="Port of /metrics, /livez and /readyz (shoal.metrics); 0: off; auto: "
+        "one the system picks (written to SHOAL_METRICS_PORT_FILE)",
+    )
+    metrics_port_file: Path | None = Field(
+        default=None,
+        description="File the metrics port is written to once listening, removed at exit "
+        "(for a health check to read when the port is auto)",
     )
     heartbeat_every: float = Field(
         default=10.0,

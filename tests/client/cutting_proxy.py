@@ -3,7 +3,10 @@
 It reads the AMQP frames the client sends and, when the client sends its ``cut_at``-th
 ``Basic.Publish``, does not forward it: ``how="drop"`` closes both sockets (a broker that
 vanished), ``how="close"`` first sends the client the ``Connection.Close`` a broker sends
-when it shuts down (320 ``CONNECTION_FORCED``), as in a restart.
+when it shuts down (320 ``CONNECTION_FORCED``), as in a restart (``cut_at=0``: never).
+
+:meth:`CuttingProxy.go_down` drops every connection at once and refuses new ones until
+:meth:`CuttingProxy.come_back`: a broker that is down for a while.
 """
 
 from __future__ import annotations
@@ -36,6 +39,18 @@ class CuttingProxy:
     port: int = 0
     cut: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once a connection has been cut."""
+    down: bool = False
+    """While set, connections are dropped as soon as they are made."""
+    _pumps: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def go_down(self) -> None:
+        """Drop every open connection and refuse new ones until :meth:`come_back`."""
+        self.down = True
+        for pump in self._pumps:
+            pump.cancel()
+
+    def come_back(self) -> None:
+        self.down = False
 
     async def _client_to_broker(
         self, client: asyncio.StreamReader, to_client: asyncio.StreamWriter,
@@ -65,14 +80,19 @@ class CuttingProxy:
             await client.drain()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            writer.close()
+            return
         up_reader, up_writer = await asyncio.open_connection(*self.upstream)
-        pumps = [
+        pumps = {
             asyncio.create_task(self._client_to_broker(reader, writer, up_writer)),
             asyncio.create_task(self._broker_to_client(up_reader, writer)),
-        ]
+        }
+        self._pumps |= pumps
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._pumps -= pumps
             for task in pumps:
                 task.cancel()
             await asyncio.gather(*pumps, return_exceptions=True)

@@ -75,6 +75,16 @@ class Deployment:
             self._user_url = f"amqp://demo:{password.strip()}@127.0.0.1:{self.port}/"
         return self._user_url
 
+    def docker(self, *args: str) -> str:
+        done = subprocess.run(
+            ["docker", *args], capture_output=True, text=True, timeout=30, check=True
+        )
+        return done.stdout.strip()
+
+    def health(self, containers: list[str]) -> list[str]:
+        """Each container's health check status (``starting``, ``healthy``, ``unhealthy``)."""
+        return self.docker("inspect", "--format", "{{.State.Health.Status}}", *containers).split()
+
     def shoal(self, *args: str) -> Done:
         env = {**os.environ, "SHOAL_BROKER_URL": self.user_url()}
         done = subprocess.run(
@@ -115,6 +125,20 @@ def deployment() -> Iterator[Deployment]:
 def test_two_executors_come_up(deployment: Deployment) -> None:
     running = deployment.compose("ps", "-q", "executor").split()
     assert len(running) == 2
+
+
+def test_every_executor_replica_becomes_healthy_on_a_port_of_its_own(
+    deployment: Deployment,
+) -> None:
+    """The replicas share the host's network: each health check finds its own replica's
+    ``/readyz`` through the port file in its container."""
+    running = deployment.compose("ps", "-q", "executor").split()
+    deadline = time.monotonic() + 60
+    while (health := deployment.health(running)) != ["healthy"] * len(running):
+        assert time.monotonic() < deadline, f"executors not healthy: {health}"
+        time.sleep(1)
+    ports = {deployment.docker("exec", c, "cat", "/run/shoal/metrics-port") for c in running}
+    assert len(ports) == len(running)
 
 
 def test_the_readme_example_runs_through_the_deployment(deployment: Deployment) -> None:

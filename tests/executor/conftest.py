@@ -167,7 +167,7 @@ async def start_executor(broker_url: str, broker: Broker) -> AsyncIterator[Start
     started: list[RunningExecutor] = []
 
     async def start(**overrides: Any) -> RunningExecutor:
-        settings = executor_settings(broker_url, **overrides)
+        settings = executor_settings(overrides.pop("broker_url", broker_url), **overrides)
         stopping = asyncio.Event()
         ready: asyncio.Future[Executor] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(serve(settings, stopping, ready=ready.set_result))

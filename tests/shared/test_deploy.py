@@ -1,17 +1,22 @@
-"""``deploy/keda-scaledobject.yaml`` stays true to the code: the queue it scales on, the
-health endpoints and the time a draining executor needs."""
+"""``deploy/keda-scaledobject.yaml`` and ``compose.yaml`` stay true to the code: the queue
+the scaler watches, the health endpoints and checks, and the time a draining executor needs."""
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from shoal.executor.settings import ExecutorSettings
+from shoal.metrics import HealthServer
 from shoal.names import COMPUTE_QUEUE
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "keda-scaledobject.yaml"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "deploy" / "keda-scaledobject.yaml"
+COMPOSE = ROOT / "compose.yaml"
 
 
 def documents() -> dict[str, dict[str, Any]]:
@@ -45,3 +50,50 @@ def test_probes_and_grace_match_the_executor() -> None:
         defaults[name].default for name in ("drain_timeout", "stop_grace", "remove_timeout")
     )
     assert pod["terminationGracePeriodSeconds"] > drain
+
+
+def compose_services() -> dict[str, dict[str, Any]]:
+    services: dict[str, dict[str, Any]] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return services
+
+
+def test_the_compose_requester_health_check_probes_its_metrics_port() -> None:
+    requester = compose_services()["requester"]
+    port = requester["environment"]["SHOAL_METRICS_PORT"]
+    assert f"http://127.0.0.1:{port}/readyz" in " ".join(requester["healthcheck"]["test"])
+
+
+async def test_each_compose_executor_health_check_probes_its_own_readyz(tmp_path: Path) -> None:
+    """Replicas share the host's network: each listens on a port of its own (``auto``) and
+    its health check reads it from the port file in its container. The check is run here
+    against a health server, with the file moved to a temporary folder."""
+    services = compose_services()
+    executor = services["executor"]
+    assert executor["network_mode"] == "host"
+    assert executor["depends_on"]["requester"]["condition"] == "service_healthy"
+    env = executor["environment"]
+    settings = ExecutorSettings(
+        metrics_port=env["SHOAL_METRICS_PORT"], metrics_port_file=env["SHOAL_METRICS_PORT_FILE"]
+    )
+    assert settings.metrics_port == "auto"
+    kind, program, *args = executor["healthcheck"]["test"]
+    assert (kind, program) == ("CMD", "python3")
+    port_file = tmp_path / "metrics-port"
+    check = [
+        sys.executable,
+        *(a.replace(str(settings.metrics_port_file), str(port_file)) for a in args),
+    ]
+    for problem, code in ((None, 0), ("draining", 1)):
+
+        async def ready(answer: str | None = problem) -> str | None:
+            return answer
+
+        health = HealthServer("127.0.0.1", settings.metrics_port, ready, port_file=port_file)
+        await health.start()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *check, stderr=asyncio.subprocess.DEVNULL
+            )
+            assert await process.wait() == code
+        finally:
+            await health.close()
