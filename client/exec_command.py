@@ -224,9 +224,10 @@ def _fan_out(settings: ClientSettings, options: ExecOptions, flags: dict[str, An
     from .batch import submit_batch
     from .prepare import fan_out, prepare_job
 
-    if flags["wait"] or flags["follow"] or flags["id_only"]:
+    if flags["wait"] or flags["follow"] or flags["id_only"] or flags["wait_timeout"]:
         raise UsageError(
-            "--each prints the batch ID and job IDs; --wait, -f and --id-only are for one job"
+            "--each prints the batch ID and job IDs; --wait, -f, --wait-timeout and --id-only "
+            "are for one job (shoal job wait --batch waits for a batch)"
         )
     each = fan_out(options, flags["each"])
     jobs = [prepare_job(one, settings.template_dirs) for one in each]
