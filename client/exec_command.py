@@ -155,8 +155,10 @@ class ExecCommand(click.Command):
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Check and print the job instead of submitting it (the same checks as a submit, "
-    "and the job type's translation as a requester would do it).",
+    help="Check and print the job instead of submitting it: the checks a submit makes "
+    "before sending, and the job type's translation as a requester would do it. What only "
+    "the cluster knows (access, the images executors hold, the requester's memory limit, "
+    "idempotency keys) is checked on submit.",
 )
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
