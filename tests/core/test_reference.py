@@ -1,5 +1,5 @@
 """The README's reference and the services' ``--help`` say what the code does: every
-setting with its default, the job states and the launcher's exit codes."""
+setting with its default, the job states, the CLI's and the launcher's exit codes."""
 
 from __future__ import annotations
 
@@ -106,6 +106,19 @@ def test_the_docker_engine_settings_have_their_own_table() -> None:
 def test_every_job_state_is_explained() -> None:
     listed = re.findall(r"^\| `(\w+)` \| ", REFERENCE.split("### Job IDs")[0], re.MULTILINE)
     assert sorted(listed) == sorted(state.value for state in JobState)
+
+
+def test_every_exit_code_of_the_cli_is_in_the_reference() -> None:
+    sources = ["shoal/errors.py", "shoal/outcomes.py", "client/failures.py"]
+    codes = {
+        int(code)
+        for source in sources
+        for code in re.findall(r"^EXIT_\w+ = (\d+)$", (ROOT / source).read_text(), re.MULTILINE)
+    }
+    table = REFERENCE.split("### Exit codes of `shoal`")[1].split("###")[0]
+    listed = {int(code) for code in re.findall(r"^\| `(\d+)` \|", table, re.MULTILINE)}
+    assert codes <= listed, codes - listed
+    assert "(#exit-codes-of-shoal)" in README.split("## Reference")[0]
 
 
 def test_the_launchers_exit_codes_are_the_ones_listed() -> None:
