@@ -155,8 +155,10 @@ class ExecCommand(click.Command):
 @click.option(
     "--dry-run",
     is_flag=True,
-    help="Check and print the job instead of submitting it (the same checks as a submit, "
-    "and the job type's translation as a requester would do it).",
+    help="Check and print the job instead of submitting it: the checks a submit makes "
+    "before sending, and the job type's translation as a requester would do it. What only "
+    "the cluster knows (access, the images executors hold, the requester's memory limit, "
+    "idempotency keys) is checked on submit.",
 )
 @click.option("--wait/--no-wait", default=False, help="Wait for the job to finish.")
 @click.option("-f", "--follow", is_flag=True, help="Stream the job's logs until it finishes.")
@@ -224,9 +226,10 @@ def _fan_out(settings: ClientSettings, options: ExecOptions, flags: dict[str, An
     from .batch import submit_batch
     from .prepare import fan_out, prepare_job
 
-    if flags["wait"] or flags["follow"] or flags["id_only"]:
+    if flags["wait"] or flags["follow"] or flags["id_only"] or flags["wait_timeout"]:
         raise UsageError(
-            "--each prints the batch ID and job IDs; --wait, -f and --id-only are for one job"
+            "--each prints the batch ID and job IDs; --wait, -f, --wait-timeout and --id-only "
+            "are for one job (shoal job wait --batch waits for a batch)"
         )
     each = fan_out(options, flags["each"])
     jobs = [prepare_job(one, settings.template_dirs) for one in each]

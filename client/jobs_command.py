@@ -116,18 +116,10 @@ def list_jobs(
     import sys
     from datetime import UTC, datetime
 
-    from .listing import LIST_HEADER, footer, list_rows, table
+    from .listing import LIST_HEADER, fetch, footer, list_rows, table
 
-    page = _run(
-        ctx,
-        lambda c: c.list(
-            states=states,
-            labels=_labels(_with_batch(labels, batch_id)),
-            since=since,
-            limit=0 if every else limit,
-            after=after,
-        ),
-    )
+    params = _filters(states, _with_batch(labels, batch_id), since)  # checked before connecting
+    page = _run(ctx, lambda c: fetch(c.session, params, 0 if every else limit, after))
     if output_format != "table":
         echo_data(page, output_format)
         return

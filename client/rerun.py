@@ -57,9 +57,10 @@ def rerun(
     """Submit JOB_ID's spec again as a new job, labelled rerun_of=JOB_ID (exit codes as exec)."""
     from .api import AsyncClient
     from .settings import load_client_settings
-    from .submit import submit_and_report
+    from .submit import submit_and_report, waiting_deadline
 
     settings = load_client_settings(ctx)
+    waiting_deadline(wait=wait, follow=follow, wait_timeout=wait_timeout)  # before connecting
 
     async def describe() -> dict[str, Any]:
         async with AsyncClient(settings=settings) as client:

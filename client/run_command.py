@@ -62,7 +62,8 @@ def run_job(
     from .submit import submit_and_report
 
     if batch:
-        _run_batch(ctx, source, idempotency_key, dry_run, wait or follow or id_only)
+        waiting = wait or follow or id_only or wait_timeout is not None
+        _run_batch(ctx, source, idempotency_key, dry_run, waiting)
         return
     job = read_spec(source)
     if dry_run:
@@ -95,7 +96,8 @@ def _run_batch(
 
     if waiting:
         raise UsageError(
-            "--batch prints the batch ID and job IDs; --wait, -f and --id-only are for one job"
+            "--batch prints the batch ID and job IDs; --wait, -f, --wait-timeout and --id-only "
+            "are for one job (shoal job wait --batch waits for a batch)"
         )
     lines = read_batch(source)
     if dry_run:

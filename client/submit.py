@@ -60,10 +60,16 @@ def checked_submission(
     """The submission of ``job`` and the wait's deadline, after every check the client makes
     before sending: ``--dry-run`` runs it too, so it accepts no job a submit would refuse
     here."""
+    deadline = waiting_deadline(wait=wait, follow=follow, wait_timeout=wait_timeout)
+    return as_submission(job, idempotency_key), deadline
+
+
+def waiting_deadline(*, wait: bool, follow: bool, wait_timeout: str | None) -> float | None:
+    """Seconds of ``--wait-timeout``, which needs ``--wait`` or ``--follow`` (``UsageError``)."""
     deadline = wait_deadline(wait_timeout)
     if deadline is not None and not (wait or follow):
         raise UsageError("--wait-timeout needs --wait or --follow")
-    return as_submission(job, idempotency_key), deadline
+    return deadline
 
 
 def as_submission(job: Job | Mapping[str, Any], idempotency_key: str | None = None) -> Submission:

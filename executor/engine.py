@@ -38,6 +38,9 @@ class ExitInfo:
 
     exit_code: int
     oom_killed: bool = False
+    interrupted: bool = False
+    """The engine ended it at once when told to stop, without a signal it could handle (a
+    WASI module has none), so no grace applied."""
 
 
 @dataclass

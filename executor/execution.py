@@ -200,11 +200,10 @@ def _admit(job: Job, engine: Engine, waited: float) -> None:
 
 def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState, str | None]:
     assert run.exit is not None
+    ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace, run.exit.interrupted)
     if run.killed_for == "stop":
-        ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace)
         return JobState.STOPPED, f"{failures.STOPPED}: {control.reason}{ended}"
     if run.killed_for == "timeout":
-        ended = failures.ending(run.signal, run.exit.exit_code, job_limits.grace)
         return JobState.FAILED, (
             f"{failures.TIMEOUT}: execution exceeded {job_limits.execution_timeout:g}s{ended}"
         )

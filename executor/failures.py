@@ -89,9 +89,12 @@ def exit_error(code: int, last_line: str) -> str:
     return f"{EXIT_CODE}: {': '.join(details or [f'the command exited with code {code}'])}"
 
 
-def ending(sent: str | None, exit_code: int, grace: float) -> str:
+def ending(sent: str | None, exit_code: int, grace: float, interrupted: bool = False) -> str:
     """How a job the executor signalled (``sent``: its last signal) ended, for the end of
-    its error: `` (ended by SIGTERM)``, `` (ended by SIGKILL after the 10s grace)``..."""
+    its error: `` (ended by SIGTERM)``, `` (ended by SIGKILL after the 10s grace)``...;
+    `` (interrupted at once: ...)`` when the engine ended it without a signal (wasm)."""
+    if interrupted:
+        return " (interrupted at once: WASI has no signals)"
     if sent == "SIGKILL":
         return f" (ended by SIGKILL after the {grace:g}s grace)" if grace else " (ended by SIGKILL)"
     if sent == "SIGTERM" and exit_code != 128 + signal.SIGTERM:

@@ -240,12 +240,28 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
         "empty: every engine the node can run (docker when its engine answers, wasm always)",
     )
 
-    default_memory: Memory = 512 * 1024**2
-    max_memory: Memory = 4 * 1024**3
-    default_cpu: Cpu = 1.0
-    max_cpu: Cpu = Field(default_factory=lambda: float(_cpu_count()))
-    default_execution_timeout: Duration = 3600.0
-    max_execution_timeout: Duration = 24 * 3600.0
+    default_memory: Memory = Field(
+        default=512 * 1024**2, description="Memory a job gets when it does not ask (--memory)"
+    )
+    max_memory: Memory = Field(
+        default=4 * 1024**3,
+        description="Most memory a job gets; a larger request is lowered to it (keep the "
+        "requester's SHOAL_MAX_JOB_MEMORY at the largest executor's value)",
+    )
+    default_cpu: Cpu = Field(
+        default=1.0, description="CPUs a job gets when it does not ask (--cpu)"
+    )
+    max_cpu: Cpu = Field(
+        default_factory=lambda: float(_cpu_count()),
+        description="Most CPUs a job gets; a larger request is lowered to it",
+    )
+    default_execution_timeout: Duration = Field(
+        default=3600.0, description="How long a job may run when it does not say (--timeout)"
+    )
+    max_execution_timeout: Duration = Field(
+        default=24 * 3600.0,
+        description="Longest a job may run; a longer timeout is lowered to it",
+    )
     stop_grace: Duration = Field(
         default=10.0,
         gt=0,
@@ -270,12 +286,18 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
     wasm_install_timeout: Duration = Field(
         default=900.0, gt=0, description="Longest pip may take to install such requirements"
     )
-    allowed_local_dirs: list[Path] = Field(default_factory=list)
+    allowed_local_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders of the node that local inputs may come from, as a JSON list "
+        "(e.g. '[\"/srv/data\"]'); empty: local inputs are refused",
+    )
     input_limit: Memory = Field(
         default=256 * 1024**2,
         description="Max bytes of one input (held in memory while it is placed)",
     )
-    url_timeout: Duration = 120.0
+    url_timeout: Duration = Field(
+        default=120.0, description="Longest the download of one url input may take"
+    )
     allow_private_addresses: bool = Field(
         default=False,
         description="Let url inputs and http-network jobs reach loopback, private and "
@@ -290,7 +312,11 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
     address_refresh: Duration = Field(
         default=30.0, gt=0, description="How often the node's own addresses are read again"
     )
-    job_output_limit: Memory = 32 * 1024**2
+    job_output_limit: Memory = Field(
+        default=32 * 1024**2,
+        description="Bytes all of a job's results may hold together (uncompressed); a result "
+        "that would pass it is left out whole and the job fails with 'output too large'",
+    )
     volume_limit: Memory = Field(
         default=1024**3,
         description="Bytes a job's volumes (/outputs, /code, input folders) may hold, and the "
@@ -300,9 +326,19 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
     volume_check_seconds: float = Field(
         default=2.0, gt=0, description="How often a running job's volumes are measured"
     )
-    log_chunk_bytes: int = Field(default=64 * 1024, ge=256)
-    log_flush_seconds: float = Field(default=0.25, gt=0)
-    job_log_limit: Memory = 16 * 1024**2
+    log_chunk_bytes: int = Field(
+        default=64 * 1024, ge=256, description="Most bytes of output sent in one log event"
+    )
+    log_flush_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        description="Seconds output may wait before it is sent (a smaller chunk is sent then)",
+    )
+    job_log_limit: Memory = Field(
+        default=16 * 1024**2,
+        description="Bytes of stdout and stderr sent per job; the rest is dropped and a last "
+        "stderr line says how much",
+    )
 
     blob_cache_dir: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "shoal-blobs",

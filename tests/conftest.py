@@ -1,4 +1,4 @@
-"""Fixtures shared by every test suite."""
+"""Fixtures and Hypothesis settings shared by every test suite."""
 
 from __future__ import annotations
 
@@ -6,8 +6,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.services import rabbit_vhost
+
+# Every property test runs under this profile unless its own settings say otherwise: no
+# per-example deadline and no too-slow health check, both of which measure wall time and so
+# fail a correct test on a cold or loaded machine (a hang is caught by pytest-timeout).
+settings.register_profile("shoal", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("shoal")
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,11 @@ JOB = "j-00000000-0000-4000-8000-000000000000"
             Outcome("stopped", "stopped by user (ended by SIGTERM)", "SIGTERM"),
         ),
         ("stopped", "stopped by user", Outcome("stopped", "stopped by user")),
+        (
+            "stopped",
+            "stopped: stopped by user (interrupted at once: WASI has no signals)",
+            Outcome("stopped", "stopped by user (interrupted at once: WASI has no signals)"),
+        ),
         ("failed", "oom-killed: used more", Outcome("oom", "used more")),
         ("failed", "queue timeout: waited 60s", Outcome("expired", "waited 60s")),
         (

@@ -1,5 +1,5 @@
 """The README's reference and the services' ``--help`` say what the code does: every
-setting with its default, the job states and the launcher's exit codes."""
+setting with its default, the job states, the CLI's and the launcher's exit codes."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from shoal.client.settings_help import settings_rows
 from shoal.executor.settings import DockerEngineSettings, ExecutorSettings
 from shoal.model import JobState
 from shoal.requester.settings import RequesterSettings
+from shoal.settings import CommonSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -62,9 +63,34 @@ def test_serve_help_lists_every_setting_with_its_default(
     if service == "requester":
         assert squeezed("SHOAL_LIST_LIMIT Jobs `job list` shows by default [default: 50]") in shown
     else:
-        assert squeezed("SHOAL_DEFAULT_MEMORY [default: 512Mi]") in shown
+        assert (
+            squeezed(
+                "SHOAL_DEFAULT_MEMORY Memory a job gets when it does not ask (--memory) "
+                "[default: 512Mi]"
+            )
+            in shown
+        )
         docker = shown.split(squeezed("Settings, Docker engine only (environment variables):"))
         assert squeezed("SHOAL_TMP_SIZE Size of the /tmp tmpfs") in docker[1]
+
+
+def _settings_classes(root: type[CommonSettings]) -> list[type[CommonSettings]]:
+    found = [root]
+    for sub in root.__subclasses__():
+        found.extend(_settings_classes(sub))
+    return found
+
+
+@pytest.mark.parametrize(
+    "settings_class", _settings_classes(CommonSettings), ids=lambda c: c.__name__
+)
+def test_every_setting_has_a_description(settings_class: type[CommonSettings]) -> None:
+    missing = [
+        f"SHOAL_{name.upper()}"
+        for name, field in settings_class.model_fields.items()
+        if not (field.description or "").strip()
+    ]
+    assert missing == []
 
 
 def test_the_docker_engine_settings_have_their_own_table() -> None:
@@ -80,6 +106,19 @@ def test_the_docker_engine_settings_have_their_own_table() -> None:
 def test_every_job_state_is_explained() -> None:
     listed = re.findall(r"^\| `(\w+)` \| ", REFERENCE.split("### Job IDs")[0], re.MULTILINE)
     assert sorted(listed) == sorted(state.value for state in JobState)
+
+
+def test_every_exit_code_of_the_cli_is_in_the_reference() -> None:
+    sources = ["shoal/errors.py", "shoal/outcomes.py", "client/failures.py"]
+    codes = {
+        int(code)
+        for source in sources
+        for code in re.findall(r"^EXIT_\w+ = (\d+)$", (ROOT / source).read_text(), re.MULTILINE)
+    }
+    table = REFERENCE.split("### Exit codes of `shoal`")[1].split("###")[0]
+    listed = {int(code) for code in re.findall(r"^\| `(\d+)` \|", table, re.MULTILINE)}
+    assert codes <= listed, codes - listed
+    assert "(#exit-codes-of-shoal)" in README.split("## Reference")[0]
 
 
 def test_the_launchers_exit_codes_are_the_ones_listed() -> None:

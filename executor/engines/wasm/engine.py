@@ -10,10 +10,11 @@ the module's name then ``params.parameters``; its environment ``params.env`` and
 Limits: the job's memory limit caps the module's linear memory (wasmtime store limits; a
 module that ends abnormally with less than an eighth of it left is reported as out of
 memory); ``kill`` (any signal: WASI has no signals, so a stop or a timeout ends the module
-at once) advances the run's epoch, which traps the module at its next loop or call (not
-while it waits in a host call such as a sleep); ``/outputs`` and ``/tmp`` together may hold
-``volume_limit`` bytes. Output is written to host files and streamed from them while the
-module runs (each stream in order; the interleaving of the two is as seen at each poll).
+at once, and its exit says it was interrupted) advances the run's epoch, which traps the
+module at its next loop or call (not while it waits in a host call such as a sleep);
+``/outputs`` and ``/tmp`` together may hold ``volume_limit`` bytes. Output is written to
+host files and streamed from them while the module runs (each stream in order; the
+interleaving of the two is as seen at each poll).
 Compiled modules are cached per executor (``modules.ModuleCache``). Run folders live in a
 folder per executor (``runs_root``), so the next executor started on the node removes those
 of an executor that was killed (``clean_up``).
@@ -29,7 +30,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote, unquote
@@ -213,7 +214,8 @@ class WasmWorkload:
 
     async def wait(self) -> ExitInfo:
         assert self.task is not None, "started"
-        return await asyncio.shield(self.task)
+        ended = await asyncio.shield(self.task)
+        return replace(ended, interrupted=True) if self.killed else ended
 
     async def kill(self, signal: str) -> None:
         self.killed = True
