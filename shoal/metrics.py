@@ -19,13 +19,17 @@ own, from its Prometheus plugin or management API),
 (busy or free), ``depcache_lookups_total{result}`` (hit, built, busy) (executors), and
 ``broker_reconnects_total`` (both).
 
+A ``job_type`` label is the job type a requester translated the job from (``python``,
+``duckdb``, ``wasm``, a plug-in's), or the job's engine (``docker``, ``wasm``) for a job
+submitted as is: never a value a submitter writes, so the label takes few values.
+
 The metric objects live in the process's default registry, defined once at import; a
 process runs one service, so they describe it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 import structlog
 from aiohttp import web
@@ -84,6 +88,17 @@ def count_reconnects(connection: object) -> None:
     callbacks = getattr(connection, "reconnect_callbacks", None)
     if callbacks is not None:
         callbacks.add(lambda *_: RECONNECTS.inc())
+
+
+def job_type_label(
+    translated_from: str | None, engine_type: str, job_types: Collection[str]
+) -> str:
+    """The ``job_type`` label of a job: ``translated_from`` (the requester's
+    ``shoal.job_type`` meta) when it names one of ``job_types`` (lower case), else
+    ``engine_type``. A submitter can write that meta on a job it submits as is, so a value not
+    in ``job_types`` counts as the engine."""
+    name = (translated_from or "").lower()
+    return name if name in job_types else engine_type
 
 
 class HealthServer:
