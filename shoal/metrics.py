@@ -8,8 +8,9 @@ Each service process serves, on ``SHOAL_METRICS_PORT`` (off when 0, the default;
 - ``/readyz``: 200 when the service is connected and consuming (an executor: and its Docker
   engine answers), 503 otherwise, with the reason as the body.
 
-Metrics (all ``shoal_``): ``submissions_total{outcome,reason}`` (requester: accepted, or
-refused by error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
+Metrics (all ``shoal_``): ``submissions_received_total`` (requester: taken from
+``shoal.submit``), ``submissions_total{outcome,reason}`` (requester: accepted, or refused by
+error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
 (requester: ready messages per work queue, read every ``queue_depth_every`` seconds),
 ``queue_messages_unacked{queue}`` (requester, at the same time: deliveries of each compute
 queue the live executors hold, from their heartbeats; the other queues' count is RabbitMQ's
@@ -46,6 +47,10 @@ log = structlog.get_logger(__name__)
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
+RECEIVED = Counter(
+    "shoal_submissions_received_total",
+    "Submissions taken from shoal.submit (a redelivered one counts again)",
+)
 SUBMISSIONS = Counter(
     "shoal_submissions_total", "Submissions answered, by outcome and refusal", ["outcome", "reason"]
 )
