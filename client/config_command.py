@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 
+from shoal.brokerurl import MASK, redact
+
 from .output import FORMATS, echo_data
 
-MASK = "***"
 SECRET_NAME = re.compile(r"password|token|secret", re.IGNORECASE)
 SERVICES = {
     "requester": "shoal.requester.settings:RequesterSettings",
@@ -41,22 +41,6 @@ class Setting:
     source: str
 
 
-def mask_url(text: str) -> str:
-    """``text`` with the password of a URL in it replaced by ``***`` (the user kept)."""
-    if "://" not in text or "@" not in text:
-        return text
-    try:
-        password = urlsplit(text).password
-    except ValueError:
-        password = None
-    if not password:
-        return text
-    scheme, _, rest = text.partition("://")
-    userinfo, _, host = rest.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return f"{scheme}://{user}:{MASK}@{host}"
-
-
 def masked(name: str, value: Any) -> Any:
     """``value`` of setting ``name`` safe to print."""
     secret = getattr(value, "get_secret_value", None)
@@ -65,7 +49,7 @@ def masked(name: str, value: Any) -> Any:
     if isinstance(value, str):
         if SECRET_NAME.search(name):
             return MASK if value else value
-        return mask_url(value)
+        return redact(value)
     if isinstance(value, list):
         return [masked(name, item) for item in value]
     return value

@@ -84,8 +84,11 @@ from shoal.metrics import (
     SLOTS,
     HealthServer,
     count_reconnects,
+    job_type_label,
 )
 from shoal.names import COMPUTE_QUEUE, PYTHON_WASM
+from shoal.requester.translate import default_registry
+from shoal.requester.translate.translation import META_JOB_TYPE
 from shoal.topology import declare_executor
 from shoal.wire import ComputeRequest, ControlMessage, decode, utcnow
 
@@ -162,6 +165,7 @@ class Executor:
         self.claims = claims
         settings = node.settings
         self.jobs = Jobs(slots=asyncio.Semaphore(settings.slots), remember=settings.stopped_memory)
+        self.job_types = frozenset(default_registry().job_types())
 
     def lost(self, job_id: str) -> None:
         """A running job's claim went to another attempt: hand the run back."""
@@ -224,7 +228,7 @@ class Executor:
         if self.claims is not None and not await self._claim(message, job.id, control):
             return
         began = monotonic()
-        job_type = job.labels.get("job-type", job.engine_type)
+        job_type = job_type_label(job.meta.get(META_JOB_TYPE), job.engine_type, self.job_types)
         JOBS_STARTED.labels(job_type).inc()
         QUEUE_WAIT.labels(job_type).observe(
             max(0.0, (utcnow() - request.submitted_at).total_seconds())

@@ -38,7 +38,7 @@ from aiormq.abc import DeliveredMessage
 
 from shoal import limits
 from shoal.errors import IdempotencyConflictError, InvalidJobError, ProtocolError, ShoalError
-from shoal.metrics import ROUND_SIZE, SUBMISSIONS
+from shoal.metrics import RECEIVED, ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
 from shoal.topology import SUBMIT_QUEUE, compute_queue, job_lane
 from shoal.wire import (
@@ -255,6 +255,7 @@ class SubmissionPipeline:
     # a round ----------------------------------------------------------------------------
 
     async def _round(self, messages: list[DeliveredMessage]) -> None:
+        RECEIVED.inc(len(messages))
         ROUND_SIZE.observe(len(messages))
         items: list[_Item] = []
         refused: list[tuple[DeliveredMessage, ShoalError]] = []

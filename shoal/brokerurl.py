@@ -20,6 +20,9 @@ from shoal.errors import UnavailableError, UsageError
 _SEPARATOR = re.compile(r"\s*,\s*(?=amqps?://)")
 """A comma before the next URL's scheme: a comma inside a password splits nothing."""
 
+MASK = "***"
+"""What a password is shown as."""
+
 
 def broker_urls(text: str) -> list[str]:
     """The addresses of a broker setting, in order; ``UsageError`` when they do not share one
@@ -40,16 +43,20 @@ def _login(url: str) -> tuple[str, str]:
     return unquote(parts.username or "guest"), unquote(parts.path[1:] or "/")
 
 
-def redact(url: str) -> str:
-    """``url`` (or each URL of a list) with its user and password replaced by ``***``."""
-    return ",".join(_redact_one(one) for one in _SEPARATOR.split(url.strip()))
+def redact(text: str) -> str:
+    """``text`` with the password of its URL replaced by ``***``, the user kept: one URL of any
+    scheme, or each URL of a broker list (``amqp://u:***@h1/,amqp://u:***@h2/``). Text that is
+    not a URL with a password is returned as it is."""
+    return ",".join(_redact_one(one) for one in _SEPARATOR.split(text))
 
 
 def _redact_one(url: str) -> str:
-    if "@" not in url:
+    scheme, found, rest = url.partition("://")
+    userinfo, _, host = rest.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    if not found or not password:
         return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return f"{scheme}://{user}:{MASK}@{host}"
 
 
 def _explain(error: BaseException) -> tuple[str, str]:

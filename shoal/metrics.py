@@ -11,8 +11,9 @@ of ``docker compose --scale`` on the host's network finds its own replica's):
   engine answers, and it is not draining), 503 otherwise, with the reason as the body; a
   check that takes over ``READY_TIMEOUT`` seconds answers 503 too.
 
-Metrics (all ``shoal_``): ``submissions_total{outcome,reason}`` (requester: accepted, or
-refused by error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
+Metrics (all ``shoal_``): ``submissions_received_total`` (requester: taken from
+``shoal.submit``), ``submissions_total{outcome,reason}`` (requester: accepted, or refused by
+error type), ``submission_round_size`` (requester), ``queue_messages_ready{queue}``
 (requester: ready messages per work queue, read every ``queue_depth_every`` seconds),
 ``queue_messages_unacked{queue}`` (requester, at the same time: deliveries of each compute
 queue the live executors hold, from their heartbeats; the other queues' count is RabbitMQ's
@@ -22,6 +23,10 @@ own, from its Prometheus plugin or management API),
 (busy or free), ``depcache_lookups_total{result}`` (hit, built, busy) (executors), and
 ``broker_reconnects_total`` (both).
 
+A ``job_type`` label is the job type a requester translated the job from (``python``,
+``duckdb``, ``wasm``, a plug-in's), or the job's engine (``docker``, ``wasm``) for a job
+submitted as is: never a value a submitter writes, so the label takes few values.
+
 The metric objects live in the process's default registry, defined once at import; a
 process runs one service, so they describe it.
 """
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +54,10 @@ log = structlog.get_logger(__name__)
 
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 
+RECEIVED = Counter(
+    "shoal_submissions_received_total",
+    "Submissions taken from shoal.submit (a redelivered one counts again)",
+)
 SUBMISSIONS = Counter(
     "shoal_submissions_total", "Submissions answered, by outcome and refusal", ["outcome", "reason"]
 )
@@ -94,6 +103,17 @@ def count_reconnects(connection: object) -> None:
     callbacks = getattr(connection, "reconnect_callbacks", None)
     if callbacks is not None:
         callbacks.add(lambda *_: RECONNECTS.inc())
+
+
+def job_type_label(
+    translated_from: str | None, engine_type: str, job_types: Collection[str]
+) -> str:
+    """The ``job_type`` label of a job: ``translated_from`` (the requester's
+    ``shoal.job_type`` meta) when it names one of ``job_types`` (lower case), else
+    ``engine_type``. A submitter can write that meta on a job it submits as is, so a value not
+    in ``job_types`` counts as the engine."""
+    name = (translated_from or "").lower()
+    return name if name in job_types else engine_type
 
 
 class HealthServer:

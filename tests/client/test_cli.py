@@ -59,7 +59,9 @@ async def test_unreachable_broker_is_exit_3(shoal: Shoal) -> None:
     done = await shoal("--broker", "amqp://guest:guest@127.0.0.1:1/", *RUN)
     assert done.code == 3
     [line] = done.err.strip().splitlines()
-    assert line.startswith("UnavailableError: cannot reach RabbitMQ at amqp://***@127.0.0.1:1/")
+    assert line.startswith(
+        "UnavailableError: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/"
+    )
 
 
 async def test_no_requester_is_exit_3_and_the_submission_expires(

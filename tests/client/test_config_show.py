@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shoal.client.config_command import mask_url, masked
+from shoal.client.config_command import masked
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,6 +119,13 @@ def test_a_bad_value_names_its_variable(env: dict[str, str]) -> None:
         ("broker_url", "amqp://u:p@h/", "amqp://u:***@h/"),
         ("broker_url", "amqp://h/", "amqp://h/"),
         ("broker_url", "amqp://only-user@h/", "amqp://only-user@h/"),
+        (
+            "broker_url",
+            ",".join(f"amqp://shoal-executor:pw@r{n}:5672/" for n in (1, 2, 3)),
+            ",".join(f"amqp://shoal-executor:***@r{n}:5672/" for n in (1, 2, 3)),
+        ),
+        ("broker_url", "amqp://e@r1/,amqp://e:pw1@r2/", "amqp://e@r1/,amqp://e:***@r2/"),
+        ("broker_url", "amqp://e:a,b@r1/, amqps://e:c@r2/", "amqp://e:***@r1/,amqps://e:***@r2/"),
         ("api_token", "abc", "***"),
         ("api_token", "", ""),
         ("registry_password", "pw", "***"),
@@ -130,5 +137,12 @@ def test_masked(name: str, value: Any, shown: Any) -> None:
     assert masked(name, value) == shown
 
 
-def test_mask_url_keeps_what_is_not_a_url() -> None:
-    assert mask_url("user@example.com") == "user@example.com"
+@pytest.mark.parametrize("text", ["user@example.com", "python:3.12@sha256:ab", "a:b@c d"])
+def test_what_is_not_a_url_is_kept(text: str) -> None:
+    assert masked("allowed_images", text) == text
+
+
+def test_a_list_of_broker_urls_shows_each_masked(env: dict[str, str]) -> None:
+    listed = "amqp://shoal-executor:hunter2@r1:5672/,amqp://shoal-executor:hunter2@r2:5672/"
+    found = settings({**env, "SHOAL_BROKER_URL": listed}, "config", "show", "executor")
+    assert found["SHOAL_BROKER_URL"]["value"] == listed.replace("hunter2", "***")

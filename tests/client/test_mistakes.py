@@ -220,7 +220,7 @@ OFFLINE = [
         f"--profile lab job describe {NO_JOB}",
         "UnavailableError",
         UNAVAILABLE,
-        "cannot reach RabbitMQ at amqp://***@127.0.0.1:1/",
+        "cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/",
         files={"config.toml": CONFIG},
         env={"SHOAL_CONFIG": "config.toml"},
     ),

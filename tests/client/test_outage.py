@@ -65,7 +65,9 @@ async def test_closed_port(name: str, shoal: Shoal) -> None:
     argv = argv_of(name, "j-00000000-0000-4000-8000-000000000000")
     done = await shoal("--broker", "amqp://guest:guest@127.0.0.1:1/", *argv)
     line = one_unavailable_line(done)
-    assert line.startswith("UnavailableError: cannot reach RabbitMQ at amqp://***@127.0.0.1:1/")
+    assert line.startswith(
+        "UnavailableError: cannot reach RabbitMQ at amqp://guest:***@127.0.0.1:1/"
+    )
 
 
 @pytest.mark.parametrize("how", ["drop", "close"])
@@ -104,8 +106,8 @@ async def test_several_addresses_none_answering_names_each(shoal: Shoal) -> None
     for argv in (RUN, ("job", "list")):
         line = one_unavailable_line(await shoal("--broker", listed, *argv))
         assert line.startswith("UnavailableError: cannot reach RabbitMQ at any of its 2 addresses")
-        assert "amqp://***@127.0.0.1:1/: " in line
-        assert "amqp://***@127.0.0.1:2/: " in line
+        assert "amqp://guest:***@127.0.0.1:1/: " in line
+        assert "amqp://guest:***@127.0.0.1:2/: " in line
         assert "secret" not in line
 
 

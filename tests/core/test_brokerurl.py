@@ -9,8 +9,9 @@ from shoal.errors import UsageError
 
 
 def test_password_never_shown() -> None:
-    assert redact("amqp://user:p@ss@host:5672/v") == "amqp://***@host:5672/v"
+    assert redact("amqp://user:p@ss@host:5672/v") == "amqp://user:***@host:5672/v"
     assert redact("amqp://host/") == "amqp://host/"
+    assert redact("amqp://user@host/") == "amqp://user@host/"
 
 
 @pytest.mark.parametrize(
@@ -27,7 +28,7 @@ def test_one_line_with_a_hint(reason: BaseException, hint: str) -> None:
     error = unreachable("amqp://guest:secret@h:5672/", reason)
     assert error.exit_code == 3
     assert "secret" not in error.message
-    assert error.message.startswith("cannot reach RabbitMQ at amqp://***@h:5672/: ")
+    assert error.message.startswith("cannot reach RabbitMQ at amqp://guest:***@h:5672/: ")
     assert hint in error.message
     assert "\n" not in error.message
 
@@ -35,7 +36,7 @@ def test_one_line_with_a_hint(reason: BaseException, hint: str) -> None:
 def test_a_vhost_without_the_topology_says_no_requester_started() -> None:
     error = lost("amqp://u:secret@h/", Exception("NOT_FOUND - no exchange 'shoal.requests'"))
     assert error.exit_code == 3
-    assert error.message.startswith("RabbitMQ at amqp://***@h/ has no Shoal queues")
+    assert error.message.startswith("RabbitMQ at amqp://u:***@h/ has no Shoal queues")
     assert error.message.endswith(
         "no requester has started on this broker and vhost (shoal serve requester)"
     )
@@ -49,7 +50,7 @@ def test_a_list_of_addresses_splits_at_each_next_scheme() -> None:
         "amqp://u:y@h3/v",
     ]
     assert broker_urls("amqp://h/") == ["amqp://h/"]
-    assert redact(text) == "amqp://***@h1:5672/v,amqps://***@h2:5671/v,amqp://***@h3/v"
+    assert redact(text) == "amqp://u:***@h1:5672/v,amqps://u:***@h2:5671/v,amqp://u:***@h3/v"
 
 
 @pytest.mark.parametrize(
@@ -71,8 +72,8 @@ def test_none_of_several_reached_names_each_with_its_reason() -> None:
     assert error.exit_code == 3
     assert "secret" not in error.message
     assert error.message.startswith(
-        "cannot reach RabbitMQ at any of its 2 addresses (amqp://***@h1:5672/: "
+        "cannot reach RabbitMQ at any of its 2 addresses (amqp://u:***@h1:5672/: "
     )
-    assert "amqp://***@h2:5673/: TimeoutError); is it running?" in error.message
+    assert "amqp://u:***@h2:5673/: TimeoutError); is it running?" in error.message
     one = unreachable_all([("amqp://u:secret@h1/", TimeoutError())])
     assert one.message == unreachable("amqp://u:secret@h1/", TimeoutError()).message

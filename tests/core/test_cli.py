@@ -125,7 +125,7 @@ def test_version_names_the_client_and_its_broker(tmp_path: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == f"shoal {version('shoal')}"
     assert lines[1] == f"wire schema: {SCHEMA_VERSION}"
-    assert lines[3] == f"broker: amqp://***@lab:5672/ (profile 'lab' in {config})"
+    assert lines[3] == f"broker: amqp://me:***@lab:5672/ (profile 'lab' in {config})"
 
 
 def test_shell_completion_as_the_readme_says() -> None:

@@ -79,6 +79,7 @@ async def test_services_expose_health_and_job_metrics(
     assert 'shoal_executor_slots{state="free"}' in executor_text
     assert "shoal_job_queue_wait_seconds_count" in executor_text
     _, requester_text = await fetch(requester_port, "/metrics")
+    assert "shoal_submissions_received_total 2.0" in requester_text
     assert 'shoal_submissions_total{outcome="accepted",reason=""} 1.0' in requester_text
     assert 'shoal_submissions_total{outcome="refused",reason="UnsupportedError"} 1.0' in (
         requester_text

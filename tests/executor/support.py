@@ -1,7 +1,8 @@
-"""Helpers shared by the executor tests: building docker jobs and inline inputs."""
+"""Helpers shared by the executor tests: compute deliveries, docker jobs and inline inputs."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import gzip
@@ -9,6 +10,7 @@ import io
 import socket
 import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
@@ -27,6 +29,30 @@ from shoal.model import Job
 
 BASE_IMAGE = "shoal/base:bookworm"
 PYTHON_IMAGE = python_image(DEFAULT_PYTHON_VERSION)
+
+
+@dataclass
+class Delivery:
+    """A compute delivery as the executor sees it; records how it was settled."""
+
+    body: bytes
+    redelivered: bool = False
+    delivery_tag: int = 1
+    settled: list[str] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _settle(self, how: str) -> None:
+        self.settled.append(how)
+        self.done.set()
+
+    async def ack(self) -> None:
+        await self._settle("ack")
+
+    async def nack(self, requeue: bool = True) -> None:
+        await self._settle("requeue" if requeue else "nack")
+
+    async def reject(self, requeue: bool = False) -> None:
+        await self._settle("reject")
 
 
 def docker_job(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import cast
 
 import pytest
@@ -21,31 +21,7 @@ from shoal.model import Job, JobState
 from shoal.names import COMPUTE_QUEUE, WASM_COMPUTE_QUEUE
 from shoal.wire import ClaimReply, ClaimRequest, ComputeRequest, encode
 
-from .support import BASE_IMAGE, docker_job, docker_node
-
-
-@dataclass
-class Delivery:
-    """A compute delivery as the executor sees it; records how it was settled."""
-
-    body: bytes
-    redelivered: bool = False
-    delivery_tag: int = 1
-    settled: list[str] = field(default_factory=list)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def _settle(self, how: str) -> None:
-        self.settled.append(how)
-        self.done.set()
-
-    async def ack(self) -> None:
-        await self._settle("ack")
-
-    async def nack(self, requeue: bool = True) -> None:
-        await self._settle("requeue" if requeue else "nack")
-
-    async def reject(self, requeue: bool = False) -> None:
-        await self._settle("reject")
+from .support import BASE_IMAGE, Delivery, docker_job, docker_node
 
 
 @dataclass

@@ -8,10 +8,12 @@ from typing import Any
 
 import pytest
 from aio_pika.abc import AbstractRobustConnection
+from prometheus_client import REGISTRY
 
 from shoal.images import DEFAULT_PYTHON_VERSION, duckdb_image, python_image
 from shoal.inline import inline_source
 from shoal.limits import MAX_META_VALUE_BYTES, MiB
+from shoal.metrics import SUBMISSIONS
 from shoal.model import JobState, derived_job_id
 from shoal.requester import submissions
 from shoal.requester.admission import IMAGES_TTL
@@ -26,6 +28,18 @@ from .amqp import Client, collect, collect_dead
 from .jobs import docker_job, python_job
 
 pytestmark = pytest.mark.rabbitmq
+
+
+def submission_counts() -> tuple[float, float, float]:
+    """``shoal_submissions_received_total``, then ``shoal_submissions_total`` accepted and
+    refused (all reasons), in this process."""
+    received = REGISTRY.get_sample_value("shoal_submissions_received_total") or 0.0
+    answered = {"accepted": 0.0, "refused": 0.0}
+    for metric in SUBMISSIONS.collect():
+        for sample in metric.samples:
+            if sample.name == "shoal_submissions_total":
+                answered[sample.labels["outcome"]] += sample.value
+    return received, answered["accepted"], answered["refused"]
 
 
 async def queue_depth(connection: AbstractRobustConnection, name: str) -> int:
@@ -237,6 +251,7 @@ async def test_one_round_settles_good_bad_and_repeated_submissions(
     """Queued before the requester starts, so they arrive together and share rounds."""
     good = [Submission(job=python_job()) for _ in range(30)]
     same_key = [Submission(job=python_job(), idempotency_key="round-key") for _ in range(3)]
+    before = submission_counts()
     pending = [await client.send(s) for s in good]
     pending += [await client.send(s) for s in same_key]
     pending += [await client.send(body) for body, _, _ in BAD.values()]
@@ -263,6 +278,9 @@ async def test_one_round_settles_good_bad_and_repeated_submissions(
     assert await queue_depth(connection, COMPUTE_QUEUE) == 0
     assert len(computed.messages) == 31
     assert await queue_depth(connection, SUBMIT_QUEUE) == 0
+    received, accepted, refused = (n - b for n, b in zip(submission_counts(), before, strict=True))
+    assert received == len(pending) + 1
+    assert (accepted, refused) == (33, len(BAD) + 1)
 
 
 async def test_unexpected_error_reading_a_submission_is_answered(

@@ -50,7 +50,7 @@ async def test_messages_are_persistent_json_with_a_schema_version(private_broker
 
 async def test_unreachable_broker_is_one_clear_error() -> None:
     with pytest.raises(
-        UnavailableError, match=r"cannot reach RabbitMQ at amqp://\*\*\*@127\.0\.0\.1:1/"
+        UnavailableError, match=r"cannot reach RabbitMQ at amqp://guest:\*\*\*@127\.0\.0\.1:1/"
     ):
         await connect("amqp://guest:secret@127.0.0.1:1/", connect_timeout=5)
 
@@ -92,8 +92,8 @@ async def test_none_of_several_addresses_answers_names_each() -> None:
     with pytest.raises(UnavailableError) as raised:
         await connect("amqp://guest:secret@127.0.0.1:1/,amqp://guest:secret@127.0.0.1:2/")
     message = raised.value.message
-    assert "amqp://***@127.0.0.1:1/: " in message
-    assert "amqp://***@127.0.0.1:2/: " in message
+    assert "amqp://guest:***@127.0.0.1:1/: " in message
+    assert "amqp://guest:***@127.0.0.1:2/: " in message
     assert "secret" not in message
 
 
@@ -121,7 +121,7 @@ async def test_after_a_drop_the_connection_moves_to_the_next_address(
                 await back.wait()
         assert connection.url.port == second.port
         assert [e["broker"] for e in logs if e["event"] == "broker.reconnected"] == [
-            f"amqp://***@127.0.0.1:{second.port}{upstream.path}"
+            f"amqp://{upstream.username}:***@127.0.0.1:{second.port}{upstream.path}"
         ]
         await publish(channel.default_exchange, queue.name, ControlMessage(job_id="j-3"))
         message = await queue.get(timeout=10)

@@ -1,5 +1,5 @@
-"""``deploy/keda-scaledobject.yaml`` and ``compose.yaml`` stay true to the code: the queue
-the scaler watches, the health endpoints and checks, and the time a draining executor needs."""
+"""``deploy/keda-scaledobject.yaml`` and ``compose.yaml`` stay true to the code: the queues
+the scaler scales on, the health endpoints and checks, and the time a draining executor needs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import yaml
 
 from shoal.executor.settings import ExecutorSettings
 from shoal.metrics import HealthServer
-from shoal.names import COMPUTE_QUEUE
+from shoal.names import compute_queue
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "keda-scaledobject.yaml"
@@ -23,18 +23,23 @@ def documents() -> dict[str, dict[str, Any]]:
     return {doc["kind"]: doc for doc in yaml.safe_load_all(EXAMPLE.read_text())}
 
 
-def test_the_scaler_watches_the_compute_queue_of_the_executor_deployment() -> None:
+def test_the_scaler_watches_the_compute_queues_of_the_executor_deployment() -> None:
+    """The queues of the lanes the Deployment's executors serve: with no ``SHOAL_ENGINES``,
+    docker and wasm (the service image has no python runtime for wasm, so not its lane)."""
     docs = documents()
     scaled, deployment = docs["ScaledObject"], docs["Deployment"]
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    [trigger] = scaled["spec"]["triggers"]
-    assert trigger["type"] == "rabbitmq"
-    assert trigger["metadata"]["queueName"] == COMPUTE_QUEUE
-    auth = docs["TriggerAuthentication"]["metadata"]["name"]
-    assert trigger["authenticationRef"]["name"] == auth
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert trigger["metadata"]["value"] == env["SHOAL_SLOTS"]
+    assert "SHOAL_ENGINES" not in env
+    triggers = scaled["spec"]["triggers"]
+    queues = [compute_queue(lane) for lane in ("docker", "wasm")]
+    assert [t["metadata"]["queueName"] for t in triggers] == queues
+    auth = docs["TriggerAuthentication"]["metadata"]["name"]
+    for trigger in triggers:
+        assert trigger["type"] == "rabbitmq"
+        assert trigger["authenticationRef"]["name"] == auth
+        assert trigger["metadata"]["value"] == env["SHOAL_SLOTS"]
 
 
 def test_probes_and_grace_match_the_executor() -> None:
