@@ -273,7 +273,7 @@ class JobStore:
 
     async def prune_ended(self, before: datetime, limit: int = 500) -> list[str]:
         """Remove the history of up to ``limit`` jobs that ended before ``before``
-        (``store.retention``); the IDs of the ended jobs removed."""
+        (``store.retention``); the IDs of the ended jobs this call removed."""
         async with self._write() as conn:
             return await retention.prune_ended(conn, before, limit)
 

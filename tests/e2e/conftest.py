@@ -86,13 +86,15 @@ async def _until_logged(process: asyncio.subprocess.Process, event: str, role: s
                     return
 
 
-async def _drain(stream: asyncio.StreamReader | None) -> None:
-    while stream is not None and await stream.readline():
-        pass
+async def _drain(stream: asyncio.StreamReader | None, lines: list[str]) -> None:
+    while stream is not None and (line := await stream.readline()):
+        lines.append(line.decode())
 
 
 @contextlib.asynccontextmanager
-async def _service(role: str, env: dict[str, str], ready: str) -> AsyncIterator[None]:
+async def _service(role: str, env: dict[str, str], ready: str) -> AsyncIterator[list[str]]:
+    """``shoal serve ROLE`` until the end of the block; yields the log lines it writes once
+    ready (read as they come)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -106,8 +108,9 @@ async def _service(role: str, env: dict[str, str], ready: str) -> AsyncIterator[
     )
     try:
         await _until_logged(process, ready, role)
-        drain = asyncio.create_task(_drain(process.stderr))
-        yield
+        lines: list[str] = []
+        drain = asyncio.create_task(_drain(process.stderr, lines))
+        yield lines
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -123,24 +126,30 @@ def system_env() -> dict[str, str]:
     return {}
 
 
-@pytest.fixture
-async def system(
-    vhost_url: str, tmp_path: Path, system_env: dict[str, str]
-) -> AsyncIterator[System]:
-    """A requester and an executor, started as a user starts them, stopped with SIGTERM."""
-    env = {
+def services_env(vhost_url: str, database_url: str, more: dict[str, str]) -> dict[str, str]:
+    """The environment of the services and the CLI: this one's vhost and store, then ``more``."""
+    return {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "SHOAL_BROKER_URL": vhost_url,
-        "SHOAL_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'jobs.sqlite3'}",
+        "SHOAL_DATABASE_URL": database_url,
         "SHOAL_NODE_ID": f"e2e-{uuid.uuid4().hex[:8]}",
         "SHOAL_LOG_FORMAT": "json",
         # the test's package index runs on this host, on a free port, which jobs may not
         # reach by default
         "SHOAL_ALLOW_PRIVATE_ADDRESSES": "true",
         "SHOAL_ALLOWED_PORTS": "1024-65535",
-        **system_env,
+        **more,
     }
+
+
+@pytest.fixture
+async def system(
+    vhost_url: str, tmp_path: Path, system_env: dict[str, str]
+) -> AsyncIterator[System]:
+    """A requester and an executor, started as a user starts them, stopped with SIGTERM."""
+    database = f"sqlite+aiosqlite:///{tmp_path / 'jobs.sqlite3'}"
+    env = services_env(vhost_url, database, system_env)
     async with (
         _service("requester", env, "requester.started"),
         _service("executor", env, "executor.ready"),

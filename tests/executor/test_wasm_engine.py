@@ -44,7 +44,7 @@ async def run(node: Node, job: Job, control: JobControl | None = None) -> Outcom
 
 
 def run_folders(node: Node) -> set[Path]:
-    return set(engine_of(node).runs_root.glob("*/*"))
+    return set(engine_of(node).runs_root.glob("*/*/*"))
 
 
 async def test_a_job_runs_streams_its_output_and_keeps_its_results(node: Node) -> None:
@@ -166,10 +166,11 @@ async def test_a_file_that_is_no_module_fails_its_input(node: Node) -> None:
 
 async def test_a_gone_executors_run_folders_are_removed_at_start(node: Node) -> None:
     engine = engine_of(node)
-    gone = engine.runs_root / "node-a-1-abc" / "run-x"
-    living = engine.runs_root / "node%2Fb-2-def" / "run-y"
+    gone = engine.node_runs / "node-a-1-abc" / "run-x"
+    living = engine.node_runs / "node%2Fb-2-def" / "run-y"
     own = engine.runs / "run-z"
-    for folder in (gone, living, own):
+    elsewhere = engine.runs_root / "other" / "other-3-ghi" / "run-w"  # another vhost's node
+    for folder in (gone, living, own, elsewhere):
         (folder / "outputs").mkdir(parents=True)
     asked: list[str] = []
 
@@ -181,4 +182,5 @@ async def test_a_gone_executors_run_folders_are_removed_at_start(node: Node) -> 
     assert not gone.parent.exists()
     assert living.is_dir()
     assert own.is_dir()
+    assert elsewhere.is_dir()
     assert sorted(asked) == ["node-a-1-abc", "node/b-2-def"], "its own folder is not asked about"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,3 +120,21 @@ async def test_a_blob_goes_once_no_job_kept_names_it(store: JobStore) -> None:
     await store.record_events([state(second.runnable.id, JobState.FAILED, exit_code=1)])
     assert await store.prune_ended(later(60)) == [second.runnable.id]
     assert await store.blobs().count() == 0
+
+
+async def test_two_requesters_pruning_at_once_remove_and_report_each_job_once(
+    store: JobStore,
+) -> None:
+    items = [await translated(store) for _ in range(20)]
+    runs = [item.runnable.id for item in items]
+    await store.record_events([state(run, JobState.COMPLETED, exit_code=0) for run in runs])
+    url = store._engine.url.render_as_string(hide_password=False)
+    other = await JobStore.open(url, store.limits)  # a second requester's, on the same store
+    try:
+        first, second = await asyncio.gather(
+            store.prune_ended(later(60)), other.prune_ended(later(60))
+        )
+    finally:
+        await other.close()
+    assert sorted(first + second) == sorted(runs)
+    assert await rows_of(store, [*runs, *(item.original.id for item in items)]) == 0

@@ -18,6 +18,7 @@ from shoal.wire import ControlMessage, JobEvent, Submission, decode
 
 from .amqp import Client, Collector, bound
 from .jobs import state, timed_job
+from .services import postgres_database
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -82,11 +83,24 @@ async def test_a_running_job_fails_at_its_total_timeout(
     assert record["error"] == "timed out: its total timeout of 1s ran out"
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def shared_settings(
+    request: pytest.FixtureRequest, requester_settings: RequesterSettings
+) -> AsyncIterator[RequesterSettings]:
+    """Requester settings on the test's SQLite file, or on a fresh Postgres database (the
+    store several requesters share in production)."""
+    if request.param == "sqlite":
+        yield requester_settings
+        return
+    async with postgres_database() as url:
+        yield requester_settings.model_copy(update={"database_url": url})
+
+
 async def test_several_requesters_fail_each_job_once(
-    requester_settings: RequesterSettings, client: Client, connection: AbstractRobustConnection
+    shared_settings: RequesterSettings, client: Client, connection: AbstractRobustConnection
 ) -> None:
     async with (
-        requesters(requester_settings, count=3),
+        requesters(shared_settings, count=3),
         bound(connection, EVENTS_EXCHANGE, "job.*.*.state") as events,
     ):
         replies = [await client.submit(Submission(job=timed_job(queue=1))) for _ in range(10)]

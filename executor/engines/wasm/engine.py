@@ -16,8 +16,10 @@ module at its next loop or call (not while it waits in a host call such as a sle
 host files and streamed from them while the module runs (each stream in order; the
 interleaving of the two is as seen at each poll).
 Compiled modules are cached per executor (``modules.ModuleCache``). Run folders live in a
-folder per executor (``runs_root``), so the next executor started on the node removes those
-of an executor that was killed (``clean_up``).
+folder per executor inside one per node ID (``runs_root``), so the next executor started
+with that node ID removes those of one that was killed (``clean_up``); executors of another
+node ID (another broker or vhost, on the same host) are never taken for gone, as with
+containers.
 """
 
 from __future__ import annotations
@@ -249,16 +251,22 @@ class WasmEngine:
     runs_root: Path = field(
         default_factory=lambda: Path(tempfile.gettempdir()) / f"shoal-wasm-runs-{os.getuid()}"
     )
-    """Where each executor of the node keeps its runs' folders, one folder per executor."""
+    """Where executors keep their runs' folders: one folder per node ID, in it one per
+    executor."""
     packages: PackageCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.packages = PackageCache(self.settings)
 
     @property
+    def node_runs(self) -> Path:
+        """The folders of the executors of this node ID (``settings.node_id``)."""
+        return self.runs_root / quote(self.settings.node_id, safe="")
+
+    @property
     def runs(self) -> Path:
         """This executor's folder of run folders."""
-        return self.runs_root / quote(self.executor_id, safe="")
+        return self.node_runs / quote(self.executor_id, safe="")
 
     def admit(self, job: Job) -> None:
         if wasm_params(job).runtime == "python":
@@ -350,15 +358,16 @@ class WasmEngine:
 
     async def clean_up(self, alive: Alive) -> None:
         """Remove the run folders of this node's executors that are gone (a wasm run lives
-        in its executor's process, so a killed executor leaves only its folders)."""
+        in its executor's process, so a killed executor leaves only its folders); ``alive``
+        answers for this node's broker and vhost only, so other node IDs are left alone."""
         try:
-            owners = [entry.name for entry in self.runs_root.iterdir() if entry.is_dir()]
+            owners = [entry.name for entry in self.node_runs.iterdir() if entry.is_dir()]
         except FileNotFoundError:
             return
         for name in owners:
             if name == self.runs.name or await alive(unquote(name)):
                 continue
-            await asyncio.to_thread(shutil.rmtree, self.runs_root / name, True)
+            await asyncio.to_thread(shutil.rmtree, self.node_runs / name, True)
             log.info("orphans.reaped", engine=self.name, executor=unquote(name))
 
     async def _compiled(
