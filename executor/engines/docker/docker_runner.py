@@ -200,7 +200,7 @@ class DockerRunner:
     async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
         last = ""
         async for stream, stamp, data in self._log_frames(container, follow=True):
-            last = stamp
+            last = max(last, stamp)  # stdout and stderr frames can come out of order
             yield stream, data
         # The engine can end a follow stream before it logged the output's last, unterminated
         # line (it writes that one when the container's stdout closes): what came after the
