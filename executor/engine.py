@@ -89,6 +89,12 @@ class Workload(Protocol):
         """Return once the job holds more storage than the node allows (never otherwise)."""
         ...
 
+    async def stopped_by_engine(self) -> str | None:
+        """Why the engine itself ended the job, when it did so as it went away (it stopped
+        or restarted); ``None`` otherwise. Asked once the job exited non-zero without a
+        signal from the executor (it may wait a little to tell)."""
+        ...
+
     async def collect(self) -> Outputs:
         """The job's result folders, within the node's output limit."""
         ...

@@ -4,7 +4,9 @@ Steps: ``admit`` (an engine of the job's type served here and willing, ``Engine.
 waited too long? stopped already?) → publish ``running`` → open the engine's workload
 (``Engine.workload``: everything the run needs, removed again on the way out, shielded) →
 ``run`` (start, stream logs, wait with timeout and stop: SIGTERM, then SIGKILL after the job's
-grace, see ``terminate``; killed at once when it holds more storage than the node allows) →
+grace, see ``terminate``; killed at once when it holds more storage than the node allows; a
+non-zero exit the executor did not cause is checked against its engine going away,
+``Workload.stopped_by_engine``: such a job fails as an engine failure) →
 ``collect`` outputs (a job failed by a preparation step with a log, such as the install step
 of a prebuilt environment, gets that log as its output) → publish ``result`` and the terminal
 ``state``. A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing
@@ -112,6 +114,8 @@ class _Run:
     file_size_limit: int = 0
     outputs: Outputs | None = None
     last_stderr: str = ""
+    engine_gone: str | None = None
+    """Why the engine ended the run as it went away (``Workload.stopped_by_engine``)."""
 
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
@@ -212,6 +216,10 @@ def _judge(run: _Run, control: JobControl, job_limits: Limits) -> tuple[JobState
             f"{failures.OUTPUT_TOO_LARGE}: the job's volumes (/outputs, /code, inputs) held "
             f"more than the {format_bytes(run.storage_limit)} volume limit"
         )
+    if run.engine_gone is not None:
+        return JobState.FAILED, (
+            f"{failures.INTERNAL}: {run.engine_gone}{failures.ended_by(run.exit.exit_code)}"
+        )
     if run.exit.oom_killed:
         return JobState.FAILED, (
             f"{failures.OOM_KILLED}: the job used more than its memory limit of "
@@ -244,7 +252,7 @@ async def _run_job(
         job = job.model_copy(update={"tasks": [task]})
     async with engine.workload(job, job_limits, control.stopped) as workload:
         await _run_workload(node.settings, workload, control, events, job_limits, run)
-        if not control.requeue:
+        if not control.requeue and run.engine_gone is None:
             run.outputs = await workload.collect()
 
 
@@ -281,6 +289,11 @@ async def _run_workload(
         except TimeoutError:
             log.warning("logs.cut", job_id=events.job_id, grace=LOG_GRACE)
         run.last_stderr = logs.last_stderr_line()
+        ended = run.exit
+        if run.killed_for is None and ended.exit_code != 0 and not ended.oom_killed:
+            run.engine_gone = await workload.stopped_by_engine()
+            if run.engine_gone is not None:
+                log.warning("job.engine_gone", job_id=events.job_id, exit_code=ended.exit_code)
     finally:
         for task in (stop, waiter, pump, guard):
             task.cancel()

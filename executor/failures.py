@@ -81,12 +81,26 @@ def exit_error(code: int, last_line: str) -> str:
             return f"{DEPS_FAILED}: {found.group(1) if found else message}"
         return f"{SETUP_FAILED if code in (2, 4) else EXIT_CODE}: {message}"
     details = [last_line] if last_line else []
-    if 128 < code <= 128 + 64:
-        try:
-            details.insert(0, f"ended by {signal.Signals(code - 128).name}")
-        except ValueError:
-            details.insert(0, f"ended by signal {code - 128}")
+    if by := _signalled(code):
+        details.insert(0, by)
     return f"{EXIT_CODE}: {': '.join(details or [f'the command exited with code {code}'])}"
+
+
+def ended_by(code: int) -> str:
+    """How a command ended that the executor did not signal, for the end of an error:
+    `` (ended by SIGTERM)`` for a code of ``128 + N``, else `` (exited with code N)``."""
+    by = _signalled(code)
+    return f" ({by})" if by else f" (exited with code {code})"
+
+
+def _signalled(code: int) -> str | None:
+    """``ended by SIGTERM`` for an exit code of ``128 + N`` (under the container's init)."""
+    if not 128 < code <= 128 + 64:
+        return None
+    try:
+        return f"ended by {signal.Signals(code - 128).name}"
+    except ValueError:
+        return f"ended by signal {code - 128}"
 
 
 def ending(sent: str | None, exit_code: int, grace: float, interrupted: bool = False) -> str:

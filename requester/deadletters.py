@@ -3,8 +3,9 @@
 Where a message died and why come from its ``x-death`` header (the newest death first):
 
 - a compute message (``shoal.compute``): its job ends ``failed`` with the reason, e.g.
-  "delivery limit reached", and executors are told to stop it — unless its retry policy
-  lists ``lost`` and attempts remain: then it is queued again (``shoal.requester.store.retries``);
+  "delivery limit reached", and the error of its last run that failed with one (an earlier
+  attempt's), and executors are told to stop it — unless its retry policy lists ``lost`` and
+  attempts remain: then it is queued again (``shoal.requester.store.retries``);
 - a submission (``shoal.submit``): if its job was stored and never queued, the job ends
   ``failed``; a caller waiting on ``reply_to`` is answered with the job (when it was queued
   after all) or with the error; a submission that never became a job is only logged;
@@ -127,8 +128,12 @@ class DeadLetters:
         except ShoalError as error:
             log.warning("dead_letter.unreadable", queue=death.queue, error=error.message)
             return
+        where = f"dead-lettered from {death.queue}"
+        # the runs an earlier dead letter marked lost only repeat this reason: left out
+        last = await self._store.last_error(job.id, ignoring=f"lost: {death.why}")
         reason = await self._store.retry_lost(
-            job.id, f"{death.why} (dead-lettered from {death.queue})"
+            job.id,
+            f"{death.why} ({where}; last error: {last})" if last else f"{death.why} ({where})",
         )
         if reason is None:
             log.warning("dead_letter.retried", job_id=job.id, reason=death.reason)

@@ -163,6 +163,17 @@ async def executions(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]
     return sorted(found, key=lambda r: (r["attempt"], r["started_at"] or "", r["executor"] or ""))
 
 
+async def last_error(conn: AsyncConnection, job_id: str, ignoring: str = "") -> str | None:
+    """The error of the job's last run (:func:`executions` order) that failed with one,
+    leaving out errors that start with ``ignoring`` (when given)."""
+    errors = [
+        str(run["error"])
+        for run in await executions(conn, job_id)
+        if run["error"] and not (ignoring and str(run["error"]).startswith(ignoring))
+    ]
+    return errors[-1] if errors else None
+
+
 async def logs(conn: AsyncConnection, job_id: str) -> dict[str, Any]:
     """Every kept log chunk in order, and whether each stream was truncated."""
     chunks = schema.log_chunks

@@ -260,6 +260,11 @@ class JobStore:
         async with self._write() as conn:
             return await retries.retry_lost(conn, job_id, reason, utcnow())
 
+    async def last_error(self, job_id: str, ignoring: str = "") -> str | None:
+        """The error of the job's last run that has one (``reads.last_error``)."""
+        async with self._engine.connect() as conn:
+            return await reads.last_error(conn, job_id, ignoring)
+
     async def due_retries(self, limit: int = 500, now: datetime | None = None) -> list[Job]:
         """The jobs whose next attempt is due by ``now`` (default: now; ``store.retries``)."""
         async with self._engine.connect() as conn:

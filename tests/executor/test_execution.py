@@ -22,6 +22,8 @@ from shoal.executor.failures import exit_error
 from shoal.executor.service import Executor
 from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
+from shoal.outcomes import explain
+from shoal.requester.store.retries import kind_of
 from shoal.wire import ComputeRequest, JobEvent, encode, utcnow
 
 from .support import (
@@ -355,6 +357,29 @@ async def test_stop_running_job(node: Node) -> None:
     assert outcome.state is JobState.STOPPED
     assert outcome.error == "stopped: stopped by user (ended by SIGTERM)"
     assert kinds(sink(node).of(job.id))[-1] == "state:stopped"
+
+
+async def test_a_job_its_engine_stopped_fails_as_an_engine_failure(node: Node) -> None:
+    job = docker_job("echo started > /outputs/a; echo started; sleep 30")
+    task = asyncio.create_task(run(node, job))
+    await sink(node).wait_for(lambda e: e.job_id == job.id and e.kind == "log")
+    twin(node).stop_engine()
+    outcome = await asyncio.wait_for(task, 10)
+    assert outcome.state is JobState.FAILED
+    assert outcome.exit_code == 143
+    assert outcome.error == (
+        "executor error: the Docker engine stopped or restarted while the job ran "
+        "(ended by SIGTERM)"
+    )
+    assert explain("failed", outcome.error).category == "engine"
+    assert kind_of(outcome.error) == "engine", "retried by the default policy"
+    result = next(e for e in sink(node).of(job.id) if e.kind == "result")
+    assert result.outputs == {}, "nothing is read from an engine that went away"
+
+
+async def test_a_job_killed_by_its_own_signal_is_not_the_engine(node: Node) -> None:
+    outcome = await run(node, docker_job("echo bye >&2; exit 143"))
+    assert outcome.error == "exit code: ended by SIGTERM: bye"
 
 
 async def test_stop_before_start_publishes_only_stopped(node: Node) -> None:

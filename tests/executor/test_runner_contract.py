@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -186,6 +187,8 @@ async def test_sigterm_without_a_trap_ends_with_143(
     await runner.kill(container, "SIGTERM")
     info = await asyncio.wait_for(runner.wait(container), 10)
     assert info.exit_code == 143
+    killed_from_outside = runner.stopped_by_engine(container, time.time() - 60, 0.5)
+    assert not await asyncio.wait_for(killed_from_outside, 10), "the engine is still here"
 
 
 @pytest.mark.docker
@@ -197,6 +200,8 @@ async def test_a_job_that_kills_itself_shows_its_signal(test_label: str) -> None
         chunks, code = await run(runner, container)
         assert code == 139
         assert b"survived" not in joined(chunks, "stdout")
+        no_kill = runner.stopped_by_engine(container, time.time() - 60, 60)
+        assert not await asyncio.wait_for(no_kill, 5), "the engine killed nothing: not asked"
     finally:
         for container in await runner.list_labelled({"shoal.test": test_label}):
             await runner.remove(container)

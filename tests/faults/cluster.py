@@ -30,6 +30,7 @@ from shoal.broker import connect
 from shoal.executor.engines.docker.network import GatewayError, remove_proxy_rules
 from shoal.executor.engines.docker.runner import LABEL_NODE
 from shoal.model import Job
+from shoal.requester.store.retries import split_key
 from shoal.wire import Submission, SubmitReply, decode
 from tests.executor.support import BASE_IMAGE, docker_job
 from tests.requester.amqp import Client
@@ -359,10 +360,12 @@ class Cluster:
         """Judge every accepted job (call after :meth:`shutdown`)."""
         report = Audit(accepted=len(ids))
         jobs = {r["id"]: dict(r) for r in self.rows("SELECT * FROM jobs")}
-        finished: dict[str, int] = {}
-        for run in self.rows("SELECT job_id, exit_code, state FROM executions"):
+        finished: dict[tuple[str, int], int] = {}
+        for run in self.rows("SELECT job_id, executor, exit_code FROM executions"):
             if run["exit_code"] is not None:
-                finished[run["job_id"]] = finished.get(run["job_id"], 0) + 1
+                key = (run["job_id"], split_key(run["executor"])[1])  # a retry is no rerun
+                finished[key] = finished.get(key, 0) + 1
+        twice = {job_id for (job_id, _), count in finished.items() if count > 1}
         for job_id in ids:
             row = jobs.get(job_id)
             if row is None:
@@ -376,7 +379,7 @@ class Cluster:
                 report.stuck.append(f"{job_id}: {row['state']}")
             elif not truthful(row, self.expected.get(job_id, completed_ok)):
                 report.untruthful.append(f"{job_id}: {row['state']} {row['error']!r}")
-            if finished.get(job_id, 0) > 1:
+            if job_id in twice:
                 report.run_twice.append(job_id)
         troubled = (report.stuck + report.run_twice + report.untruthful)[:2]
         report.evidence = self.story([t.split(":")[0] for t in troubled]) if troubled else []

@@ -1,5 +1,6 @@
 """A Docker engine restart while jobs run, on an engine of the test's own: the jobs it
-killed end failed with a reason (or completed), and the executor recovers by itself."""
+killed end failed as an engine failure (or completed), a job whose policy retries engine
+failures completes on its next attempt, and the executor recovers by itself."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from .dockernode import DockerNode, private_docker
 from .figures import LONG, Case, Figures
 
 pytestmark = [pytest.mark.faults, pytest.mark.docker, pytest.mark.rabbitmq]
+
+ENGINE_GONE = "executor error: the Docker engine stopped or restarted while the job ran"
+RETRY = {"attempts": 3, "backoff": 5}
+"""Retries on engine failures (the default kinds), the first once the engine is back."""
 
 
 @pytest.fixture
@@ -46,14 +51,17 @@ async def test_engine_restart_while_jobs_run(
     cluster = Cluster(vhost_url, tmp_path, docker_url=docker_node.url)
     ids: list[str] = []
     after: list[str] = []
+    retried: list[str] = []
     try:
         await cluster.start_requester()
         for index in range(2):
             await cluster.start_executor(index, slots=2)
         for _ in range(restarts):
-            hit = [await cluster.publish(shell_job("echo start; sleep 20")) for _ in range(4)]
-            ids += hit
+            hit = [await cluster.publish(shell_job("echo start; sleep 20")) for _ in range(3)]
+            retried.append(await cluster.publish(shell_job("echo start; sleep 20", retries=RETRY)))
+            ids += [*hit, retried[-1]]
             assert await running(cluster, hit, 2, 120) >= 2, "no job was running"
+            assert await running(cluster, retried[-1:], 1, 60), "the retried job did not run"
             await asyncio.to_thread(docker_node.stop)
             await asyncio.to_thread(docker_node.start)
             later = [await cluster.publish(shell_job("echo after the restart")) for _ in range(4)]
@@ -62,7 +70,8 @@ async def test_engine_restart_while_jobs_run(
         ids += after
         await cluster.shutdown()
         audit = await cluster.audit(ids)
-        states = cluster.states()
+        jobs = {r["id"]: r for r in cluster.rows("SELECT id, state, error FROM jobs")}
+        runs = cluster.rows("SELECT job_id, error FROM executions WHERE error IS NOT NULL")
     finally:
         await cluster.shutdown()
     figures.add(
@@ -71,4 +80,11 @@ async def test_engine_restart_while_jobs_run(
         )
     )
     assert audit.clean, str(audit)
-    assert {states[i] for i in after} == {"completed"}, "the executor did not recover"
+    assert {jobs[i]["state"] for i in after} == {"completed"}, "the executor did not recover"
+    killed = [jobs[i]["error"] for i in ids if jobs[i]["state"] == "failed"]
+    assert any(str(e).startswith(ENGINE_GONE) for e in killed), killed
+    assert all(str(e).startswith("executor error: ") for e in killed), killed
+    assert {jobs[i]["state"] for i in retried} == {"completed"}, "not retried"
+    for job_id in retried:
+        failed = [str(r["error"]) for r in runs if r["job_id"] == job_id]
+        assert any(e.startswith(ENGINE_GONE) for e in failed), (job_id, failed)

@@ -16,7 +16,7 @@ from structlog.typing import EventDict
 
 from shoal.inline import inline_source
 from shoal.limits import MiB
-from shoal.model import JobState
+from shoal.model import JobState, parse_job
 from shoal.requester.service import Requester
 from shoal.requester.settings import RequesterSettings
 from shoal.requester.store import NewJob
@@ -29,10 +29,10 @@ from shoal.topology import (
     EVENTS_EXCHANGE,
     SUBMIT_QUEUE,
 )
-from shoal.wire import Submission, SubmitReply, decode, encode
+from shoal.wire import ClaimItem, ComputeRequest, Submission, SubmitReply, decode, encode
 
 from .amqp import DIRECT_REPLY_TO, Client, bound
-from .jobs import docker_job
+from .jobs import docker_job, state
 from .test_submit import queue_depth
 from .test_sweeper import events_of, requesters
 
@@ -100,6 +100,34 @@ async def test_a_compute_message_past_the_delivery_limit_fails_its_job(
         "(dead-lettered from shoal.compute)"
     )
     assert [e.state for e in events_of(done)] == [JobState.FAILED]
+
+
+async def test_a_dead_compute_message_says_the_last_error(
+    requester: Requester, connection: AbstractRobustConnection
+) -> None:
+    """The first attempt failed on an engine error and was retried; its next compute message
+    dies at the delivery limit: the job fails with both reasons and the attempts made."""
+    assert requester.store is not None
+    engine_params = {"type": "docker", "params": {"image": "busybox"}}
+    job = parse_job({"tasks": [{"engine": engine_params, "retries": {"attempts": 1}}]})
+    await requester.store.add_jobs([NewJob(job, job)])
+    await requester.store.mark_queued([job.id])
+    item = ClaimItem(job_id=job.id, attempt="a1")
+    assert (await requester.store.claim_runs("claim", "ex-1", [item], 30))[0].verdict == "granted"
+    engine = "executor error: cannot start the container: the engine went away"
+    failed = state(job.id, JobState.FAILED, attempt="a1", error=engine)
+    await requester.store.record_events([state(job.id, JobState.RUNNING, attempt="a1"), failed])
+    assert (await requester.store.describe(job.id))["state"] == JobState.QUEUED, "retried"
+    async with bound(connection, EVENTS_EXCHANGE, f"job.*.{job.id}.recorded") as done:
+        body = encode(ComputeRequest(job=job))
+        await dead_letter(await connection.channel(), COMPUTE_QUEUE, body, "delivery_limit")
+        await done.count(1)
+    record = await requester.store.describe(job.id)
+    assert record["state"] == JobState.FAILED
+    assert record["error"] == (
+        "delivery limit reached: taken more than 5 times and never finished "
+        f"(dead-lettered from shoal.compute; last error: {engine}) (after 2 attempts)"
+    )
 
 
 async def test_a_dead_submission_is_answered(requester: Requester, client: Client) -> None:

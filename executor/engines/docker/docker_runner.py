@@ -8,6 +8,12 @@ abandoned at its limit instead of buffered.
 Every engine response is closed on every path (aiodocker's ``_query`` leaves that to the
 caller): an archive left unread keeps dockerd blocked writing it while it holds the
 container's lock, and then even ``docker rm -f`` of that container waits for ever.
+
+An engine that stops or restarts stops its containers first (SIGTERM, then SIGKILL) while it
+still answers, so their wait ends as if someone had killed them: ``stopped_by_engine`` tells
+the two apart by the engine's own ``kill`` event for the container (from its event log) and
+the engine going away (``departures``) since the container started or right after. A wait or
+log stream the engine breaks off raises ``RunnerError`` saying the engine went away.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import struct
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +31,9 @@ import aiodocker
 import aiohttp
 
 from shoal.executor.engine import ExitInfo, Stream
+from shoal.executor.engines.docker.departures import EngineWatch
 from shoal.executor.engines.docker.runner import (
+    ENGINE_GONE,
     TAR_OVERHEAD,
     ContainerSpec,
     ImageInfo,
@@ -38,6 +47,10 @@ from shoal.executor.settings import PullPolicy
 _STREAMS: dict[int, Stream] = {1: "stdout", 2: "stderr"}
 _NO_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_read=None)
 _CHUNK = 256 * 1024
+_UNREACHABLE = 900
+"""aiodocker's status for an engine it cannot connect to."""
+_EVENTS_TIMEOUT = 10.0
+"""Seconds the engine gets to answer a question about its event log."""
 
 
 def _unix_time(stamp: str) -> str:
@@ -114,6 +127,9 @@ class DockerRunner:
     def __init__(self, docker: aiodocker.Docker, *, pull_timeout: float = 300.0) -> None:
         self._docker = docker
         self._pull_timeout = pull_timeout
+        self._watch = EngineWatch(docker)
+        self._started: dict[str, int] = {}
+        """Container → the engine's departures when it was started."""
 
     @classmethod
     def connect(cls, url: str | None = None, *, pull_timeout: float = 300.0) -> DockerRunner:
@@ -174,6 +190,8 @@ class DockerRunner:
         response.close()
 
     async def start(self, container: str) -> None:
+        self._watch.start()
+        self._started[container] = self._watch.departures
         try:
             await self._docker.containers.container(container).start()
         except aiodocker.DockerError as error:
@@ -182,7 +200,7 @@ class DockerRunner:
     async def logs(self, container: str) -> AsyncIterator[tuple[Stream, bytes]]:
         last = ""
         async for stream, stamp, data in self._log_frames(container, follow=True):
-            last = stamp
+            last = max(last, stamp)  # stdout and stderr frames can come out of order
             yield stream, data
         # The engine can end a follow stream before it logged the output's last, unterminated
         # line (it writes that one when the container's stdout closes): what came after the
@@ -211,6 +229,8 @@ class DockerRunner:
                     header = await content.readexactly(8)
                 except asyncio.IncompleteReadError:
                     return
+                except aiohttp.ClientError as error:
+                    raise RunnerError(f"{ENGINE_GONE} ({_name(error)})") from None
                 kind, length = struct.unpack(">BxxxL", header)
                 if not length:
                     continue
@@ -229,8 +249,38 @@ class DockerRunner:
             state = (await handle.show()).get("State") or {}
         except aiodocker.DockerError as error:
             raise RunnerError(f"cannot wait for the container: {error.message}") from None
+        except aiohttp.ClientError as error:  # the engine broke off the wait
+            raise RunnerError(f"{ENGINE_GONE} ({_name(error)})") from None
         code = state.get("ExitCode", result.get("StatusCode", -1))
         return ExitInfo(exit_code=int(code), oom_killed=bool(state.get("OOMKilled")))
+
+    async def stopped_by_engine(self, container: str, since: float, within: float) -> bool:
+        started = self._started.get(container, self._watch.departures)
+        if self._watch.departures != started:
+            return True  # gone since the start: its event log went with it
+        try:
+            async with asyncio.timeout(_EVENTS_TIMEOUT):
+                if not await self._killed(container, since):
+                    return False
+        except TimeoutError:
+            pass  # an engine too busy to answer: whether it goes away decides
+        except aiodocker.DockerError as error:
+            return error.status == _UNREACHABLE  # already gone
+        except aiohttp.ClientError:
+            return True
+        return await self._watch.departed(started, within)
+
+    async def _killed(self, container: str, since: float) -> bool:
+        """Whether the engine logged a ``kill`` of ``container`` from ``since`` until now."""
+        wanted = {"type": ["container"], "container": [container], "event": ["kill"]}
+        params = {
+            "since": f"{since:.6f}",
+            "until": f"{time.time():.6f}",
+            "filters": json.dumps(wanted),
+        }
+        response = await self._docker._do_query("events", method="GET", params=params)
+        with contextlib.closing(response):
+            return bool((await response.read()).strip())
 
     async def kill(self, container: str, signal: str = "SIGKILL") -> None:
         try:
@@ -274,6 +324,7 @@ class DockerRunner:
         return await asyncio.to_thread(folders_usage, sources, limit)
 
     async def remove(self, container: str) -> None:
+        self._started.pop(container, None)
         try:
             await self._docker.containers.container(container).delete(force=True, v=True)
         except aiodocker.DockerError as error:
@@ -311,4 +362,11 @@ class DockerRunner:
                 raise RunnerError(f"cannot remove volume {name}: {error.message}") from None
 
     async def close(self) -> None:
-        await self._docker.close()
+        try:
+            await self._watch.close()
+        finally:
+            await self._docker.close()
+
+
+def _name(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

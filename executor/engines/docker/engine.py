@@ -13,6 +13,7 @@ releases the lease.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,7 +33,12 @@ from shoal.executor.engines.docker.inputs import (
 from shoal.executor.engines.docker.orphans import reap_orphans
 from shoal.executor.engines.docker.outputs import collect
 from shoal.executor.engines.docker.removal import Leftovers
-from shoal.executor.engines.docker.runner import ContainerRunner, ImageInfo, RunnerError
+from shoal.executor.engines.docker.runner import (
+    ENGINE_GONE,
+    ContainerRunner,
+    ImageInfo,
+    RunnerError,
+)
 from shoal.executor.engines.docker.spec import (
     ALWAYS_VOLUMES,
     SpecInputs,
@@ -53,6 +59,11 @@ from shoal.executor.shielded import uncancellable
 from shoal.images import runtime_images
 from shoal.model import Job, NetworkType
 
+ENGINE_GONE_WITHIN = 30.0
+"""Seconds an engine that killed a job's container gets to go away (stop or restart) for the
+job to fail as its engine's failure: an engine stopping kills its containers first, each
+within its stop timeout (10 s by default), and exits after the last."""
+
 
 @dataclass
 class ContainerWorkload:
@@ -62,8 +73,11 @@ class ContainerWorkload:
     container: str
     settings: ExecutorSettings
     job: Job
+    started: float = 0.0
+    """When it was started (a Unix time)."""
 
     async def start(self) -> None:
+        self.started = time.time()
         await self.runner.start(self.container)
 
     def logs(self) -> AsyncIterator[tuple[Stream, bytes]]:
@@ -79,6 +93,12 @@ class ContainerWorkload:
         limit = self.settings.volume_limit
         await watch(self.runner, self.container, limit, self.settings.volume_check_seconds)
         return Overrun(limit)
+
+    async def stopped_by_engine(self) -> str | None:
+        stopped = await self.runner.stopped_by_engine(
+            self.container, self.started, ENGINE_GONE_WITHIN
+        )
+        return ENGINE_GONE if stopped else None
 
     async def collect(self) -> Outputs:
         return await collect(

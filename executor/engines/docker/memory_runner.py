@@ -9,6 +9,8 @@ statements from a tiny shell subset, enough for the contract tests to run unchan
 
 ``kill`` acts as on a container under an init: SIGKILL ends it with 137, SIGTERM runs its
 trap or ends it with 143.
+``stop_engine`` stops every running container as an engine going away does (143), and
+``stopped_by_engine`` then says so for them.
 
 Files live in a dict; the root is read-only and only volumes and tmpfs mounts are writable,
 as with the real runner's containers.
@@ -90,6 +92,8 @@ class MemoryRunner:
         self.volumes: dict[str, VolumeInfo] = {}
         self.signals: list[tuple[str, str]] = []
         """``(container, signal)`` of every ``kill``, in order (for the tests to inspect)."""
+        self.engine_stopped: set[str] = set()
+        """The containers ``stop_engine`` ended."""
         self._ids = itertools.count(1)
 
     def _get(self, container: str) -> FakeContainer:
@@ -171,6 +175,17 @@ class MemoryRunner:
             return
         box.task.cancel()
         box.finish(143 if signal == "SIGTERM" else 137)
+
+    async def stopped_by_engine(self, container: str, since: float, within: float) -> bool:
+        return container in self.engine_stopped
+
+    def stop_engine(self) -> None:
+        """End every running container with 143, as an engine stopping does."""
+        for container, box in self.containers.items():
+            if box.task and not box.task.done():
+                box.task.cancel()
+                box.finish(143)
+                self.engine_stopped.add(container)
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:
         box = self._get(container)

@@ -24,6 +24,9 @@ LABEL_EXECUTOR = "shoal.executor"
 TAR_OVERHEAD = 64 * 1024
 """Bytes of tar headers and padding allowed on top of a result's size limit."""
 
+ENGINE_GONE = "the Docker engine stopped or restarted while the job ran"
+"""Why a job failed whose container the engine ended as it went away."""
+
 
 class RunnerError(EngineError):
     """The container engine failed an operation."""
@@ -107,6 +110,13 @@ class ContainerRunner(Protocol):
 
     async def kill(self, container: str, signal: str = "SIGKILL") -> None:
         """Send ``signal`` to a running container's init (no error if it already exited)."""
+        ...
+
+    async def stopped_by_engine(self, container: str, since: float, within: float) -> bool:
+        """Whether the engine itself ended ``container`` as it went away: it killed the
+        container after ``since`` (a Unix time) and stopped answering within ``within``
+        seconds (it was stopping or restarting). Asked only of a container that exited
+        non-zero without a signal from the executor."""
         ...
 
     async def get_archive(self, container: str, path: str, limit: int) -> bytes | None:

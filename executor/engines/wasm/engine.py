@@ -232,6 +232,9 @@ class WasmWorkload:
                 return Overrun(limit)
             await asyncio.sleep(self.settings.volume_check_seconds)
 
+    async def stopped_by_engine(self) -> str | None:
+        return None  # wasmtime runs in the executor: it goes away with it
+
     async def collect(self) -> Outputs:
         return await asyncio.to_thread(
             collect, self.folders, self.job.task.outputs, self.settings.job_output_limit
