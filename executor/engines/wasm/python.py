@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import shutil
+import tempfile
 import threading
 import zipfile
 from dataclasses import dataclass, field
@@ -84,15 +85,7 @@ class PythonRuntime:
         lib = self.folder / f"python-lib-{stat.st_size}-{stat.st_mtime_ns}"
         with self._lock:
             if not (lib / self.zip_name).is_file():
-                partial = lib.with_suffix(".partial")
-                shutil.rmtree(partial, ignore_errors=True)
-                partial.mkdir(mode=0o700, parents=True)
-                shutil.copyfile(self.stdlib, partial / self.zip_name)
-                with zipfile.ZipFile(self.stdlib) as archive:
-                    if f"{MPL_DATA}.zip" in archive.namelist():
-                        inner = io.BytesIO(archive.read(f"{MPL_DATA}.zip"))
-                        zipfile.ZipFile(inner).extractall(partial / "mpl-data")
-                partial.replace(lib)
+                self._make_lib(lib)
         wasi.preopen_dir(str(lib), LIB_GUEST, fs_mutable=False)
         mpl_data = lib / "mpl-data"
         if mpl_data.is_dir():
@@ -101,6 +94,26 @@ class PythonRuntime:
         if packages is not None:
             wasi.preopen_dir(str(packages), self.site_packages(), fs_mutable=False)
         wasi.preopen_dir(code, "/", fs_mutable=False)
+
+    def _make_lib(self, lib: Path) -> None:
+        """Build ``lib`` in a folder of this process's own, then move it in place; another
+        executor on the node building it at the same moment makes the same files, so when
+        its folder is in place first, this one's is dropped."""
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f"{lib.name}.", suffix=".partial", dir=self.folder))
+        try:
+            shutil.copyfile(self.stdlib, partial / self.zip_name)
+            with zipfile.ZipFile(self.stdlib) as archive:
+                if f"{MPL_DATA}.zip" in archive.namelist():
+                    inner = io.BytesIO(archive.read(f"{MPL_DATA}.zip"))
+                    zipfile.ZipFile(inner).extractall(partial / "mpl-data")
+            try:
+                partial.replace(lib)
+            except OSError:
+                if not (lib / self.zip_name).is_file():
+                    raise
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def find_python() -> PythonRuntime | None:
