@@ -200,6 +200,7 @@ def human_view(record: dict[str, Any]) -> list[str]:
         lines.append(f"Original:    {record['original_id']} ({original.get('type', '?')} job)")
     if record.get("labels"):
         lines.append("Labels:      " + ", ".join(f"{k}={v}" for k, v in record["labels"].items()))
+    lines += [f"Limits lowered: {note}" for note in record.get("lowered") or []]
     lines += _outcome_lines(record)
     lines += [f"Created:     {record['created_at']}", f"Updated:     {record['updated_at']}"]
     lines.append("Executions:" + ("" if record["executions"] else _no_runs(record["state"])))

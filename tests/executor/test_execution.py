@@ -130,6 +130,20 @@ async def test_completed_job_events_in_order(node: Node) -> None:
     assert final.started_at <= final.ended_at
 
 
+async def test_limits_lowered_by_the_node_travel_in_the_running_event(node: Node) -> None:
+    set_settings(node, node.settings.model_copy(update={"max_cpu": 2.0}))
+    job = docker_job("true", resources={"cpu": 64})
+    outcome = await run(node, job)
+    running, *rest = sink(node).of(job.id)
+    assert running.state is JobState.RUNNING
+    assert running.lowered == ["cpu 64 → 2 (node maximum)"]
+    assert all(not event.lowered for event in rest), "said once, in the running event"
+    assert outcome.notes == running.lowered
+    assert "lowered" not in running.model_copy(update={"lowered": []}).model_dump(), (
+        "left out of the wire while empty: older components read such events as before"
+    )
+
+
 async def test_nonzero_exit_fails(node: Node) -> None:
     job = docker_job("echo bad >&2; exit 3")
     outcome = await run(node, job)
