@@ -14,13 +14,13 @@ import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
 
 from shoal.errors import UnavailableError, WaitTimeoutError
-from shoal.model import TERMINAL_STATES
+from shoal.model import TERMINAL_STATES, JobState
 from shoal.wire import JobEvent
 
 from .session import BROKER_ERRORS, Session
@@ -161,15 +161,7 @@ async def wait_for_end(
     """
     printer = printer or LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
-    said: set[tuple[str, ...]] = set()
-
-    def notice(notes: list[str]) -> None:
-        if lowered is not None and notes and tuple(notes) not in said:
-            said.add(tuple(notes))
-            if spinner is not None:
-                spinner.clear()
-            lowered(notes)
-
+    notice = _Notice(lowered, spinner)
     seen = {job_id: "state unknown"} if seen is None else seen
     while True:
         generation = session.generation
@@ -185,6 +177,30 @@ async def wait_for_end(
     return state
 
 
+@dataclass
+class _Notice:
+    """Tells ``lowered`` once of each run's lowered limits, clearing the spinner's line."""
+
+    lowered: Callable[[list[str]], None] | None
+    spinner: Spinner | None
+    said: set[tuple[str, ...]] = field(default_factory=set)
+    heard: bool = False
+    """A ``running`` event came during the wait: it told whatever there was to tell."""
+
+    def __call__(self, notes: list[str]) -> None:
+        if self.lowered is not None and notes and tuple(notes) not in self.said:
+            self.said.add(tuple(notes))
+            if self.spinner is not None:
+                self.spinner.clear()
+            self.lowered(notes)
+
+    @property
+    def unsaid(self) -> bool:
+        """Wanted, nothing said and no ``running`` event heard: that event may have come
+        before the wait, and been recorded only after the store was read."""
+        return self.lowered is not None and not self.said and not self.heard
+
+
 async def _watch(
     session: Session,
     job_id: str,
@@ -193,7 +209,7 @@ async def _watch(
     spinner: Spinner | None,
     follow: bool,
     seen: dict[str, str],
-    notice: Callable[[list[str]], None],
+    notice: _Notice,
 ) -> str:
     """The job's final state, on the session's current connection (see :func:`wait_for_end`)."""
     async with session.events(job_id, owner) as inbox:
@@ -211,6 +227,8 @@ async def _watch(
                 seen[job_id] = state
                 if spinner is not None:
                     spinner.state = state
+        if notice.unsaid:
+            notice(list((await session.api("describe", job_id)).get("lowered") or []))
         if follow:
             printer.stored(await session.api("logs", job_id))
     return state
@@ -245,7 +263,7 @@ async def _next(
     printer: LogPrinter,
     follow: bool,
     state: str,
-    notice: Callable[[list[str]], None],
+    notice: _Notice,
 ) -> tuple[str, bool]:
     """``(state, settled)`` after the next event, or from the store after a quiet spell."""
     try:
@@ -255,6 +273,7 @@ async def _next(
         notice(list(record.get("lowered") or []))
         return str(record["state"]), _settled(record)
     notice(event.lowered)
+    notice.heard = notice.heard or event.state is JobState.RUNNING
     if event.kind == "log" and follow:
         printer.chunk(LogChunk(event.stream or "stdout", event.data, event.executor, event.seq))
     if event.state is None:
