@@ -14,13 +14,13 @@ import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import click
 
 from shoal.errors import UnavailableError, WaitTimeoutError
-from shoal.model import TERMINAL_STATES
+from shoal.model import TERMINAL_STATES, JobState
 from shoal.wire import JobEvent
 
 from .session import BROKER_ERRORS, Session
@@ -61,6 +61,11 @@ def echo_chunk(chunk: LogChunk) -> None:
 def echo_truncated(stream: str) -> None:
     """Say on stderr that the store cut ``stream`` short."""
     click.echo(f"[shoal: {stream} truncated by the store's limit]", err=True)
+
+
+def echo_lowered(notes: list[str]) -> None:
+    """Say on stderr which limits the executor lowered to its maxima."""
+    click.echo(f"[shoal: limits lowered: {'; '.join(notes)}]", err=True)
 
 
 class LogPrinter:
@@ -111,6 +116,11 @@ class Spinner:
             )
             await asyncio.sleep(0.1)
 
+    def clear(self) -> None:
+        """Clear the spinner's line (it is drawn again at its next frame)."""
+        if self._task is not None:
+            click.echo("\r\x1b[K", nl=False, err=True)
+
     @contextlib.contextmanager
     def running(self) -> Iterator[None]:
         """Spin while inside; the line is cleared on exit."""
@@ -138,6 +148,7 @@ async def wait_for_end(
     seen: dict[str, str] | None = None,
     owner: str | None = None,
     printer: LogPrinter | None = None,
+    lowered: Callable[[list[str]], None] | None = None,
 ) -> str:
     """Block until the job is terminal *and* recorded; print its logs when ``follow``.
 
@@ -145,23 +156,49 @@ async def wait_for_end(
     the job's logs and outputs can be read as soon as this returns. The final state. While
     it waits, ``seen[job_id]`` holds the last state seen; it is removed once the wait ends.
     ``owner`` names the job's owner (asked from the requester when not given); ``printer``
-    takes the logs (by default they go to stdout and stderr).
+    takes the logs (by default they go to stdout and stderr); ``lowered``, when given, is told
+    once of each run's limits the executor lowered (from its ``running`` event or the store).
     """
     printer = printer or LogPrinter()
     spinner = Spinner(job_id) if spin and not follow else None
+    notice = _Notice(lowered, spinner)
     seen = {job_id: "state unknown"} if seen is None else seen
     while True:
         generation = session.generation
         try:
             if owner is None:
                 owner = str((await session.api("describe", job_id)).get("owner") or session.user)
-            state = await _watch(session, job_id, owner, printer, spinner, follow, seen)
+            state = await _watch(session, job_id, owner, printer, spinner, follow, seen, notice)
             break
         except (UnavailableError, *BROKER_ERRORS):
             if not await session.reconnect(generation):
                 raise
     seen.pop(job_id, None)
     return state
+
+
+@dataclass
+class _Notice:
+    """Tells ``lowered`` once of each run's lowered limits, clearing the spinner's line."""
+
+    lowered: Callable[[list[str]], None] | None
+    spinner: Spinner | None
+    said: set[tuple[str, ...]] = field(default_factory=set)
+    heard: bool = False
+    """A ``running`` event came during the wait: it told whatever there was to tell."""
+
+    def __call__(self, notes: list[str]) -> None:
+        if self.lowered is not None and notes and tuple(notes) not in self.said:
+            self.said.add(tuple(notes))
+            if self.spinner is not None:
+                self.spinner.clear()
+            self.lowered(notes)
+
+    @property
+    def unsaid(self) -> bool:
+        """Wanted, nothing said and no ``running`` event heard: that event may have come
+        before the wait, and been recorded only after the store was read."""
+        return self.lowered is not None and not self.said and not self.heard
 
 
 async def _watch(
@@ -172,22 +209,26 @@ async def _watch(
     spinner: Spinner | None,
     follow: bool,
     seen: dict[str, str],
+    notice: _Notice,
 ) -> str:
     """The job's final state, on the session's current connection (see :func:`wait_for_end`)."""
     async with session.events(job_id, owner) as inbox:
         if follow:
             printer.stored(await session.api("logs", job_id))
         record = await session.api("describe", job_id)
+        notice(list(record.get("lowered") or []))
         state, done = str(record["state"]), _settled(record)
         seen[job_id] = state
         if spinner is not None:
             spinner.state = state
         with spinner.running() if spinner is not None else contextlib.nullcontext():
             while not done:
-                state, done = await _next(session, job_id, inbox, printer, follow, state)
+                state, done = await _next(session, job_id, inbox, printer, follow, state, notice)
                 seen[job_id] = state
                 if spinner is not None:
                     spinner.state = state
+        if notice.unsaid:
+            notice(list((await session.api("describe", job_id)).get("lowered") or []))
         if follow:
             printer.stored(await session.api("logs", job_id))
     return state
@@ -222,13 +263,17 @@ async def _next(
     printer: LogPrinter,
     follow: bool,
     state: str,
+    notice: _Notice,
 ) -> tuple[str, bool]:
     """``(state, settled)`` after the next event, or from the store after a quiet spell."""
     try:
         event = await session.wait(inbox.get(), RECHECK_SECONDS)
     except TimeoutError:
         record = await session.api("describe", job_id)
+        notice(list(record.get("lowered") or []))
         return str(record["state"]), _settled(record)
+    notice(event.lowered)
+    notice.heard = notice.heard or event.state is JobState.RUNNING
     if event.kind == "log" and follow:
         printer.chunk(LogChunk(event.stream or "stdout", event.data, event.executor, event.seq))
     if event.state is None:

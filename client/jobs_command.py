@@ -200,6 +200,7 @@ def human_view(record: dict[str, Any]) -> list[str]:
         lines.append(f"Original:    {record['original_id']} ({original.get('type', '?')} job)")
     if record.get("labels"):
         lines.append("Labels:      " + ", ".join(f"{k}={v}" for k, v in record["labels"].items()))
+    lines += [f"Limits lowered: {note}" for note in record.get("lowered") or []]
     lines += _outcome_lines(record)
     lines += [f"Created:     {record['created_at']}", f"Updated:     {record['updated_at']}"]
     lines.append("Executions:" + ("" if record["executions"] else _no_runs(record["state"])))
@@ -265,7 +266,7 @@ def _no_runs(state: str) -> str:
 def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
     """A job's stdout and stderr (as kept by the store). With -f, the exit code is the
     job's as with exec --wait: 0 once it completed, else its own code, 125 or 130."""
-    from .follow import LogPrinter, wait_for_end
+    from .follow import LogPrinter, echo_lowered, wait_for_end
     from .listing import full_ids
 
     if not follow:
@@ -274,7 +275,7 @@ def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
 
     async def follow_to_end(client: AsyncClient) -> dict[str, Any]:
         [full_id] = await full_ids(client.session, [job_id])
-        await wait_for_end(client.session, full_id, follow=True, spin=False)
+        await wait_for_end(client.session, full_id, follow=True, spin=False, lowered=echo_lowered)
         return await client.describe(full_id)
 
     from .submit import ended

@@ -193,11 +193,17 @@ async def _submit(
         reply = await session.submit(submission)
         job_id = str(reply.job_id)
         report(reply, id_only=id_only, wait=True)
-        from .follow import wait_for_end, within
+        from .follow import echo_lowered, wait_for_end, within
 
         seen: dict[str, str] = {job_id: "state unknown"}
         waiting = wait_for_end(
-            session, job_id, follow=follow, spin=not id_only, seen=seen, owner=session.user
+            session,
+            job_id,
+            follow=follow,
+            spin=not id_only,
+            seen=seen,
+            owner=session.user,
+            lowered=echo_lowered,
         )
         state = await within(deadline, waiting, seen)
         if state != JobState.COMPLETED:

@@ -113,8 +113,9 @@ class JobEvents:
         ended_at: datetime | None = None,
         exit_code: int | None = None,
         error: str | None = None,
+        lowered: list[str] | None = None,
     ) -> None:
-        """A state change (``running`` or terminal)."""
+        """A state change (``running``, with the limits the node ``lowered``, or terminal)."""
         await self._send(
             kind="state",
             state=state,
@@ -122,6 +123,7 @@ class JobEvents:
             ended_at=ended_at,
             exit_code=exit_code,
             error=error,
+            lowered=lowered or [],
         )
 
     async def log(self, stream: Stream, data: str) -> None:

@@ -1,7 +1,8 @@
 """One job, from an accepted compute request to its terminal event, on any engine.
 
 Steps: ``admit`` (an engine of the job's type served here and willing, ``Engine.admit``;
-waited too long? stopped already?) → publish ``running`` → open the engine's workload
+waited too long? stopped already?) → publish ``running``, with the limits the node lowered
+(``shoal.executor.limits``) → open the engine's workload
 (``Engine.workload``: everything the run needs, removed again on the way out, shielded) →
 ``run`` (start, stream logs, wait with timeout and stop: SIGTERM, then SIGKILL after the job's
 grace, see ``terminate``; killed at once when it holds more storage than the node allows; a
@@ -139,8 +140,8 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
         return outcome
 
     started_at = utcnow()
-    await events.state(JobState.RUNNING, started_at=started_at)
     job_limits = limits(job.task, node.settings, waited)
+    await events.state(JobState.RUNNING, started_at=started_at, lowered=job_limits.notes)
     run = _Run()
     outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
     explained: dict[str, str] = {}

@@ -1,8 +1,8 @@
 """What the cluster can run at all, checked when a job is submitted.
 
 A job asking for what no executor offers is refused at once, with one line naming the limit,
-instead of being run differently from what it asked (executors lower a job's memory to their
-own maximum, with a note only in their log) or waiting forever:
+instead of being run differently from what it asked (executors lower a job's limits to their
+own maxima, saying so in the run's ``running`` event and ``job describe``) or waiting forever:
 
 - ``resources.gpu``: no executor runs GPU jobs (containers get no devices), so any GPU is
   refused (``UnsupportedError``).
@@ -11,7 +11,7 @@ own maximum, with a note only in their log) or waiting forever:
   maximum (``SHOAL_MAX_MEMORY``, 4 GiB). Refusing at submission was chosen over a note in
   ``job describe``: the user learns it before anything ran, and a job that needs the memory
   never runs out of it halfway. An executor smaller than this still lowers a job to its own
-  maximum, as before.
+  maximum, and ``job describe`` says so (``Limits lowered:``).
 - A docker job naming a runtime image (``shoal.images.runtime_images``) that none of the live
   executors serving docker holds (their heartbeats' ``images``, :class:`ImageCheck`). While
   no such executor is alive (or none says which images it holds), the job is accepted and

@@ -122,3 +122,13 @@ def format_bytes(size: int) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     raise AssertionError("unreachable")
+
+
+def format_duration(seconds: float) -> str:
+    """``seconds`` in the largest unit that divides it (``100d``, ``90m``, ``1.5s``), a form
+    :func:`parse_duration` reads back."""
+    for unit in ("d", "h", "m"):
+        count = seconds / _DURATION_UNITS[unit]
+        if count >= 1 and count.is_integer():
+            return f"{count:.0f}{unit}"
+    return f"{seconds:g}s"

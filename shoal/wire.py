@@ -109,6 +109,10 @@ class JobEvent(Message):
     outputs: dict[str, str] = Field(default_factory=dict)
     """Result name → base64 tar.gz of that folder (kind ``result``)."""
     truncated: bool = False
+    lowered: list[str] = Field(default_factory=list, exclude_if=lambda lowered: not lowered)
+    """Limits the executor lowered to its maxima, one line each (``cpu 64 → 2 (node
+    maximum)``; a ``running`` event). Left out of the JSON while empty, so an event without it
+    reads the same to older components."""
     attempt: str | None = None
     """The execution claim this run holds (``shoal.executor.claims``); the recorder refuses the
     events of an attempt that no longer holds its job's claim."""

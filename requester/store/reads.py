@@ -99,7 +99,8 @@ async def fully_recorded(
 
 
 async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
-    """The whole record: spec, engine, the original spec, executions, log and output sizes."""
+    """The whole record: spec, engine, the original spec, executions, log and output sizes,
+    what was left out, and the limits the last run's executor ``lowered``."""
     record = summary(row)
     spec = json.loads(row.spec)
     record["error"] = row.error
@@ -124,6 +125,7 @@ async def describe(conn: AsyncConnection, row: Row[Any]) -> dict[str, Any]:
         )
     }
     record["left_out"] = left_out(row, record["outputs"])
+    record["lowered"] = record["executions"][-1]["lowered"] if record["executions"] else []
     record["recorded"] = bool(await fully_recorded(conn, [row.id]))
     return record
 
@@ -158,6 +160,7 @@ async def executions(conn: AsyncConnection, job_id: str) -> list[dict[str, Any]]
                 "error": run.error,
                 "started_at": iso(run.started_at),
                 "ended_at": iso(run.ended_at),
+                "lowered": run.lowered.splitlines() if run.lowered else [],
             }
         )
     return sorted(found, key=lambda r: (r["attempt"], r["started_at"] or "", r["executor"] or ""))

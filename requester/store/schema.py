@@ -7,7 +7,9 @@
                  ``owner`` (the submitting user), ``left_out`` (the executor's note on the
                  results it left out over its output limit, from the last ``result`` event)
     job_labels   (job_id, key) → value, for ``job list -l k=v``
-    executions   one row per (job, executor): state, exit code, error, started/ended
+    executions   one row per (job, executor): state, exit code, error, started/ended,
+                 ``lowered`` (the limits the executor lowered to its maxima, one per line,
+                 from the run's ``running`` event)
     log_chunks   (job_id, executor, seq) → one chunk of stdout/stderr; seq orders them
     log_streams  (job_id, stream) → bytes kept and a truncated flag (bounded per stream)
     outputs      (job_id, name) → the result folder as tar.gz bytes (bounded, see settings)
@@ -32,7 +34,8 @@
                  role, when it was sent and when it expires (``shoal status``)
 
 Tables are created when missing; columns added since a table was created are added by
-:func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed; ``left_out``: NULL).
+:func:`upgrade` (``owner``: ``''`` for jobs recorded before owners existed; ``left_out`` and
+``executions.lowered``: NULL).
 
 Times are stored in UTC; SQLite gives them back naive, :func:`utc` puts the zone back.
 """
@@ -109,6 +112,7 @@ executions = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("ended_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("lowered", Text, nullable=True),
 )
 
 log_chunks = Table(
@@ -231,7 +235,7 @@ nodes = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
 )
 
-ADDED_COLUMNS = {"jobs": ("owner", "left_out")}
+ADDED_COLUMNS = {"jobs": ("owner", "left_out"), "executions": ("lowered",)}
 """Columns of existing tables newer than the first schema, added by :func:`upgrade`."""
 
 ADDED_INDEXES = {"jobs": ("ix_jobs_owner_created",)}

@@ -4,7 +4,8 @@ Every state change is one conditional ``UPDATE … WHERE state_rank < :rank``: w
 requester records it, a job only moves forward (``shoal.model.STATE_ORDER``), so a late
 ``running`` after ``completed`` changes nothing and a second terminal state is ignored.
 Log chunks and results are keyed so a redelivered event is a no-op; a result event's
-note on results the executor left out is kept with the job (``jobs.left_out``). A result
+note on results the executor left out is kept with the job (``jobs.left_out``), the limits
+it lowered with the run (``executions.lowered``, from its ``running`` event). A result
 whose name is not one path segment (``shoal.model.checked_output_name``: absolute, ``..``)
 is refused (logged, not stored), whatever the event's sender checked.
 """
@@ -54,6 +55,10 @@ class Limits:
 
     log_bytes: int
     output_bytes: int
+
+
+LOWERED_CHARS = 4000
+"""At most this much of a run's notes on lowered limits is kept."""
 
 
 def _now() -> datetime:
@@ -273,6 +278,9 @@ async def _record_state(conn: AsyncConnection, event: JobEvent, *, advance_job: 
         await conn.execute(
             update(runs).where(this_run, runs.c.started_at.is_(None)).values(started_at=started)
         )
+    if event.lowered:
+        lowered = "\n".join(event.lowered)[:LOWERED_CHARS]
+        await conn.execute(update(runs).where(this_run).values(lowered=lowered))
     rank = STATE_ORDER[event.state]
     values: dict[str, Any] = {"state": event.state.value, "state_rank": rank, "updated_at": _now()}
     if rank == STATE_ORDER[JobState.COMPLETED]:

@@ -145,6 +145,29 @@ async def test_wait_on_a_failing_job_exits_with_its_code(
     assert done.err.strip() == f"JobFailedError: job {job_id} failed (exit 3): exit status 3"
 
 
+def lowered(job: Job) -> list[JobEvent]:
+    """Run on a node whose maximum is 2 CPUs: the running event says so."""
+    note = "cpu 64 → 2 (node maximum)"
+    return _events(
+        job,
+        {"kind": "state", "state": JobState.RUNNING, "lowered": [note]},
+        {"kind": "state", "state": JobState.COMPLETED, "exit_code": 0},
+    )
+
+
+async def test_limits_the_executor_lowered_are_said_while_waiting_and_described(
+    shoal: Shoal, requester: Requester, connection: AbstractRobustConnection
+) -> None:
+    async with fake_executor(connection, lowered):
+        done = await shoal(*RUN[:2], "--wait", "--id-only", "--cpu", "64", *RUN[2:])
+    assert done.code == 0, done.err
+    job_id = done.out.strip()
+    said = "[shoal: limits lowered: cpu 64 → 2 (node maximum)]"
+    assert done.err.count(said) == 1, done.err
+    human = (await shoal("job", "describe", job_id)).out
+    assert "Limits lowered: cpu 64 → 2 (node maximum)" in human.splitlines()
+
+
 async def test_job_commands(
     shoal: Shoal, requester: Requester, connection: AbstractRobustConnection, tmp_path: Path
 ) -> None:

@@ -1,4 +1,4 @@
-"""``shoal job describe``'s human view of a retried job: one line per attempt."""
+"""``shoal job describe``'s human view: one line per attempt, outcomes, notes."""
 
 from __future__ import annotations
 
@@ -47,3 +47,20 @@ def test_a_failed_job_shows_its_outcome_signal_and_what_was_left_out() -> None:
     assert "Signal:      SIGSEGV" in lines
     assert "Error:       exit code: ended by SIGSEGV" in lines
     assert lines[-1] == f"Left out:    {note}"
+
+
+def test_limits_the_executor_lowered_are_shown() -> None:
+    record = {
+        "id": "j-3",
+        "name": "greedy",
+        "state": "running",
+        "job_type": "docker",
+        "engine_spec": {"type": "docker", "params": {"image": "busybox"}},
+        "created_at": "t0",
+        "updated_at": "t1",
+        "executions": [],
+        "lowered": ["cpu 64 → 2 (node maximum)", "memory 8.0 GiB → 4.0 GiB (node maximum)"],
+    }
+    lines = human_view(record)
+    assert "Limits lowered: cpu 64 → 2 (node maximum)" in lines
+    assert "Limits lowered: memory 8.0 GiB → 4.0 GiB (node maximum)" in lines

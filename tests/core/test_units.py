@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shoal.units import format_bytes, parse_cpu, parse_duration, parse_memory
+from shoal.units import format_bytes, format_duration, parse_cpu, parse_duration, parse_memory
 
 
 @pytest.mark.parametrize(
@@ -70,3 +70,12 @@ def test_values_of_another_type_or_not_finite_are_value_errors(
 
 def test_memory_as_a_json_float_is_bytes() -> None:
     assert parse_memory(1.5e3) == 1500  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(8640000, "100d"), (7200, "2h"), (5400, "90m"), (90, "90s"), (1.5, "1.5s")],
+)
+def test_format_duration_reads_back(seconds: float, text: str) -> None:
+    assert format_duration(seconds) == text
+    assert parse_duration(text) == seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from aiohttp import web
 from yarl import URL
 
+from shoal.client.jobs_command import human_view
 from shoal.executor.engines.docker.gateway import MemoryGateway
 from shoal.executor.engines.docker.memory_runner import MemoryRunner
 from shoal.executor.engines.docker.runner import ImageInfo
@@ -23,8 +25,10 @@ from shoal.executor.service import Executor
 from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.outcomes import explain
+from shoal.requester.store import JobStore, NewJob
+from shoal.requester.store import Limits as StoreLimits
 from shoal.requester.store.retries import kind_of
-from shoal.wire import ComputeRequest, JobEvent, encode, utcnow
+from shoal.wire import ComputeRequest, JobEvent, decode, encode, utcnow
 
 from .support import (
     BASE_IMAGE,
@@ -39,6 +43,8 @@ from .support import (
 )
 
 pytestmark = pytest.mark.timeout(30)
+
+STORE_LIMITS = StoreLimits(log_bytes=1024, output_bytes=1024)
 
 
 @pytest.fixture
@@ -130,6 +136,33 @@ async def test_completed_job_events_in_order(node: Node) -> None:
     assert final.started_at is not None
     assert final.ended_at is not None
     assert final.started_at <= final.ended_at
+
+
+async def test_limits_lowered_by_the_node_reach_job_describe(node: Node, tmp_path: Path) -> None:
+    """Executor → running event → the requester's store → ``job describe``."""
+    set_settings(node, node.settings.model_copy(update={"max_cpu": 2.0}))
+    job = docker_job("true", resources={"cpu": 64}, timeouts={"execution": "100d"})
+    outcome = await run(node, job)
+    events = sink(node).of(job.id)
+    running, *rest = events
+    notes = ["cpu 64 → 2 (node maximum)", "execution timeout 100d → 1d (node maximum)"]
+    assert running.state is JobState.RUNNING
+    assert running.lowered == outcome.notes == notes
+    assert all(not event.lowered for event in rest), "said once, in the running event"
+    assert "lowered" not in json.loads(encode(rest[-1])), (
+        "left out of the wire while empty: older components read such events as before"
+    )
+    store = await JobStore.open(f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}", STORE_LIMITS)
+    try:
+        await store.add_jobs([NewJob(job, job)])
+        await store.record_events([decode(encode(event), JobEvent) for event in events])
+        record = await store.describe(job.id)
+    finally:
+        await store.close()
+    assert record["lowered"] == notes
+    assert [f"Limits lowered: {note}" for note in notes] == [
+        line for line in human_view(record) if line.startswith("Limits lowered:")
+    ]
 
 
 async def test_nonzero_exit_fails(node: Node) -> None:

@@ -47,7 +47,11 @@ def test_limits_defaults_and_maxima(settings: ExecutorSettings) -> None:
     ).task
     found = limits(big, settings)
     assert (found.memory, found.cpu, found.execution_timeout) == (1024**3, 2.0, 600.0)
-    assert len(found.notes) == 3
+    assert found.notes == [
+        "memory 8.0 GiB → 1.0 GiB (node maximum)",
+        "cpu 16 → 2 (node maximum)",
+        "execution timeout 2h → 10m (node maximum)",
+    ]
     total = docker_job("true", timeouts={"execution": 100, "total": 50}).task
     assert limits(total, settings, waited=20).execution_timeout == 30
 
@@ -58,7 +62,7 @@ def test_stop_grace_from_the_job_else_the_node_capped(settings: ExecutorSettings
     assert limits(docker_job("true", timeouts={"grace": "3s"}).task, node).grace == 3.0
     capped = limits(docker_job("true", timeouts={"grace": "5m"}).task, node)
     assert capped.grace == 60.0
-    assert capped.notes == ["stop grace lowered from 300s to the node maximum"]
+    assert capped.notes == ["stop grace 5m → 1m (node maximum)"]
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,23 @@ async def test_results_the_executor_left_out_are_recorded_and_shown(store: JobSt
     assert (await store.outputs(job_id))["left_out"] == [], "a later whole result clears it"
 
 
+async def test_limits_the_executor_lowered_are_recorded_with_the_run(store: JobStore) -> None:
+    item = translated()
+    job_id = item.runnable.id
+    await store.add_jobs([item])
+    notes = ["cpu 64 → 2 (node maximum)", "execution timeout 100d → 1d (node maximum)"]
+    await store.record_events([state(job_id, JobState.RUNNING, seq=1, lowered=notes)])
+    running = await store.describe(job_id)
+    assert running["lowered"] == notes, "shown while the job runs"
+    assert running["executions"][0]["lowered"] == notes
+    await store.record_events([state(job_id, JobState.COMPLETED, seq=2, exit_code=0)])
+    assert (await store.describe(job_id))["lowered"] == notes, "kept after the end"
+    plain = translated()
+    await store.add_jobs([plain])
+    await store.record_events([state(plain.runnable.id, JobState.RUNNING, seq=1)])
+    assert (await store.describe(plain.runnable.id))["lowered"] == []
+
+
 async def test_list_filters(store: JobStore) -> None:
     red, blue = translated(color="red"), translated(color="blue", size="l")
     await store.add_jobs([red, blue])
@@ -230,7 +247,12 @@ async def test_a_store_from_before_owners_gains_the_column(store: JobStore) -> N
         await conn.execute(text("DROP INDEX ix_jobs_owner_created"))
         await conn.execute(text("ALTER TABLE jobs DROP COLUMN owner"))
         await conn.execute(text("ALTER TABLE jobs DROP COLUMN left_out"))
-        assert await conn.run_sync(schema.upgrade) == ["jobs.owner", "jobs.left_out"]
+        await conn.execute(text("ALTER TABLE executions DROP COLUMN lowered"))
+        assert await conn.run_sync(schema.upgrade) == [
+            "jobs.owner",
+            "jobs.left_out",
+            "executions.lowered",
+        ]
         assert await conn.run_sync(schema.upgrade) == []
         indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("jobs"))
         assert "ix_jobs_owner_created" in {index["name"] for index in indexes}
