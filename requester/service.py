@@ -247,6 +247,7 @@ class Requester:
             interval=self.settings.sweep_interval,
             compute=sweep_channel.default_exchange,
             holders=self.holders,
+            resend_every=self.settings.resend_every,
             retention=self.settings.retention,
         )
         self.sweeper.start()

@@ -14,7 +14,8 @@ A lapsed run whose holder is alive and within its grace (``shoal.requester.lease
 requester just started or came back) is left to its holder's next renewal. A third step
 republishes the compute message of each job whose retry or resend is due
 (``shoal.requester.store.retries``); two requesters may both publish it, and the executors'
-claims run it once. With a ``retention``, a last
+claims run it once; a message published is due again ``resend_every`` seconds later while no
+claim takes its job (a lost or skipped copy is not the last). With a ``retention``, a last
 step removes the history of jobs that ended longer ago than that
 (``shoal.requester.store.retention``), at most once a minute.
 """
@@ -61,11 +62,13 @@ class Sweeper:
         interval: float,
         compute: AbstractExchange | None = None,
         holders: Holders | None = None,
+        resend_every: float,
         retention: float = 0.0,
     ) -> None:
         self._store = store
         self._compute = compute
         self._holders = holders
+        self._resend_every = resend_every
         self._announcer = announcer
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -131,7 +134,8 @@ class Sweeper:
 
     async def republish_retries(self) -> None:
         """Publish the compute message of each job whose next attempt is due (confirmed),
-        then note them sent; a publish that fails is tried again next sweep."""
+        then note them sent (due again after ``resend_every`` unless claimed); a publish that
+        fails is tried again next sweep."""
         assert self._compute is not None
         while True:
             due = await self._store.due_retries(limit=BATCH)
@@ -143,7 +147,7 @@ class Sweeper:
                     message_id=job.id,
                 )
                 log.info("job.retried", job_id=job.id)
-            await self._store.retries_sent([job.id for job in due])
+            await self._store.retries_sent([job.id for job in due], self._resend_every)
             if len(due) < BATCH:
                 return
 

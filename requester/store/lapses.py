@@ -9,9 +9,9 @@ each (``""`` once handed back); the sweeper keeps those whose holder is alive an
 renew (``shoal.requester.leases``: the requester was away) and passes the rest to
 :func:`mark_lapsed`, which makes each job's compute message due now in the ``retries`` table
 (the attempt number is kept: a lapse is not a retry attempt); the sweeper republishes it like
-a due retry. The claim's lease end is set to ``RELEASED`` by a conditional ``UPDATE``
-(``WHERE`` the lease still ended after ``RELEASED``), so each lapse is resent once, by one
-requester of those sharing the store.
+a due retry, and again while no claim holds the job (``store.retries``). The claim's lease
+end is set to ``RELEASED`` by a conditional ``UPDATE`` (``WHERE`` the lease still ended after
+``RELEASED``), so each lapse is marked once, by one requester of those sharing the store.
 The lapsed attempt still holds the claim: if it renews (it was slow, not dead) it keeps the
 run and the resent copy is answered ``claimed``; otherwise the next claim takes it over.
 """

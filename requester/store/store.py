@@ -296,10 +296,12 @@ class JobStore:
         async with self._write() as conn:
             return await retention.prune_ended(conn, before, limit)
 
-    async def retries_sent(self, job_ids: Sequence[str]) -> None:
-        """The compute messages of ``job_ids``' next attempts were published."""
+    async def retries_sent(self, job_ids: Sequence[str], again_in: float) -> None:
+        """The compute messages of ``job_ids``' next attempts were published; each is due
+        again ``again_in`` seconds later unless a claim takes its job (``store.retries``)."""
+        now = utcnow()
         async with self._write() as conn:
-            await retries.sent(conn, job_ids, utcnow())
+            await retries.sent(conn, job_ids, now, now + timedelta(seconds=again_in))
 
     async def fail_unless_ended(
         self, job_id: str, reason: str, *, before: JobState = JobState.COMPLETED

@@ -150,6 +150,10 @@ async def test_stop_waits_for_a_live_claim_but_takes_a_lapsed_one(store: JobStor
     assert await claim(store, lapsed, "a3") == "stopped"
 
 
+AGAIN = 120.0
+"""Seconds after which a message sent is due again while no claim holds its job."""
+
+
 async def due_ids(store: JobStore, at: datetime) -> list[str]:
     """Mark the runs lapsed by ``at``, then the jobs whose compute message is due by ``at``."""
     await store.mark_lapsed(await store.lapsed_runs(now=at), now=at)
@@ -167,9 +171,30 @@ async def test_a_released_run_is_resent_at_once(store: JobStore) -> None:
     after = datetime.now(UTC)
     assert [lapse.executor for lapse in await store.lapsed_runs(now=after)] == [""]  # no holder
     assert await due_ids(store, after) == [job_id]
-    await store.retries_sent([job_id])
-    assert await due_ids(store, after + timedelta(minutes=5)) == []
+    await store.retries_sent([job_id], AGAIN)
+    assert await due_ids(store, after + timedelta(seconds=AGAIN / 2)) == []
     assert await claim(store, job_id, "a2") == "granted"  # handed back: no holder to ask
+
+
+async def test_a_resend_repeats_until_a_claim_takes_the_job(store: JobStore) -> None:
+    """A resent copy may be lost, or acked unrun (an executor that still ran the job took it
+    for a duplicate): it is sent again every ``AGAIN`` seconds until a claim holds the job."""
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "a1") == "granted"
+    await store.claim_runs("release", "ex-a1", [ClaimItem(job_id=job_id, attempt="a1")], 30)
+    now = datetime.now(UTC)
+    assert await due_ids(store, now) == [job_id]
+    for _ in range(2):  # each copy sent is lost
+        await store.retries_sent([job_id], AGAIN)
+        sent = datetime.now(UTC)
+        assert await due_ids(store, sent + timedelta(seconds=AGAIN / 2)) == []
+        assert await due_ids(store, sent + timedelta(seconds=AGAIN + 1)) == [job_id]
+    await store.retries_sent([job_id], 0.0)  # sent, and due again at once: only a claim stops it
+    assert await claim(store, job_id, "a2") == "granted"
+    assert await due_ids(store, datetime.now(UTC) + timedelta(seconds=1)) == []  # held
+    await store.record_events([state(job_id, JobState.COMPLETED, attempt="a2")])
+    await store.retries_sent([], AGAIN)
+    assert await due_ids(store, datetime.now(UTC) + timedelta(days=1)) == []  # it ended
 
 
 async def test_a_lapsed_lease_is_resent_once_per_lapse(store: JobStore) -> None:
@@ -183,8 +208,8 @@ async def test_a_lapsed_lease_is_resent_once_per_lapse(store: JobStore) -> None:
     marked = await asyncio.gather(*(store.mark_lapsed(found, now=lapsed_at) for _ in range(4)))
     assert [ids for ids in marked if ids] == [[job_id]]  # several requesters: one marks it
     assert await due_ids(store, lapsed_at) == [job_id]
-    await store.retries_sent([job_id])
-    assert await due_ids(store, lapsed_at + timedelta(minutes=5)) == []
+    await store.retries_sent([job_id], AGAIN)
+    assert await due_ids(store, lapsed_at + timedelta(seconds=AGAIN / 2)) == []
     assert await store.lapsed_runs(now=lapsed_at + timedelta(minutes=5)) == []  # marked once
     item = ClaimItem(job_id=job_id, attempt="a2")
     assert await store.take_over(job_id, "a2", "ex-a2", "a1", 0.05, lapsed=True)

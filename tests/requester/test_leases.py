@@ -81,6 +81,7 @@ class RequesterParts:
             interval=1.0,
             compute=cast(AbstractExchange, None),
             holders=self.holders,
+            resend_every=120.0,
         )
 
     async def ask(self, op: ClaimOp, executor: str, job_id: str, lease: float = 30.0) -> Verdict:
