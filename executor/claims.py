@@ -229,7 +229,9 @@ class _Hold:
 
 @dataclass
 class MemoryClaimBook:
-    """The store's claim rules in memory (``shoal.requester.store.claims``), on a loop clock."""
+    """The store's claim rules in memory (``shoal.requester.store.claims``), on a loop clock,
+    as a requester past its grace applies them (``shoal.requester.leases``): a lapsed lease
+    is taken over whether its holder is alive or not."""
 
     jobs: dict[str, str] = field(default_factory=dict)
     """Job ID → state (``queued``, ``running``, or a terminal state)."""

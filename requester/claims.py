@@ -3,18 +3,18 @@
 A claim request carries every run an executor is about to start (several when slots free up
 together); the reply has one verdict per run, in order (``shoal.wire.Verdict``). The store
 decides (``shoal.requester.store.claims``); the one thing it cannot tell is whether the executor
-holding a live lease still runs. For a ``claimed`` answer naming a live holder, this handler
-asks the broker (``shoal.liveness``): if the holder is gone — its compute message was
-redelivered because its executor died — the run is taken over at once instead of after the
-lease lapses. The holder's late events are then refused by the recorder.
+holding the run still runs it. For a ``claimed`` answer naming a holder, this handler asks
+:class:`~shoal.requester.leases.Holders`: if the holder is gone from the broker — its compute
+message was redelivered because its executor died — the run is taken over at once, live lease
+or not; a lapsed lease of a live holder is taken over only once that holder had the grace to
+renew it (a requester outage longer than a lease does not hand over running jobs). The
+holder's late events are then refused by the recorder. A request that fails restarts the grace.
 
 Only executor accounts may claim (``Access.is_executor`` on the request's broker-checked
 ``user_id``); anyone else is answered an ``AccessError`` and the store is not touched.
 """
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
@@ -24,15 +24,13 @@ from shoal.wire import ClaimReply, ClaimRequest, Verdict, WireError, decode
 
 from . import delivery
 from .access import Access
+from .leases import Holders
 from .replies import reply
 from .store import JobStore
 from .store.claims import Claimed
 from .submissions import RetryPolicy
 
 log = structlog.get_logger(__name__)
-
-Alive = Callable[[str], Awaitable[bool]]
-"""Whether the executor with this ID is still connected to the broker."""
 
 
 class Claims:
@@ -42,14 +40,14 @@ class Claims:
         self,
         store: JobStore,
         replies: AbstractExchange,
-        alive: Alive,
+        holders: Holders,
         retry: RetryPolicy,
         access: Access,
     ) -> None:
         self._store = store
         self._access = access
         self._replies = replies
-        self._alive = alive
+        self._holders = holders
         self._retry = retry
 
     async def __call__(self, message: AbstractIncomingMessage) -> None:
@@ -69,6 +67,7 @@ class Claims:
                 answer = ClaimReply(error=WireError.of(error))
             await reply(self._replies, message, answer)
         except Exception as error:
+            self._holders.unheard()  # renewals may be failing too: their leases lapse
             log.warning("claims.retry", error=f"{type(error).__name__}: {error}")
             await delivery.retry_later(message, self._retry.base_delay, self._retry.max_delay)
             return
@@ -82,7 +81,7 @@ class Claims:
         verdicts: list[Verdict] = []
         for item, claimed in zip(request.items, found, strict=True):
             verdict = claimed.verdict
-            if await self._holder_gone(request, claimed):
+            if await self._may_take(request, claimed):
                 assert claimed.holder_attempt is not None
                 taken = await self._store.take_over(
                     item.job_id,
@@ -90,18 +89,24 @@ class Claims:
                     request.executor,
                     claimed.holder_attempt,
                     request.lease,
+                    lapsed=claimed.lapsed,
                 )
                 if taken:
                     verdict = "granted"
-                    log.info("claim.taken_over", job_id=item.job_id, gone=claimed.holder)
+                    log.info(
+                        "claim.taken_over",
+                        job_id=item.job_id,
+                        holder=claimed.holder,
+                        lapsed=claimed.lapsed,
+                    )
             if request.op == "claim" and verdict != "granted":
                 log.info("claim.refused", job_id=item.job_id, verdict=verdict)
             verdicts.append(verdict)
         return verdicts
 
-    async def _holder_gone(self, request: ClaimRequest, claimed: Claimed) -> bool:
-        """Whether a live lease's holder is another executor that is no longer connected."""
+    async def _may_take(self, request: ClaimRequest, claimed: Claimed) -> bool:
+        """Whether the run another executor holds may go to this claim (:class:`Holders`)."""
         holder = claimed.holder
-        if holder is None or claimed.holder_attempt is None or holder == request.executor:
+        if not holder or claimed.holder_attempt is None or holder == request.executor:
             return False
-        return not await self._alive(holder)
+        return await self._holders.may_take(holder, claimed.lapsed)

@@ -62,6 +62,7 @@ from .fleet import (
     without_gone,
 )
 from .jobtypes import catalogue
+from .leases import Holders
 from .peers import Peer, RollCall
 from .recorder import Recorder
 from .settings import RequesterSettings
@@ -96,6 +97,8 @@ class Requester:
         self.recorder: Recorder | None = None
         self.submissions: SubmissionPipeline | None = None
         self.sweeper: Sweeper | None = None
+        self.holders = Holders(self._executor_alive, settings.claim_grace)
+        """Whether a claimed run may be taken from its executor (claims and sweeper)."""
         self._consumers: list[_Consumer] = []
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.node_id = requester_node_id(settings.name)
@@ -117,6 +120,7 @@ class Requester:
             reconnect_interval=s.reconnect_interval,
         )
         count_reconnects(self.connection)
+        self.connection.reconnect_callbacks.add(lambda *_: self.holders.unheard())
         roll_call = RollCall(
             self.connection, Peer(s.name, await self.store.store_id(), self.store.describe_url())
         )
@@ -165,10 +169,11 @@ class Requester:
             HEARTBEATS_QUEUE,
             HeartbeatRecorder(self.store, access, retry),
         )
+        self.holders.unheard()  # the executors' renewals are answered from now on
         await self._consume(
             await self._channel(s.api_prefetch),
             CLAIMS_QUEUE,
-            Claims(self.store, replies, self._executor_alive, retry, access),
+            Claims(self.store, replies, self.holders, retry, access),
         )
         await self._watch_timeouts_and_dead_letters(topology, replies, retry, access.requester)
         health = HealthServer(
@@ -265,6 +270,8 @@ class Requester:
             announcer,
             interval=self.settings.sweep_interval,
             compute=sweep_channel.default_exchange,
+            holders=self.holders,
+            resend_every=self.settings.resend_every,
             retention=self.settings.retention,
         )
         self.sweeper.start()

@@ -87,6 +87,19 @@ class RequesterSettings(ServiceSettings):
     sweep_interval: float = Field(
         default=2.0, gt=0, description="Seconds between sweeps for jobs past their timeouts"
     )
+    claim_grace: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds after this requester starts, reconnects or fails a claim request "
+        "during which a live executor whose lease lapsed keeps its run (its renewals had "
+        "nowhere to go); more than the executors' SHOAL_CLAIM_RENEW_EVERY + SHOAL_CLAIM_TIMEOUT",
+    )
+    resend_every: float = Field(
+        default=120.0,
+        gt=0,
+        description="Seconds after which a compute message the sweeper sent is sent again "
+        "while no execution claim holds its job (the copy was lost or skipped)",
+    )
     retention: Annotated[float, BeforeValidator(parse_retention)] = Field(
         default=0.0,
         ge=0,

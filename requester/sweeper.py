@@ -1,17 +1,21 @@
 """The sweeper: jobs past their queue or total timeout end ``failed``, executor or not.
 
 Every ``interval`` seconds each requester runs its :attr:`Sweeper.steps` in order; a step
-that fails is logged and tried again next time. The one step today fails the jobs whose
+that fails is logged and tried again next time. The first step fails the jobs whose
 deadline passed (``shoal.requester.store.deadlines``) and announces each end
 (``shoal.requester.announce``): a job still waiting gets "expired in the queue", a job past its
 total timeout gets "timed out" and its executor a stop. Several requesters sweep the same
 store safely: a job moves to ``failed`` once, and only the requester that moved it
-announces it. With a ``compute`` exchange a second step republishes the compute message of
-each job whose retry is due (``shoal.requester.store.retries``); two requesters may both publish
-it, and the executors' claims run it once. Before it, a step makes due the compute message
-of each run whose claim's lease lapsed or was handed back while its job had not ended
-(``shoal.requester.store.lapses``): the executor that held it may have been the only one to get
-the message, so without a resend no executor would ever run it. With a ``retention``, a last
+announces it. With a ``compute`` exchange (and the requester's ``holders``) a second step
+makes due the compute message of each run whose claim's lease lapsed or was handed back
+while its job had not ended (``shoal.requester.store.lapses``): the executor that held it may
+have been the only one to get the message, so without a resend no executor would ever run it.
+A lapsed run whose holder is alive and within its grace (``shoal.requester.leases``: this
+requester just started or came back) is left to its holder's next renewal. A third step
+republishes the compute message of each job whose retry or resend is due
+(``shoal.requester.store.retries``); two requesters may both publish it, and the executors'
+claims run it once; a message published is due again ``resend_every`` seconds later while no
+claim takes its job (a lost or skipped copy is not the last). With a ``retention``, a last
 step removes the history of jobs that ended longer ago than that
 (``shoal.requester.store.retention``), at most once a minute.
 """
@@ -32,7 +36,9 @@ from shoal.topology import compute_queue, job_lane
 from shoal.wire import ComputeRequest, utcnow
 
 from .announce import Announcer
+from .leases import Holders
 from .store import JobStore
+from .store.lapses import Lapse
 
 log = structlog.get_logger(__name__)
 
@@ -55,15 +61,19 @@ class Sweeper:
         *,
         interval: float,
         compute: AbstractExchange | None = None,
+        holders: Holders | None = None,
+        resend_every: float,
         retention: float = 0.0,
     ) -> None:
         self._store = store
         self._compute = compute
+        self._holders = holders
+        self._resend_every = resend_every
         self._announcer = announcer
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self.steps: list[Step] = [self.expire_timeouts]
-        if compute is not None:
+        if compute is not None and holders is not None:
             self.steps += [self.resend_lapsed, self.republish_retries]
         self._retention = retention
         self._next_prune = 0.0
@@ -102,15 +112,30 @@ class Sweeper:
         """Make due the compute message of each run whose lease lapsed or was handed back
         while its job had not ended (``shoal.requester.store.lapses``); the next step publishes."""
         while True:
-            marked = await self._store.mark_lapsed(limit=BATCH)
+            found = await self._store.lapsed_runs(limit=BATCH)
+            marked = await self._store.mark_lapsed(await self._takeable(found))
             for job_id in marked:
                 log.info("job.lapsed", job_id=job_id)
-            if len(marked) < BATCH:
+            if len(found) < BATCH or not marked:  # the rest are kept for their holders
                 return
+
+    async def _takeable(self, found: list[Lapse]) -> list[Lapse]:
+        """Those of ``found`` handed back, or whose holder may lose them (:class:`Holders`;
+        one question per holder)."""
+        assert self._holders is not None
+        verdicts: dict[str, bool] = {}
+        for lapse in found:
+            if lapse.executor and lapse.executor not in verdicts:
+                verdicts[lapse.executor] = await self._holders.may_take(lapse.executor, True)
+        kept = [lapse.job_id for lapse in found if lapse.executor and not verdicts[lapse.executor]]
+        if kept:
+            log.debug("jobs.lapse_kept", job_ids=kept)
+        return [lapse for lapse in found if not lapse.executor or verdicts[lapse.executor]]
 
     async def republish_retries(self) -> None:
         """Publish the compute message of each job whose next attempt is due (confirmed),
-        then note them sent; a publish that fails is tried again next sweep."""
+        then note them sent (due again after ``resend_every`` unless claimed); a publish that
+        fails is tried again next sweep."""
         assert self._compute is not None
         while True:
             due = await self._store.due_retries(limit=BATCH)
@@ -122,7 +147,7 @@ class Sweeper:
                     message_id=job.id,
                 )
                 log.info("job.retried", job_id=job.id)
-            await self._store.retries_sent([job.id for job in due])
+            await self._store.retries_sent([job.id for job in due], self._resend_every)
             if len(due) < BATCH:
                 return
 

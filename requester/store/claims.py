@@ -3,8 +3,12 @@
 One row per job that was ever claimed or stopped before it ran. The first claim inserts it
 (``INSERT … ON CONFLICT DO NOTHING``), so of two executors racing for a job exactly one wins,
 on SQLite and on Postgres alike. The row holds the winning ``attempt``, its executor and the
-lease end; renewals push the end forward. A lease that lapsed (its executor died or hung), or
-whose executor is gone (``shoal.requester.claims`` asks the broker), is taken over by a conditional
+lease end; renewals push the end forward (a lapsed lease too, while no other attempt took it).
+A run handed back (:func:`release`, a retry's placeholder) names no executor and is taken
+over by the next claim. A run whose lease is live, or lapsed, and whose executor is another
+one is answered ``claimed`` naming that holder: ``shoal.requester.claims`` asks the broker
+whether it is gone, and whether a lapsed lease's holder had the time to renew (a lease also
+lapses while no requester answers renewals); only then is it taken over, by a conditional
 ``UPDATE … WHERE attempt = <old>``, so two takers cannot both win either. A stop before any
 run inserts (or takes over a lapsed lease as) ``STOP_ATTEMPT``: every later claim answers
 ``stopped``. Events of an attempt that no longer holds its row are refused
@@ -35,12 +39,14 @@ RELEASED = datetime(1970, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Claimed:
-    """The store's answer to one claim; ``holder`` names the live holder of a ``claimed``
-    job that has not ended (the requester may check whether that executor is still alive)."""
+    """The store's answer to one claim; ``holder`` names the executor holding a ``claimed``
+    job that has not ended (the requester checks whether it may take the run from it), and
+    ``lapsed`` says whether that holder's lease ran out."""
 
     verdict: Verdict
     holder: str | None = None
     holder_attempt: str | None = None
+    lapsed: bool = False
 
 
 def _ends(now: datetime, lease: float) -> datetime:
@@ -95,11 +101,12 @@ async def claim(
         return Claimed("granted")
     if state in TERMINAL_STATES:
         return Claimed("claimed")
-    if (schema.utc(row.expires_at) or RELEASED) < now:
+    lapsed = (schema.utc(row.expires_at) or RELEASED) < now
+    if lapsed and row.executor in ("", executor):  # handed back, or this executor's own
         if await take_over(conn, job_id, attempt, executor, row.attempt, _ends(now, lease), now):
             return Claimed("granted")
         return Claimed("claimed")
-    return Claimed("claimed", holder=row.executor, holder_attempt=row.attempt)
+    return Claimed("claimed", holder=row.executor, holder_attempt=row.attempt, lapsed=lapsed)
 
 
 async def take_over(
@@ -110,23 +117,26 @@ async def take_over(
     old_attempt: str,
     ends: datetime,
     now: datetime,
+    lapsed: bool = False,
 ) -> bool:
     """Give the claim held by ``old_attempt`` to ``attempt`` until ``ends``; False if it
-    changed meanwhile, or if the job ended meanwhile (its run finished while the holder's
-    liveness was being asked: taking it over would run it again)."""
+    changed meanwhile, if the job ended meanwhile (its run finished while the holder's
+    liveness was being asked: taking it over would run it again) or, with ``lapsed``, if the
+    lease no longer lapsed by ``now`` (its holder renewed it meanwhile)."""
     claims, jobs = schema.claims, schema.jobs
     not_ended = select(jobs.c.id).where(
         jobs.c.id == job_id, jobs.c.state.notin_([state.value for state in TERMINAL_STATES])
     )
+    held = and_(
+        claims.c.job_id == job_id,
+        claims.c.attempt == old_attempt,
+        claims.c.job_id.in_(not_ended),
+    )
+    if lapsed:
+        held = and_(held, claims.c.expires_at < now)
     moved = await conn.execute(
         update(claims)
-        .where(
-            and_(
-                claims.c.job_id == job_id,
-                claims.c.attempt == old_attempt,
-                claims.c.job_id.in_(not_ended),
-            )
-        )
+        .where(held)
         .values(attempt=attempt, executor=executor, expires_at=ends, claimed_at=now)
     )
     return bool(moved.rowcount)
@@ -146,13 +156,14 @@ async def renew(
 
 
 async def release(conn: AsyncConnection, job_id: str, attempt: str, now: datetime) -> bool:
-    """End the lease of ``attempt`` at ``now`` (its run was handed back): the next claim takes
-    it, and the sweeper resends its compute message (``store.lapses``)."""
+    """End the lease of ``attempt`` at ``now`` (its run was handed back, so no executor holds
+    it): the next claim takes it, and the sweeper resends its compute message
+    (``store.lapses``)."""
     claims = schema.claims
     moved = await conn.execute(
         update(claims)
         .where(and_(claims.c.job_id == job_id, claims.c.attempt == attempt))
-        .values(expires_at=now)
+        .values(expires_at=now, executor="")
     )
     return bool(moved.rowcount)
 

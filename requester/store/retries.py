@@ -7,7 +7,11 @@ recorded as a failed execution but the job does not end: it goes back to ``queue
 ``retries`` row counts the next attempt and holds when it is due (the policy's back-off), and
 its claim is handed to a placeholder attempt whose lease has ended, so the failed attempt's
 late events are refused and the next claim takes the run. The sweeper republishes the
-compute message of each job that is due (:func:`due`, then :func:`sent`).
+compute message of each job that is due (:func:`due`, then :func:`sent`). A job is due only
+while no claim holds it (none, or one whose end was handled: ``RELEASED``), and a message sent
+is due again some time later (:func:`sent`'s ``again``): if that copy was lost, or skipped by
+an executor (it already ran the job, or its claim found a holder that then went away), the
+job is sent again until a claim takes it or it ends. Copies are harmless: claims run one.
 
 A compute message dead-lettered after its delivery limit (its executors died or handed it
 back each time) is a ``lost`` failure: :func:`retry_lost` requeues its job the same way when
@@ -29,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shoal.model import STATE_ORDER, Job, JobState, Retries
@@ -185,24 +189,33 @@ async def requeue(
 
 
 async def due(conn: AsyncConnection, now: datetime, limit: int) -> list[Job]:
-    """The jobs not ended whose compute message is due by ``now`` (oldest first): a next
-    attempt, or a run whose lease lapsed (``store.lapses``)."""
-    r, jobs = schema.retries, schema.jobs
+    """The jobs not ended and held by no claim whose compute message is due by ``now``
+    (oldest first): a next attempt, a run whose lease lapsed (``store.lapses``), or one sent
+    before that no claim took since."""
+    r, jobs, claims = schema.retries, schema.jobs, schema.claims
     rows = await conn.execute(
         select(jobs.c.spec)
         .join(jobs, jobs.c.id == r.c.job_id)
-        .where(r.c.due_at <= now, jobs.c.state_rank < STATE_ORDER[JobState.COMPLETED])
+        .outerjoin(claims, claims.c.job_id == r.c.job_id)
+        .where(
+            r.c.due_at <= now,
+            jobs.c.state_rank < STATE_ORDER[JobState.COMPLETED],
+            or_(claims.c.job_id.is_(None), claims.c.expires_at <= RELEASED),
+        )
         .order_by(r.c.due_at)
         .limit(limit)
     )
     return [Job.model_validate(json.loads(row.spec)) for row in rows]
 
 
-async def sent(conn: AsyncConnection, job_ids: Sequence[str], now: datetime) -> None:
-    """The compute messages of ``job_ids`` were published: they are due no more; so are the
-    due jobs that ended (stopped or expired while waiting)."""
+async def sent(
+    conn: AsyncConnection, job_ids: Sequence[str], now: datetime, again: datetime
+) -> None:
+    """The compute messages of ``job_ids`` were published: they are due again at ``again``
+    unless a claim takes them by then; the due jobs that ended (stopped or expired while
+    waiting) are due no more."""
     r, jobs = schema.retries, schema.jobs
     if job_ids:
-        await conn.execute(update(r).where(r.c.job_id.in_(list(job_ids))).values(due_at=None))
+        await conn.execute(update(r).where(r.c.job_id.in_(list(job_ids))).values(due_at=again))
     left = select(jobs.c.id).where(jobs.c.state_rank >= STATE_ORDER[JobState.COMPLETED])
     await conn.execute(update(r).where(r.c.due_at <= now, r.c.job_id.in_(left)).values(due_at=None))

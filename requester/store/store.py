@@ -40,6 +40,7 @@ from .blobs import BlobStore, DatabaseBlobStore
 from .claims import Claimed
 from .deadlines import Expired
 from .dialect import insert_for, tune_sqlite
+from .lapses import Lapse
 from .listing import JobFilter, Scope
 from .writes import Limits, NewJob
 
@@ -240,13 +241,23 @@ class JobStore:
         return verdicts
 
     async def take_over(
-        self, job_id: str, attempt: str, executor: str, old_attempt: str, lease: float
+        self,
+        job_id: str,
+        attempt: str,
+        executor: str,
+        old_attempt: str,
+        lease: float,
+        *,
+        lapsed: bool = False,
     ) -> bool:
-        """Give a run whose holder is gone to ``attempt``; False if the claim changed."""
+        """Give a run whose holder is gone (or, ``lapsed``, whose lease still lapsed) to
+        ``attempt``; False if the claim changed (``store.claims.take_over``)."""
         now = utcnow()
         async with self._write() as conn:
             ends = now + timedelta(seconds=lease)
-            return await claims.take_over(conn, job_id, attempt, executor, old_attempt, ends, now)
+            return await claims.take_over(
+                conn, job_id, attempt, executor, old_attempt, ends, now, lapsed
+            )
 
     async def expire_due(self, now: datetime | None = None, limit: int = 500) -> list[Expired]:
         """Fail jobs past their queue or total timeout by ``now`` (default: now); see
@@ -270,11 +281,19 @@ class JobStore:
         async with self._engine.connect() as conn:
             return await retries.due(conn, now or utcnow(), limit)
 
-    async def mark_lapsed(self, limit: int = 500, now: datetime | None = None) -> list[str]:
-        """Make due now the compute messages of runs whose lease ended by ``now`` (default:
-        now) while their jobs did not (``store.lapses``); the job IDs marked."""
+    async def lapsed_runs(self, limit: int = 500, now: datetime | None = None) -> list[Lapse]:
+        """The runs whose lease ended by ``now`` (default: now) while their jobs did not, not
+        yet marked (``store.lapses``)."""
+        async with self._engine.connect() as conn:
+            return await lapses.lapsed(conn, now or utcnow(), limit)
+
+    async def mark_lapsed(self, found: Sequence[Lapse], now: datetime | None = None) -> list[str]:
+        """Make due now the compute messages of the runs of ``found`` whose lease is still
+        ended by ``now`` (default: now; ``store.lapses``); the job IDs marked."""
+        if not found:
+            return []
         async with self._write() as conn:
-            return await lapses.mark_lapsed(conn, now or utcnow(), limit)
+            return await lapses.mark_lapsed(conn, found, now or utcnow())
 
     async def prune_ended(self, before: datetime, limit: int = 500) -> list[str]:
         """Remove the history of up to ``limit`` jobs that ended before ``before``
@@ -282,10 +301,12 @@ class JobStore:
         async with self._write() as conn:
             return await retention.prune_ended(conn, before, limit)
 
-    async def retries_sent(self, job_ids: Sequence[str]) -> None:
-        """The compute messages of ``job_ids``' next attempts were published."""
+    async def retries_sent(self, job_ids: Sequence[str], again_in: float) -> None:
+        """The compute messages of ``job_ids``' next attempts were published; each is due
+        again ``again_in`` seconds later unless a claim takes its job (``store.retries``)."""
+        now = utcnow()
         async with self._write() as conn:
-            await retries.sent(conn, job_ids, utcnow())
+            await retries.sent(conn, job_ids, now, now + timedelta(seconds=again_in))
 
     async def fail_unless_ended(
         self, job_id: str, reason: str, *, before: JobState = JobState.COMPLETED

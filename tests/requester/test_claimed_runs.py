@@ -40,8 +40,9 @@ Start = Callable[[], Awaitable[tuple[Executor, MemoryRunner]]]
 
 @pytest.fixture
 def requester_settings(requester_settings: RequesterSettings) -> RequesterSettings:
-    """The suite's requester, sweeping often (lapsed runs are resent by the sweeper)."""
-    return requester_settings.model_copy(update={"sweep_interval": 0.2})
+    """The suite's requester, sweeping often (lapsed runs are resent by the sweeper), with a
+    short grace (a live holder that stops renewing loses its run after it)."""
+    return requester_settings.model_copy(update={"sweep_interval": 0.2, "claim_grace": 1.0})
 
 
 class Recorded:

@@ -88,6 +88,7 @@ async def world(request: pytest.FixtureRequest) -> AsyncIterator[World]:
         yield memory_world()
         return
     settings: RequesterSettings = request.getfixturevalue("requester_settings")
+    settings = settings.model_copy(update={"claim_grace": 0.0})  # as the memory twin
     connection = await broker(settings.broker_url.get_secret_value())
     running = Requester(settings)
     await running.start()

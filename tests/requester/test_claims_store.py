@@ -88,12 +88,42 @@ async def test_events_of_a_replaced_attempt_are_refused(store: JobStore) -> None
     assert await claim(store, job_id, "old", lease=0.05) == "granted"
     await store.record_events([state(job_id, JobState.RUNNING, attempt="old", seq=1)])
     await asyncio.sleep(0.1)  # the old lease lapses: time passing is what is tested
-    assert await claim(store, job_id, "new") == "granted"
+    assert await take_lapsed(store, job_id, "new", holder="old")
     stale = state(job_id, JobState.FAILED, attempt="old", seq=2, error="late")
     fresh = state(job_id, JobState.COMPLETED, attempt="new", seq=1, exit_code=0)
     assert await store.record_events([stale, fresh]) == [False, True]
     record = await store.describe(job_id)
     assert (record["state"], record["exit_code"], record["error"]) == ("completed", 0, None)
+
+
+async def take_lapsed(store: JobStore, job_id: str, attempt: str, holder: str) -> bool:
+    """Claim a run whose lease lapsed: the store names its holder (the requester asks whether
+    that executor may lose it, ``shoal.requester.leases``), then hand it over."""
+    item = ClaimItem(job_id=job_id, attempt=attempt)
+    [found] = await store.claim_runs("claim", f"ex-{attempt}", [item], 30.0)
+    assert (found.verdict, found.holder, found.holder_attempt) == (
+        "claimed",
+        f"ex-{holder}",
+        holder,
+    )
+    assert found.lapsed
+    return await store.take_over(job_id, attempt, f"ex-{attempt}", holder, 30.0, lapsed=True)
+
+
+async def test_a_lapsed_lease_names_its_holder_and_is_kept_when_renewed(store: JobStore) -> None:
+    """A lease also lapses while no requester answers renewals: the store does not hand the
+    run over by itself, and the holder's late renewal keeps it."""
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "a1", lease=0.05) == "granted"
+    await asyncio.sleep(0.1)  # the lease lapses
+    item = ClaimItem(job_id=job_id, attempt="a2")
+    [found] = await store.claim_runs("claim", "ex-a2", [item], 30.0)
+    assert (found.verdict, found.holder, found.lapsed) == ("claimed", "ex-a1", True)
+    renewed = await store.claim_runs("renew", "ex-a1", [ClaimItem(job_id=job_id, attempt="a1")], 30)
+    assert [c.verdict for c in renewed] == ["granted"]
+    assert not await store.take_over(job_id, "a2", "ex-a2", "a1", 30.0, lapsed=True)
+    [live] = await store.claim_runs("claim", "ex-a2", [item], 30.0)
+    assert (live.verdict, live.holder, live.lapsed) == ("claimed", "ex-a1", False)
 
 
 async def test_renew_and_release(store: JobStore) -> None:
@@ -120,13 +150,17 @@ async def test_stop_waits_for_a_live_claim_but_takes_a_lapsed_one(store: JobStor
     assert await claim(store, lapsed, "a3") == "stopped"
 
 
+AGAIN = 120.0
+"""Seconds after which a message sent is due again while no claim holds its job."""
+
+
 async def due_ids(store: JobStore, at: datetime) -> list[str]:
     """Mark the runs lapsed by ``at``, then the jobs whose compute message is due by ``at``."""
-    await store.mark_lapsed(now=at)
+    await store.mark_lapsed(await store.lapsed_runs(now=at), now=at)
     return [job.id for job in await store.due_retries(now=at)]
 
 
-async def test_a_released_run_is_resent_at_once_and_once(store: JobStore) -> None:
+async def test_a_released_run_is_resent_at_once(store: JobStore) -> None:
     job_id = await queued_job(store)
     mine = [ClaimItem(job_id=job_id, attempt="a1")]
     assert await claim(store, job_id, "a1") == "granted"
@@ -135,10 +169,32 @@ async def test_a_released_run_is_resent_at_once_and_once(store: JobStore) -> Non
     assert await due_ids(store, now) == []
     await store.claim_runs("release", "ex-a1", mine, 30.0)
     after = datetime.now(UTC)
+    assert [lapse.executor for lapse in await store.lapsed_runs(now=after)] == [""]  # no holder
     assert await due_ids(store, after) == [job_id]
-    await store.retries_sent([job_id])
-    assert await due_ids(store, after + timedelta(minutes=5)) == []
+    await store.retries_sent([job_id], AGAIN)
+    assert await due_ids(store, after + timedelta(seconds=AGAIN / 2)) == []
+    assert await claim(store, job_id, "a2") == "granted"  # handed back: no holder to ask
+
+
+async def test_a_resend_repeats_until_a_claim_takes_the_job(store: JobStore) -> None:
+    """A resent copy may be lost, or acked unrun (an executor that still ran the job took it
+    for a duplicate): it is sent again every ``AGAIN`` seconds until a claim holds the job."""
+    job_id = await queued_job(store)
+    assert await claim(store, job_id, "a1") == "granted"
+    await store.claim_runs("release", "ex-a1", [ClaimItem(job_id=job_id, attempt="a1")], 30)
+    now = datetime.now(UTC)
+    assert await due_ids(store, now) == [job_id]
+    for _ in range(2):  # each copy sent is lost
+        await store.retries_sent([job_id], AGAIN)
+        sent = datetime.now(UTC)
+        assert await due_ids(store, sent + timedelta(seconds=AGAIN / 2)) == []
+        assert await due_ids(store, sent + timedelta(seconds=AGAIN + 1)) == [job_id]
+    await store.retries_sent([job_id], 0.0)  # sent, and due again at once: only a claim stops it
     assert await claim(store, job_id, "a2") == "granted"
+    assert await due_ids(store, datetime.now(UTC) + timedelta(seconds=1)) == []  # held
+    await store.record_events([state(job_id, JobState.COMPLETED, attempt="a2")])
+    await store.retries_sent([], AGAIN)
+    assert await due_ids(store, datetime.now(UTC) + timedelta(days=1)) == []  # it ended
 
 
 async def test_a_lapsed_lease_is_resent_once_per_lapse(store: JobStore) -> None:
@@ -146,14 +202,20 @@ async def test_a_lapsed_lease_is_resent_once_per_lapse(store: JobStore) -> None:
     assert await claim(store, job_id, "a1", lease=30.0) == "granted"
     now = datetime.now(UTC)
     assert await due_ids(store, now + timedelta(seconds=10)) == []
-    marked = await asyncio.gather(
-        *(store.mark_lapsed(now=now + timedelta(seconds=31)) for _ in range(4))
-    )
+    lapsed_at = now + timedelta(seconds=31)
+    found = await store.lapsed_runs(now=lapsed_at)
+    assert [(lapse.job_id, lapse.executor) for lapse in found] == [(job_id, "ex-a1")]
+    marked = await asyncio.gather(*(store.mark_lapsed(found, now=lapsed_at) for _ in range(4)))
     assert [ids for ids in marked if ids] == [[job_id]]  # several requesters: one marks it
-    assert await due_ids(store, now + timedelta(seconds=31)) == [job_id]
-    await store.retries_sent([job_id])
-    assert await due_ids(store, now + timedelta(minutes=5)) == []
-    assert await claim(store, job_id, "a2", lease=0.05) == "granted"
+    assert await due_ids(store, lapsed_at) == [job_id]
+    await store.retries_sent([job_id], AGAIN)
+    assert await due_ids(store, lapsed_at + timedelta(seconds=AGAIN / 2)) == []
+    assert await store.lapsed_runs(now=lapsed_at + timedelta(minutes=5)) == []  # marked once
+    item = ClaimItem(job_id=job_id, attempt="a2")
+    assert await store.take_over(job_id, "a2", "ex-a2", "a1", 0.05, lapsed=True)
+    assert [c.verdict for c in await store.claim_runs("renew", "ex-a2", [item], 0.05)] == [
+        "granted"
+    ]
     later = datetime.now(UTC) + timedelta(seconds=1)
     assert await due_ids(store, later) == [job_id]  # the takeover's lease lapsed: once more
     await store.record_events([state(job_id, JobState.RUNNING, attempt="a2")])

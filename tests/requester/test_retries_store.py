@@ -13,6 +13,8 @@ from shoal.wire import ClaimItem
 from .jobs import docker_job, log, state
 
 ENGINE_ERROR = "executor error: cannot start the container: engine down"
+AGAIN = 120.0
+"""Seconds after which a message sent is due again while no claim holds its job."""
 
 
 def retried_job(**retries: Any) -> Job:
@@ -76,7 +78,7 @@ async def test_an_engine_failure_is_retried_and_each_attempt_is_an_execution(
     record = await store.describe(job_id)
     assert record["state"] == JobState.QUEUED
     assert await due_ids(store) == [job_id]
-    await store.retries_sent([job_id])
+    await store.retries_sent([job_id], AGAIN)
     assert await due_ids(store) == []
     # the failed attempt's late events are refused; the next claim takes the run
     assert await store.record_events([log(job_id, 3, "late", attempt="a1")]) == [False]
@@ -114,7 +116,7 @@ async def test_exhausted_attempts_fail_with_the_count(store: JobStore) -> None:
     job_id = await queued(store, retried_job(attempts=1))
     await run_and_fail(store, job_id, "a1", ENGINE_ERROR)
     assert await due_ids(store) == [job_id]
-    await store.retries_sent([job_id])
+    await store.retries_sent([job_id], AGAIN)
     await run_and_fail(store, job_id, "a2", ENGINE_ERROR)
     record = await store.describe(job_id)
     assert record["state"] == JobState.FAILED
@@ -138,7 +140,7 @@ async def test_a_job_stopped_while_waiting_for_its_retry_is_not_republished(
     await run_and_fail(store, job_id, "a1", ENGINE_ERROR)
     assert await store.stop_if_waiting(job_id, "stopped by user")
     assert await due_ids(store) == []
-    await store.retries_sent([])
+    await store.retries_sent([], AGAIN)
     assert await claim(store, job_id, "a2") == "stopped"
 
 
