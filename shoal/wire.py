@@ -189,9 +189,9 @@ class Heartbeat(Message):
     """The machine (an executor's ``SHOAL_NODE_ID``)."""
     version: str = ""
     engines: list[str] = Field(default_factory=list)
-    images: list[str] = Field(default_factory=list)
+    images: list[str] = Field(default_factory=list, exclude_if=lambda images: not images)
     """The runtime images (``shoal.images.runtime_images``) its Docker engine holds (an
-    executor serving docker; checked at each beat)."""
+    executor serving docker; checked at each beat); left out while it holds none."""
     slots: int = 0
     """Jobs it runs at once (executors; 0 for a requester)."""
     running: list[str] = Field(default_factory=list)
