@@ -153,6 +153,8 @@ class Cluster:
         self.tag = uuid.uuid4().hex[:8]
         self.requester: Service | None = None
         self.executors: dict[str, Service] = {}
+        self.replicas: list[Service] = []
+        """Executors started beside another of their node (see :meth:`start_executor`)."""
         self.expected: dict[str, Callable[[dict[str, Any]], bool]] = {}
         self.services: list[Service] = []
         """Every service started, restarted ones included (their logs are kept)."""
@@ -198,12 +200,18 @@ class Cluster:
     def node(self, index: int) -> str:
         return f"faults-{self.tag}-{index}"
 
-    async def start_executor(self, index: int, slots: int = 2, **extra: str) -> Service:
+    async def start_executor(
+        self, index: int, slots: int = 2, *, beside: bool = False, **extra: str
+    ) -> Service:
         """Start (or restart: the same node reaps its predecessor's containers) executor
-        ``index``."""
+        ``index``; ``beside``: another executor of that node, next to the one started before
+        (a replica, as ``docker compose --scale`` makes)."""
         env = self._env(SHOAL_NODE_ID=self.node(index), SHOAL_SLOTS=str(slots), **extra)
         service = await self._spawn("executor", "executor.ready", env)
-        self.executors[self.node(index)] = service
+        if beside:
+            self.replicas.append(service)
+        else:
+            self.executors[self.node(index)] = service
         return service
 
     async def client(self) -> Client:
@@ -303,7 +311,7 @@ class Cluster:
     def story(self, job_ids: list[str]) -> list[str]:
         """What the services logged about ``job_ids`` and the runs the store holds: the
         evidence for a failed audit."""
-        services = [self.requester, *self.executors.values()]
+        services = [self.requester, *self.executors.values(), *self.replicas]
         lines = [
             f"{s.role}: {json.dumps(e)[:300]}"
             for s in services
@@ -318,7 +326,7 @@ class Cluster:
 
     async def shutdown(self) -> None:
         """SIGTERM every service still running (executors first)."""
-        for service in self.executors.values():
+        for service in [*self.executors.values(), *self.replicas]:
             await service.stop()
         if self.requester is not None:
             await self.requester.stop()
