@@ -122,8 +122,9 @@ class Engine(Protocol):
         ...
 
     async def clean_up(self, alive: Alive) -> None:
-        """Remove what the gone executors of this node left behind (once, at the executor's
-        start, before any job; ``alive`` says which executors still run)."""
+        """Remove what the gone executors of this node left behind (at the executor's start,
+        before any job, then every ``reap_every`` seconds beside running jobs, see
+        ``shoal.executor.reaping``; ``alive`` says which executors still run)."""
         ...
 
     async def close(self) -> None:

@@ -2,7 +2,8 @@
 
 Start: connect, declare its part of the topology (``declare_executor``), declare this
 executor's control queue, set up the HTTP gateway, let each engine clean up what gone
-executors of the node left (``Engine.clean_up``; Docker reaps their containers), read the
+executors of the node left (``Engine.clean_up``; Docker reaps their containers; again every
+``reap_every`` seconds while it runs, ``shoal.executor.reaping``), read the
 node's own addresses (refreshed every ``address_refresh`` seconds,
 ``shoal.executor.addresses``), consume the compute queue with ``prefetch = slots`` (and a semaphore
 of ``slots``; every job task is held in a set).
@@ -38,8 +39,8 @@ Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish unti
 their deliveries → close the engines (Docker: pending container removals, the gateway, the
 Docker client), the channel and the connection, in that order. A second signal cancels
 everything at once (containers are still removed: that cleanup is shielded). A SIGKILL loses
-nothing: the broker requeues unacked deliveries and the next start on the node reaps the
-containers.
+nothing: the broker requeues unacked deliveries, and the other executors of the node (within
+two ``reap_every`` periods) or the next start on the node reap the containers.
 """
 
 from __future__ import annotations
@@ -66,13 +67,14 @@ from shoal.executor.engine import Engine
 from shoal.executor.engines.docker.docker_runner import DockerRunner
 from shoal.executor.engines.docker.engine import DockerEngine
 from shoal.executor.engines.docker.gateway import HttpGateway, NoGateway
-from shoal.executor.engines.docker.network import DockerHttpGateway
+from shoal.executor.engines.docker.network import DockerHttpGateway, ProxyRules
 from shoal.executor.engines.docker.runner import ContainerRunner
 from shoal.executor.engines.wasm.engine import WasmEngine
 from shoal.executor.engines.wasm.python import PythonRuntime, find_python
 from shoal.executor.events import AmqpEventSink
 from shoal.executor.execution import JobControl, Node, Outcome, execute, monotonic
 from shoal.executor.heartbeat import Busy, start_heartbeat
+from shoal.executor.reaping import Reapable, keep_reaping
 from shoal.executor.settings import ExecutorSettings
 from shoal.liveness import executor_alive, executor_queue
 from shoal.logs import configure
@@ -337,6 +339,7 @@ async def serve(
     gateway: HttpGateway = NoGateway("not started")
     addresses = NodeAddresses()
     refresher: asyncio.Task[None] | None = None
+    reaper: asyncio.Task[None] | None = None
     connection = None
     executor: Executor | None = None
     keeper: asyncio.Task[None] | None = None
@@ -382,6 +385,19 @@ async def serve(
             engines[wasm.name] = wasm
         for engine in engines.values():
             await engine.clean_up(alive)
+        if settings.reap_every:
+            reapable: list[Reapable] = list(engines.values())
+            if isinstance(gateway, DockerHttpGateway):
+                reapable.append(ProxyRules(settings.node_id))
+            reaper = asyncio.create_task(
+                keep_reaping(
+                    reapable,
+                    alive,
+                    executor_id,
+                    settings.reap_every,
+                    2 * settings.remove_timeout,
+                )
+            )
         blobs = await api_blobs(
             await connection.channel(publisher_confirms=True),
             settings,
@@ -427,6 +443,9 @@ async def serve(
             steps.append(("health", health.close))
         if refresher is not None:
             refresher.cancel()
+        if reaper is not None:
+            reaper.cancel()
+            steps.append(("reaper", lambda: asyncio.gather(reaper, return_exceptions=True)))
         if executor is not None:
             steps.append(("jobs", executor.cancel_all))
         if keeper is not None:

@@ -18,10 +18,12 @@ large: ...`` (the results within the limit are kept).
 Node id: ``node_id`` defaults to the host name, so executors on one host share it. That is
 safe: each container also carries its executor's own ID (``<node>-<pid>-<random>``), and an
 executor starting up removes only the containers (and proxy rules) of executors of its node
-that are no longer connected to the broker (``shoal.executor.service``, "Liveness"), never those of
-a running one. Orphans of a killed executor are removed by the next executor started on the
-node. Executors on one Docker host that use different brokers or vhosts cannot see each other:
-give them different ``SHOAL_NODE_ID`` values.
+that are no longer connected to the broker (``shoal.executor.service``, "Liveness"), never
+those of a running one; so does every running executor each ``reap_every`` seconds
+(``shoal.executor.reaping``). Orphans of a killed executor are removed by the other executors
+of its node within two periods, or by the next executor started on the node. Executors on
+one Docker host that use different brokers or vhosts cannot see each other: give them
+different ``SHOAL_NODE_ID`` values.
 
 Trust: native docker jobs may name only the runtime images (what translated jobs run) and the
 images matching ``allowed_images``; an image missing on the node is never pulled unless
@@ -206,7 +208,8 @@ class DockerEngineSettings(BaseModel):
         default=30.0,
         gt=0,
         description="Seconds the engine gets to remove a container (or list them at start); "
-        "one not removed in time is retried in the background and reaped by the next start",
+        "one not removed in time is retried in the background and reaped once its executor "
+        "is gone",
     )
 
     @model_validator(mode="after")
@@ -229,10 +232,19 @@ class ExecutorSettings(ServiceSettings, DockerEngineSettings):
         min_length=1,
         description="This executor's node name (default: the host name). Its containers are "
         "labelled with it and with the executor's own ID; an executor starting with this name "
-        "reaps the containers and proxy rules of those executors of the name that are gone "
-        "(no longer connected to the broker), so several executors may share it. Executors "
+        "(and every SHOAL_REAP_EVERY while it runs) reaps the containers and proxy rules of "
+        "those executors of the name that are gone (no longer connected to the broker), so "
+        "several executors may share it. Executors "
         "on one Docker host that use different brokers (or vhosts) must use different names: "
         "each would take the other's executors for gone",
+    )
+    reap_every: Duration = Field(
+        default=15.0,
+        ge=0,
+        description="Seconds between a running executor's reapings of what the gone executors "
+        "of its node left (containers, proxy rules, wasm run folders); an executor found gone "
+        "at two reapings in a row is reaped, so a killed executor's containers are stopped "
+        "within two periods by the others of its node. 0: only at start",
     )
     engines: Engines = Field(
         default_factory=list,

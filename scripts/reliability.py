@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("submitted", "accepted", "lost", "run_twice", "stuck", "untruthful", "leaked")
+FIGURES = (
+    "submitted",
+    "accepted",
+    "lost",
+    "run_twice",
+    "stuck",
+    "untruthful",
+    "leaked",
+    "ran_at_once",
+)
 
 
 def run(command: list[str], env: dict[str, str]) -> tuple[int, float, str]:
@@ -89,8 +98,8 @@ def fault_section(suite: dict[str, Any]) -> list[str]:
         f" (`{suite['tail']}`).",
         "",
         "| Case | Faults injected | Submitted | Accepted | Lost | Run twice | Stuck "
-        "| Untruthful | Leaked | End states |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Untruthful | Leaked | Ran at once | End states |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for case in cases:
         states = ", ".join(f"{n} {s}" for s, n in sorted(case["states"].items()))
@@ -141,7 +150,9 @@ def render(suite: dict[str, Any], fuzz: dict[str, Any] | None, commit: str) -> s
         " execution of the job ran to an exit code; *untruthful* — a terminal state that is"
         " neither the expected outcome nor failed/stopped with a reason; *leaked* — containers"
         " labelled with the case's executor nodes, and firewall rules of their http proxies,"
-        " left after the executors stopped.",
+        " left after the executors stopped; *ran at once* — a job whose container of a"
+        " killed executor still ran when another executor's container of it started (Docker's"
+        " events; the window until the orphan is reaped, not counted as a failure).",
         "",
     ]
     body = [*fault_section(suite), "", *fuzz_section(fuzz), ""]

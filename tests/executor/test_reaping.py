@@ -1,13 +1,17 @@
-"""Reaping at start: only containers (and proxy rules) of executors that are gone."""
+"""Reaping at start and while running: only containers (and proxy rules) of executors that are
+gone."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 
 import aio_pika
 import aiodocker
 import pytest
 
+from shoal.executor.engine import Alive
 from shoal.executor.engines.docker.engine import DockerEngine
 from shoal.executor.engines.docker.gateway import MemoryGateway
 from shoal.executor.engines.docker.memory_runner import MemoryRunner
@@ -19,6 +23,7 @@ from shoal.executor.engines.docker.runner import (
     ContainerSpec,
     ImageInfo,
 )
+from shoal.executor.reaping import Confirmed, keep_reaping, reap_round
 from shoal.executor.settings import ExecutorSettings
 from shoal.liveness import executor_alive
 from shoal.model import JobState
@@ -136,3 +141,79 @@ async def test_executors_sharing_a_node_id_leave_each_other_alone(
     assert final.error is not None
     assert final.error.startswith("stopped: stopped by user (ended by ")
     assert final.executor == first_id
+
+
+async def test_a_running_executor_reaps_only_executors_gone_at_two_rounds() -> None:
+    runner = MemoryRunner(images={BASE_IMAGE: ImageInfo(user="")})
+    me, other, blip = "n-1-aaaaaa", "n-2-bbbbbb", "n-3-cccccc"
+    made = {}
+    for owner in (me, other, blip):
+        labels = {LABEL_NODE: "n", LABEL_EXECUTOR: owner}
+        made[owner] = await runner.create(ContainerSpec(image=BASE_IMAGE, labels=labels))
+    engine = DockerEngine(ExecutorSettings(node_id="n"), runner, MemoryGateway(), me)
+    gone = {me, other, blip}  # the broker even says this executor is gone: it is kept
+
+    async def alive(executor_id: str) -> bool:
+        return executor_id not in gone
+
+    confirmed = Confirmed(alive, me)
+    await reap_round([engine], confirmed, 5)
+    assert set(runner.containers) == set(made.values()), "reaped at the first sighting"
+    confirmed.next_round()
+    gone.discard(blip)  # its connection came back
+    await reap_round([engine], confirmed, 5)
+    assert set(runner.containers) == {made[me], made[blip]}
+
+
+async def test_a_reaping_round_is_bounded_and_survives_errors() -> None:
+    cleaned: list[str] = []
+
+    class Wedged:
+        name = "wedged"
+
+        async def clean_up(self, alive: Alive) -> None:
+            await asyncio.sleep(60)
+
+    class Broken:
+        name = "broken"
+
+        async def clean_up(self, alive: Alive) -> None:
+            raise RuntimeError("engine down")
+
+    class Fine:
+        name = "fine"
+
+        async def clean_up(self, alive: Alive) -> None:
+            cleaned.append("fine")
+
+    async def alive(executor_id: str) -> bool:
+        return True
+
+    async with asyncio.timeout(5):
+        await reap_round([Wedged(), Broken(), Fine()], alive, 0.2)
+    assert cleaned == ["fine"]
+
+
+async def test_keep_reaping_reaps_every_period() -> None:
+    rounds = asyncio.Event()
+
+    class Counted:
+        name = "counted"
+        count = 0
+
+        async def clean_up(self, alive: Alive) -> None:
+            self.count += 1
+            if self.count == 3:
+                rounds.set()
+
+    async def alive(executor_id: str) -> bool:
+        return True
+
+    counted = Counted()
+    task = asyncio.create_task(keep_reaping([counted], alive, "me", 0.05, 1))
+    try:
+        await asyncio.wait_for(rounds.wait(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -6,7 +6,11 @@ reads the store (read-only) to see what became of them. :meth:`Cluster.audit` ch
 accepted job: in the store (else *lost*), in a terminal state (else *stuck*), with a truthful
 reason (a completed job exited as its script says, a failed or stopped one says why), its
 script run to its end at most once (else *run twice*), and no container or proxy rule left on
-the test's nodes (else *leaked*).
+the test's nodes (else *leaked*). A job container of a killed executor still running when
+another executor's container of the same job started is recorded too (``overlaps``: *ran at
+once*), but not held against the case: until the orphan is reaped (by the next executor of
+its node, or by another of the node within ``SHOAL_REAP_EVERY`` periods) the job's new run
+can only start beside it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from shoal.requester.store.retries import split_key
 from shoal.wire import Submission, SubmitReply, decode
 from tests.executor.support import BASE_IMAGE, docker_job
 from tests.requester.amqp import Client
+
+from .overlaps import ContainerWatch
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"completed", "failed", "stopped"}
@@ -107,6 +113,7 @@ class Audit:
     run_twice: list[str] = field(default_factory=list)
     untruthful: list[str] = field(default_factory=list)
     leaked: list[str] = field(default_factory=list)
+    ran_at_once: list[str] = field(default_factory=list)
     states: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
     evidence: list[str] = field(default_factory=list)
@@ -124,6 +131,7 @@ class Audit:
             "run twice": self.run_twice,
             "untruthful": self.untruthful,
             "leaked": self.leaked,
+            "ran at once (not a failure)": self.ran_at_once,
         }
         lines = [f"accepted {self.accepted}, states {self.states}, reasons {self.reasons}"]
         lines += [f"{name} ({len(ids)}): {ids[:10]}" for name, ids in found.items() if ids]
@@ -153,9 +161,13 @@ class Cluster:
         self.tag = uuid.uuid4().hex[:8]
         self.requester: Service | None = None
         self.executors: dict[str, Service] = {}
+        self.replicas: list[Service] = []
+        """Executors started beside another of their node (see :meth:`start_executor`)."""
         self.expected: dict[str, Callable[[dict[str, Any]], bool]] = {}
         self.services: list[Service] = []
         """Every service started, restarted ones included (their logs are kept)."""
+        self.watch: ContainerWatch | None = None
+        """The lives of the job containers, watched from the first executor's start on."""
         self._client: Client | None = None
         self._connection: Any = None
 
@@ -198,12 +210,21 @@ class Cluster:
     def node(self, index: int) -> str:
         return f"faults-{self.tag}-{index}"
 
-    async def start_executor(self, index: int, slots: int = 2, **extra: str) -> Service:
+    async def start_executor(
+        self, index: int, slots: int = 2, *, beside: bool = False, **extra: str
+    ) -> Service:
         """Start (or restart: the same node reaps its predecessor's containers) executor
-        ``index``."""
+        ``index``; ``beside``: another executor of that node, next to the one started before
+        (a replica, as ``docker compose --scale`` makes)."""
         env = self._env(SHOAL_NODE_ID=self.node(index), SHOAL_SLOTS=str(slots), **extra)
+        if self.watch is None:
+            self.watch = ContainerWatch(self.docker_url, f"faults-{self.tag}-")
+            self.watch.start()
         service = await self._spawn("executor", "executor.ready", env)
-        self.executors[self.node(index)] = service
+        if beside:
+            self.replicas.append(service)
+        else:
+            self.executors[self.node(index)] = service
         return service
 
     async def client(self) -> Client:
@@ -303,7 +324,7 @@ class Cluster:
     def story(self, job_ids: list[str]) -> list[str]:
         """What the services logged about ``job_ids`` and the runs the store holds: the
         evidence for a failed audit."""
-        services = [self.requester, *self.executors.values()]
+        services = [self.requester, *self.executors.values(), *self.replicas]
         lines = [
             f"{s.role}: {json.dumps(e)[:300]}"
             for s in services
@@ -318,13 +339,15 @@ class Cluster:
 
     async def shutdown(self) -> None:
         """SIGTERM every service still running (executors first)."""
-        for service in self.executors.values():
+        for service in [*self.executors.values(), *self.replicas]:
             await service.stop()
         if self.requester is not None:
             await self.requester.stop()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
+        if self.watch is not None:
+            await self.watch.close()
         self.write_logs()
 
     def write_logs(self) -> None:
@@ -384,6 +407,7 @@ class Cluster:
         troubled = (report.stuck + report.run_twice + report.untruthful)[:2]
         report.evidence = self.story([t.split(":")[0] for t in troubled]) if troubled else []
         report.leaked = await self.clear_leftovers()
+        report.ran_at_once = self.watch.overlaps() if self.watch is not None else []
         return report
 
 

@@ -29,6 +29,7 @@ class Case:
     stuck: int = 0
     untruthful: int = 0
     leaked: int = 0
+    ran_at_once: int = 0
     states: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
 
@@ -39,6 +40,7 @@ class Case:
         self.stuck = len(audit.stuck)
         self.untruthful = len(audit.untruthful)
         self.leaked = len(audit.leaked)
+        self.ran_at_once = len(audit.ran_at_once)
         self.states = dict(audit.states)
         self.reasons = dict(audit.reasons)
         return self

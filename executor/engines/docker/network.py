@@ -9,8 +9,9 @@ the network's bridge (``br-<id[:12]>``) leave it the proxy and nothing else::
 
 Both are inserted at the top of ``INPUT`` (ACCEPT above REJECT). An ACCEPT rule's comment is
 ``shoal-proxy:<node id> <executor id>``. An executor removes its own at shutdown, and at start
-the stale ones of its node left by a killed process: those whose executor is gone (asked of
-the broker, see ``shoal.executor.service``) or that name none (older executors), with
+(then every ``reap_every`` seconds, :class:`ProxyRules`) the stale ones of its node left by a
+killed process: those whose executor is gone (asked of the broker, see
+``shoal.executor.service``) or that name none (older executors), with
 :func:`remove_proxy_rules` (which the tests use too). The REJECT rule stays (it only concerns
 the internal network).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 import aiodocker
@@ -95,6 +97,21 @@ async def remove_proxy_rules(node_id: str, alive: Alive | None = None) -> list[s
         await iptables("-D", *words[1:])
         removed.append(line)
     return removed
+
+
+@dataclass(frozen=True)
+class ProxyRules:
+    """The proxy rules of ``node_id``'s gone executors, reaped by the running executors too
+    (``shoal.executor.reaping``)."""
+
+    node_id: str
+    name: str = "proxy rules"
+
+    async def clean_up(self, alive: Alive) -> None:
+        """Delete the rules of the node's executors that ``alive`` says are gone."""
+        removed = await remove_proxy_rules(self.node_id, alive)
+        if removed:
+            log.info("gateway.rules_reaped", rules=removed)
 
 
 async def ensure_network(docker: aiodocker.Docker, name: str) -> dict[str, Any]:

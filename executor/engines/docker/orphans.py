@@ -1,8 +1,9 @@
-"""Reaping at start: the containers of this node's executors that are gone.
+"""Reaping: the containers of this node's executors that are gone.
 
 Every job container is labelled with its node and its executor (``runner.LABEL_NODE``,
 ``runner.LABEL_EXECUTOR``). A killed executor leaves its containers behind; the next executor
-started on the node removes those whose executor no longer answers (``Alive``, asked of the
+started on the node, and the others of the node while they run (``shoal.executor.reaping``),
+remove those whose executor no longer answers (``Alive``, asked of the
 broker, see ``shoal.liveness``), so several executors may share a node id.
 """
 
@@ -32,7 +33,7 @@ async def reap_orphans(
     A container without an executor label counts as an orphan; each executor is asked about
     once. Listing and the removals (at once) get ``deadline`` seconds: a container the engine
     cannot remove in time is logged and skipped, so a wedged one cannot stop this executor
-    starting.
+    starting or hold up its next round.
     """
     try:
         async with asyncio.timeout(deadline):
@@ -50,7 +51,8 @@ async def reap_orphans(
             orphans.append(container)
     removed = await asyncio.gather(*(remove_within(runner, c, deadline) for c in orphans))
     reaped = sum(removed)
-    if found:
+    if found:  # info only when there was something to reap: a running executor reaps often
         kept = sorted(owner for owner, living in verdicts.items() if living)
-        log.info("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
+        report = log.info if orphans else log.debug
+        report("orphans.reaped", count=reaped, node=node_id, kept_for=kept or None)
     return reaped
