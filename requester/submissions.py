@@ -87,7 +87,7 @@ def prepare(
     update: dict[str, object] = {"state": JobState.PENDING, "owner": caller}
     if submission.idempotency_key:
         update["id"] = idempotent_id(caller, submission.idempotency_key)
-    translation = translate_job(submission.job.model_copy(update=update), registry)
+    translation = translate_job(submission.job, registry, update)
     return NewJob(translation.original, translation.runnable, submission.idempotency_key)
 
 

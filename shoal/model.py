@@ -52,8 +52,11 @@ def derived_job_id(seed: str) -> str:
     The requester names a translated job after its submission this way, so a redelivered
     submission can never become a second job.
     """
-    digest = hashlib.sha256(seed.encode()).digest()[:16]
-    return f"j-{uuid.UUID(bytes=digest, version=4)}"
+    digest = bytearray(hashlib.sha256(seed.encode()).digest()[:16])
+    digest[6] = digest[6] & 0x0F | 0x40  # version 4, as uuid.UUID(bytes=…, version=4) sets
+    digest[8] = digest[8] & 0x3F | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"j-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _utcnow() -> datetime:
@@ -362,12 +365,13 @@ class Task(_Model):
 
     @model_validator(mode="after")
     def _unique(self) -> Task:
-        checks = {
-            "input aliases": [i.alias for i in self.inputs if i.alias],
-            "input targets": [i.target for i in self.inputs],
-            "output names": [o.name for o in self.outputs],
-            "output paths": [o.path for o in self.outputs],
-        }
+        checks = {}
+        if len(self.inputs) > 1:  # one input or output cannot repeat itself
+            checks["input aliases"] = [i.alias for i in self.inputs if i.alias]
+            checks["input targets"] = [i.target for i in self.inputs]
+        if len(self.outputs) > 1:
+            checks["output names"] = [o.name for o in self.outputs]
+            checks["output paths"] = [o.path for o in self.outputs]
         for what, values in checks.items():
             dupes = _duplicates(values)
             if dupes:

@@ -29,7 +29,7 @@ from shoal.model import STATE_ORDER, TERMINAL_STATES, Job, JobState, checked_out
 from shoal.wire import JobEvent
 
 from . import schema
-from .dialect import insert_for
+from .dialect import bulk_insert, insert_for, insert_rows
 
 log = structlog.get_logger("requester")
 
@@ -65,28 +65,63 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_JOB_COLUMNS = (
+    "id",
+    "name",
+    "namespace",
+    "owner",
+    "job_type",
+    "engine",
+    "state",
+    "state_rank",
+    "original_id",
+    "translated_id",
+    "idempotency_key",
+    "spec",
+    "labels",
+    "exit_code",
+    "error",
+    "created_at",
+    "updated_at",
+)
+_LABEL_COLUMNS = ("job_id", "key", "value")
+_BLOB_COLUMNS = ("job_id", "sha256")
+_STATES = select(schema.jobs.c.id, schema.jobs.c.state).where(
+    schema.jobs.c.id.in_(bindparam("job_ids", expanding=True))
+)
+
+
 def _job_row(
-    job: Job, spec: str, labels: str, state: JobState, job_type: str, key: str | None, now: datetime
-) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "name": job.name,
-        "namespace": job.namespace,
-        "owner": job.owner,
-        "job_type": job_type,
-        "engine": job.engine_type,
-        "state": state.value,
-        "state_rank": STATE_ORDER[state],
-        "original_id": None,
-        "translated_id": None,
-        "idempotency_key": key,
-        "spec": spec,
-        "labels": labels,
-        "exit_code": None,
-        "error": None,
-        "created_at": job.created_at,
-        "updated_at": now,
-    }
+    job: Job,
+    spec: str,
+    labels: str,
+    state: JobState,
+    links: tuple[str | None, str | None],
+    job_type: str,
+    key: str | None,
+    now: datetime,
+) -> tuple[Any, ...]:
+    """A ``jobs`` row in ``_JOB_COLUMNS`` order; ``links``: its original and translated IDs."""
+    original_id, translated_id = links
+    return (
+        job.id,
+        job.name,
+        job.namespace,
+        job.owner,
+        job_type,
+        job.engine_type,
+        state.value,
+        STATE_ORDER[state],
+        original_id,
+        translated_id,
+        key,
+        spec,
+        labels,
+        None,
+        None,
+        job.created_at,
+        now,
+    )
 
 
 def _labels(job: Job) -> str:
@@ -94,55 +129,63 @@ def _labels(job: Job) -> str:
 
 
 async def insert_jobs(conn: AsyncConnection, items: Sequence[NewJob]) -> dict[str, JobState]:
-    """Insert each submission's rows unless present; the runnable jobs' current states."""
-    rows: dict[str, dict[str, Any]] = {}
-    labels: dict[tuple[str, str], dict[str, str]] = {}
-    blobs: dict[tuple[str, str], dict[str, str]] = {}
+    """Insert each submission's rows unless present; the runnable jobs' current states.
+
+    Each table's rows go in one ``executemany`` of a statement rendered once
+    (``dialect.BulkInsert``); then one query reads the runnable jobs' states (those just
+    inserted are ``pending``; a redelivery finds its job as it is)."""
+    job_insert = bulk_insert(conn, schema.jobs, _JOB_COLUMNS)
+    rows: dict[str, tuple[Any, ...]] = {}
+    labels: dict[tuple[str, str], tuple[Any, ...]] = {}
+    blobs: dict[tuple[str, str], tuple[Any, ...]] = {}
     now = _now()
     for item in items:
         original, runnable = item.original, item.runnable
         job_type = original.engine_type
         key = item.idempotency_key
-        labels_json = _labels(runnable)
-        run_row = _job_row(
-            runnable, item.runnable_json, labels_json, JobState.PENDING, job_type, key, now
-        )
+        run_labels = _labels(runnable)
+        links: tuple[str | None, str | None] = (None, None)
         if runnable.id != original.id:
-            if original.labels != runnable.labels:
-                labels_json = _labels(original)
-            spec = original.model_dump_json()
-            orig_row = _job_row(
-                original, spec, labels_json, JobState.TRANSLATED, job_type, key, now
+            links = (original.id, None)
+            if original.id not in rows:
+                same = original.labels == runnable.labels
+                row = _job_row(
+                    original,
+                    original.model_dump_json(),
+                    run_labels if same else _labels(original),
+                    JobState.TRANSLATED,
+                    (None, runnable.id),
+                    job_type,
+                    key,
+                    now,
+                )
+                rows[original.id] = job_insert.row(row)
+        if runnable.id not in rows:
+            row = _job_row(
+                runnable,
+                item.runnable_json,
+                run_labels,
+                JobState.PENDING,
+                links,
+                job_type,
+                key,
+                now,
             )
-            orig_row["translated_id"] = runnable.id
-            run_row["original_id"] = original.id
-            rows.setdefault(original.id, orig_row)
-        rows.setdefault(runnable.id, run_row)
-        for key, value in runnable.labels.items():
-            labels[(runnable.id, key)] = {"job_id": runnable.id, "key": key, "value": value}
+            rows[runnable.id] = job_insert.row(row)
+        for name, value in runnable.labels.items():
+            labels[(runnable.id, name)] = (runnable.id, name, value)
         for entry in runnable.task.inputs:
             if entry.source.type == "blob":
                 sha256 = str(entry.source.params["sha256"])
-                blobs[(runnable.id, sha256)] = {"job_id": runnable.id, "sha256": sha256}
-    insert = insert_for(conn)
-    jobs = schema.jobs
-    # One multi-row INSERT … RETURNING (SQLAlchemy's "insertmanyvalues"): the rows it
-    # returns are new, hence pending; only the others (a redelivery) need their state read.
-    inserted = await conn.execute(
-        insert(jobs).on_conflict_do_nothing().returning(jobs.c.id), list(rows.values())
-    )
-    new_ids = set(inserted.scalars())
-    if labels:
-        await conn.execute(
-            insert(schema.job_labels).on_conflict_do_nothing(), list(labels.values())
-        )
-    if blobs:
-        await conn.execute(insert(schema.job_blobs).on_conflict_do_nothing(), list(blobs.values()))
+                blobs[(runnable.id, sha256)] = (runnable.id, sha256)
+    await insert_rows(conn, job_insert, list(rows.values()))
+    label_insert = bulk_insert(conn, schema.job_labels, _LABEL_COLUMNS)
+    await insert_rows(conn, label_insert, list(labels.values()))
+    blob_insert = bulk_insert(conn, schema.job_blobs, _BLOB_COLUMNS)
+    await insert_rows(conn, blob_insert, list(blobs.values()))
     states = {item.runnable.id: JobState.PENDING for item in items}
-    known = [job_id for job_id in states if job_id not in new_ids]
-    if known:
-        found = await conn.execute(select(jobs.c.id, jobs.c.state).where(jobs.c.id.in_(known)))
-        states.update({row.id: JobState(row.state) for row in found})
+    found = await conn.execute(_STATES, {"job_ids": list(states)})
+    states.update({row.id: JobState(row.state) for row in found})
     return states
 
 

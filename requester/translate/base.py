@@ -17,7 +17,10 @@ class Translator(Protocol):
 
     Optional attributes, shown by ``shoal job-types`` (``shoal.requester.jobtypes``): ``engine``,
     the engine its tasks run on (default ``docker``), and ``choices``, template option →
-    the values it accepts (``{"version": ("3.11", "3.12")}``).
+    the values it accepts (``{"version": ("3.11", "3.12")}``); and ``valid_tasks``: ``True``
+    when every task it returns is valid by construction (each new part made by a model's
+    constructor, which validates, and the task's own rules kept), so ``translate_job`` does
+    not validate it again (default ``False``).
     """
 
     job_type: str

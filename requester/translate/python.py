@@ -29,7 +29,7 @@ def job_network(network: Network | None) -> Network:
     if network.type is not NetworkType.HTTP:
         return network
     domains = list(dict.fromkeys([*PACKAGE_INDEX_DOMAINS, *network.domains]))
-    return network.model_copy(update={"domains": domains})
+    return Network(type=NetworkType.HTTP, domains=domains)
 
 
 class PythonTranslator:
@@ -37,6 +37,9 @@ class PythonTranslator:
 
     job_type = "python"
     engine = "docker"
+    valid_tasks = True
+    """Its tasks keep the submitted task's validated parts and add an engine and a network
+    made by their validating constructors (docker params by ``DockerParams``)."""
     choices: ClassVar[Mapping[str, Sequence[str]]] = {
         "version": (*PYTHON_VERSIONS, WASM_PYTHON_VERSION),
         "runtime": RUNTIMES,

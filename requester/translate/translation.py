@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,18 +32,24 @@ class Translation:
         return self.runnable.id != self.original.id
 
 
-def translate_job(job: Job, registry: TranslatorRegistry) -> Translation:
+def translate_job(
+    job: Job, registry: TranslatorRegistry, update: Mapping[str, Any] | None = None
+) -> Translation:
     """Translate ``job`` if its engine is not native, or is a native engine's job type in the
     form ``shoal exec`` gives (``engine.params.command``, e.g. ``shoal exec wasm``) and a
-    translator for it is registered; never mutates ``job``.
+    translator for it is registered; never mutates ``job``. ``update``: fields of ``job`` to
+    set first, as ``job.model_copy(update=update)`` would (the requester's owner, state and
+    idempotent ID), made in the same copies as the translation's own.
 
     The new job's ID is derived from the original's, so translating the same submission
     twice yields the same job. Raises only ``ShoalError`` subclasses.
     """
+    changes = dict(update or {})
     job_type = job.engine_type
     typed = "command" in job.task.engine.params and job_type.lower() in registry.job_types()
     if job_type in NATIVE_ENGINES and not typed:
-        return Translation(original=job, runnable=job)
+        native = job.model_copy(update=changes) if changes else job
+        return Translation(original=native, runnable=native)
     translator = registry.get(job_type)
     try:
         task = translator.translate(job.task)
@@ -57,32 +65,37 @@ def translate_job(job: Job, registry: TranslatorRegistry) -> Translation:
             f"not one of {', '.join(sorted(NATIVE_ENGINES))}"
         )
     translator_name = f"{type(translator).__module__}.{type(translator).__qualname__}"
-    runnable_id = derived_job_id(job.id)
-    # One validation of the whole new task: the translator's task may be a model_copy, which
-    # pydantic does not validate. The rest of the new job is the validated ``job`` with a
-    # derived ID and string meta, valid by construction.
-    try:
-        checked = Task.model_validate(task.model_dump(mode="json"))
-    except ValidationError as error:
-        errors = describe_errors(error, prefix="tasks[0]")
-        raise TranslationError(
-            f"translator for {job_type!r} produced an invalid job: {errors}"
-        ) from None
+    original_id = str(changes.get("id", job.id))
+    runnable_id = derived_job_id(original_id)
+    # One validation of the whole new task, unless the translator builds only valid ones
+    # (``valid_tasks``): a model_copy, which translators may return, is not validated. The
+    # rest of the new job is the validated ``job`` with a derived ID and string meta, valid
+    # by construction.
+    if not getattr(translator, "valid_tasks", False):
+        try:
+            task = Task.model_validate(task.model_dump(mode="json"))
+        except ValidationError as error:
+            errors = describe_errors(error, prefix="tasks[0]")
+            raise TranslationError(
+                f"translator for {job_type!r} produced an invalid job: {errors}"
+            ) from None
     runnable = job.model_copy(
         update={
+            **changes,
             "id": runnable_id,
             "meta": {
                 **job.meta,
                 META_JOB_TYPE: job_type,
                 META_TRANSLATOR: translator_name,
-                META_ORIGINAL_ID: job.id,
+                META_ORIGINAL_ID: original_id,
             },
-            "tasks": [checked],
+            "tasks": [task],
             "state": JobState.PENDING,
         }
     )
     original = job.model_copy(
         update={
+            **changes,
             "meta": {**job.meta, META_TRANSLATED_ID: runnable_id},
             "state": JobState.TRANSLATED,
         }

@@ -284,6 +284,50 @@ def test_translation_raises_only_typed_errors(job_type: str, params: dict[str, A
         translate_job(submitted, REGISTRY)
 
 
+@given(
+    arguments=st.lists(st.text(max_size=8), min_size=1, max_size=4),
+    version=st.sampled_from([None, *PYTHON_VERSIONS, "3.15", "2.7"]),
+    runtime=st.sampled_from([None, "docker", "wasm"]),
+    network=st.sampled_from(
+        [None, {"type": "none"}, {"type": "full"}, {"type": "http", "domains": ["example.com"]}]
+    ),
+    env=st.dictionaries(st.sampled_from(["A", "B_2"]), st.text(max_size=4), max_size=2),
+)
+@settings(max_examples=200)
+def test_python_tasks_are_valid_as_built(
+    arguments: list[str],
+    version: str | None,
+    runtime: str | None,
+    network: dict[str, Any] | None,
+    env: dict[str, str],
+) -> None:
+    """The python translator says ``valid_tasks``: its task validated again is the same."""
+    params = {k: v for k, v in (("version", version), ("runtime", runtime)) if v is not None}
+    submitted = job(
+        {"type": "python", "params": {"command": "python", "arguments": arguments, **params}},
+        network=network,
+        env=env,
+    )
+    try:
+        runnable = translate_job(submitted, REGISTRY).runnable
+    except TranslationError:
+        return
+    checked = Task.model_validate(runnable.task.model_dump(mode="json"))
+    assert checked == runnable.task
+    assert checked.model_dump_json() == runnable.task.model_dump_json()
+
+
+def test_update_sets_fields_as_a_copy_first_would() -> None:
+    submitted = python(["python", "app.py"])
+    update = {"owner": "alice", "id": "j-11111111-2222-4333-8444-555555555555"}
+    direct = translate_job(submitted, REGISTRY, update)
+    copied = translate_job(submitted.model_copy(update=update), REGISTRY)
+    assert direct.original.model_dump_json() == copied.original.model_dump_json()
+    assert direct.runnable.model_dump_json() == copied.runnable.model_dump_json()
+    assert direct.runnable.meta["shoal.original_id"] == update["id"]
+    assert submitted.owner == ""  # never mutated
+
+
 def _code(target: str) -> dict[str, Any]:
     data = "H4sIAAAAAAAAA+3BAQ0AAADCoPdPbQ8HFAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPgZCwAA//8"
     return {
