@@ -54,15 +54,28 @@ def check_archive(data: bytes, label: str, limit: int) -> None:
     unpacked = BoundedGzip(gzip.GzipFile(fileobj=io.BytesIO(data)), 2 * limit + 1024**2, too_big)
     total = 0
     with tarfile.open(fileobj=io.BufferedReader(unpacked, 1024**2), mode="r|") as tar:
-        seen: set[str] = set()
+        kinds: dict[str, str] = {}  # name → "dir", "file" or "link", of the members so far
         for member in tar:
             check_member(member, label)
-            if member.islnk() and posixpath.normpath(member.linkname) not in seen:
+            name = posixpath.normpath(member.name)
+            if not member.isdir() and kinds.get(name) == "dir":
+                raise UsageError(f"{label}: refusing {member.name!r}: it would replace a folder")
+            if member.islnk() and (
+                kinds.get(posixpath.normpath(member.linkname)) != "file"
+                or posixpath.normpath(member.linkname) == name
+            ):
                 raise UsageError(
                     f"{label}: refusing hard link {member.name!r} -> {member.linkname!r}: "
-                    "no member of that name before it"
+                    "no regular file of that name before it"
                 )
-            seen.add(posixpath.normpath(member.name))
+            parent = posixpath.dirname(name)
+            while parent and parent != ".":
+                kinds[parent] = "dir"
+                parent = posixpath.dirname(parent)
+            if member.isdir():
+                kinds[name] = "dir"
+            else:
+                kinds[name] = "file" if member.isfile() else "link"
             total += member.size if member.isfile() else 0
             if total > limit:
                 raise too_big

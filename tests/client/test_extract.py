@@ -58,6 +58,28 @@ def test_refuses_members_that_escape(bad: tarfile.TarInfo, why: str, tmp_path: P
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("members", "why"),
+    [
+        # a link over a folder: tarfile falls back to copying the target, itself (recursion)
+        ((member("d", tarfile.DIRTYPE), member("d", tarfile.SYMTYPE, "d")), "replace a folder"),
+        ((member("d/f"), member("d", tarfile.SYMTYPE, "e")), "replace a folder"),
+        ((member("d", tarfile.DIRTYPE), member("d", tarfile.LNKTYPE, "d")), "replace a folder"),
+        ((member("a"), member("h", tarfile.LNKTYPE, "h")), "no regular file"),
+        (
+            (member("a"), member("l", tarfile.SYMTYPE, "a"), member("h", tarfile.LNKTYPE, "l")),
+            "no regular file",
+        ),
+    ],
+)
+def test_refuses_members_that_replace_folders_or_link_to_no_file(
+    members: tuple[tarfile.TarInfo, ...], why: str, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match=why):
+        extract(archive(*members), tmp_path / "out", "output x")
+    assert not (tmp_path / "out").exists()
+
+
 def test_internal_links_are_fine(tmp_path: Path) -> None:
     data = archive(
         member("a.txt"),
