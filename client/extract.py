@@ -41,6 +41,8 @@ def check_member(member: tarfile.TarInfo, label: str) -> None:
         raise UsageError(f"{label}: refusing {name!r}: device or FIFO")
     if member.issym() or member.islnk():
         target = member.linkname
+        if not target:
+            raise UsageError(f"{label}: refusing link {name!r}: it points at nothing")
         joined = posixpath.join(posixpath.dirname(name), target) if member.issym() else target
         if target.startswith("/") or posixpath.normpath(joined).startswith(".."):
             raise UsageError(f"{label}: refusing link {name!r} -> {target!r}: it leaves the folder")
@@ -112,6 +114,8 @@ def extract(data: bytes, destination: Path, label: str, limit: int = DEFAULT_LIM
             return [m.name for m in tar.getmembers() if m.isfile()]
     except tarfile.FilterError as error:
         raise UsageError(f"{label}: refusing archive: {error}") from None
+    except (RecursionError, KeyError):  # a link tarfile could not make, then not copy either
+        raise UsageError(f"{label}: refusing archive: a link in it cannot be made") from None
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise UsageError(f"{label}: not a readable archive: {error}") from None
     except OSError as error:  # e.g. a file member named "a/." or a file where a folder goes

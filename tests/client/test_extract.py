@@ -66,6 +66,7 @@ def test_refuses_members_that_escape(bad: tarfile.TarInfo, why: str, tmp_path: P
         ((member("d/f"), member("d", tarfile.SYMTYPE, "e")), "replace a folder"),
         ((member("d", tarfile.DIRTYPE), member("d", tarfile.LNKTYPE, "d")), "replace a folder"),
         ((member("a"), member("h", tarfile.LNKTYPE, "h")), "no regular file"),
+        ((member("d", tarfile.DIRTYPE), member("d/x", tarfile.SYMTYPE, "")), "points at nothing"),
         (
             (member("a"), member("l", tarfile.SYMTYPE, "a"), member("h", tarfile.LNKTYPE, "l")),
             "no regular file",
