@@ -249,6 +249,8 @@ def encode(message: Message) -> bytes:
 
 def decode(body: bytes, kind: type[M]) -> M:
     """Parse ``body`` as ``kind``; ``ProtocolError`` with a readable reason otherwise."""
+    if (b"NaN" in body or b"Infinity" in body) and _non_finite(body):
+        raise ProtocolError("message body is not valid JSON: it holds NaN or Infinity")
     try:
         message = kind.model_validate_json(body)
     except ValidationError as error:
@@ -258,6 +260,26 @@ def decode(body: bytes, kind: type[M]) -> M:
         raise ProtocolError(f"invalid {kind.__name__}: {describe_errors(error)}") from None
     _check_version({"schema_version": message.schema_version})
     return message
+
+
+class _NonFiniteError(Exception):
+    """A ``NaN`` or ``Infinity`` constant, which JSON has not (pydantic's parser takes them)."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFiniteError(name)
+
+
+def _non_finite(body: bytes) -> bool:
+    """Whether ``body`` holds a ``NaN`` or ``Infinity`` constant outside its strings: such a
+    number would not survive the JSON the job is stored and forwarded as."""
+    try:
+        json.loads(body, parse_constant=_reject_constant)
+    except _NonFiniteError:
+        return True
+    except ValueError:
+        return False
+    return False
 
 
 def _check_version(data: Any) -> None:

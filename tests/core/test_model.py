@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 
-from shoal.errors import InvalidJobError
+from shoal.errors import InvalidJobError, ProtocolError
 from shoal.model import JOB_ID, Job, derived_job_id, parse_job
+from shoal.wire import Submission, decode
 
 from .strategies import jobs
 
@@ -204,3 +205,15 @@ def test_a_job_without_retries_serializes_as_before_they_existed() -> None:
     asked = parse_job(job_with(retries={"attempts": 1}))
     assert asked.model_dump(mode="json")["tasks"][0]["retries"]["attempts"] == 1
     assert parse_job(asked.model_dump_json()) == asked
+
+
+@pytest.mark.parametrize("constant", ["Infinity", "-Infinity", "NaN"])
+def test_a_non_finite_number_in_a_message_is_refused(constant: str) -> None:
+    body = (
+        '{"schema_version": 2, "job": {"tasks": [{"engine": {"type": "duckdb", '
+        f'"params": {{"command": {constant}, "arguments": ["NaN", "Infinity"]}}}}}}]}}}}'
+    ).encode()
+    with pytest.raises(ProtocolError, match="NaN or Infinity"):
+        decode(body, Submission)
+    fine = body.replace(constant.encode(), b'"duckdb"', 1)
+    assert decode(fine, Submission).job.tasks[0].engine.params["arguments"] == ["NaN", "Infinity"]
