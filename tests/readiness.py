@@ -8,6 +8,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from tests.client.cutting_proxy import CuttingProxy
+
 
 def via_port(url: str, port: int) -> str:
     """``url`` (an ``amqp://`` URL) with its host and port made ``127.0.0.1:port``."""
@@ -49,3 +51,14 @@ async def readyz_becomes(port: int, status: int, within: float = 15.0, saying: s
 def port_in(path: Path) -> int:
     """The port a service wrote to its ``SHOAL_METRICS_PORT_FILE``."""
     return int(path.read_text())
+
+
+async def ready_through_an_outage(port: int, proxy: CuttingProxy) -> None:
+    """The service on ``port``, reaching its broker through ``proxy``, is ready; not ready
+    (its ``/livez`` still answering) while the proxy is down; ready again once it is back."""
+    assert await probe(port, "/readyz") == (200, "ready\n")
+    proxy.go_down()
+    assert "not connected to the broker" in await readyz_becomes(port, 503)
+    assert await probe(port, "/livez") == (200, "ok\n")
+    proxy.come_back()
+    assert await readyz_becomes(port, 200) == "ready\n"

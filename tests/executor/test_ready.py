@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from tests.client.cutting_proxy import cutting_proxy
-from tests.readiness import port_in, probe, readyz_becomes, upstream_of, via_port
+from tests.readiness import (
+    port_in,
+    probe,
+    ready_through_an_outage,
+    readyz_becomes,
+    upstream_of,
+    via_port,
+)
 
 from .conftest import Broker, StartExecutor
 from .support import docker_job
@@ -28,14 +35,7 @@ async def test_readyz_is_503_while_the_broker_is_away_and_200_once_back(
             metrics_port_file=port_file,
         )
         try:
-            port = port_in(port_file)
-            assert await probe(port, "/readyz") == (200, "ready\n")
-            proxy.go_down()
-            assert "not connected to the broker" in await readyz_becomes(port, 503)
-            assert await probe(port, "/livez") == (200, "ok\n")
-            proxy.come_back()
-            # the executor tries to reconnect every 5 s
-            assert await readyz_becomes(port, 200) == "ready\n"
+            await ready_through_an_outage(port_in(port_file), proxy)
         finally:
             proxy.come_back()  # an executor stops cleanly only with its broker there
             await running.stop()

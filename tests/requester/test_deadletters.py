@@ -59,6 +59,18 @@ async def dead_letter(
     await exchange.publish(aio_pika.Message(body, headers=headers, **props), routing_key=queue)
 
 
+async def recorded_after_dead_letter(
+    requester: Requester, connection: AbstractRobustConnection, job_id: str, queue: str, body: bytes
+) -> dict[str, Any]:
+    """Dead-letter ``body`` from ``queue`` at the delivery limit, wait until the requester
+    recorded job ``job_id``'s outcome, and return its record."""
+    async with bound(connection, EVENTS_EXCHANGE, f"job.*.{job_id}.recorded") as done:
+        await dead_letter(await connection.channel(), queue, body, "delivery_limit")
+        await done.count(1)
+    assert requester.store is not None
+    return await requester.store.describe(job_id)
+
+
 async def answer_to_dead(client: Client, submission: Submission, reason: str) -> SubmitReply:
     """The requester's answer to ``submission`` dead-lettered from ``shoal.submit``."""
     correlation = uuid.uuid4().hex
@@ -118,11 +130,8 @@ async def test_a_dead_compute_message_says_the_last_error(
     failed = state(job.id, JobState.FAILED, attempt="a1", error=engine)
     await requester.store.record_events([state(job.id, JobState.RUNNING, attempt="a1"), failed])
     assert (await requester.store.describe(job.id))["state"] == JobState.QUEUED, "retried"
-    async with bound(connection, EVENTS_EXCHANGE, f"job.*.{job.id}.recorded") as done:
-        body = encode(ComputeRequest(job=job))
-        await dead_letter(await connection.channel(), COMPUTE_QUEUE, body, "delivery_limit")
-        await done.count(1)
-    record = await requester.store.describe(job.id)
+    body = encode(ComputeRequest(job=job))
+    record = await recorded_after_dead_letter(requester, connection, job.id, COMPUTE_QUEUE, body)
     assert record["state"] == JobState.FAILED
     assert record["error"] == (
         "delivery limit reached: taken more than 5 times and never finished "
@@ -152,11 +161,8 @@ async def test_a_dead_submission_fails_its_pending_job(
     job = docker_job()
     assert requester.store is not None
     await requester.store.add_jobs([NewJob(job, job)])
-    async with bound(connection, EVENTS_EXCHANGE, f"job.*.{job.id}.recorded") as done:
-        body = encode(Submission(job=job))
-        await dead_letter(await connection.channel(), SUBMIT_QUEUE, body, "delivery_limit")
-        await done.count(1)
-    record = await requester.store.describe(job.id)
+    body = encode(Submission(job=job))
+    record = await recorded_after_dead_letter(requester, connection, job.id, SUBMIT_QUEUE, body)
     assert record["state"] == JobState.FAILED
     assert record["error"] == (
         "its submission was dead-lettered from shoal.submit: "

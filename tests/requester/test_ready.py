@@ -13,7 +13,12 @@ from pydantic import SecretStr
 from shoal.requester.service import Requester
 from shoal.requester.settings import RequesterSettings
 from tests.client.cutting_proxy import cutting_proxy
-from tests.readiness import port_in, probe, readyz_becomes, upstream_of, via_port
+from tests.readiness import (
+    port_in,
+    ready_through_an_outage,
+    upstream_of,
+    via_port,
+)
 
 pytestmark = [pytest.mark.rabbitmq, pytest.mark.timeout(60)]
 
@@ -37,13 +42,7 @@ async def test_readyz_is_503_while_the_broker_is_away_and_200_once_back(
         requester = Requester(settings)
         await requester.start()
         try:
-            port = port_in(port_file)
-            assert await probe(port, "/readyz") == (200, "ready\n")
-            proxy.go_down()
-            assert "not connected to the broker" in await readyz_becomes(port, 503)
-            assert await probe(port, "/livez") == (200, "ok\n")
-            proxy.come_back()
-            assert await readyz_becomes(port, 200) == "ready\n"
+            await ready_through_an_outage(port_in(port_file), proxy)
         finally:
             proxy.come_back()  # a requester stops cleanly only with its broker there
             await requester.stop()
