@@ -15,17 +15,16 @@ for the fast tests) and ``shoal.executor.engines.wasm`` (WebAssembly). Errors a 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from shoal.executor.limits import Limits
+from shoal.liveness import Alive
 from shoal.model import Job
 
 Stream = Literal["stdout", "stderr"]
-Alive = Callable[[str], Awaitable[bool]]
-"""Whether the executor with this ID is running (connected to the broker)."""
 
 
 class EngineError(Exception):

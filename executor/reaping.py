@@ -22,7 +22,7 @@ from typing import Protocol
 
 import structlog
 
-from shoal.executor.engine import Alive
+from shoal.liveness import Alive
 
 log = structlog.get_logger("executor")
 

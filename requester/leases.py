@@ -13,10 +13,9 @@ outage longer than a lease neither resends nor hands over the runs of live execu
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
-Alive = Callable[[str], Awaitable[bool]]
-"""Whether the executor with this ID is still connected to the broker."""
+from shoal.liveness import Alive
 
 
 class Holders:

@@ -9,11 +9,17 @@ to hand a claimed run to another executor when its holder is gone (``shoal.reque
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import structlog
 from aio_pika.abc import AbstractConnection
 from aiormq.exceptions import ChannelLockedResource, ChannelNotFoundEntity
 
 log = structlog.get_logger("liveness")
+
+Alive = Callable[[str], Awaitable[bool]]
+"""Whether the executor with this ID is running (connected to the broker), as
+:func:`executor_alive` of a connection tells."""
 
 
 def executor_queue(executor_id: str) -> str:

@@ -11,7 +11,6 @@ import aio_pika
 import aiodocker
 import pytest
 
-from shoal.executor.engine import Alive
 from shoal.executor.engines.docker.engine import DockerEngine
 from shoal.executor.engines.docker.gateway import MemoryGateway
 from shoal.executor.engines.docker.memory_runner import MemoryRunner
@@ -25,7 +24,7 @@ from shoal.executor.engines.docker.runner import (
 )
 from shoal.executor.reaping import Confirmed, keep_reaping, reap_round
 from shoal.executor.settings import ExecutorSettings
-from shoal.liveness import executor_alive
+from shoal.liveness import Alive, executor_alive
 from shoal.model import JobState
 
 from .conftest import Broker, StartExecutor

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from shoal.executor import failures
 from shoal.executor.addresses import DestinationPolicy, NodeAddresses
-from shoal.executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engine import ExitInfo, Outputs, Overrun, Stream
 from shoal.executor.engines.docker.depcache import DepCache, InstallRequest, Prebuilt
 from shoal.executor.engines.docker.gateway import HttpGateway, Lease
 from shoal.executor.engines.docker.inputs import (
@@ -57,6 +57,7 @@ from shoal.executor.limits import Limits
 from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.executor.shielded import uncancellable
 from shoal.images import runtime_images
+from shoal.liveness import Alive
 from shoal.model import Job, NetworkType
 
 ENGINE_GONE_WITHIN = 30.0

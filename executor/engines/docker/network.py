@@ -27,10 +27,10 @@ import aiodocker
 import structlog
 
 from shoal.executor.addresses import DestinationPolicy, NodeAddresses
-from shoal.executor.engine import Alive
 from shoal.executor.engines.docker.gateway import HttpGateway, Lease, NoGateway, proxy_env
 from shoal.executor.engines.docker.proxy import USER, AllowListProxy
 from shoal.executor.settings import ExecutorSettings
+from shoal.liveness import Alive
 
 log = structlog.get_logger("shoal.executor.engines.docker.network")
 

@@ -13,7 +13,6 @@ import asyncio
 
 import structlog
 
-from shoal.executor.engine import Alive
 from shoal.executor.engines.docker.removal import REMOVE_DEADLINE, remove_within
 from shoal.executor.engines.docker.runner import (
     LABEL_EXECUTOR,
@@ -21,6 +20,7 @@ from shoal.executor.engines.docker.runner import (
     ContainerRunner,
     RunnerError,
 )
+from shoal.liveness import Alive
 
 log = structlog.get_logger("executor")
 

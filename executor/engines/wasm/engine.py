@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from shoal.executor import failures
 from shoal.executor.addresses import DestinationPolicy, NodeAddresses
-from shoal.executor.engine import Alive, ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engine import ExitInfo, Outputs, Overrun, Stream
 from shoal.executor.engines.docker.depplan import code_files
 from shoal.executor.engines.docker.inputs import Placement, prepare_inputs, top_level
 from shoal.executor.engines.docker.volumes import folders_usage
@@ -57,6 +57,7 @@ from shoal.executor.failures import JobError
 from shoal.executor.limits import Limits
 from shoal.executor.settings import ExecutorSettings
 from shoal.executor.shielded import uncancellable
+from shoal.liveness import Alive
 from shoal.model import Job, NetworkType, WasmParams, describe_errors
 
 log = structlog.get_logger("executor")
