@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from shoal.broker import broker_user
+from shoal.broker import Renewal, broker_user
 from shoal.errors import UnavailableError, from_wire
 from shoal.executor.settings import ExecutorSettings
 from shoal.names import CLAIMS_KEY, DIRECT_REPLY_TO, FLEET_EXCHANGE
@@ -145,6 +145,7 @@ class AmqpClaimTransport:
 
     def __init__(self, channel: AbstractRobustChannel, timeout: float, account: str) -> None:
         self._channel = channel
+        self._renew = Renewal(channel)
         self._timeout = timeout
         self._account = account
         self._waiting: dict[str, asyncio.Future[bytes]] = {}
@@ -194,6 +195,10 @@ class AmqpClaimTransport:
             raise UnavailableError(
                 f"no requester answered a claim within {self._timeout:g}s"
             ) from None
+        except aiormq.exceptions.DeliveryError as error:
+            if not isinstance(error, aiormq.exceptions.PublishError):
+                await self._renew()  # refused (Basic.Nack): the next try on a fresh channel
+            raise UnavailableError(f"claim request failed: {error}") from None
         except (
             aiormq.exceptions.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,  # closed, not yet reopened

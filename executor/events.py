@@ -13,11 +13,13 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from aio_pika.abc import AbstractExchange
+from aio_pika import ExchangeType
+from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
-from shoal.broker import publish
+from shoal.broker import Renewal, publish
 from shoal.executor.engine import Stream
 from shoal.model import JobState
+from shoal.names import EVENTS_EXCHANGE
 from shoal.wire import JobEvent
 
 
@@ -32,19 +34,44 @@ class EventSink(Protocol):
 class AmqpEventSink:
     """Events on the ``shoal.events`` topic exchange, key ``job.<owner>.<id>.<kind>``, signed
     with the executor's account as ``user_id`` (checked by the broker; the recorder records
-    events of executor accounts only)."""
+    events of executor accounts only).
 
-    def __init__(self, exchange: AbstractExchange, user: str, survive: float = 60.0) -> None:
+    The sink publishes on a channel of its own (:meth:`open`), apart from the one that
+    consumes compute deliveries, so that renewing it after a refused confirm
+    (``shoal.broker.Renewal``) hands no delivery back."""
+
+    def __init__(
+        self,
+        exchange: AbstractExchange,
+        user: str,
+        survive: float = 60.0,
+        renew: Renewal | None = None,
+    ) -> None:
         self._exchange = exchange
         self._user = user
         self._survive = survive
+        self._renew = renew
+
+    @classmethod
+    async def open(
+        cls, connection: AbstractRobustConnection, user: str, survive: float = 60.0
+    ) -> AmqpEventSink:
+        """A sink on a new confirmed channel of ``connection`` (``shoal.events`` declared)."""
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
+        return cls(exchange, user, survive, Renewal(channel))
 
     async def publish(self, event: JobEvent) -> None:
         """Publish, riding out a dropped connection for ``survive`` seconds: an event sent
         twice is recorded once (``(job, executor, seq)`` is its key), while a run whose
         result could not be sent would be handed back and run again."""
         await publish(
-            self._exchange, event.routing_key, event, survive=self._survive, user_id=self._user
+            self._exchange,
+            event.routing_key,
+            event,
+            survive=self._survive,
+            renew=self._renew,
+            user_id=self._user,
         )
 
 

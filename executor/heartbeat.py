@@ -18,7 +18,7 @@ import structlog
 from aio_pika.abc import AbstractRobustConnection
 
 import shoal
-from shoal.broker import broker_user, publish
+from shoal.broker import Renewal, broker_user, publish
 from shoal.executor.settings import ExecutorSettings
 from shoal.names import HEARTBEAT_KEY
 from shoal.topology import declare_fleet
@@ -65,6 +65,7 @@ async def _beat(
 ) -> None:
     channel = await connection.channel()
     fleet = await declare_fleet(channel)
+    renew = Renewal(channel)
     account = broker_user(settings.broker_url.get_secret_value())
     interval = settings.heartbeat_every
     held: list[str] = []
@@ -96,6 +97,7 @@ async def _beat(
                 HEARTBEAT_KEY,
                 heartbeat,
                 mandatory=False,
+                renew=renew,
                 user_id=account,
                 expiration=HEARTBEAT_MISSES * interval,
             )

@@ -371,8 +371,8 @@ async def serve(
             )
         await addresses.refresh()
         refresher = asyncio.create_task(addresses.keep_fresh(settings.address_refresh))
-        sink = AmqpEventSink(
-            topology.events,
+        sink = await AmqpEventSink.open(
+            connection,
             broker_user(settings.broker_url.get_secret_value()),
             survive=settings.claim_lease,
         )

@@ -44,6 +44,10 @@ class NotConfirmedError(Exception):
     answered the publish with something other than ``Basic.Ack``."""
 
 
+class RefusedError(NotConfirmedError):
+    """The broker answered the publish with ``Basic.Nack``."""
+
+
 def properties(
     *, message_id: str | None = None, correlation_id: str | None = None
 ) -> commands.Basic.Properties:
@@ -196,6 +200,10 @@ def _outcome(future: asyncio.Future[object] | None) -> Exception | None:
     if future.cancelled():
         return NotConfirmedError("the publish was cancelled")
     error = future.exception()
+    if isinstance(error, aiormq.exceptions.DeliveryError) and not isinstance(
+        error, aiormq.exceptions.PublishError
+    ):
+        return RefusedError(f"the broker refused a message: {error}")
     if error is not None:
         return error if isinstance(error, Exception) else NotConfirmedError(repr(error))
     answer = future.result()

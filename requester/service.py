@@ -30,7 +30,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 
-from shoal.broker import connect, connected, consumer_active
+from shoal.broker import Renewal, connect, connected, consumer_active
 from shoal.liveness import executor_alive
 from shoal.logs import configure
 from shoal.metrics import QUEUE_READY, QUEUE_UNACKED, HealthServer, count_reconnects
@@ -270,6 +270,7 @@ class Requester:
             announcer,
             interval=self.settings.sweep_interval,
             compute=sweep_channel.default_exchange,
+            renew=Renewal(sweep_channel),
             holders=self.holders,
             resend_every=self.settings.resend_every,
             retention=self.settings.retention,

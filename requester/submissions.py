@@ -37,6 +37,7 @@ from aio_pika.abc import AbstractRobustChannel
 from aiormq.abc import DeliveredMessage
 
 from shoal import limits
+from shoal.broker import Renewal
 from shoal.errors import IdempotencyConflictError, InvalidJobError, ProtocolError, ShoalError
 from shoal.metrics import RECEIVED, ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
@@ -55,7 +56,7 @@ from . import delivery
 from .access import Access
 from .admission import DEFAULT_ADMISSION, Admission, ImageCheck
 from .batching import Batcher
-from .framebatch import FrameBatch, confirmed, properties
+from .framebatch import FrameBatch, RefusedError, confirmed, properties
 from .store import JobStore, NewJob
 from .translate import TranslatorRegistry, translate_job
 
@@ -174,6 +175,7 @@ class SubmissionPipeline:
         self._later: set[asyncio.Task[None]] = set()
         self._busy: dict[str, asyncio.Future[None]] = {}
         self._writes: Batcher[_StoreOp, dict[str, JobState]] = Batcher(self._write)
+        self._renew = Renewal(channel)
         self._consumer: tuple[aiormq.Channel, str] | None = None
         self._stopping = False
 
@@ -409,11 +411,14 @@ class SubmissionPipeline:
             self._fail(items, "publish", error)
             return []
         published = []
-        for item, outcome in zip(items, await confirmed(futures), strict=True):
+        outcomes = await confirmed(futures)
+        for item, outcome in zip(items, outcomes, strict=True):
             if outcome is None:
                 published.append(item)
             else:
                 self._fail([item], "publish", outcome)
+        if any(isinstance(outcome, RefusedError) for outcome in outcomes):
+            await self._renew()  # its deliveries go back: a later round answers them
         return published
 
     def _fail(self, items: Sequence[_Item], step: str, error: Exception) -> None:

@@ -31,7 +31,7 @@ from datetime import timedelta
 import structlog
 from aio_pika.abc import AbstractExchange
 
-from shoal.broker import publish
+from shoal.broker import Renewal, publish
 from shoal.topology import compute_queue, job_lane
 from shoal.wire import ComputeRequest, utcnow
 
@@ -61,12 +61,14 @@ class Sweeper:
         *,
         interval: float,
         compute: AbstractExchange | None = None,
+        renew: Renewal | None = None,
         holders: Holders | None = None,
         resend_every: float,
         retention: float = 0.0,
     ) -> None:
         self._store = store
         self._compute = compute
+        self._renew = renew
         self._holders = holders
         self._resend_every = resend_every
         self._announcer = announcer
@@ -144,6 +146,7 @@ class Sweeper:
                     self._compute,
                     compute_queue(job_lane(job)),
                     ComputeRequest(job=job),
+                    renew=self._renew,
                     message_id=job.id,
                 )
                 log.info("job.retried", job_id=job.id)

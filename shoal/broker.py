@@ -13,14 +13,20 @@ attempt, and each attempt connects to ``self.url``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractQueue
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustChannel,
+)
 from yarl import URL
 
 from shoal.brokerurl import broker_urls, redact, unreachable_all
@@ -106,6 +112,59 @@ async def consumer_active(queue: AbstractQueue, tag: str) -> bool:
     return tag in underlay.consumers
 
 
+async def reopened(channel: AbstractChannel, within: float = 10.0) -> None:
+    """Once ``channel``, closed by the broker (or by :class:`Renewal`), is open again: a robust
+    channel reopens itself (waited for, up to ``within`` seconds), a plain one is reopened
+    here."""
+    if not isinstance(channel, AbstractRobustChannel):
+        await channel.reopen()
+        return
+    done = asyncio.Event()
+
+    def on_reopen(*_: object) -> None:
+        done.set()
+
+    channel.reopen_callbacks.add(on_reopen)
+    try:
+        if channel.is_closed:
+            await asyncio.wait_for(done.wait(), within)
+    finally:
+        channel.reopen_callbacks.discard(on_reopen)
+
+
+class Renewal:
+    """Renews a robust channel whose publishes the broker refuses to confirm: its channel on
+    the broker is closed and a fresh one opened in its place (consumers and declarations
+    restored by aio-pika; deliveries not yet settled go back to their queues).
+
+    RabbitMQ 3.10 was seen refusing (``Basic.Nack``) every publish of a channel that had
+    been reopened on one cluster node while the node leading the quorum queues was stopping,
+    for minutes, while the queues were up and new channels were served. At most one renewal
+    every ``every`` seconds, so a real refusal (a full queue, a lost quorum) costs little.
+    """
+
+    def __init__(self, channel: AbstractRobustChannel, every: float = 5.0) -> None:
+        self.channel = channel
+        self._every = every
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def __call__(self) -> None:
+        """Renew the channel, unless it was renewed less than ``every`` seconds ago."""
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if loop.time() < self._next:
+                return
+            self._next = loop.time() + self._every
+            try:
+                raw = cast(aiormq.Channel, await self.channel.get_underlay_channel())
+                log.warning("broker.channel_renewed", channel=raw.number)
+                await raw.close()
+                await reopened(self.channel)
+            except Exception as error:  # down meanwhile: the robust connection reopens it
+                log.warning("broker.renew_failed", error=f"{type(error).__name__}: {error}")
+
+
 def broker_user(url: str) -> str:
     """The account an ``amqp://`` URL (or list of them) logs in as (RabbitMQ's default:
     ``guest``)."""
@@ -129,6 +188,7 @@ async def publish(
     *,
     mandatory: bool = True,
     survive: float = 0.0,
+    renew: Callable[[], Awaitable[None]] | None = None,
     **properties: Any,
 ) -> None:
     """Publish ``message`` persistently (mandatory unless told); returns once confirmed.
@@ -138,7 +198,9 @@ async def publish(
     the broker refuses to confirm (``Basic.Nack``: a quorum queue electing a new leader after
     its node stopped), is tried again (with backoff) until it goes through or that time has
     passed; only for messages that are safe to publish twice (the broker may have taken the
-    first).
+    first). ``renew`` (a :class:`Renewal` of the exchange's channel), when given, is awaited
+    after a refused confirm, before the next try (or before the error is raised: the next
+    publish goes out on the fresh channel).
     """
     loop = asyncio.get_running_loop()
     give_up, pause = loop.time() + survive, 0.1
@@ -149,7 +211,11 @@ async def publish(
             )
             break
         except (*CHANNEL_GONE, aiormq.exceptions.DeliveryError) as error:
-            if isinstance(error, aiormq.exceptions.PublishError) or loop.time() + pause > give_up:
+            returned = isinstance(error, aiormq.exceptions.PublishError)
+            refused = isinstance(error, aiormq.exceptions.DeliveryError) and not returned
+            if refused and renew is not None:
+                await renew()
+            if returned or loop.time() + pause > give_up:
                 raise  # a returned message (no queue for it) is not tried again
         await asyncio.sleep(pause)
         pause = min(pause * 2, RESEND_PAUSE_MAX)

@@ -12,15 +12,15 @@ change them): :func:`declare` then uses it as it is and logs how to bound it wit
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 import aio_pika
 import aiormq
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustChannel
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from aiormq.abc import FieldTable
 
+from shoal.broker import reopened
 from shoal.model import Job
 from shoal.names import (
     API_QUEUE,
@@ -122,26 +122,8 @@ async def _declare_dead(channel: AbstractChannel) -> AbstractQueue:
             note="declared without bounds by an older Shoal; bound it with a policy",
             command=DEAD_POLICY,
         )
-        await _reopened(channel)
+        await reopened(channel)
         return await channel.declare_queue(DEAD_QUEUE, passive=True)
-
-
-async def _reopened(channel: AbstractChannel) -> None:
-    """Once ``channel``, closed by the broker, is open again."""
-    if not isinstance(channel, AbstractRobustChannel):
-        await channel.reopen()
-        return
-    reopened = asyncio.Event()
-
-    def on_reopen(*_: object) -> None:
-        reopened.set()
-
-    channel.reopen_callbacks.add(on_reopen)
-    try:
-        if channel.is_closed:
-            await asyncio.wait_for(reopened.wait(), 10)
-    finally:
-        channel.reopen_callbacks.discard(on_reopen)
 
 
 @dataclass(frozen=True)

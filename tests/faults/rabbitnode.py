@@ -108,10 +108,57 @@ class RabbitNode:
             "list_queues", "-p", vhost, "--formatter", "json", "name", "type", "leader", "members"
         )
         return {
-            q["name"]: QuorumQueue(q["leader"], sorted(q["members"]))
+            q["name"]: QuorumQueue(q.get("leader") or "", sorted(q.get("members") or []))
             for q in json.loads(listed)
             if q["type"] == "quorum"
         }
+
+    def snapshot(self, vhost: str = "/", lines: int = 30) -> str:
+        """What this node says of its queues, and the warnings and errors at the end of its
+        log: the evidence of a failed cluster case."""
+        try:
+            queues = self.ctl(
+                "list_queues",
+                "-p",
+                vhost,
+                "name",
+                "type",
+                "leader",
+                "online",
+                "state",
+                "consumers",
+                "messages_ready",
+                "messages_unacknowledged",
+            )
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            queues = f"(list_queues failed: {error})"
+        log = self.folder / "log" / f"{self.name}.log"
+        noted = (
+            [
+                line
+                for line in log.read_text(errors="replace").splitlines()
+                if "[warning]" in line or "[error]" in line
+            ]
+            if log.exists()
+            else []
+        )
+        return f"{self.name} queues:\n{queues}\n{self.name} log:\n" + "\n".join(noted[-lines:])
+
+    def led_elsewhere(self, queue: str, former: str, within: float = 60) -> QuorumQueue:
+        """Quorum queue ``queue`` once this node sees a leader for it other than ``former``
+        (a stopped node's queues are listed without a leader, or not at all, until an
+        election among the other members settles)."""
+        end = time.monotonic() + within
+        while True:
+            try:
+                found = self.quorum_queues().get(queue)
+            except RuntimeError:  # the node is busy with the departure: ask again
+                found = None
+            if found is not None and found.leader not in ("", former):
+                return found
+            if time.monotonic() > end:
+                raise AssertionError(f"{queue} still led by {former} after {within} s: {found}")
+            time.sleep(0.5)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,15 @@ import pytest
 from aio_pika.abc import AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 
-from shoal.requester.framebatch import FrameBatch, NotConfirmedError, confirmed, properties
+from shoal.requester.framebatch import (
+    FrameBatch,
+    NotConfirmedError,
+    RefusedError,
+    confirmed,
+    properties,
+)
 from shoal.topology import COMPUTE_QUEUE, SUBMIT_QUEUE
+from tests.refusing import refusing_queue
 
 from .amqp import collect
 
@@ -63,6 +70,25 @@ async def test_unroutable_message_is_not_confirmed_but_its_neighbours_are(
     assert last is None
     assert isinstance(lost, NotConfirmedError)
     assert "no queue" in str(lost)
+
+
+async def test_a_refused_message_is_told_apart_from_an_unroutable_one(
+    connection: AbstractRobustConnection,
+) -> None:
+    queue = await refusing_queue(await connection.channel())
+    raw = await raw_channel(connection)
+    batch = FrameBatch(raw)
+    futures = [
+        batch.publish(queue.name, b"a", properties(message_id="a"), mandatory=True),
+        batch.publish(queue.name, b"b", properties(message_id="b"), mandatory=True),
+        batch.publish("shoal.no-such-queue", b"c", properties(message_id="c"), mandatory=True),
+    ]
+    await batch.flush()
+    taken, refused, lost = await confirmed(futures)
+    assert taken is None
+    assert isinstance(refused, RefusedError)  # Basic.Nack: the requester renews its channel
+    assert isinstance(lost, NotConfirmedError)
+    assert not isinstance(lost, RefusedError)
 
 
 async def test_a_body_larger_than_a_frame_arrives_whole(

@@ -16,6 +16,7 @@ from shoal.broker import connect, publish
 from shoal.errors import UnavailableError
 from shoal.wire import ControlMessage, decode
 from tests.faults.proxy import ChaosProxy
+from tests.refusing import refusing_queue, room_later
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -138,19 +139,12 @@ async def test_a_nacked_publish_is_tried_again_while_it_may_survive(
     connection = await connect(private_broker_url)
     try:
         channel = await connection.channel()
-        full = {"x-max-length": 1, "x-overflow": "reject-publish"}
-        queue = await channel.declare_queue(exclusive=True, arguments=full)
+        queue = await refusing_queue(channel)
         exchange = channel.default_exchange
         await publish(exchange, queue.name, ControlMessage(job_id="j-1"))
         with pytest.raises(aio_pika.exceptions.DeliveryError):  # full: nacked, not tried again
             await publish(exchange, queue.name, ControlMessage(job_id="j-2"))
-
-        async def make_room() -> None:
-            await asyncio.sleep(0.5)
-            message = await queue.get()
-            await message.ack()
-
-        room = asyncio.create_task(make_room())
+        room = room_later(queue)
         await publish(exchange, queue.name, ControlMessage(job_id="j-3"), survive=10)
         await room
         message = await queue.get()
