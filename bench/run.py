@@ -28,7 +28,10 @@ BENCHMARKS = {
     "batch": ["-m", "bench.bench_batch"],
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
-SECTION = re.compile(r"^<!-- bench:(\w+) -->\n(.*?)^<!-- /bench:\1 -->\n", re.M | re.S)
+SECTION = re.compile(
+    r"^<!-- bench:(\w+) -->\n(.*?)^<!-- /bench:\1 -->\n(.*?)(?=^<!-- bench:|\Z)", re.M | re.S
+)
+"""A generated section, and the notes written by hand after it (kept as they are)."""
 
 
 def machine() -> str:
@@ -58,6 +61,7 @@ def main() -> int:
     names = parser.parse_args().names or list(BENCHMARKS)
     old = RESULTS.read_text() if RESULTS.exists() else ""
     sections = {m.group(1): m.group(2) for m in SECTION.finditer(old)}
+    notes = {m.group(1): m.group(3) for m in SECTION.finditer(old)}
     for name in names:
         sections[name] = run_one(name)
     parts = [
@@ -68,7 +72,9 @@ def main() -> int:
     ]
     for name in BENCHMARKS:
         if name in sections:
-            parts.append(f"<!-- bench:{name} -->\n{sections[name]}<!-- /bench:{name} -->\n")
+            section = f"<!-- bench:{name} -->\n{sections[name]}<!-- /bench:{name} -->\n"
+            kept = notes.get(name, "").strip()
+            parts.append(section + (f"\n{kept}\n" if kept else ""))
     RESULTS.write_text("\n".join(parts))
     print(f"bench: wrote {RESULTS}", file=sys.stderr)
     return 0
