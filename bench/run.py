@@ -60,8 +60,9 @@ def main() -> int:
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], metavar="NAME")
     names = parser.parse_args().names or list(BENCHMARKS)
     old = RESULTS.read_text() if RESULTS.exists() else ""
-    sections = {m.group(1): m.group(2) for m in SECTION.finditer(old)}
-    notes = {m.group(1): m.group(3) for m in SECTION.finditer(old)}
+    found = list(SECTION.finditer(old))
+    sections = {m.group(1): m.group(2) for m in found}
+    notes = {m.group(1): m.group(3) for m in found}
     for name in names:
         sections[name] = run_one(name)
     parts = [

@@ -28,7 +28,7 @@ from aio_pika.abc import AbstractRobustChannel, AbstractRobustConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from shoal.broker import Renewal, broker_user
+from shoal.broker import Renewal, broker_user, refused
 from shoal.errors import UnavailableError, from_wire
 from shoal.executor.settings import ExecutorSettings
 from shoal.names import CLAIMS_KEY, DIRECT_REPLY_TO, FLEET_EXCHANGE
@@ -196,8 +196,8 @@ class AmqpClaimTransport:
                 f"no requester answered a claim within {self._timeout:g}s"
             ) from None
         except aiormq.exceptions.DeliveryError as error:
-            if not isinstance(error, aiormq.exceptions.PublishError):
-                await self._renew()  # refused (Basic.Nack): the next try on a fresh channel
+            if refused(error):
+                await self._renew()  # Basic.Nack: the next try goes out on a fresh channel
             raise UnavailableError(f"claim request failed: {error}") from None
         except (
             aiormq.exceptions.AMQPError,

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from aio_pika import ExchangeType
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 
 from shoal.broker import Renewal, publish
@@ -56,9 +55,10 @@ class AmqpEventSink:
     async def open(
         cls, connection: AbstractRobustConnection, user: str, survive: float = 60.0
     ) -> AmqpEventSink:
-        """A sink on a new confirmed channel of ``connection`` (``shoal.events`` declared)."""
+        """A sink on a new confirmed channel of ``connection``; ``shoal.events`` is declared
+        already (``shoal.topology.declare_executor``)."""
         channel = await connection.channel(publisher_confirms=True)
-        exchange = await channel.declare_exchange(EVENTS_EXCHANGE, ExchangeType.TOPIC, durable=True)
+        exchange = await channel.get_exchange(EVENTS_EXCHANGE, ensure=False)
         return cls(exchange, user, survive, Renewal(channel))
 
     async def publish(self, event: JobEvent) -> None:

@@ -34,6 +34,7 @@ from pamqp.constants import FRAME_BODY, FRAME_END_CHAR, FRAME_HEADER
 from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
+from shoal.broker import refused
 from shoal.wire import CONTENT_TYPE
 
 PERSISTENT = 2
@@ -200,9 +201,7 @@ def _outcome(future: asyncio.Future[object] | None) -> Exception | None:
     if future.cancelled():
         return NotConfirmedError("the publish was cancelled")
     error = future.exception()
-    if isinstance(error, aiormq.exceptions.DeliveryError) and not isinstance(
-        error, aiormq.exceptions.PublishError
-    ):
+    if error is not None and refused(error):
         return RefusedError(f"the broker refused a message: {error}")
     if error is not None:
         return error if isinstance(error, Exception) else NotConfirmedError(repr(error))

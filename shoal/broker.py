@@ -112,6 +112,14 @@ async def consumer_active(queue: AbstractQueue, tag: str) -> bool:
     return tag in underlay.consumers
 
 
+def refused(error: BaseException) -> bool:
+    """True when ``error`` is the broker's ``Basic.Nack`` of a publish (aiormq's
+    ``DeliveryError``), not a message returned as unroutable (its ``PublishError``)."""
+    return isinstance(error, aiormq.exceptions.DeliveryError) and not isinstance(
+        error, aiormq.exceptions.PublishError
+    )
+
+
 async def reopened(channel: AbstractChannel, within: float = 10.0) -> None:
     """Once ``channel``, closed by the broker (or by :class:`Renewal`), is open again: a robust
     channel reopens itself (waited for, up to ``within`` seconds), a plain one is reopened
@@ -144,7 +152,7 @@ class Renewal:
     """
 
     def __init__(self, channel: AbstractRobustChannel, every: float = 5.0) -> None:
-        self.channel = channel
+        self._channel = channel
         self._every = every
         self._next = 0.0
         self._lock = asyncio.Lock()
@@ -157,10 +165,10 @@ class Renewal:
                 return
             self._next = loop.time() + self._every
             try:
-                raw = cast(aiormq.Channel, await self.channel.get_underlay_channel())
+                raw = cast(aiormq.Channel, await self._channel.get_underlay_channel())
                 log.warning("broker.channel_renewed", channel=raw.number)
                 await raw.close()
-                await reopened(self.channel)
+                await reopened(self._channel)
             except Exception as error:  # down meanwhile: the robust connection reopens it
                 log.warning("broker.renew_failed", error=f"{type(error).__name__}: {error}")
 
@@ -211,11 +219,9 @@ async def publish(
             )
             break
         except (*CHANNEL_GONE, aiormq.exceptions.DeliveryError) as error:
-            returned = isinstance(error, aiormq.exceptions.PublishError)
-            refused = isinstance(error, aiormq.exceptions.DeliveryError) and not returned
-            if refused and renew is not None:
+            if refused(error) and renew is not None:
                 await renew()
-            if returned or loop.time() + pause > give_up:
+            if isinstance(error, aiormq.exceptions.PublishError) or loop.time() + pause > give_up:
                 raise  # a returned message (no queue for it) is not tried again
         await asyncio.sleep(pause)
         pause = min(pause * 2, RESEND_PAUSE_MAX)
