@@ -5,7 +5,8 @@
    publish to the last terminal event; against the same N containers run by a raw aiodocker
    loop (create, start, wait, logs, delete) with the same concurrency C. Rounds alternate.
    The same executor again with execution claims (each run claimed from a requester
-   running in-process, as in a deployment) against itself without: the claims' cost. A
+   running in-process, as in a deployment, while the run is prepared) against itself
+   without: the claims' cost. A
    requester runs during both, so its recorder's work weighs on both alike.
 2. Latency: one such job end to end (publish → terminal event) against
    ``docker run --rm`` of the same image and command; median of R runs each.
@@ -258,7 +259,7 @@ def report(args: argparse.Namespace, results: dict[str, Any]) -> str:
         f"| {single:.3f} | {docker_run:.3f} | {overhead:.2f}x | ≤ 1.3x "
         f"{'✅' if overhead <= 1.3 else '❌'} |",
         f"| throughput with execution claims, jobs/s (each run claimed from the requester "
-        f"first vs the same executor without claims) | {args.jobs / claims:.2f} "
+        f"while it is prepared vs the same executor without claims) | {args.jobs / claims:.2f} "
         f"| {args.jobs / shoal:.2f} | {kept:.2f}x | ≥ 0.95x {'✅' if kept >= 0.95 else '❌'} |",
         "",
         "Shoal's jobs run hardened (read-only root, tmpfs /tmp, volumes for /code and "

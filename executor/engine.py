@@ -65,6 +65,24 @@ class Overrun:
     """The limit, in bytes (for the job's error)."""
 
 
+class NotCleared(Exception):  # noqa: N818 - a verdict, not a failure
+    """The run may not go on (its execution claim was refused, or the executor hands the
+    delivery back): its preparation stops, nothing of the job's own runs, no event is sent."""
+
+
+class Gate(Protocol):
+    """What a workload's preparation watches: the job's stop, and its execution claim, which
+    is decided while the workload is prepared (``shoal.executor.claims``)."""
+
+    stopped: asyncio.Event
+    """Set when the job is stopped while it is being prepared."""
+
+    async def wait_clear(self) -> None:
+        """Return once the run may go on; raise :class:`NotCleared` when it may not. Awaited
+        before anything of the job's own runs (an install step, the job itself)."""
+        ...
+
+
 class Workload(Protocol):
     """One job's prepared run."""
 
@@ -114,10 +132,11 @@ class Engine(Protocol):
         ...
 
     def workload(
-        self, job: Job, limits: Limits, stopped: asyncio.Event
+        self, job: Job, limits: Limits, gate: Gate
     ) -> AbstractAsyncContextManager[Workload]:
-        """Prepare ``job``'s run; leaving the context removes everything it made
-        (``stopped`` is set when the job is stopped while it is being prepared)."""
+        """Prepare ``job``'s run; leaving the context removes everything it made. Nothing of
+        the job's own runs before ``gate.wait_clear()`` returns (the lifecycle awaits it before
+        ``start``; an engine whose preparation runs some, awaits it first)."""
         ...
 
     async def clean_up(self, alive: Alive) -> None:

@@ -1,17 +1,19 @@
 """One job, from an accepted compute request to its terminal event, on any engine.
 
 Steps: ``admit`` (an engine of the job's type served here and willing, ``Engine.admit``;
-waited too long? stopped already?) → publish ``running``, with the limits the node lowered
-(``shoal.executor.limits``) → open the engine's workload
-(``Engine.workload``: everything the run needs, removed again on the way out, shielded) →
-``run`` (start, stream logs, wait with timeout and stop: SIGTERM, then SIGKILL after the job's
-grace, see ``terminate``; killed at once when it holds more storage than the node allows; a
-non-zero exit the executor did not cause is checked against its engine going away,
-``Workload.stopped_by_engine``: such a job fails as an engine failure) →
-``collect`` outputs (a job failed by a preparation step with a log, such as the install step
-of a prebuilt environment, gets that log as its output) → publish ``result`` and the terminal
-``state``. A job stopped for the executor's shutdown (``JobControl.requeue``) publishes nothing
-more: its delivery goes back to the queue.
+waited too long? stopped already?) → open the engine's workload (``Engine.workload``:
+everything the run needs, removed again on the way out, shielded) while the run's execution
+claim is decided (``JobControl.claim``): once it is granted, ``running`` is published, with
+the limits the node lowered (``shoal.executor.limits``); a claim not granted stops the
+preparation and publishes nothing (no event of a run is sent, and nothing of the job's own
+runs, before its claim is granted: ``JobControl.wait_clear``) → ``run`` (start, stream logs, wait
+with timeout and stop: SIGTERM, then SIGKILL after the job's grace, see ``terminate``; killed
+at once when it holds more storage than the node allows; a non-zero exit the executor did not
+cause is checked against its engine going away, ``Workload.stopped_by_engine``: such a job
+fails as an engine failure) → ``collect`` outputs (a job failed by a preparation step with a
+log, such as the install step of a prebuilt environment, gets that log as its output) →
+publish ``result`` and the terminal ``state``. A job stopped for the executor's shutdown
+(``JobControl.requeue``) publishes nothing more: its delivery goes back to the queue.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import structlog
 
 from shoal.executor import failures
 from shoal.executor.blobs import BlobCache, materialise
-from shoal.executor.engine import Engine, EngineError, ExitInfo, Outputs, Workload
+from shoal.executor.engine import Engine, EngineError, ExitInfo, NotCleared, Outputs, Workload
 from shoal.executor.events import EventSink, JobEvents
 from shoal.executor.failures import JobError
 from shoal.executor.limits import Limits, limits
@@ -44,6 +46,10 @@ LOG_GRACE = 5.0
 """Seconds the log stream may lag behind the container's exit before it is cut."""
 
 
+GRANTED = "granted"
+"""The verdict of a claim that lets the run go on."""
+
+
 @dataclass
 class JobControl:
     """How the service reaches a running job: a stop request, or a shutdown requeue."""
@@ -53,6 +59,14 @@ class JobControl:
     requeue: bool = False
     attempt: str | None = None
     """The run's execution claim (``shoal.executor.claims``), carried by its events."""
+    claim: asyncio.Task[str] | None = None
+    """The claim being decided (its verdict; ``granted`` sets ``attempt``); ``None``: the
+    run needs no claim."""
+
+    async def wait_clear(self) -> None:
+        """Return once the run may go on (its claim granted); ``NotCleared`` otherwise."""
+        if self.claim is not None and await asyncio.shield(self.claim) != GRANTED:
+            raise NotCleared
 
     def stop(self, reason: str, *, requeue: bool = False) -> None:
         """Ask the job to stop (kill its container)."""
@@ -120,8 +134,9 @@ class _Run:
 
 
 async def execute(job: Job, submitted_at: datetime, node: Node, control: JobControl) -> Outcome:
-    """Run ``job`` and publish its events; never raises for a job's own failure."""
-    events = JobEvents(node.sink, job.id, node.executor_id, job.owner, control.attempt)
+    """Run ``job`` and publish its events; never raises for a job's own failure. A run whose
+    claim is not granted publishes nothing and ends with ``Outcome.state`` ``None``."""
+    events = JobEvents(node.sink, job.id, node.executor_id, job.owner)
     image = str(job.task.engine.params.get("image", ""))
     waited = max((utcnow() - submitted_at).total_seconds(), 0.0)
     try:
@@ -129,24 +144,45 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
         image = engine.describe(job)
         _admit(job, engine, waited)
     except JobError as failure:
-        outcome = Outcome(state=JobState.FAILED, error=failure.error, image=image)
-        await events.state(JobState.FAILED, ended_at=utcnow(), error=failure.error)
-        return outcome
-    if control.reason is not None:
-        outcome = Outcome(state=JobState.STOPPED, error=f"{failures.STOPPED}: {control.reason}")
-        if control.requeue:
+        if not await _cleared(control, events):
             return Outcome(state=None, image=image)
-        await events.state(JobState.STOPPED, ended_at=utcnow(), error=outcome.error)
-        return outcome
+        await events.state(JobState.FAILED, ended_at=utcnow(), error=failure.error)
+        return Outcome(state=JobState.FAILED, error=failure.error, image=image)
+    if control.reason is not None:
+        if control.requeue or not await _cleared(control, events):
+            return Outcome(state=None, image=image)
+        error = f"{failures.STOPPED}: {control.reason}"
+        await events.state(JobState.STOPPED, ended_at=utcnow(), error=error)
+        return Outcome(state=JobState.STOPPED, error=error)
 
     started_at = utcnow()
     job_limits = limits(job.task, node.settings, waited)
-    await events.state(JobState.RUNNING, started_at=started_at, lowered=job_limits.notes)
+    running = asyncio.create_task(_running(control, events, started_at, job_limits.notes))
+    try:
+        outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
+        return await _execute(job, engine, node, control, events, job_limits, running, outcome)
+    finally:
+        running.cancel()
+
+
+async def _execute(
+    job: Job,
+    engine: Engine,
+    node: Node,
+    control: JobControl,
+    events: JobEvents,
+    job_limits: Limits,
+    running: asyncio.Task[bool],
+    outcome: Outcome,
+) -> Outcome:
+    """Prepare and run ``job`` while ``running`` (its claim, then its ``running`` event) is
+    under way; the job starts once that is done."""
     run = _Run()
-    outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
     explained: dict[str, str] = {}
     try:
-        await _run_job(job, engine, node, control, events, job_limits, run)
+        await _run_job(job, engine, node, control, events, job_limits, run, running)
+    except NotCleared:
+        pass
     except JobError as failure:
         outcome.state, outcome.error = JobState.FAILED, failure.error
         explained = _log_result(job, failure.log)
@@ -156,6 +192,8 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
         log.exception("job.error", job_id=job.id)
         outcome.state = JobState.FAILED
         outcome.error = f"{failures.INTERNAL}: {type(error).__name__}: {error}"
+    if not await asyncio.shield(running):
+        return Outcome(state=None, image=outcome.image)
     outcome.ended_at = utcnow()
     if control.requeue:
         outcome.state = None
@@ -171,12 +209,32 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
     assert outcome.state is not None
     await events.state(
         outcome.state,
-        started_at=started_at,
+        started_at=outcome.started_at,
         ended_at=outcome.ended_at,
         exit_code=outcome.exit_code,
         error=outcome.error,
     )
     return outcome
+
+
+async def _cleared(control: JobControl, events: JobEvents) -> bool:
+    """Whether the run may go on (its claim granted; its events then carry the attempt)."""
+    try:
+        await control.wait_clear()
+    except NotCleared:
+        return False
+    events.attempt = control.attempt
+    return True
+
+
+async def _running(
+    control: JobControl, events: JobEvents, started_at: datetime, lowered: list[str]
+) -> bool:
+    """Once the claim is granted, publish ``running``; False when it is not granted."""
+    if not await _cleared(control, events):
+        return False
+    await events.state(JobState.RUNNING, started_at=started_at, lowered=lowered)
+    return True
 
 
 def _log_result(job: Job, log_tar: bytes | None) -> dict[str, str]:
@@ -246,12 +304,15 @@ async def _run_job(
     events: JobEvents,
     job_limits: Limits,
     run: _Run,
+    running: asyncio.Task[bool],
 ) -> None:
     inputs = await materialise(job.task.inputs, node.blobs)
     if inputs != job.task.inputs:  # blobs fetched: the engine sees them inline
         task = job.task.model_copy(update={"inputs": inputs})
         job = job.model_copy(update={"tasks": [task]})
-    async with engine.workload(job, job_limits, control.stopped) as workload:
+    async with engine.workload(job, job_limits, control) as workload:
+        if not await asyncio.shield(running):
+            raise NotCleared
         await _run_workload(node.settings, workload, control, events, job_limits, run)
         if not control.requeue and run.engine_gone is None:
             run.outputs = await workload.collect()

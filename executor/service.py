@@ -18,21 +18,23 @@ this node, only those whose executor (label ``shoal.executor``) is gone are remo
 share a node id.
 
 Per delivery: decode (undecodable → ``reject(requeue=False)``: dead-lettered, logged) →
-duplicate check → stop list → wait for a slot → claim the run (``shoal.executor.claims``) →
-``execution.execute`` → ack once the terminal event is confirmed, or ``nack(requeue)`` when the
-job was handed back at shutdown. One summary log line per job.
+duplicate check → stop list → wait for a slot → claim the run (``shoal.executor.claims``)
+while ``execution.execute`` prepares it → ack once the terminal event is confirmed, or
+``nack(requeue)`` when the job was handed back at shutdown. One summary log line per job.
 
 Claims: before a job starts, the executor claims its run from the requester's store under a
-new attempt ID (claims of slots that free up together share one request). Only the first
-claim of a job wins; a claim answered ``claimed`` (another executor holds or ran it),
-``stopped`` (stopped while queued, durably), ``expired`` or ``unknown`` acks the delivery and
-publishes nothing. So a compute message published twice (the requester crashed between the
-broker's confirm and its store commit) runs once, and a stop reaches executors that start
-later. While no requester answers, the claim is retried (the delivery is held). The lease is
-renewed in the background; a run whose lease another attempt took (it lapsed) is handed back,
-and its late events carry the old attempt, which the recorder refuses. With
-``SHOAL_CLAIMS=false`` (no requester: tests, benchmarks) only this executor's own duplicate
-check applies: a job ID already running here is acked and dropped.
+new attempt ID (claims of slots that free up together share one request). The claim is
+decided while the run is prepared (image, container, inputs), so its round trip costs no
+time; nothing of the job's own runs and no event is published before it is granted. Only the
+first claim of a job wins; a claim answered ``claimed`` (another executor holds or ran it),
+``stopped`` (stopped while queued, durably), ``expired`` or ``unknown`` removes what was
+prepared, acks the delivery and publishes nothing. So a compute message published twice (the
+requester crashed between the broker's confirm and its store commit) runs once, and a stop
+reaches executors that start later. While no requester answers, the claim is retried (the
+delivery is held). The lease is renewed in the background; a run whose lease another attempt
+took (it lapsed) is handed back, and its late events carry the old attempt, which the
+recorder refuses. With ``SHOAL_CLAIMS=false`` (no requester: tests, benchmarks) only this
+executor's own duplicate check applies: a job ID already running here is acked and dropped.
 
 Shutdown (first SIGTERM/SIGINT): stop consuming → let running jobs finish until
 ``drain_timeout`` → stop the rest (SIGTERM, SIGKILL after each job's grace), which requeues
@@ -72,7 +74,7 @@ from shoal.executor.engines.docker.runner import ContainerRunner
 from shoal.executor.engines.wasm.engine import WasmEngine
 from shoal.executor.engines.wasm.python import PythonRuntime, find_python
 from shoal.executor.events import AmqpEventSink
-from shoal.executor.execution import JobControl, Node, Outcome, execute, monotonic
+from shoal.executor.execution import GRANTED, JobControl, Node, Outcome, execute, monotonic
 from shoal.executor.heartbeat import Busy, start_heartbeat
 from shoal.executor.reaping import Reapable, keep_reaping
 from shoal.executor.settings import ExecutorSettings
@@ -101,6 +103,8 @@ KILL_GRACE = 30.0
 """Seconds stopped jobs get to be killed and cleaned up after the drain deadline, on top of
 their stop grace (at most ``stop_grace_max``)."""
 LOST_REASON = "its execution claim went to another attempt"
+HANDED_BACK = "handed back"
+"""A claim left undecided: the executor drains, or the claim failed unexpectedly."""
 CLAIM_RETRY_DELAY = 0.5
 CLAIM_RETRY_MAX = 10.0
 READY_DOCKER_TIMEOUT = 2.0
@@ -227,19 +231,25 @@ class Executor:
             return
         job = request.job
         structlog.contextvars.bind_contextvars(job_id=job.id)
-        if self.claims is not None and not await self._claim(message, job.id, control):
-            return
+        if self.claims is not None:  # decided while the run is prepared
+            control.claim = asyncio.create_task(self._claim(job.id, control))
         began = monotonic()
-        job_type = job_type_label(job.meta.get(META_JOB_TYPE), job.engine_type, self.job_types)
-        JOBS_STARTED.labels(job_type).inc()
-        QUEUE_WAIT.labels(job_type).observe(
-            max(0.0, (utcnow() - request.submitted_at).total_seconds())
-        )
+        waited = max(0.0, (utcnow() - request.submitted_at).total_seconds())
         outcome: Outcome | None = None
         try:
             outcome = await execute(job, request.submitted_at, self.node, control)
         except Exception as error:
             log.exception("job.crashed", error=f"{type(error).__name__}: {error}")
+        finally:
+            if control.claim is not None:
+                control.claim.cancel()  # no-op once decided
+        verdict = _verdict(control.claim)
+        if verdict != GRANTED:
+            await self._skip(message, verdict)
+            return
+        job_type = job_type_label(job.meta.get(META_JOB_TYPE), job.engine_type, self.job_types)
+        JOBS_STARTED.labels(job_type).inc()
+        QUEUE_WAIT.labels(job_type).observe(waited)
         state = "requeued" if outcome is None or outcome.state is None else str(outcome.state)
         JOBS_FINISHED.labels(state, job_type).inc()
         JOB_DURATION.labels(job_type).observe(monotonic() - began)
@@ -253,31 +263,36 @@ class Executor:
             await _settle(message.ack())
         _summary(job.id, outcome, monotonic() - began, bool(message.redelivered))
 
-    async def _claim(
-        self, message: AbstractIncomingMessage, job_id: str, control: JobControl
-    ) -> bool:
-        """Claim the run (retrying while no requester answers); True when it may start.
-        A refused claim acks the delivery, a shutdown meanwhile hands it back."""
+    async def _skip(self, message: AbstractIncomingMessage, verdict: str) -> None:
+        """A run whose claim was not granted: ack it when refused, hand it back otherwise."""
+        if verdict == HANDED_BACK:
+            await _settle(message.nack(requeue=True))
+        else:
+            log.info("compute.skipped", verdict=verdict, redelivered=bool(message.redelivered))
+            await _settle(message.ack())
+        structlog.contextvars.unbind_contextvars("job_id")
+
+    async def _claim(self, job_id: str, control: JobControl) -> str:
+        """Claim the run, retrying while no requester answers: its verdict (``granted`` sets
+        ``control.attempt``), or ``HANDED_BACK`` when the executor drains meanwhile or the
+        claim fails unexpectedly."""
         assert self.claims is not None
         delay, attempt = CLAIM_RETRY_DELAY, new_attempt()
-        while True:
-            if self.jobs.draining:
-                await _settle(message.nack(requeue=True))
-                return False
-            try:
-                verdict, _ = await self.claims.claim(job_id, attempt)
-                break
-            except ShoalError as error:
-                log.warning("claim.retry", error=error.message, delay=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, CLAIM_RETRY_MAX)
-        if verdict == "granted":
-            control.attempt = attempt
-            return True
-        log.info("compute.skipped", verdict=verdict, redelivered=bool(message.redelivered))
-        await _settle(message.ack())
-        structlog.contextvars.unbind_contextvars("job_id")
-        return False
+        try:
+            while not self.jobs.draining:
+                try:
+                    verdict, _ = await self.claims.claim(job_id, attempt)
+                except ShoalError as error:
+                    log.warning("claim.retry", error=error.message, delay=delay)
+                else:
+                    if verdict == GRANTED:
+                        control.attempt = attempt
+                    return verdict
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, CLAIM_RETRY_MAX)
+        except Exception as error:  # never leave the delivery unsettled
+            log.exception("claim.failed", error=f"{type(error).__name__}: {error}")
+        return HANDED_BACK
 
     async def drain(self, deadline: float) -> None:
         """Let running jobs finish until ``deadline`` seconds, then hand the rest back."""
@@ -305,6 +320,16 @@ async def _settle(action: Awaitable[Any]) -> None:
         await action
     except Exception as error:  # the channel went away: the broker requeues the delivery
         log.warning("delivery.unsettled", error=f"{type(error).__name__}: {error}")
+
+
+def _verdict(claim: asyncio.Task[str] | None) -> str:
+    """A run's claim verdict once ``execute`` returned: ``granted`` without claims;
+    ``HANDED_BACK`` when it was never decided (the run crashed or was cancelled first)."""
+    if claim is None:
+        return GRANTED
+    if not claim.done() or claim.cancelled():
+        return HANDED_BACK
+    return claim.result()
 
 
 def _summary(job_id: str, outcome: Outcome | None, duration: float, redelivered: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
@@ -11,17 +12,21 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from shoal.executor.claims import Claims, MemoryClaimBook, MemoryClaimTransport
+from shoal.executor.engine import NotCleared
+from shoal.executor.engines.docker.depcache import DepCache, InstallRequest, tar_of
 from shoal.executor.engines.docker.gateway import MemoryGateway
 from shoal.executor.engines.docker.memory_runner import MemoryRunner
 from shoal.executor.engines.docker.runner import ImageInfo
 from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl
+from shoal.executor.limits import Limits
 from shoal.executor.service import Executor
 from shoal.executor.settings import ExecutorSettings, PullPolicy
 from shoal.model import Job, JobState
 from shoal.names import COMPUTE_QUEUE, WASM_COMPUTE_QUEUE
 from shoal.wire import ClaimReply, ClaimRequest, ComputeRequest, encode
 
-from .support import BASE_IMAGE, Delivery, docker_job, docker_node
+from .support import BASE_IMAGE, PYTHON_IMAGE, Delivery, docker_job, docker_node
 
 
 @dataclass
@@ -76,8 +81,68 @@ async def test_a_refused_claim_acks_and_runs_nothing(setup: Setup, verdict: str)
             job.id
         )
     assert (await setup.deliver(job)).settled == ["ack"]
-    assert setup.runner.created == {}
+    assert_prepared_only(setup.runner)
     assert setup.sink.of(job.id) == []
+
+
+def assert_prepared_only(runner: MemoryRunner) -> None:
+    """The run may have been prepared while its claim was decided, never started, and
+    nothing of it is left."""
+    assert not any(c.started for c in runner.created.values())
+    assert sorted(runner.removed) == sorted(runner.created)
+    assert runner.containers == {}
+
+
+async def prepared(runner: MemoryRunner) -> None:
+    """Return a moment after ``runner`` made its first container (within 10 s)."""
+    for _ in range(1000):
+        if runner.created:
+            await asyncio.sleep(0.1)
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no container was made")
+
+
+class SlowTransport(MemoryClaimTransport):
+    """Claims answered only once ``answer`` is set."""
+
+    def __init__(self, book: MemoryClaimBook) -> None:
+        super().__init__(book)
+        self.answer = asyncio.Event()
+
+    async def call(self, request: ClaimRequest) -> ClaimReply:
+        await self.answer.wait()
+        return await super().call(request)
+
+
+@pytest.mark.parametrize("verdict", ["granted", "stopped"])
+async def test_the_run_is_prepared_while_its_claim_is_decided(setup: Setup, verdict: str) -> None:
+    """The container is made while the claim is in flight; it starts, and the first event is
+    sent, only once the claim is granted; a refused claim leaves nothing behind."""
+    transport = SlowTransport(setup.book)
+    setup.executor.claims = Claims(transport, "exec-unit", lease=30, renew_every=5)
+    job = docker_job("echo hi")
+    setup.book.add(job.id)
+    if verdict == "stopped":
+        assert setup.book.stop(job.id)
+    delivery = Delivery(encode(ComputeRequest(job=job)))
+    await setup.executor.on_compute(cast(AbstractIncomingMessage, delivery))
+    await prepared(setup.runner)
+    assert not any(c.started for c in setup.runner.created.values())
+    assert setup.sink.of(job.id) == []
+    transport.answer.set()
+    await asyncio.wait_for(delivery.done.wait(), 10)
+    assert delivery.settled == ["ack"]
+    if verdict == "stopped":
+        assert_prepared_only(setup.runner)
+        assert setup.sink.of(job.id) == []
+    else:
+        events = setup.sink.of(job.id)
+        assert [e.state for e in events if e.kind == "state"] == [
+            JobState.RUNNING,
+            JobState.COMPLETED,
+        ]
+        assert {e.attempt for e in events} == {setup.book.holds[job.id].attempt}
 
 
 async def test_a_claim_failing_unexpectedly_still_settles_the_delivery(setup: Setup) -> None:
@@ -92,7 +157,8 @@ async def test_a_claim_failing_unexpectedly_still_settles_the_delivery(setup: Se
     job = docker_job("echo never")
     setup.book.add(job.id)
     assert (await setup.deliver(job)).settled == ["requeue"]
-    assert setup.runner.created == {}
+    assert_prepared_only(setup.runner)
+    assert setup.sink.of(job.id) == []
     assert job.id not in setup.executor.jobs.running
 
 
@@ -114,3 +180,37 @@ async def test_held_deliveries_are_counted_by_their_queue(setup: Setup) -> None:
     await asyncio.wait_for(asyncio.gather(*jobs.tasks), 10)
     assert [d.settled for d in deliveries] == [["requeue"]] * 3
     assert jobs.held == {}
+
+
+async def test_the_install_step_waits_for_the_claim() -> None:
+    """An environment to build is prepared, but its install step (which runs package code)
+    starts only once the claim is granted; refused, it leaves no container or volume."""
+    info = ImageInfo(user="1000", id=f"sha256:{uuid.uuid4().hex}")
+    runner = MemoryRunner(images={PYTHON_IMAGE: info})
+    cache = DepCache(runner, ExecutorSettings(node_id="unit"), "exec-unit")
+    verdict: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def decided() -> str:
+        return await verdict
+
+    control = JobControl(claim=asyncio.create_task(decided()))
+    request = InstallRequest(
+        job_id=docker_job("true").id,
+        image=PYTHON_IMAGE,
+        info=info,
+        code_tars=[tar_of({"requirements.txt": b"tinydep\n"})],
+        argv=[],
+        env={},
+        network="none",
+        network_env={},
+        limits=Limits(memory=256 * 1024**2, cpu=1.0, execution_timeout=60),
+        gate=control,
+    )
+    building = asyncio.create_task(cache.environment(request))
+    await prepared(runner)
+    assert not any(c.started for c in runner.created.values())
+    verdict.set_result("stopped")
+    with pytest.raises(NotCleared):
+        await asyncio.wait_for(building, 10)
+    assert_prepared_only(runner)
+    assert runner.volumes == {}

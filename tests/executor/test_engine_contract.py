@@ -23,6 +23,7 @@ from shoal.executor.engines.docker.gateway import NoGateway
 from shoal.executor.engines.docker.memory_runner import MemoryRunner
 from shoal.executor.engines.docker.runner import ContainerRunner, ImageInfo
 from shoal.executor.engines.wasm.engine import WasmEngine
+from shoal.executor.execution import JobControl
 from shoal.executor.failures import UNSUPPORTED, JobError
 from shoal.executor.limits import limits
 from shoal.executor.settings import ExecutorSettings, PullPolicy
@@ -110,7 +111,7 @@ async def test_exit_code_logs_and_outputs(engine: tuple[Engine, Jobs]) -> None:
     runs, jobs = engine
     job = jobs.greets()
     runs.admit(job)
-    async with runs.workload(job, limits(job.task, ExecutorSettings()), asyncio.Event()) as work:
+    async with runs.workload(job, limits(job.task, ExecutorSettings()), JobControl()) as work:
         await work.start()
         text = await _output(work)
         exit_info = await asyncio.wait_for(work.wait(), 30)
@@ -126,7 +127,7 @@ async def test_exit_code_logs_and_outputs(engine: tuple[Engine, Jobs]) -> None:
 async def test_sigkill_ends_a_running_workload(engine: tuple[Engine, Jobs]) -> None:
     runs, jobs = engine
     job = jobs.sleeps()
-    async with runs.workload(job, limits(job.task, ExecutorSettings()), asyncio.Event()) as work:
+    async with runs.workload(job, limits(job.task, ExecutorSettings()), JobControl()) as work:
         await work.start()
         await work.kill("SIGKILL")
         exit_info = await asyncio.wait_for(work.wait(), 30)
@@ -141,7 +142,7 @@ async def test_clean_up_leaves_the_runs_of_live_executors(engine: tuple[Engine, 
     async def alive(executor_id: str) -> bool:
         return True
 
-    async with runs.workload(job, limits(job.task, ExecutorSettings()), asyncio.Event()) as work:
+    async with runs.workload(job, limits(job.task, ExecutorSettings()), JobControl()) as work:
         await work.start()
         await runs.clean_up(alive)
         await work.kill("SIGKILL")

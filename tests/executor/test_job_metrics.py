@@ -24,6 +24,7 @@ from shoal.executor.engines.docker.gateway import MemoryGateway
 from shoal.executor.engines.docker.memory_runner import MemoryRunner
 from shoal.executor.engines.docker.runner import ImageInfo
 from shoal.executor.events import MemoryEventSink
+from shoal.executor.execution import JobControl
 from shoal.executor.limits import Limits
 from shoal.executor.service import Executor
 from shoal.executor.settings import ExecutorSettings, PullPolicy
@@ -107,6 +108,7 @@ async def test_environment_lookups_count_hits_and_busy_builds(
         network="none",
         network_env={},
         limits=Limits(memory=256 * 1024**2, cpu=1.0, execution_timeout=60),
+        gate=JobControl(),
     )
     complete = True
 

@@ -103,9 +103,12 @@ async def submit(client: Client, job: Job) -> str:
 
 
 def runs_of(runners: list[MemoryRunner], job_id: str) -> int:
-    """Containers created for ``job_id`` by any of ``runners``."""
+    """Containers started for ``job_id`` by any of ``runners`` (one may be made, never
+    started, while a claim that is then refused is decided)."""
     return sum(
-        box.spec.labels.get(LABEL_JOB) == job_id for r in runners for box in r.created.values()
+        box.started and box.spec.labels.get(LABEL_JOB) == job_id
+        for r in runners
+        for box in r.created.values()
     )
 
 

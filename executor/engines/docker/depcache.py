@@ -29,13 +29,14 @@ import contextlib
 import io
 import json
 import tarfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from shoal.executor import failures
+from shoal.executor.engine import Gate
 from shoal.executor.engines.docker.depplan import code_files, env_key, env_plan, pip_env
 from shoal.executor.engines.docker.runner import (
     LABEL_EXECUTOR,
@@ -79,7 +80,8 @@ class InstallRequest:
     network: str
     network_env: dict[str, str]
     limits: Limits
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    gate: Gate
+    """The job's stop, and its execution claim: the install step starts once it is cleared."""
 
 
 @dataclass(frozen=True)
@@ -268,9 +270,10 @@ class DepCache:
     async def _run(self, container: str, request: InstallRequest) -> int | None:
         """Start the install step and wait: its exit code, None when the job was stopped."""
         timeout = min(self._settings.dep_install_timeout, request.limits.execution_timeout)
+        await request.gate.wait_clear()
         await self._runner.start(container)
         waiter = asyncio.ensure_future(self._runner.wait(container))
-        stop = asyncio.ensure_future(request.stopped.wait())
+        stop = asyncio.ensure_future(request.gate.stopped.wait())
         try:
             done, _ = await asyncio.wait(
                 {waiter, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED

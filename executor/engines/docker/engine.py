@@ -12,7 +12,6 @@ releases the lease.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,7 @@ from dataclasses import dataclass, field
 
 from shoal.executor import failures
 from shoal.executor.addresses import DestinationPolicy, NodeAddresses
-from shoal.executor.engine import ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engine import ExitInfo, Gate, Outputs, Overrun, Stream
 from shoal.executor.engines.docker.depcache import DepCache, InstallRequest, Prebuilt
 from shoal.executor.engines.docker.gateway import HttpGateway, Lease
 from shoal.executor.engines.docker.inputs import (
@@ -143,7 +142,7 @@ class DockerEngine:
 
     @asynccontextmanager
     async def workload(
-        self, job: Job, limits: Limits, stopped: asyncio.Event
+        self, job: Job, limits: Limits, gate: Gate
     ) -> AsyncIterator[ContainerWorkload]:
         settings = self.settings
         params = docker_params(job)
@@ -166,7 +165,7 @@ class DockerEngine:
             network = lease.network if lease else ("bridge" if full else "none")
             network_env = lease.env if lease else {}
             prebuilt = await self._environment(
-                job, image, placements, (network, network_env), limits, stopped
+                job, image, placements, (network, network_env), limits, gate
             )
             spec = container_spec(
                 job,
@@ -208,7 +207,7 @@ class DockerEngine:
         placements: list[Placement],
         network: tuple[str, dict[str, str]],
         limits: Limits,
-        stopped: asyncio.Event,
+        gate: Gate,
     ) -> Prebuilt | None:
         """The job's prebuilt environment, when its image gets them (``depcache``)."""
         params = docker_params(job)
@@ -224,7 +223,7 @@ class DockerEngine:
             network=network[0],
             network_env=network[1],
             limits=limits,
-            stopped=stopped,
+            gate=gate,
         )
         return await self.depcache.environment(request)
 

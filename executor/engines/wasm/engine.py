@@ -43,7 +43,7 @@ from pydantic import ValidationError
 
 from shoal.executor import failures
 from shoal.executor.addresses import DestinationPolicy, NodeAddresses
-from shoal.executor.engine import ExitInfo, Outputs, Overrun, Stream
+from shoal.executor.engine import ExitInfo, Gate, Outputs, Overrun, Stream
 from shoal.executor.engines.docker.depplan import code_files
 from shoal.executor.engines.docker.inputs import Placement, prepare_inputs, top_level
 from shoal.executor.engines.docker.volumes import folders_usage
@@ -310,9 +310,7 @@ class WasmEngine:
         )
 
     @asynccontextmanager
-    async def workload(
-        self, job: Job, limits: Limits, stopped: asyncio.Event
-    ) -> AsyncIterator[WasmWorkload]:
+    async def workload(self, job: Job, limits: Limits, gate: Gate) -> AsyncIterator[WasmWorkload]:
         params = wasm_params(job)
         self.runs.mkdir(mode=0o700, parents=True, exist_ok=True)
         run_dir = tempfile.mkdtemp(prefix="run-", dir=self.runs)
