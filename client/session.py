@@ -31,7 +31,7 @@ from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
 from shoal.brokerurl import broker_urls, lost, unreachable_all
-from shoal.errors import ShoalError, UnavailableError, from_wire
+from shoal.errors import ProtocolError, ShoalError, UnavailableError, from_wire
 from shoal.names import (
     API_QUEUE,
     DIRECT_REPLY_TO,
@@ -42,12 +42,15 @@ from shoal.names import (
 )
 from shoal.wire import (
     CONTENT_TYPE,
+    SCHEMA_VERSION,
+    SUBMISSION_BATCH,
     ApiOp,
     ApiReply,
     ApiRequest,
     JobEvent,
     Message,
     Submission,
+    SubmitBatchReply,
     SubmitReply,
     decode,
     encode,
@@ -61,8 +64,12 @@ from .submit import checked
 M = TypeVar("M", bound=Message)
 T = TypeVar("T")
 
-SUBMIT_WINDOW = 256
+SUBMIT_WINDOW = 1024
 """Submissions in flight at once in :meth:`Session.submit_many`."""
+BATCH_JOBS = 64
+"""The most jobs :meth:`Session.submit_many` puts in one message (a ``submission-batch``)."""
+BATCH_BYTES = 1024 * 1024
+"""The most bytes of submissions it puts in one message (a larger one goes alone)."""
 
 BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
@@ -95,6 +102,8 @@ class Session:
         """How many times the session has moved to another connection."""
         self.blob_memory = BlobMemory()
         """The archives this session submitted, and which of them the requester holds."""
+        self.batches = True
+        """Whether ``submit_many`` sends batches (until a requester refuses one)."""
 
     async def _start(self) -> None:
         self._channel = await self._connection.channel(publisher_confirms=True)
@@ -219,8 +228,11 @@ class Session:
         to the requester once, as blobs the jobs name (``shoal.client.blobs``), as do archives this
         session submitted before, unless ``share`` is false (then every job carries its own).
 
-        The jobs go in rounds of half the window, two rounds in flight: a round's messages
-        leave in one socket write, then its confirms and replies are awaited together."""
+        Jobs travel up to :data:`BATCH_JOBS` (and :data:`BATCH_BYTES`) to a message, as a
+        ``submission-batch`` (one alone as a plain submission), in rounds of half the window,
+        two rounds in flight: a round's messages leave in one socket write, then its confirms
+        and replies are awaited together. A requester that does not know batches refuses
+        the first with a ``ProtocolError``; the session then sends its jobs one a message."""
         if share:
             submissions = await upload_shared(self, submissions, self.blob_memory)
         bodies = [encode(submission) for submission in submissions]
@@ -238,7 +250,23 @@ class Session:
         return results
 
     async def _submit_round(self, bodies: list[bytes]) -> list[SubmitReply | ShoalError]:
-        """Publish submission ``bodies`` in one write; each one's reply or typed error."""
+        """Submit ``bodies`` (in batches when the requester takes them); each one's result."""
+        groups = _batches(bodies) if self.batches else [[body] for body in bodies]
+        answers = await self._publish_round(groups)
+        results: list[SubmitReply | ShoalError] = []
+        for group, answer in zip(groups, answers, strict=True):
+            if answer is None:  # the requester does not take batches
+                self.batches = False
+                results += await self._submit_round(group)
+            else:
+                results += answer
+        return results
+
+    async def _publish_round(
+        self, groups: list[list[bytes]]
+    ) -> list[list[SubmitReply | ShoalError] | None]:
+        """Publish one message per group (a batch, or a plain submission for a group of one)
+        in one write; each group's results, ``None`` for a batch the requester cannot read."""
         from shoal.requester.framebatch import FrameBatch, confirmed
 
         channel = self._channel
@@ -249,7 +277,7 @@ class Session:
         batch = FrameBatch(channel)
         waiting: dict[str, asyncio.Future[bytes]] = {}
         confirms = []
-        for body in bodies:
+        for group in groups:
             self._counter += 1
             correlation = f"c{self._counter}"
             waiting[correlation] = self._waiting[correlation] = loop.create_future()
@@ -261,7 +289,9 @@ class Session:
                 message_id=correlation,
                 user_id=self.user,
                 expiration=expiration,
+                message_type=SUBMISSION_BATCH if len(group) > 1 else None,
             )
+            body = batch_body(group) if len(group) > 1 else group[0]
             confirms.append(
                 batch.publish(
                     SUBMIT_QUEUE, body, properties, mandatory=True, exchange=REQUESTS_EXCHANGE
@@ -279,13 +309,13 @@ class Session:
                 with contextlib.suppress(TimeoutError):
                     await self.wait(asyncio.wait(sent), timeout)
         except ShoalError as error:
-            return [error for _ in bodies]
+            return [[error for _ in group] for group in groups]
         finally:
             for correlation in waiting:
                 self._waiting.pop(correlation, None)
         return [
-            _reply(reply, outcome, timeout)
-            for reply, outcome in zip(replies, outcomes, strict=True)
+            _results(group, reply, outcome, timeout)
+            for group, reply, outcome in zip(groups, replies, outcomes, strict=True)
         ]
 
     async def api(self, op: ApiOp, job_id: str | None = None, **params: Any) -> Any:
@@ -358,6 +388,57 @@ async def _connect(urls: list[str], seconds: float) -> tuple[str, AbstractConnec
         else:
             return address, connection
     raise unreachable_all(failures) from None
+
+
+def _batches(bodies: list[bytes]) -> list[list[bytes]]:
+    """``bodies`` in groups of consecutive ones, each at most :data:`BATCH_JOBS` jobs and
+    :data:`BATCH_BYTES` (a larger body goes alone)."""
+    groups: list[list[bytes]] = []
+    size = 0
+    for body in bodies:
+        if groups and len(groups[-1]) < BATCH_JOBS and size + len(body) <= BATCH_BYTES:
+            groups[-1].append(body)
+            size += len(body)
+        else:
+            groups.append([body])
+            size = len(body)
+    return groups
+
+
+def batch_body(bodies: list[bytes]) -> bytes:
+    """A ``submission-batch`` body of encoded submissions (their JSON, joined unparsed)."""
+    head = f'{{"schema_version":{SCHEMA_VERSION},"submissions":['.encode()
+    return head + b",".join(bodies) + b"]}"
+
+
+def _results(
+    group: list[bytes], reply: asyncio.Future[bytes], sent: Exception | None, timeout: float
+) -> list[SubmitReply | ShoalError] | None:
+    """Each submission's result of one message (``group``, a batch when more than one):
+    its reply, or the typed error; ``None`` for a batch an older requester refused whole."""
+    if len(group) == 1:
+        return [_reply(reply, sent, timeout)]
+    if sent is not None or not reply.done():
+        error = _reply(reply, sent, timeout)
+        return [error for _ in group]
+    body = reply.result()
+    try:
+        answer = decode(body, SubmitBatchReply)
+    except ProtocolError:
+        return None  # an older requester's submit-reply: it read the batch as one job
+    if answer.error is not None:
+        error = from_wire(answer.error.model_dump())
+        return [error for _ in group]
+    if len(answer.replies) != len(group):
+        lacking = ProtocolError("the requester answered a batch with too few replies")
+        return [lacking for _ in group]
+    results: list[SubmitReply | ShoalError] = []
+    for one in answer.replies:
+        try:
+            results.append(checked(one))
+        except ShoalError as error:
+            results.append(error)
+    return results
 
 
 def _reply(

@@ -6,9 +6,10 @@ Where a message died and why come from its ``x-death`` header (the newest death 
   "delivery limit reached", and the error of its last run that failed with one (an earlier
   attempt's), and executors are told to stop it — unless its retry policy lists ``lost`` and
   attempts remain: then it is queued again (``shoal.requester.store.retries``);
-- a submission (``shoal.submit``): if its job was stored and never queued, the job ends
-  ``failed``; a caller waiting on ``reply_to`` is answered with the job (when it was queued
-  after all) or with the error; a submission that never became a job is only logged;
+- a submission (``shoal.submit``), or each of a batch: if its job was stored and never
+  queued, the job ends ``failed``; a caller waiting on ``reply_to`` is answered with the job
+  (when it was queued after all) or with the error; a submission that never became a job is
+  only logged;
 - anything else (events, API requests, unreadable bodies) is logged and dropped.
 
 Every message is settled: acked once handled, or requeued after a back-off when the store
@@ -29,7 +30,16 @@ from shoal.errors import NotFoundError, ShoalError, UnavailableError
 from shoal.model import JobState
 from shoal.names import COMPUTE_QUEUES
 from shoal.topology import DELIVERY_LIMIT, SUBMIT_QUEUE
-from shoal.wire import ComputeRequest, Submission, SubmitReply, WireError, decode
+from shoal.wire import (
+    SUBMISSION_BATCH,
+    ComputeRequest,
+    Submission,
+    SubmitBatchReply,
+    SubmitReply,
+    WireError,
+    decode,
+    read_batch,
+)
 
 from . import delivery
 from .announce import Announcer
@@ -144,16 +154,31 @@ class DeadLetters:
             await self._announcer.failed(job.id, job.owner, reason)
 
     async def _submission(self, message: AbstractIncomingMessage, death: Death) -> None:
-        """Fail the submission's job if it was stored but never queued; answer the caller."""
+        """Fail each job of the submission (or batch) that was stored but never queued;
+        answer the caller."""
+        batch = message.type == SUBMISSION_BATCH
         try:
             limits.check_body(message.body, limits.MAX_SUBMISSION_BYTES, "submission")
-            submission = decode(message.body, Submission)
+            submissions = read_batch(message.body) if batch else [decode(message.body, Submission)]
         except ShoalError as error:
             log.warning("dead_letter.unreadable", queue=death.queue, error=error.message)
             return
+        reason = f"its submission was dead-lettered from {death.queue}: {death.why}"
+        answers = []
+        for submission in submissions:
+            if isinstance(submission, ShoalError):
+                answers.append(SubmitReply(error=WireError.of(submission)))
+            else:
+                answers.append(await self._dead_job(message, submission, death, reason))
+        answer = SubmitBatchReply(replies=answers) if batch else answers[0]
+        await reply(self._replies, message, answer)
+
+    async def _dead_job(
+        self, message: AbstractIncomingMessage, submission: Submission, death: Death, reason: str
+    ) -> SubmitReply:
+        """The answer for one dead-lettered submission; its job fails if stored, not queued."""
         key = submission.idempotency_key
         submitted = idempotent_id(message.user_id or "", key) if key else submission.job.id
-        reason = f"its submission was dead-lettered from {death.queue}: {death.why}"
         try:
             job = await self._store.resolve(submitted)
         except NotFoundError:
@@ -168,7 +193,7 @@ class DeadLetters:
             log.warning("dead_letter.submission", job_id=job["id"], reason=death.reason)
         else:
             answer = SubmitReply(job_id=job["id"], original_id=job["original_id"] or job["id"])
-        await reply(self._replies, message, answer)
+        return answer
 
 
 def _name(error: Exception) -> str:

@@ -45,7 +45,11 @@ class RequesterSettings(ServiceSettings):
         default_factory=lambda: f"requester@{socket.gethostname()}",
         description="This requester's name in its logs and broker connection",
     )
-    submit_prefetch: int = Field(default=256, ge=1, description="Submissions handled at once")
+    submit_prefetch: int = Field(
+        default=256,
+        ge=1,
+        description="Submission messages handled at once (a batch counts once)",
+    )
     events_prefetch: int = Field(default=128, ge=1, description="Job events recorded at once")
     api_prefetch: int = Field(default=16, ge=1, description="API queries answered at once")
     log_limit_bytes: int = Field(

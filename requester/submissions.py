@@ -43,12 +43,15 @@ from shoal.metrics import RECEIVED, ROUND_SIZE, SUBMISSIONS
 from shoal.model import JobState, derived_job_id, submitted_spec
 from shoal.topology import SUBMIT_QUEUE, compute_queue, job_lane
 from shoal.wire import (
+    SUBMISSION_BATCH,
     Submission,
+    SubmitBatchReply,
     SubmitReply,
     WireError,
     compute_body,
     decode,
     encode,
+    read_batch,
     utcnow,
 )
 
@@ -80,7 +83,17 @@ def prepare(
     refused unparsed; a parsed job over the inline or ``meta`` limits, or asking for what the
     cluster cannot give (``admission``), is refused before translation."""
     limits.check_body(body, limits.MAX_SUBMISSION_BYTES, "submission")
-    submission = decode(body, Submission)
+    return accept(decode(body, Submission), registry, owner, access, admission)
+
+
+def accept(
+    submission: Submission,
+    registry: TranslatorRegistry,
+    owner: str | None,
+    access: Access,
+    admission: Admission = DEFAULT_ADMISSION,
+) -> NewJob:
+    """:func:`prepare` for a submission already parsed (one of a batch)."""
     limits.check_job(submission.job)
     admission.check(submission.job)
     caller = access.caller(owner)
@@ -101,13 +114,51 @@ class RetryPolicy:
 
 
 @dataclass(eq=False)
-class _Item:
-    """One accepted delivery in a round, and how it ends (compared by identity)."""
+class _Request:
+    """One delivery: a submission, or a batch of them (``SUBMISSION_BATCH``), answered and
+    settled once, when every job of it is done (compared by identity)."""
 
     message: DeliveredMessage
+    answers: list[SubmitReply | None]
+    """Each job's answer, in order (``None`` until it has one)."""
+    batch: bool = False
+    refused: ShoalError | None = None
+    """Why the whole delivery was refused (unreadable): it has no jobs."""
+    retry: bool = False
+    """A job of it met a transient failure: the whole delivery goes back, later (the jobs
+    it already queued are found again then, and only answered)."""
+
+    def reply(self) -> bytes:
+        """The answer to send to ``reply_to``."""
+        if not self.batch:
+            single = self.answers[0] if self.answers else None
+            if self.refused is not None:
+                single = SubmitReply(error=WireError.of(self.refused))
+            assert single is not None
+            return encode(single)
+        if self.refused is not None:
+            return encode(SubmitBatchReply(error=WireError.of(self.refused)))
+        return encode(SubmitBatchReply(replies=[a for a in self.answers if a is not None]))
+
+    @property
+    def refusals(self) -> bool:
+        """Whether anything of it was refused."""
+        return self.refused is not None or any(a and a.error for a in self.answers)
+
+
+@dataclass(eq=False)
+class _Item:
+    """One accepted job of a delivery in a round, and how it ends (compared by identity)."""
+
+    request: _Request
+    index: int
     job: NewJob
     leader: bool = True
     failed: bool = False
+
+    @property
+    def message(self) -> DeliveredMessage:
+        return self.request.message
 
     @property
     def job_id(self) -> str:
@@ -257,47 +308,87 @@ class SubmissionPipeline:
     # a round ----------------------------------------------------------------------------
 
     async def _round(self, messages: list[DeliveredMessage]) -> None:
-        RECEIVED.inc(len(messages))
-        ROUND_SIZE.observe(len(messages))
+        requests: list[_Request] = []
         items: list[_Item] = []
-        refused: list[tuple[DeliveredMessage, ShoalError]] = []
         for message in messages:
+            request, read = self._read(message)
+            requests.append(request)
+            items += read
+        RECEIVED.inc(len(items) + sum(r.refused is not None for r in requests))
+        ROUND_SIZE.observe(len(items))
+        if self._images is not None:
+            items = await self._with_images(items)
+        items = await self._with_blobs(items)
+        if items:
+            ids = list(dict.fromkeys(item.job_id for item in items))
+            while waits := {self._busy[job_id] for job_id in ids if job_id in self._busy}:
+                await asyncio.wait(waits)
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._busy.update(dict.fromkeys(ids, done))
             try:
-                owner = message.header.properties.user_id
+                items = await self._without_conflicts(items)
+                await self._enqueue(items)
+            finally:
+                for job_id in ids:
+                    del self._busy[job_id]
+                done.set_result(None)
+        await self._finish(requests, items)
+
+    def _read(self, message: DeliveredMessage) -> tuple[_Request, list[_Item]]:
+        """The delivery's request and its jobs that parsed and translated (the others are
+        refused in the request's answers)."""
+        owner = message.header.properties.user_id
+        batch = message.header.properties.message_type == SUBMISSION_BATCH
+        try:
+            if not batch:
                 job = prepare(message.body, self._registry, owner, self._access, self._admission)
-                items.append(_Item(message, job))
+                request = _Request(message, [None])
+                return request, [_Item(request, 0, job)]
+            limits.check_body(message.body, limits.MAX_SUBMISSION_BYTES, "submission batch")
+            submissions = read_batch(message.body)
+        except ShoalError as error:
+            return self._refused_whole(message, batch, error), []
+        except Exception as error:  # a bug must not leave the delivery unsettled
+            log.exception("submission.unreadable")
+            reason = f"the requester could not read this submission: {type(error).__name__}"
+            return self._refused_whole(message, batch, ProtocolError(reason)), []
+        request = _Request(message, [None] * len(submissions), batch=True)
+        items = []
+        for index, submission in enumerate(submissions):
+            try:
+                if isinstance(submission, ShoalError):
+                    raise submission
+                job = accept(submission, self._registry, owner, self._access, self._admission)
+                items.append(_Item(request, index, job))
             except ShoalError as error:
-                refused.append((message, error))
-            except Exception as error:  # a bug must not leave the delivery unsettled
+                self._refuse(request, index, error)
+            except Exception as error:
                 log.exception("submission.unreadable")
                 reason = f"the requester could not read this submission: {type(error).__name__}"
-                refused.append((message, ProtocolError(reason)))
-        if self._images is not None:
-            items = await self._with_images(items, refused)
-        if refused:
-            await self._refuse(refused)
-        items = await self._with_blobs(items)
-        if not items:
-            return
-        ids = list(dict.fromkeys(item.job_id for item in items))
-        while waits := {self._busy[job_id] for job_id in ids if job_id in self._busy}:
-            await asyncio.wait(waits)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._busy.update(dict.fromkeys(ids, done))
-        try:
-            items = await self._without_conflicts(items)
-            await self._enqueue(items)
-        finally:
-            for job_id in ids:
-                del self._busy[job_id]
-            done.set_result(None)
-        await self._finish(items)
+                self._refuse(request, index, ProtocolError(reason))
+        return request, items
 
-    async def _with_images(
-        self, items: list[_Item], refused: list[tuple[DeliveredMessage, ShoalError]]
-    ) -> list[_Item]:
+    def _refused_whole(self, message: DeliveredMessage, batch: bool, error: ShoalError) -> _Request:
+        self._log_refusal(error, message)
+        return _Request(message, [], batch=batch, refused=error)
+
+    def _refuse(self, request: _Request, index: int, error: ShoalError) -> None:
+        """Answer one job of ``request`` with ``error``."""
+        self._log_refusal(error, request.message)
+        request.answers[index] = SubmitReply(error=WireError.of(error))
+
+    def _log_refusal(self, error: ShoalError, message: DeliveredMessage) -> None:
+        SUBMISSIONS.labels("refused", type(error).__name__).inc()
+        log.warning(
+            "submission.refused",
+            error_type=type(error).__name__,
+            error=error.message,
+            reply_to=message.header.properties.reply_to,
+        )
+
+    async def _with_images(self, items: list[_Item]) -> list[_Item]:
         """The items whose runtime image a live executor holds (``ImageCheck``); the others
-        go to ``refused``."""
+        are refused."""
         assert self._images is not None
         kept = []
         for item in items:
@@ -305,7 +396,7 @@ class SubmissionPipeline:
             if error is None:
                 kept.append(item)
             else:
-                refused.append((item.message, error))
+                self._refuse(item.request, item.index, error)
         return kept
 
     async def _with_blobs(self, items: list[_Item]) -> list[_Item]:
@@ -318,12 +409,8 @@ class SubmissionPipeline:
         try:
             held = await self._store.blobs().sizes(hashes)
         except Exception as error:
-            using = [item for i, item in enumerate(items) if wanted[i]]
-            self._fail(using, "store", error)
-            for item in using:
-                self._retry_later(item.message)
+            self._fail([item for i, item in enumerate(items) if wanted[i]], "store", error)
             return [item for i, item in enumerate(items) if not wanted[i]]
-        refused: list[tuple[DeliveredMessage, ShoalError]] = []
         kept: list[_Item] = []
         for i, item in enumerate(items):
             bad = [sha for sha, size in wanted[i].items() if held.get(sha) != size]
@@ -331,11 +418,10 @@ class SubmissionPipeline:
                 reason = "is not held by the requester (upload it with blob-put first)"
                 if bad[0] in held:
                     reason = f"holds {held[bad[0]]} bytes, not {wanted[i][bad[0]]}"
-                refused.append((item.message, InvalidJobError(f"blob sha256:{bad[0]} {reason}")))
+                refusal = InvalidJobError(f"blob sha256:{bad[0]} {reason}")
+                self._refuse(item.request, item.index, refusal)
             else:
                 kept.append(item)
-        if refused:
-            await self._refuse(refused)
         return kept
 
     async def _without_conflicts(self, items: list[_Item]) -> list[_Item]:
@@ -350,18 +436,14 @@ class SubmissionPipeline:
             firsts = await self._store.submitted_specs([item.job.original.id for item in keyed])
         except Exception as error:
             self._fail(keyed, "store", error)
-            for item in keyed:
-                self._retry_later(item.message)
             return [item for item in items if not item.job.idempotency_key]
-        refused: list[tuple[DeliveredMessage, ShoalError]] = []
+        gone: set[int] = set()
         for item in keyed:
             spec = submitted_spec(item.job.original)
             if firsts.setdefault(item.job.original.id, spec) != spec:
-                refused.append((item.message, _conflict(item)))
-        if refused:
-            await self._refuse(refused)
-        gone = {id(message) for message, _ in refused}
-        return [item for item in items if id(item.message) not in gone]
+                self._refuse(item.request, item.index, _conflict(item))
+                gone.add(id(item))
+        return [item for item in items if id(item) not in gone]
 
     async def _enqueue(self, items: list[_Item]) -> None:
         """Store the round's jobs, publish those new to the compute queue, mark them queued;
@@ -422,8 +504,10 @@ class SubmissionPipeline:
         return published
 
     def _fail(self, items: Sequence[_Item], step: str, error: Exception) -> None:
+        """``items`` met a transient failure at ``step``: their deliveries go back later."""
         for item in items:
             item.failed = True
+            item.request.retry = True
             log.warning(
                 "submission.retry",
                 step=step,
@@ -433,69 +517,56 @@ class SubmissionPipeline:
                 redelivered=item.message.redelivered,
             )
 
-    async def _finish(self, items: list[_Item]) -> None:
-        """Reply to the accepted submissions, then ack them; requeue the failed ones later."""
-        done = [item for item in items if not item.failed]
-        answers = [
-            (
-                item.message,
-                SubmitReply(job_id=item.job_id, original_id=item.job.original.id),
+    async def _finish(self, requests: list[_Request], items: list[_Item]) -> None:
+        """Answer every request of the round whose jobs are all done (in one write), then
+        ack them, or dead-letter a refused one nobody waits for; requeue the others later."""
+        for item in items:
+            if item.failed:  # a follower fails with its leader
+                item.request.retry = True
+        accepted = [item for item in items if not item.request.retry]
+        for item in accepted:
+            item.request.answers[item.index] = SubmitReply(
+                job_id=item.job_id, original_id=item.job.original.id
             )
-            for item in done
-        ]
-        if (error := await self._answer(answers)) is not None:
-            self._fail(done, "reply", error)
-            done = []
-        SUBMISSIONS.labels("accepted", "").inc(len(done))
-        for item in done:
+        answered: list[_Request] = []
+        for request in requests:
+            if request.retry:
+                self._retry_later(request.message)
+            elif request.message.header.properties.reply_to:
+                answered.append(request)
+            elif request.refused is not None or (request.refusals and not request.batch):
+                await delivery.dead_letter(request.message)
+            else:
+                answered.append(request)
+        if (error := await self._answer(answered)) is not None:
+            log.warning("submission.reply_failed", error=f"{type(error).__name__}: {error}")
+            for request in answered:
+                self._retry_later(request.message)
+            return
+        SUBMISSIONS.labels("accepted", "").inc(len(accepted))
+        for item in accepted:
             log.info(
                 "submission.accepted",
                 job_id=item.job_id,
                 original_id=item.job.original.id,
                 job_type=item.job.original.engine_type,
             )
-        for item in items:
-            if item.failed:
-                self._retry_later(item.message)
 
-    async def _refuse(self, refused: list[tuple[DeliveredMessage, ShoalError]]) -> None:
-        """Bad submissions: answer each with its error, or dead-letter it when nobody asked."""
-        answered = []
-        for message, error in refused:
-            SUBMISSIONS.labels("refused", type(error).__name__).inc()
-            reply_to = message.header.properties.reply_to
-            log.warning(
-                "submission.refused",
-                error_type=type(error).__name__,
-                error=error.message,
-                reply_to=reply_to,
-            )
-            if reply_to:
-                answered.append((message, SubmitReply(error=WireError.of(error))))
-            else:
-                await delivery.dead_letter(message)
-        if (failure := await self._answer(answered)) is not None:
-            log.warning("submission.reply_failed", error=f"{type(failure).__name__}: {failure}")
-            for message, _ in answered:
-                self._retry_later(message)
-
-    async def _answer(
-        self, answers: list[tuple[DeliveredMessage, SubmitReply]]
-    ) -> Exception | None:
+    async def _answer(self, requests: list[_Request]) -> Exception | None:
         """Answer each request on its ``reply_to`` (if any) in one write, not confirmed, then
         ack them all; what kept the replies from going out (nothing is acked then)."""
         try:
             raw = cast(aiormq.Channel, await self._replies.get_underlay_channel())
             batch = FrameBatch(raw)
-            for request, answer in answers:
-                props = request.header.properties
+            for request in requests:
+                props = request.message.header.properties
                 if props.reply_to:
                     reply = properties(correlation_id=props.correlation_id)
-                    batch.publish(props.reply_to, encode(answer), reply, mandatory=False)
+                    batch.publish(props.reply_to, request.reply(), reply, mandatory=False)
             await batch.flush()
         except Exception as error:
             return error
-        await self._ack([request for request, _ in answers])
+        await self._ack([request.message for request in requests])
         return None
 
     async def _ack(self, messages: list[DeliveredMessage]) -> None:

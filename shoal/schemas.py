@@ -23,6 +23,8 @@ from shoal.wire import (
     Heartbeat,
     JobEvent,
     Submission,
+    SubmissionBatch,
+    SubmitBatchReply,
     SubmitReply,
 )
 
@@ -30,6 +32,8 @@ MESSAGES: dict[str, type[BaseModel]] = {
     "job": Job,
     "submission": Submission,
     "submit-reply": SubmitReply,
+    "submission-batch": SubmissionBatch,
+    "submit-batch-reply": SubmitBatchReply,
     "api-request": ApiRequest,
     "api-reply": ApiReply,
     "job-event": JobEvent,

@@ -61,6 +61,28 @@ class SubmitReply(Message):
     error: WireError | None = None
 
 
+SUBMISSION_BATCH = "submission-batch"
+"""The AMQP ``type`` of a ``shoal.submit`` message holding a :class:`SubmissionBatch`."""
+MAX_BATCH_JOBS = 256
+"""The most jobs one :class:`SubmissionBatch` may hold."""
+
+
+class SubmissionBatch(Message):
+    """``shoal.submit`` with ``type: submission-batch``: several submissions in one message,
+    each handled as if sent alone (a bad one is refused, the others go on), answered by one
+    :class:`SubmitBatchReply`. The body as a whole counts against the one-submission limit."""
+
+    submissions: list[Submission] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
+class SubmitBatchReply(Message):
+    """Answer to a :class:`SubmissionBatch`: one reply per submission, in order; or, for a
+    batch refused whole (unreadable, too large), ``error`` and no replies."""
+
+    replies: list[SubmitReply] = Field(default_factory=list)
+    error: WireError | None = None
+
+
 class ComputeRequest(Message):
     """``shoal.compute``: a runnable (docker) job for an executor."""
 
@@ -249,8 +271,7 @@ def encode(message: Message) -> bytes:
 
 def decode(body: bytes, kind: type[M]) -> M:
     """Parse ``body`` as ``kind``; ``ProtocolError`` with a readable reason otherwise."""
-    if (b"NaN" in body or b"Infinity" in body) and _non_finite(body):
-        raise ProtocolError("message body is not valid JSON: it holds NaN or Infinity")
+    _check_finite(body)
     try:
         message = kind.model_validate_json(body)
     except ValidationError as error:
@@ -260,6 +281,11 @@ def decode(body: bytes, kind: type[M]) -> M:
         raise ProtocolError(f"invalid {kind.__name__}: {describe_errors(error)}") from None
     _check_version({"schema_version": message.schema_version})
     return message
+
+
+def _check_finite(body: bytes) -> None:
+    if (b"NaN" in body or b"Infinity" in body) and _non_finite(body):
+        raise ProtocolError("message body is not valid JSON: it holds NaN or Infinity")
 
 
 class _NonFiniteError(Exception):
@@ -280,6 +306,48 @@ def _non_finite(body: bytes) -> bool:
     except ValueError:
         return False
     return False
+
+
+class _BatchEnvelope(Message):
+    """A :class:`SubmissionBatch` whose submissions are not read yet."""
+
+    submissions: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_JOBS)
+
+
+def read_batch(body: bytes) -> list[Submission | ProtocolError]:
+    """The submissions of a :class:`SubmissionBatch` body, in order: each one that is not a
+    valid submission is its ``ProtocolError``, and the others are kept. ``ProtocolError``
+    when the body as a whole is not a batch (not JSON, no or too many submissions)."""
+    try:
+        batch = decode(body, SubmissionBatch)
+    except ProtocolError:
+        _check_finite(body)
+        try:
+            envelope = _BatchEnvelope.model_validate_json(body)
+        except ValidationError as error:
+            if any(e["type"] == "json_invalid" for e in error.errors()):
+                raise ProtocolError("message body is not valid JSON") from None
+            _check_version(json.loads(body))
+            raise ProtocolError(f"invalid SubmissionBatch: {describe_errors(error)}") from None
+        _check_version({"schema_version": envelope.schema_version})
+        return [_one_of_batch(item) for item in envelope.submissions]
+    return [_version_checked(submission) for submission in batch.submissions]
+
+
+def _one_of_batch(data: dict[str, Any]) -> Submission | ProtocolError:
+    try:
+        submission = Submission.model_validate(data)
+    except ValidationError as error:
+        return ProtocolError(f"invalid Submission: {describe_errors(error)}")
+    return _version_checked(submission)
+
+
+def _version_checked(submission: Submission) -> Submission | ProtocolError:
+    try:
+        _check_version({"schema_version": submission.schema_version})
+    except ProtocolError as error:
+        return error
+    return submission
 
 
 def _check_version(data: Any) -> None:

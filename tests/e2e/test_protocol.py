@@ -66,7 +66,9 @@ class BareClient:
         if future is not None:
             future.set_result(message.body)
 
-    async def call(self, queue: str, request: dict[str, Any]) -> bytes:
+    async def call(
+        self, queue: str, request: dict[str, Any], message_type: str | None = None
+    ) -> bytes:
         correlation = uuid.uuid4().hex
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.waiting[correlation] = future
@@ -80,6 +82,7 @@ class BareClient:
                 reply_to="amq.rabbitmq.reply-to",
                 correlation_id=correlation,
                 user_id=self.user,
+                message_type=message_type,
             ),
             mandatory=True,
         )
@@ -129,6 +132,21 @@ async def test_submit_follow_and_read_a_job_with_a_bare_amqp_client(system: Syst
         described = valid("api-reply", await client.call("shoal.api", api("describe")))
         assert described["result"]["state"] == "completed"
         assert described["result"]["exit_code"] == 0
+
+        unknown_type = {"name": "x", "tasks": [{"engine": {"type": "nosuch", "params": {}}}]}
+        batch = {
+            "schema_version": 2,
+            "submissions": [
+                {"schema_version": 2, "job": {**JOB, "id": f"j-{uuid.uuid4()}"}},
+                {"schema_version": 2, "job": unknown_type},
+            ],
+        }
+        valid("submission-batch", json.dumps(batch).encode())
+        answered = await client.call("shoal.submit", batch, message_type="submission-batch")
+        replies = valid("submit-batch-reply", answered)["replies"]
+        assert replies[0]["error"] is None, replies
+        assert replies[0]["job_id"].startswith("j-")
+        assert replies[1]["error"]["type"] == "UnknownJobTypeError", replies
 
         wrong = valid("api-reply", await client.call("shoal.api", {**api("describe"), "x": 1}))
         assert wrong["error"]["type"] == "ProtocolError", wrong

@@ -19,9 +19,18 @@ from shoal.model import NATIVE_ENGINES, Job
 from shoal.requester.access import Access
 from shoal.requester.admission import DEFAULT_MAX_JOB_MEMORY
 from shoal.requester.store import NewJob
-from shoal.requester.submissions import prepare
+from shoal.requester.submissions import accept, prepare
 from shoal.requester.translate.registry import TranslatorRegistry, default_registry
-from shoal.wire import SCHEMA_VERSION, ComputeRequest, SubmitReply, WireError, decode, encode
+from shoal.wire import (
+    MAX_BATCH_JOBS,
+    SCHEMA_VERSION,
+    ComputeRequest,
+    SubmitReply,
+    WireError,
+    decode,
+    encode,
+    read_batch,
+)
 from tests.core.strategies import jobs
 from tests.fuzz.jsonvalues import dumps, json_values, mutated
 from tests.fuzz.profiles import fuzz
@@ -113,3 +122,37 @@ def test_valid_submissions_are_accepted(document: dict[str, Any]) -> None:
 @given(_documents().flatmap(mutated))
 def test_near_valid_submissions_are_refused_or_valid(document: Any) -> None:
     _check(dumps(document))
+
+
+def _check_batch(body: bytes) -> None:
+    """The contract of ``read_batch`` then ``accept`` for one body: a one-line refusal of
+    the whole body, or one result per submission, each accepted or refused alone."""
+    try:
+        submissions = read_batch(body)
+    except ShoalError as error:
+        _check_refusal(error)
+        return
+    assert 1 <= len(submissions) <= MAX_BATCH_JOBS
+    for submission in submissions:
+        if isinstance(submission, ShoalError):
+            _check_refusal(submission)
+            continue
+        try:
+            accepted = accept(submission, REGISTRY, OWNER, ACCESS)
+        except ShoalError as error:
+            _check_refusal(error)
+        else:
+            _check_accepted(accepted)
+
+
+@fuzz(weight=2)
+@given(st.binary(max_size=512))
+def test_random_bytes_as_a_batch_are_refused_with_a_typed_error(body: bytes) -> None:
+    _check_batch(body)
+
+
+@fuzz(weight=2)
+@given(st.lists(st.one_of(json_values, _documents(), _documents().flatmap(mutated)), max_size=4))
+def test_batches_of_near_valid_submissions_are_read_one_by_one(items: list[Any]) -> None:
+    _check_batch(dumps({"schema_version": SCHEMA_VERSION, "submissions": items}))
+    _check_batch(dumps(items))

@@ -51,13 +51,15 @@ class Client:
         queue: str = SUBMIT_QUEUE,
         reply: bool = True,
         user_id: str | None = "guest",
+        message_type: str | None = None,
     ) -> asyncio.Future[bytes] | None:
-        """Publish (confirmed) as ``user_id`` (the connection's user, or none); a future of
-        the reply body when ``reply``."""
+        """Publish (confirmed) as ``user_id`` (the connection's user, or none) with AMQP
+        ``type`` ``message_type``; a future of the reply body when ``reply``."""
         data = encode(body) if isinstance(body, Message) else body
         properties: dict[str, Any] = {
             "delivery_mode": aio_pika.DeliveryMode.PERSISTENT,
             "user_id": user_id,
+            "type": message_type,
         }
         future: asyncio.Future[bytes] | None = None
         if reply:
