@@ -158,42 +158,27 @@ async def execute(job: Job, submitted_at: datetime, node: Node, control: JobCont
     started_at = utcnow()
     job_limits = limits(job.task, node.settings, waited)
     running = asyncio.create_task(_running(control, events, started_at, job_limits.notes))
-    try:
-        outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
-        return await _execute(job, engine, node, control, events, job_limits, running, outcome)
-    finally:
-        running.cancel()
-
-
-async def _execute(
-    job: Job,
-    engine: Engine,
-    node: Node,
-    control: JobControl,
-    events: JobEvents,
-    job_limits: Limits,
-    running: asyncio.Task[bool],
-    outcome: Outcome,
-) -> Outcome:
-    """Prepare and run ``job`` while ``running`` (its claim, then its ``running`` event) is
-    under way; the job starts once that is done."""
+    outcome = Outcome(state=None, image=image, started_at=started_at, notes=job_limits.notes)
     run = _Run()
     explained: dict[str, str] = {}
-    try:
-        await _run_job(job, engine, node, control, events, job_limits, run, running)
-    except NotCleared:
-        pass
-    except JobError as failure:
-        outcome.state, outcome.error = JobState.FAILED, failure.error
-        explained = _log_result(job, failure.log)
-    except EngineError as error:
-        outcome.state, outcome.error = JobState.FAILED, f"{failures.INTERNAL}: {error}"
-    except Exception as error:  # a bug or an engine surprise: fail the job, keep the executor
-        log.exception("job.error", job_id=job.id)
-        outcome.state = JobState.FAILED
-        outcome.error = f"{failures.INTERNAL}: {type(error).__name__}: {error}"
-    if not await asyncio.shield(running):
-        return Outcome(state=None, image=outcome.image)
+    try:  # prepared while ``running`` (the claim, then the running event) is under way
+        try:
+            await _run_job(job, engine, node, control, events, job_limits, run, running)
+        except NotCleared:
+            pass
+        except JobError as failure:
+            outcome.state, outcome.error = JobState.FAILED, failure.error
+            explained = _log_result(job, failure.log)
+        except EngineError as error:
+            outcome.state, outcome.error = JobState.FAILED, f"{failures.INTERNAL}: {error}"
+        except Exception as error:  # a bug or an engine surprise: fail the job, keep the executor
+            log.exception("job.error", job_id=job.id)
+            outcome.state = JobState.FAILED
+            outcome.error = f"{failures.INTERNAL}: {type(error).__name__}: {error}"
+        if not await asyncio.shield(running):
+            return Outcome(state=None, image=image)
+    finally:
+        running.cancel()
     outcome.ended_at = utcnow()
     if control.requeue:
         outcome.state = None
@@ -209,7 +194,7 @@ async def _execute(
     assert outcome.state is not None
     await events.state(
         outcome.state,
-        started_at=outcome.started_at,
+        started_at=started_at,
         ended_at=outcome.ended_at,
         exit_code=outcome.exit_code,
         error=outcome.error,

@@ -269,8 +269,9 @@ def encode(message: Message) -> bytes:
     return message.model_dump_json(exclude_none=False).encode()
 
 
-def decode(body: bytes, kind: type[M]) -> M:
-    """Parse ``body`` as ``kind``; ``ProtocolError`` with a readable reason otherwise."""
+def decode(body: bytes, kind: type[M], name: str | None = None) -> M:
+    """Parse ``body`` as ``kind``; ``ProtocolError`` with a readable reason otherwise (that
+    calls it ``name``, by default the model's)."""
     _check_finite(body)
     try:
         message = kind.model_validate_json(body)
@@ -278,7 +279,8 @@ def decode(body: bytes, kind: type[M]) -> M:
         if any(e["type"] == "json_invalid" for e in error.errors()):
             raise ProtocolError("message body is not valid JSON") from None
         _check_version(json.loads(body))
-        raise ProtocolError(f"invalid {kind.__name__}: {describe_errors(error)}") from None
+        what = name or kind.__name__
+        raise ProtocolError(f"invalid {what}: {describe_errors(error)}") from None
     _check_version({"schema_version": message.schema_version})
     return message
 
@@ -320,16 +322,8 @@ def read_batch(body: bytes) -> list[Submission | ProtocolError]:
     when the body as a whole is not a batch (not JSON, no or too many submissions)."""
     try:
         batch = decode(body, SubmissionBatch)
-    except ProtocolError:
-        _check_finite(body)
-        try:
-            envelope = _BatchEnvelope.model_validate_json(body)
-        except ValidationError as error:
-            if any(e["type"] == "json_invalid" for e in error.errors()):
-                raise ProtocolError("message body is not valid JSON") from None
-            _check_version(json.loads(body))
-            raise ProtocolError(f"invalid SubmissionBatch: {describe_errors(error)}") from None
-        _check_version({"schema_version": envelope.schema_version})
+    except ProtocolError:  # which submissions are bad? each is read alone
+        envelope = decode(body, _BatchEnvelope, "SubmissionBatch")
         return [_one_of_batch(item) for item in envelope.submissions]
     return [_version_checked(submission) for submission in batch.submissions]
 
