@@ -18,7 +18,7 @@ from pathlib import Path
 
 BENCHMARKS = {
     "requester": ["-m", "bench.bench_requester"],
-    "executor": ["-m", "bench.bench_executor"],
+    "executor": ["-m", "bench.bench_executor", "--rounds", "7"],
     "depcache": ["-m", "bench.bench_depcache"],
     "metrics": ["-m", "bench.bench_metrics"],
     "fleet": ["-m", "bench.bench_fleet"],
