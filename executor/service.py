@@ -231,10 +231,20 @@ class Executor:
             return
         job = request.job
         structlog.contextvars.bind_contextvars(job_id=job.id)
-        if self.claims is not None:  # decided while the run is prepared
-            control.claim = asyncio.create_task(self._claim(job.id, control))
-        began = monotonic()
+        job_type = job_type_label(job.meta.get(META_JOB_TYPE), job.engine_type, self.job_types)
         waited = max(0.0, (utcnow() - request.submitted_at).total_seconds())
+
+        def started(claim: asyncio.Task[str] | None = None) -> None:
+            if claim is None or (not claim.cancelled() and claim.result() == GRANTED):
+                JOBS_STARTED.labels(job_type).inc()
+                QUEUE_WAIT.labels(job_type).observe(waited)
+
+        if self.claims is None:
+            started()
+        else:  # decided while the run is prepared; it counts as started once granted
+            control.claim = asyncio.create_task(self._claim(job.id, control))
+            control.claim.add_done_callback(started)
+        began = monotonic()
         outcome: Outcome | None = None
         try:
             outcome = await execute(job, request.submitted_at, self.node, control)
@@ -247,9 +257,6 @@ class Executor:
         if verdict != GRANTED:
             await self._skip(message, verdict)
             return
-        job_type = job_type_label(job.meta.get(META_JOB_TYPE), job.engine_type, self.job_types)
-        JOBS_STARTED.labels(job_type).inc()
-        QUEUE_WAIT.labels(job_type).observe(waited)
         state = "requeued" if outcome is None or outcome.state is None else str(outcome.state)
         JOBS_FINISHED.labels(state, job_type).inc()
         JOB_DURATION.labels(job_type).observe(monotonic() - began)

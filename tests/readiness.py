@@ -53,12 +53,25 @@ def port_in(path: Path) -> int:
     return int(path.read_text())
 
 
+async def reconnects(port: int) -> float:
+    """``shoal_broker_reconnects_total`` as the service on ``port`` exports it."""
+    status, text = await probe(port, "/metrics")
+    assert status == 200
+    for line in text.splitlines():
+        if line.startswith("shoal_broker_reconnects_total "):
+            return float(line.split()[1])
+    raise AssertionError("no shoal_broker_reconnects_total in /metrics")
+
+
 async def ready_through_an_outage(port: int, proxy: CuttingProxy) -> None:
     """The service on ``port``, reaching its broker through ``proxy``, is ready; not ready
-    (its ``/livez`` still answering) while the proxy is down; ready again once it is back."""
+    (its ``/livez`` still answering) while the proxy is down; ready again once it is back,
+    having counted the reconnect."""
     assert await probe(port, "/readyz") == (200, "ready\n")
+    before = await reconnects(port)
     proxy.go_down()
     assert "not connected to the broker" in await readyz_becomes(port, 503)
     assert await probe(port, "/livez") == (200, "ok\n")
     proxy.come_back()
     assert await readyz_becomes(port, 200) == "ready\n"
+    assert await reconnects(port) > before

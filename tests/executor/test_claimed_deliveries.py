@@ -10,6 +10,7 @@ from typing import cast
 
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import REGISTRY
 
 from shoal.executor.claims import Claims, MemoryClaimBook, MemoryClaimTransport
 from shoal.executor.engine import NotCleared
@@ -93,6 +94,11 @@ def assert_prepared_only(runner: MemoryRunner) -> None:
     assert runner.containers == {}
 
 
+def started_docker_jobs() -> float:
+    """``shoal_jobs_started_total`` of plain docker jobs, in this process."""
+    return REGISTRY.get_sample_value("shoal_jobs_started_total", {"job_type": "docker"}) or 0.0
+
+
 async def prepared(runner: MemoryRunner) -> None:
     """Return a moment after ``runner`` made its first container (within 10 s)."""
     for _ in range(1000):
@@ -130,9 +136,11 @@ async def test_the_run_is_prepared_while_its_claim_is_decided(setup: Setup, verd
     await prepared(setup.runner)
     assert not any(c.started for c in setup.runner.created.values())
     assert setup.sink.of(job.id) == []
+    started = started_docker_jobs()
     transport.answer.set()
     await asyncio.wait_for(delivery.done.wait(), 10)
     assert delivery.settled == ["ack"]
+    assert started_docker_jobs() == started + (verdict == "granted")
     if verdict == "stopped":
         assert_prepared_only(setup.runner)
         assert setup.sink.of(job.id) == []
