@@ -145,6 +145,23 @@ async def test_wait_on_a_failing_job_exits_with_its_code(
     assert done.err.strip() == f"JobFailedError: job {job_id} failed (exit 3): exit status 3"
 
 
+async def test_follow_of_a_failing_job_exits_with_its_code(
+    shoal: Shoal, requester: Requester, connection: AbstractRobustConnection
+) -> None:
+    """``exec -f`` and, once the job ended, ``job logs -f`` both print its logs and exit with
+    its own code, as ``--wait`` does."""
+    async with fake_executor(connection, fail):
+        followed = await shoal(*RUN[:2], "-f", *RUN[2:])
+    assert followed.code == 3, followed.err
+    assert "boom\n" in followed.err
+    job_id = followed.err.split("JobFailedError: job ", 1)[1].split()[0]
+    again = await shoal("job", "logs", "-f", job_id)
+    assert again.code == 3, again.err
+    assert "boom\n" in again.err
+    failed = f"JobFailedError: job {job_id} failed (exit 3): exit status 3"
+    assert again.err.strip().endswith(failed)
+
+
 def lowered(job: Job) -> list[JobEvent]:
     """Run on a node whose maximum is 2 CPUs: the running event says so."""
     note = "cpu 64 → 2 (node maximum)"

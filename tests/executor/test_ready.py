@@ -82,7 +82,7 @@ async def test_readyz_is_503_while_the_docker_engine_does_not_answer(
         finally:
             monkeypatch.setattr(runner, "_docker", engine)
             await gone.close()
-        assert body.startswith("the Docker engine does not answer")
+        assert body == "not ready: the Docker engine does not answer: DockerError\n"
         assert await readyz_becomes(port, 200) == "ready\n"
     finally:
         stopping.set()
