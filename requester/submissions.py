@@ -314,8 +314,9 @@ class SubmissionPipeline:
             request, read = self._read(message)
             requests.append(request)
             items += read
-        RECEIVED.inc(len(items) + sum(r.refused is not None for r in requests))
-        ROUND_SIZE.observe(len(items))
+        received = sum(len(request.answers) or 1 for request in requests)
+        RECEIVED.inc(received)
+        ROUND_SIZE.observe(received)
         if self._images is not None:
             items = await self._with_images(items)
         items = await self._with_blobs(items)

@@ -64,7 +64,7 @@ SUBMISSIONS = Counter(
 ROUND_SIZE = Histogram(
     "shoal_submission_round_size",
     "Submissions handled together in one requester round",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
 )
 QUEUE_READY = Gauge("shoal_queue_messages_ready", "Messages ready in a work queue", ["queue"])
 QUEUE_UNACKED = Gauge(

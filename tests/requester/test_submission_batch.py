@@ -29,7 +29,7 @@ from shoal.wire import (
 from .amqp import Client, collect, collect_dead
 from .jobs import python_job
 from .test_deadletters import dead_letter
-from .test_submit import queue_depth
+from .test_submit import queue_depth, submission_counts
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -63,9 +63,12 @@ async def test_a_batch_is_answered_job_by_job(
         encode(keyed),
         encode(good[2]),
     ]
+    before = submission_counts()
     async with collect(connection, COMPUTE_QUEUE) as computed:
         reply = await answer(client, batch_body(parts))
         await computed.count(4)
+    counted = [n - b for n, b in zip(submission_counts(), before, strict=True)]
+    assert counted == [7, 5, 2]  # received, accepted, refused: each job of the batch
     assert reply.error is None
     errors = [r.error.type if r.error else None for r in reply.replies]
     assert errors == [None, "UnknownJobTypeError", None, "ProtocolError", None, None, None]
